@@ -1,0 +1,35 @@
+# make run:  bootstrap .venv and start a demo node (console on this terminal and on telnet 127.0.0.1 32051)
+# make test: bootstrap .venv, make sure PostgreSQL answers, run the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.bootstrapped
+
+.PHONY: bootstrap run test test-fast bench postgres clean
+
+bootstrap: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $(STAMP)
+
+run: bootstrap
+	$(BIN)/anylog --home anylog-data --name demo --script conf/demo.al
+
+postgres:
+	tools/ensure-postgres
+
+test: bootstrap postgres
+	$(BIN)/pytest -q
+
+test-fast: bootstrap
+	$(BIN)/pytest -q -m "not e2e"
+
+bench: bootstrap postgres
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) anylog-data build *.egg-info

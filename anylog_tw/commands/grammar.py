@@ -1,0 +1,466 @@
+"""The AnyLog command language, as pure functions over text.
+
+Nothing here knows about the node, the reactor or the registry: the tokenizer turns a line into
+tokens, the where-clause parser pairs keys with value tokens, and the value helpers read the
+typed values AnyLog users write (`30 seconds`, `-3d`, `10KB`, `true`).  Dictionary references
+(`!key`, `$VAR`) are resolved late, by `substitute`, so that a command which carries another
+command (`schedule ... task <cmd>`, `run client (...) <cmd>`) can keep its text untouched.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import json
+import re
+import time
+from functools import lru_cache
+from typing import Callable, Iterator, NamedTuple
+
+from anylog_tw.errors import GrammarError
+
+WORD = "word"
+STRING = "string"
+EQ = "eq"
+GROUP = "group"  # ( ... ): value is the inner text, untouched
+JSON = "json"  # { ... }: value is the whole object text
+
+
+class Token(NamedTuple):
+    kind: str
+    value: str
+    start: int  # offset of the token in the source line (for error messages and remainders)
+    end: int
+
+    def is_word(self, *words: str) -> bool:
+        return self.kind == WORD and self.value.lower() in words
+
+
+_SPACE = " \t\r\n"
+_OPERATOR_BEFORE_EQ = "=!<>"
+
+
+def _scan_quoted(text: str, i: int) -> int:
+    """Index just past the closing quote of the string that opens at `i`."""
+    quote = text[i]
+    j = i + 1
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == "\\" and j + 1 < n:
+            j += 2
+            continue
+        if c == quote:
+            return j + 1
+        j += 1
+    raise GrammarError(f"unterminated quoted string starting at column {i + 1}: {text[i:i + 30]!r}")
+
+
+def _scan_balanced(text: str, i: int, open_: str, close: str) -> int:
+    """Index just past the bracket that closes the one at `i`; quoted text inside is skipped."""
+    depth = 0
+    j = i
+    n = len(text)
+    while j < n:
+        c = text[j]
+        if c == '"' or (c == "'" and open_ == "("):
+            j = _scan_quoted(text, j)
+            continue
+        if c == open_:
+            depth += 1
+        elif c == close:
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    raise GrammarError(f"unbalanced '{open_}' at column {i + 1}: no matching '{close}'")
+
+
+def _unescape(body: str) -> str:
+    if "\\" not in body:
+        return body
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+@lru_cache(maxsize=2048)
+def tokenize(text: str) -> tuple[Token, ...]:
+    """Split one command line into tokens.
+
+    Words end at white space, at a lone `=`, at a quote that opens a word, or at `(`.  `==`,
+    `!=`, `<=` and `>=` stay inside words (they belong to conditional expressions).  A `( ... )`
+    group and a `{ ... }` JSON object are single tokens, so destinations and inline policies pass
+    through intact.  Cached: nodes run the same scheduled and scripted lines again and again.
+    """
+    tokens: list[Token] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c in _SPACE:
+            i += 1
+            continue
+        if c == '"' or c == "'":
+            j = _scan_quoted(text, i)
+            tokens.append(Token(STRING, _unescape(text[i + 1 : j - 1]), i, j))
+            i = j
+            continue
+        if c == "(":
+            j = _scan_balanced(text, i, "(", ")")
+            tokens.append(Token(GROUP, text[i + 1 : j - 1].strip(), i, j))
+            i = j
+            continue
+        if c == ")":
+            raise GrammarError(f"unbalanced ')' at column {i + 1}")
+        if c == "{":
+            j = _scan_balanced(text, i, "{", "}")
+            tokens.append(Token(JSON, text[i:j], i, j))
+            i = j
+            continue
+        if c == "=" and (i + 1 >= n or text[i + 1] != "="):
+            tokens.append(Token(EQ, "=", i, i + 1))
+            i += 1
+            continue
+        j = i
+        while j < n:
+            c = text[j]
+            if c in _SPACE or c == "(" or c == ")":
+                break
+            if c == "=":
+                nxt = text[j + 1] if j + 1 < n else ""
+                prev = text[j - 1] if j > i else ""
+                if nxt != "=" and prev not in _OPERATOR_BEFORE_EQ:
+                    break
+                if nxt == "=":
+                    j += 2
+                    continue
+            j += 1
+        tokens.append(Token(WORD, text[i:j], i, j))
+        i = j
+    return tuple(tokens)
+
+
+# --- dictionary references -------------------------------------------------------------------
+
+_REFERENCE = re.compile(
+    r"(!!?)([A-Za-z_][A-Za-z0-9_]*)(\.(?:int|float|str|bool|name|len))?(?![A-Za-z0-9_])"
+    r"|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def _typed(key: str, value: str, suffix: str | None) -> str:
+    if not suffix:
+        return value
+    kind = suffix[1:]
+    try:
+        if kind == "int":
+            return str(int(float(value)))
+        if kind == "float":
+            return repr(float(value))
+        if kind == "bool":
+            return "true" if parse_bool(value) else "false"
+        if kind == "name":
+            return value.strip().lower().replace(" ", "_")
+        if kind == "len":
+            return str(len(value))
+    except (ValueError, GrammarError):
+        raise GrammarError(f"'!{key}{suffix}': the value {value!r} is not a {kind}") from None
+    return value
+
+
+def substitute(text: str, lookup: Callable[[str], str | None], env: Callable[[str], str | None]) -> str:
+    """Replace `!key`, `!key.int` ... with dictionary values and `$VAR` with the environment.
+
+    `!!key` is left as `!key`: it belongs to the node that will run the command.  An unknown key
+    is an error rather than a silent literal, because a typo in `!master_node` would otherwise
+    send a command to a node called "!master_node".
+    """
+    if "!" not in text and "$" not in text:
+        return text
+
+    def replace(m: re.Match) -> str:
+        if m.group(4):
+            name = m.group(4)
+            value = env(name)
+            if value is None:
+                raise GrammarError(f"'${name}': no such environment variable")
+            return value
+        bangs, key, suffix = m.group(1), m.group(2), m.group(3)
+        if bangs == "!!":
+            return "!" + key + (suffix or "")
+        value = lookup(key)
+        if value is None:
+            raise GrammarError(f"'!{key}' is not in the dictionary (set it with '{key} = <value>')")
+        return _typed(key, value, suffix)
+
+    return _REFERENCE.sub(replace, text)
+
+
+def substitute_json(text: str, lookup: Callable[[str], str | None], env: Callable[[str], str | None]) -> str:
+    """Resolve references inside a JSON object written in a script, as AnyLog users write policies.
+
+    Outside string literals a reference becomes a JSON value: `"name": !node_name` gives a string,
+    `"port": !port.int` a number, `.float` and `.bool` likewise.  Inside a string literal it is
+    replaced in place (`"!ip:!port"`), escaped for JSON.
+    """
+    if "!" not in text and "$" not in text:
+        return text
+    def escaped(key: str) -> str | None:
+        value = lookup(key)
+        return None if value is None else json.dumps(value, ensure_ascii=False)[1:-1]
+
+    out = []
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = _scan_quoted(text, i)
+            out.append('"' + substitute(text[i + 1 : j - 1], escaped, env) + '"')
+            i = j
+            continue
+        m = _REFERENCE.match(text, i)
+        if m and not (m.group(1) == "!!"):
+            value = substitute(m.group(0), lookup, env)
+            suffix = (m.group(3) or "")[1:]
+            out.append(value if suffix in ("int", "float", "len", "bool") else json.dumps(value, ensure_ascii=False))
+            i = m.end()
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# --- where clauses ---------------------------------------------------------------------------
+
+
+def split_where(tokens: tuple[Token, ...] | list[Token]) -> tuple[list[Token], list[Token] | None]:
+    """Split tokens at the first `where`: (positional tokens, clause tokens or None)."""
+    for i, tok in enumerate(tokens):
+        if tok.kind == WORD and tok.value.lower() == "where":
+            return list(tokens[:i]), list(tokens[i + 1 :])
+    return list(tokens), None
+
+
+def _next_is_key(tokens: list[Token], i: int) -> bool:
+    """True when tokens[i:] start with `<word>... =`: the `and` before them ends a value."""
+    j = i
+    while j < len(tokens) and tokens[j].kind == WORD and not tokens[j].is_word("and"):
+        j += 1
+    return j > i and j < len(tokens) and tokens[j].kind == EQ
+
+
+def parse_where(tokens: list[Token]) -> list[tuple[str, list[Token]]]:
+    """Pair keys with their value tokens: `k = v and k2 = 30 seconds` -> [(k, [v]), (k2, [30, seconds])].
+
+    A value runs to the next `and` that is followed by `key =`, so `name = salt and pepper` keeps
+    its `and`.  Keys are lower-cased and may be several words (`read only = true`).
+    """
+    pairs: list[tuple[str, list[Token]]] = []
+    i = 0
+    n = len(tokens)
+    if n == 0:
+        raise GrammarError("'where' must be followed by 'key = value'")
+    while i < n:
+        key_words = []
+        while i < n and tokens[i].kind == WORD and not tokens[i].is_word("and"):
+            key_words.append(tokens[i].value)
+            i += 1
+        if not key_words:
+            got = tokens[i].value if i < n else "the end of the command"
+            raise GrammarError(f"expected an option name in the where clause, got {got!r}")
+        if i >= n or tokens[i].kind != EQ:
+            raise GrammarError(f"option '{' '.join(key_words)}' has no '= value'")
+        i += 1
+        start = i
+        while i < n:
+            if tokens[i].is_word("and"):
+                if _next_is_key(tokens, i + 1):
+                    break
+                if i + 1 == n:
+                    raise GrammarError("the where clause ends with 'and'")
+                if tokens[i + 1].kind == EQ:
+                    raise GrammarError("an option name is missing before '=' after 'and'")
+            i += 1
+        value = tokens[start:i]
+        if not value:
+            raise GrammarError(f"option '{' '.join(key_words)}' has no value after '='")
+        pairs.append((" ".join(key_words).lower(), value))
+        if i < n:
+            i += 1  # the 'and'
+            if i >= n:
+                raise GrammarError("the where clause ends with 'and'")
+    return pairs
+
+
+# --- scripts and multi-line commands ---------------------------------------------------------
+
+
+class CommandAccumulator:
+    """Collects lines into commands: one line each, or a `<` ... `>` block spanning several."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._lines)
+
+    def feed(self, line: str) -> str | None:
+        stripped = line.strip()
+        if not self._lines:
+            if stripped.startswith("<"):
+                if stripped.endswith(">") and len(stripped) > 1:
+                    return stripped[1:-1].strip()
+                self._lines.append(stripped[1:])
+                return None
+            return stripped
+        if stripped.startswith("#"):
+            return None
+        if stripped.endswith(">"):
+            self._lines.append(stripped[:-1])
+            text = "\n".join(self._lines).strip()
+            self._lines = []
+            return text
+        self._lines.append(stripped)
+        return None
+
+
+def split_script(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (line number, command) for each command of a script; `#` lines are comments."""
+    acc = CommandAccumulator()
+    first = 0
+    lineno = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not acc.pending:
+            if not stripped or stripped.startswith("#"):
+                continue
+            first = lineno
+        command = acc.feed(line)
+        if command:
+            yield first, command
+    if acc.pending:
+        raise GrammarError(f"line {first}: '<' block never closed with '>'")
+
+
+# --- typed values ----------------------------------------------------------------------------
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    raise GrammarError(f"{text!r} is not a boolean: use true or false")
+
+
+_TIME_UNITS = {
+    "second": 1, "seconds": 1, "sec": 1, "secs": 1, "s": 1,
+    "minute": 60, "minutes": 60, "min": 60, "mins": 60,
+    "hour": 3600, "hours": 3600, "h": 3600,
+    "day": 86400, "days": 86400, "d": 86400,
+    "week": 604800, "weeks": 604800,
+}
+_TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_seconds(text: str) -> float:
+    """`30 seconds`, `1 hour`, `2 days`, `45` (seconds) -> seconds."""
+    m = _TIME.match(text)
+    if not m:
+        raise GrammarError(f"{text!r} is not a time: write e.g. '30 seconds', '5 minutes', '1 hour'")
+    amount, unit = float(m.group(1)), m.group(2).lower() or "seconds"
+    if unit not in _TIME_UNITS:
+        raise GrammarError(f"{text!r}: unknown time unit {unit!r} (seconds, minutes, hours, days, weeks)")
+    return amount * _TIME_UNITS[unit]
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_SIZE = re.compile(r"^\s*([\d,]+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """`10KB`, `10 KB`, `10,000 bytes`, `2MB` -> bytes."""
+    m = _SIZE.match(text)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _SIZE_UNITS:
+        raise GrammarError(f"{text!r} is not a size: write e.g. '10KB', '2 MB', '10000 bytes'")
+    return int(float(m.group(1).replace(",", "")) * _SIZE_UNITS[unit])
+
+
+_RELATIVE = re.compile(r"^\s*([+-])\s*(\d+)\s*([ymwdhts])\s*$")
+_RELATIVE_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "t": 60, "s": 1}
+_DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d",
+    "%y-%m-%d %H:%M:%S", "%y-%m-%d", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S",
+)
+
+
+def _add_months(t: time.struct_time, months: int) -> float:
+    month0 = t.tm_mon - 1 + months
+    year, month = t.tm_year + month0 // 12, month0 % 12 + 1
+    day = min(t.tm_mday, calendar.monthrange(year, month)[1])
+    return calendar.timegm((year, month, day, t.tm_hour, t.tm_min, t.tm_sec, 0, 0, 0))
+
+
+def parse_date(text: str, now: float) -> float:
+    """A point in time, as UTC epoch seconds.
+
+    Accepts AnyLog's relative forms (`-3d`, `+2h`; units y m w d h t s, `t` being minutes),
+    `now()`, `start of day|hour|week|month|year`, and absolute dates (`2026-12-01 10:00:00`,
+    `26-12-01 10:00:00`, ISO with `Z`), all taken as UTC.
+    """
+    s = text.strip().strip('"').strip("'")
+    low = s.lower()
+    if low in ("now", "now()"):
+        return now
+    m = _RELATIVE.match(low)
+    if m:
+        sign = 1 if m.group(1) == "+" else -1
+        amount, unit = int(m.group(2)), m.group(3)
+        if unit in ("y", "m"):
+            return _add_months(time.gmtime(now), sign * amount * (12 if unit == "y" else 1)) + now % 1
+        return now + sign * amount * _RELATIVE_SECONDS[unit]
+    if low.startswith("start of "):
+        unit = low[len("start of "):].strip()
+        t = time.gmtime(now)
+        if unit == "minute":
+            return float(calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, 0)))
+        if unit == "hour":
+            return float(calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, 0, 0)))
+        if unit == "day":
+            return float(calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0)))
+        if unit == "week":
+            day = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0))
+            return float(day - t.tm_wday * 86400)
+        if unit == "month":
+            return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+        if unit == "year":
+            return float(calendar.timegm((t.tm_year, 1, 1, 0, 0, 0)))
+        raise GrammarError(f"{text!r}: 'start of' takes minute, hour, day, week, month or year")
+    for fmt in _DATE_FORMATS:
+        try:
+            dt = datetime.datetime.strptime(s, fmt)
+        except ValueError:
+            continue
+        return calendar.timegm(dt.timetuple()) + dt.microsecond / 1e6
+    raise GrammarError(
+        f"{text!r} is not a date: write '2026-12-01 10:00:00', '-3d', '+2h', 'now()' or 'start of day'"
+    )
+
+
+def split_list(text: str) -> list[str]:
+    """`(a, b, c)`, `a,b,c` or `[a, b]` -> ['a', 'b', 'c']."""
+    s = text.strip()
+    if s[:1] in "([" and s[-1:] in ")]":
+        s = s[1:-1]
+    return [part.strip().strip('"').strip("'") for part in s.split(",") if part.strip()]
+
+
+def quote(value: str) -> str:
+    """Render a value back into command text, quoting it when the tokenizer would split it."""
+    if value and not any(c in value for c in ' \t\r\n"\'()={}'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,1 @@
+"""Everything that faces the network: peer protocol, REST, consoles."""

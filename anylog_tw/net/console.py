@@ -1,0 +1,221 @@
+"""The node's consoles: a telnet command shell, the stdin prompt, and a Python manhole.
+
+All three are thin: they read lines, hand complete commands to `Node.execute`, and write the
+rendered reply.  Commands from one session run one after another, in the order typed, while
+other sessions and the rest of the node go on.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from twisted.conch import manhole, recvline
+from twisted.conch.insults import insults
+from twisted.conch.telnet import (
+    AuthenticatingTelnetProtocol,
+    ITelnetProtocol,
+    TelnetBootstrapProtocol,
+    TelnetTransport,
+)
+from twisted.cred import checkers, credentials, error, portal
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from anylog_tw.commands.grammar import CommandAccumulator
+from anylog_tw.services.base import ListeningProcess
+
+
+def prompt(node) -> str:
+    return f"AL {node.name} > "
+
+
+class _SerialRunner:
+    """Runs a session's commands one at a time, in order, and writes each reply."""
+
+    def __init__(self, node, origin: str, write):
+        self.node = node
+        self.origin = origin
+        self.write = write
+        self._last: defer.Deferred = defer.succeed(None)
+        self.accumulator = CommandAccumulator()
+
+    def feed(self, line: str) -> defer.Deferred | None:
+        command = self.accumulator.feed(line)
+        if not command:
+            return None
+        self._last = self._last.addCallback(lambda _: self.node.execute(command, self.origin))
+        self._last.addCallback(lambda reply: self.write(reply.render()))
+        return self._last
+
+
+class CommandShell(recvline.HistoricRecvLine):
+    """A telnet session: AnyLog commands with history (arrow keys) and line editing."""
+
+    log = Logger()
+
+    def __init__(self, node):
+        recvline.HistoricRecvLine.__init__(self)
+        self.node = node
+        self.runner: _SerialRunner | None = None
+
+    @property
+    def ps(self):
+        return (prompt(self.node).encode(), b"... ")
+
+    def connectionMade(self):
+        peer = self.terminal.transport.getPeer() if hasattr(self.terminal, "transport") else None
+        origin = f"console {peer.host}:{peer.port}" if peer is not None and hasattr(peer, "host") else "console"
+        self.runner = _SerialRunner(self.node, origin, self._write_reply)
+        recvline.HistoricRecvLine.connectionMade(self)
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.sessions.add(self)
+
+    def connectionLost(self, reason):
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.sessions.discard(self)
+        recvline.HistoricRecvLine.connectionLost(self, reason)
+
+    def initializeScreen(self):
+        self.terminal.write(f"anylog-tw node {self.node.name}: type 'help' for commands, 'quit' to leave.".encode())
+        self.terminal.nextLine()
+        self.pn = 0
+        self.terminal.write(self.ps[self.pn])
+        self.setInsertMode()
+
+    def terminalSize(self, width, height):
+        # The default erases the screen, and with it the banner; only remember the size.
+        self.width, self.height = width, height
+
+    def _write_reply(self, text: str) -> None:
+        for line in text.split("\n"):
+            self.terminal.write(line.encode("utf-8", "replace"))
+            self.terminal.nextLine()
+        self.pn = 0
+        self.drawInputLine()
+
+    def lineReceived(self, line: bytes):
+        text = line.decode("utf-8", "replace")
+        if text.strip().lower() in ("quit", "bye") and not self.runner.accumulator.pending:
+            self.terminal.loseConnection()
+            return
+        if self.runner.feed(text) is None:
+            self.pn = 1 if self.runner.accumulator.pending else 0
+            self.drawInputLine()
+
+
+class ShellFactory(protocol.ServerFactory):
+    """Builds telnet sessions running `CommandShell`; knows its live sessions to close them on stop."""
+
+    def __init__(self, node):
+        self.node = node
+        self.sessions: set[CommandShell] = set()
+
+    def buildProtocol(self, addr):
+        factory = self
+
+        def make_shell():
+            shell = CommandShell(factory.node)
+            shell.factory = factory
+            return shell
+
+        transport = TelnetTransport(TelnetBootstrapProtocol, insults.ServerProtocol, make_shell)
+        transport.factory = self
+        return transport
+
+    def close_sessions(self) -> None:
+        for session in list(self.sessions):
+            session.terminal.loseConnection()
+
+
+class ConsoleService(ListeningProcess):
+    """`run console`: the telnet command shell, on a loopback port by default."""
+
+    name = "Console"
+    exit_command = "exit console"
+
+    def details(self) -> str:
+        host, port = self.address
+        return f"Listening on: {host}:{port}, Sessions: {len(self.factory.sessions)}"
+
+    def close_connections(self) -> None:
+        self.factory.close_sessions()
+
+
+class StdioShell(LineReceiver):
+    """The prompt on the terminal the node was started from (only when stdin is a terminal)."""
+
+    delimiter = b"\n"
+
+    def __init__(self, node):
+        self.node = node
+        self.runner = None
+
+    def connectionMade(self):
+        self.runner = _SerialRunner(self.node, "stdin", self._write_reply)
+        self.transport.write(prompt(self.node).encode())
+
+    def _write_reply(self, text: str) -> None:
+        if text:
+            self.transport.write(text.encode("utf-8", "replace") + b"\n")
+        self.transport.write(prompt(self.node).encode())
+
+    def lineReceived(self, line: bytes):
+        if self.runner.feed(line.decode("utf-8", "replace")) is None:
+            self.transport.write(b"... " if self.runner.accumulator.pending else prompt(self.node).encode())
+
+
+# --- the Python manhole -----------------------------------------------------------------------
+
+
+@implementer(checkers.ICredentialsChecker)
+class SinglePasswordChecker:
+    """One user, one password, compared in constant time."""
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, user: str, password: str):
+        self._user = user.encode()
+        self._password = password.encode()
+
+    def requestAvatarId(self, creds):
+        user_ok = hmac.compare_digest(creds.username, self._user)
+        password_ok = hmac.compare_digest(creds.password, self._password)
+        if user_ok and password_ok:
+            return defer.succeed(creds.username)
+        return defer.fail(error.UnauthorizedLogin("wrong user or password"))
+
+
+@implementer(portal.IRealm)
+class _ManholeRealm:
+    def __init__(self, namespace: dict):
+        self.namespace = namespace
+
+    def requestAvatar(self, avatar_id, mind, *interfaces):
+        if ITelnetProtocol not in interfaces:
+            raise NotImplementedError("the manhole only speaks telnet")
+        proto = TelnetBootstrapProtocol(insults.ServerProtocol, manhole.ColoredManhole, self.namespace)
+        return ITelnetProtocol, proto, lambda: None
+
+
+def manhole_factory(node, user: str, password: str) -> protocol.ServerFactory:
+    """Telnet with a login, then a Python REPL with `node` and `reactor` in scope."""
+    namespace = {"node": node, "reactor": node.reactor}
+    p = portal.Portal(_ManholeRealm(namespace), [SinglePasswordChecker(user, password)])
+    factory = protocol.ServerFactory()
+    factory.protocol = lambda: TelnetTransport(AuthenticatingTelnetProtocol, p)
+    return factory
+
+
+class ManholeService(ListeningProcess):
+    """`run manhole`: a Python REPL into the live node, behind a user and password."""
+
+    name = "Manhole"
+    exit_command = "exit manhole"
+
+    def details(self) -> str:
+        host, port = self.address
+        return f"Python manhole on {host}:{port}"

@@ -1,0 +1,327 @@
+"""The node: one process of the network, and the one way to make it do anything.
+
+The console, REST, peers, scheduled tasks and startup scripts all call `Node.execute(text,
+origin)` and get a `Deferred[Reply]`; nothing else dispatches commands.  The node is also the
+root `MultiService`: every background process (`run tcp server`, `run operator` ...) is a child
+service named as `get processes` shows it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import socket
+import time
+from typing import Any, Callable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from anylog_tw import layout
+from anylog_tw.commands import grammar, load_commands
+from anylog_tw.commands.grammar import EQ, JSON, STRING, Token
+from anylog_tw.commands.registry import FORMAT, Command, Registry, is_assignment, read_options, token_text
+from anylog_tw.commands.reply import JSON_FORMAT, Reply
+from anylog_tw.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
+from anylog_tw.eventlog import EventLog
+
+# The rows of `get processes`, in order; other running processes are listed after them.
+PROCESS_ROWS = ("TCP", "REST", "Operator", "Publisher", "Blockchain Sync", "Scheduler", "HA", "Console")
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Call:
+    """One command being run: the node, the matched command, and its arguments read for it."""
+
+    __slots__ = ("node", "command", "tokens", "text", "origin", "args", "opts", "given")
+
+    def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: str):
+        self.node = node
+        self.command = command
+        self.tokens = tokens  # what follows the command words, unresolved
+        self.text = text
+        self.origin = origin
+        self.args: list[str] = []
+        self.opts: dict[str, Any] = {}
+        self.given: set[str] = set()
+        if command.raw or not tokens:
+            if not command.raw:
+                self._check_nargs()
+                self.opts, _ = read_options(command, None, node.substitute)
+            return
+        positional, clause = grammar.split_where(tokens)
+        self.args = [token_text(t, node.substitute) for t in positional]
+        self._check_nargs()
+        self.opts, self.given = read_options(command, clause, node.substitute)
+
+    def _check_nargs(self) -> None:
+        low, high = self.command.nargs
+        n = len(self.args)
+        if n < low or (high is not None and n > high):
+            if high == 0:
+                extra = " ".join(self.args)
+                raise OptionError(f"'{self.command.name}' takes no argument '{extra}' (usage: {self.command.usage})")
+            raise OptionError(f"'{self.command.name}': wrong number of arguments (usage: {self.command.usage})")
+
+    @property
+    def rest(self) -> str:
+        """The text after the command words, as typed (for commands that carry a command)."""
+        return self.text[self.tokens[0].start:] if self.tokens else ""
+
+    @property
+    def wants_json(self) -> bool:
+        return self.opts.get("format") == "json"
+
+
+class Node(MultiService):
+    """A node: its name, home, dictionary, logs and background processes."""
+
+    log = Logger()
+
+    def __init__(self, home: str, name: str = "anylog-node", reactor=None, registry: Registry | None = None,
+                 environ: dict | None = None, scripts: tuple[str, ...] | list[str] = (),
+                 on_exit: Callable[[], None] | None = None):
+        MultiService.__init__(self)
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.home = os.path.abspath(home)
+        self.name = name
+        self.registry = registry if registry is not None else load_commands()
+        self.environ = environ if environ is not None else os.environ
+        self.scripts = list(scripts)
+        self.events = EventLog(1000, clock=reactor.seconds)
+        self.errors = EventLog(1000, clock=reactor.seconds)
+        self.started_at = reactor.seconds()
+        self.commands_run = 0
+        self._components: dict[type, Any] = {}
+        self._on_exit = on_exit
+        hostname = socket.gethostname()
+        self.dictionary: dict[str, str] = {
+            "node_name": name,
+            "hostname": hostname,
+            "ip": "127.0.0.1",
+            "external_ip": "127.0.0.1",
+        }
+        self.dictionary.update(layout.work_dictionary(self.home))
+
+    # -- shared state of the areas (storage, metadata, ...) -----------------------------------
+
+    def component(self, cls: type) -> Any:
+        """The node's one instance of an area's state holder, made on first use as `cls(node)`.
+
+        It lets the storage, metadata and ingest areas keep their state on the node without the
+        node importing them; a component with a `close()` method is closed when the node stops.
+        """
+        inst = self._components.get(cls)
+        if inst is None:
+            inst = self._components[cls] = cls(self)
+        return inst
+
+    def has_component(self, cls: type) -> bool:
+        return cls in self._components
+
+    # -- dictionary --------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> str | None:
+        return self.dictionary.get(key)
+
+    def substitute(self, text: str) -> str:
+        return grammar.substitute(text, self.dictionary.get, self.environ.get)
+
+    def set_name(self, name: str) -> None:
+        self.name = name
+        self.dictionary["node_name"] = name
+
+    # -- running commands --------------------------------------------------------------------
+
+    def execute(self, text: str, origin: str = "local") -> Deferred:
+        """Run one command; the Deferred fires with a Reply, never with a failure."""
+        return Deferred.fromCoroutine(self.run(text, origin))
+
+    async def run(self, text: str, origin: str = "local") -> Reply:
+        """Run one command and return its Reply; errors are replies, tracebacks go to the log."""
+        try:
+            reply = await self._dispatch(text, origin)
+        except AnyLogError as e:
+            reply = Reply.of_error(e.message, e.code, e.status)
+        except Exception as e:
+            self.log.failure("command {command!r} from {origin} failed", command=text, origin=origin)
+            reply = Reply.of_error(
+                f"internal error running '{text[:80]}': {type(e).__name__}: {e} (the traceback is in the log)",
+                "internal", 500)
+        self.commands_run += 1
+        if reply.ok:
+            self.events.add(origin, text, "ok")
+        else:
+            self.events.add(origin, text, "error")
+            self.errors.add(origin, text, reply.text or "")
+        return reply
+
+    async def _dispatch(self, text: str, origin: str) -> Reply:
+        text = text.strip()
+        if text.startswith("<") and text.endswith(">"):
+            text = text[1:-1].strip()
+        if not text or text.startswith("#"):
+            return Reply.of_text("")
+        tokens = grammar.tokenize(text)
+        if is_assignment(tokens):
+            return await self._assign(tokens[0].value, tokens[2:], text, origin)
+        match = self.registry.match(tokens)
+        if match is None:
+            if len(tokens) >= 3 and tokens[0].is_word("set") and tokens[2].kind == EQ:
+                return await self._assign(tokens[1].value, tokens[3:], text, origin)
+            raise self.registry.unknown(list(tokens))
+        cmd, used = match
+        call = Call(self, cmd, tokens[used:], text, origin)
+        result = cmd.handler(call)
+        if inspect.isawaitable(result):
+            result = await result
+        reply = Reply.coerce(result)
+        if call.wants_json:
+            reply.fmt = JSON_FORMAT
+        return reply
+
+    async def _assign(self, key: str, value: tuple[Token, ...], text: str, origin: str) -> Reply:
+        """`key = value`, `key = ""` (delete) and `key = <command>` (store the command's output)."""
+        if not _KEY.match(key):
+            raise GrammarError(f"{key!r} cannot be a dictionary key: use letters, digits and '_'")
+        if not value:
+            raise GrammarError(f"'{key} =' needs a value (write '{key} = \"\"' to delete the key)")
+        if len(value) == 1 and value[0].kind == STRING and value[0].value == "":
+            self.dictionary.pop(key, None)
+            return Reply.of_text("")
+        if self.registry.starts_command(value):
+            reply = await self._dispatch(text[value[0].start:], origin)
+            if not reply.ok:
+                return reply
+            stored = reply.render()
+        elif len(value) == 1 and value[0].kind == JSON:
+            stored = grammar.substitute_json(value[0].value, self.dictionary.get, self.environ.get)
+        else:
+            stored = " ".join(token_text(t, self.substitute) for t in value)
+        self.dictionary[key] = stored
+        return Reply.of_text("")
+
+    # -- scripts -----------------------------------------------------------------------------
+
+    async def run_script(self, path: str, origin: str | None = None) -> tuple[int, int]:
+        """Run a script's commands in order: (commands run, commands failed).
+
+        A failing line is logged with its file and line number and the script goes on, as a
+        node that half-configured itself is more useful than one that stopped at line 3.
+        """
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        ran = failed = 0
+        try:
+            for lineno, command in grammar.split_script(text):
+                reply = await self.run(command, origin or f"script {path}:{lineno}")
+                ran += 1
+                if not reply.ok:
+                    failed += 1
+                    self.log.error("{path}:{lineno}: {command}: {error}", path=path, lineno=lineno,
+                                   command=command, error=reply.text)
+        except GrammarError as e:
+            failed += 1
+            self.errors.add(f"script {path}", "", e.message)
+            self.log.error("{path}: {error}", path=path, error=e.message)
+        return ran, failed
+
+    def resolve_script(self, path: str) -> str:
+        """A script path as given, or relative to the node's `local_scripts` directory."""
+        if os.path.isfile(path):
+            return path
+        candidate = os.path.join(self.dictionary.get("local_scripts", ""), path)
+        if os.path.isfile(candidate):
+            return candidate
+        raise CommandError(f"script file '{path}' not found (looked in the current directory and "
+                           f"{self.dictionary.get('local_scripts')})")
+
+    # -- background processes ----------------------------------------------------------------
+
+    def process(self, name: str):
+        return self.namedServices.get(name)
+
+    def add_process(self, service) -> None:
+        """Start a background process; starting one that runs already is an error."""
+        if service.name in self.namedServices:
+            how = getattr(service, "exit_command", "") or f"exit {service.name.lower()}"
+            raise ServiceError(f"{service.name} is already running (stop it first with '{how}')")
+        service.setServiceParent(self)
+
+    async def stop_process(self, name: str) -> None:
+        service = self.namedServices.get(name)
+        if service is None:
+            raise ServiceError(f"{name} is not running")
+        await maybeDeferred(service.disownServiceParent)
+
+    def stop_process_now(self, name: str) -> Deferred:
+        """`stop_process` as a Deferred, for callLater and other plain callbacks."""
+        d = Deferred.fromCoroutine(self.stop_process(name))
+        d.addErrback(lambda f: self.log.failure("stopping {name} failed", f, name=name))
+        return d
+
+    def processes(self) -> list[tuple[str, Any]]:
+        """(row name, service or None) for `get processes`: the fixed rows, then any others."""
+        rows = [(name, self.namedServices.get(name)) for name in PROCESS_ROWS]
+        rows += [(name, svc) for name, svc in self.namedServices.items() if name not in PROCESS_ROWS]
+        return rows
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        layout.create_work_directories(self.home)
+        MultiService.startService(self)
+        self.started_at = self.reactor.seconds()
+        if self.scripts:
+            self.reactor.callWhenRunning(self._start_scripts)
+        else:
+            self.reactor.callWhenRunning(self._ready)
+
+    def _start_scripts(self) -> Deferred:
+        async def run_all() -> None:
+            for path in self.scripts:
+                try:
+                    await self.run_script(path)
+                except OSError as e:
+                    self.log.error("cannot read script {path}: {error}", path=path, error=e)
+            self._ready()
+
+        return Deferred.fromCoroutine(run_all())
+
+    def _ready(self) -> None:
+        self.log.info("node {name} ready in {home}", name=self.name, home=self.home)
+
+    async def _stop(self) -> None:
+        await maybeDeferred(MultiService.stopService, self)
+        for component in reversed(list(self._components.values())):
+            close = getattr(component, "close", None)
+            if close is not None:
+                try:
+                    await maybeDeferred(close)
+                except Exception:
+                    self.log.failure("closing {component} failed", component=component)
+
+    def stopService(self) -> Deferred:
+        return Deferred.fromCoroutine(self._stop())
+
+    def shutdown(self) -> None:
+        """`exit node`: stop the reactor after the reply is on its way; the process exits 0."""
+        if self._on_exit is not None:
+            self._on_exit()
+        else:
+            self.reactor.callLater(0, self.reactor.stop)
+
+    def uptime(self) -> float:
+        return self.reactor.seconds() - self.started_at
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name} at {self.home}>"
+
+
+def now_text(seconds: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds if seconds is not None else time.time()))

@@ -1,0 +1,1 @@
+"""Background processes of a node: base class, periodic work, scheduler, HA."""

@@ -1,0 +1,54 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+
+from anylog_tw.node import Node
+
+
+def fired(d: Deferred):
+    """The result of a Deferred that has already fired (unit tests run without a reactor)."""
+    results, failures = [], []
+    d.addCallbacks(results.append, failures.append)
+    if failures:
+        failures[0].raiseException()
+    assert results, "the Deferred has not fired"
+    return results[0]
+
+
+def unit_node(tmp_path, **kwargs) -> Node:
+    """A node on a memory reactor with a clock: no sockets, no real time."""
+    return Node(str(tmp_path / "home"), reactor=MemoryReactorClock(), **kwargs)
+
+
+def run(node: Node, text: str):
+    """Run a command on a unit node and return its Reply (handlers that wait are not for this)."""
+    return fired(node.execute(text))
+
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[78=>]|\xff[\xfb-\xfe].|\xff[\xf0-\xfa]")
+
+
+def strip_terminal(data: bytes) -> str:
+    """Bytes a telnet console sent, without escape sequences and telnet negotiation."""
+    return ANSI.sub(b"", data).replace(b"\r", b"").decode("utf-8", "replace")
+
+
+async def poll(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Wait until predicate() is true, checking every `interval`; fail after `timeout` seconds."""
+    from twisted.internet import reactor
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await task.deferLater(reactor, interval, lambda: None)
