@@ -32,7 +32,7 @@ def run(node: Node, text: str):
     return fired(node.execute(text))
 
 
-ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[78=>]|\xff[\xfb-\xfe].|\xff[\xf0-\xfa]")
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[78=>cDEMH]|\xff[\xfb-\xfe].|\xff[\xf0-\xfa]")
 
 
 def strip_terminal(data: bytes) -> str:

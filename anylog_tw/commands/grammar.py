@@ -314,7 +314,7 @@ class CommandAccumulator:
                 self._lines.append(stripped[1:])
                 return None
             return stripped
-        if stripped.startswith("#"):
+        if not stripped or stripped.startswith("#"):
             return None
         if stripped.endswith(">"):
             self._lines.append(stripped[:-1])

@@ -135,7 +135,11 @@ class Registry:
 
     def unknown(self, tokens: list[Token]) -> UnknownCommand:
         """The error for a line that names no command, with the nearest commands as hints."""
-        words = [t.value.lower() for t in tokens[: self._max_words] if t.kind == WORD]
+        words = []
+        for t in tokens[:8]:
+            if t.kind != WORD or t.value.lower() == "where":
+                break
+            words.append(t.value.lower())
         first = words[0] if words else (tokens[0].value if tokens else "")
         names = [c.name for c in self]
         typed = " ".join(words)

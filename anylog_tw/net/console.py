@@ -12,6 +12,10 @@ import hmac
 from twisted.conch import manhole, recvline
 from twisted.conch.insults import insults
 from twisted.conch.telnet import (
+    ECHO,
+    LINEMODE,
+    NAWS,
+    SGA,
     AuthenticatingTelnetProtocol,
     ITelnetProtocol,
     TelnetBootstrapProtocol,
@@ -25,6 +29,29 @@ from zope.interface import implementer
 
 from anylog_tw.commands.grammar import CommandAccumulator
 from anylog_tw.services.base import ListeningProcess
+
+
+class QuietTelnetBootstrap(TelnetBootstrapProtocol):
+    """Telnet set-up that takes a client's refusal of an option as an answer, not a critical error.
+
+    Simple clients (nc, scripts, some telnets) refuse line mode or window size; Twisted's
+    bootstrap logs each refusal as a failure.  The session works without them.
+    """
+
+    def connectionMade(self):
+        self.transport.negotiationMap[NAWS] = self.telnet_NAWS
+        self.transport.negotiationMap[LINEMODE] = self.telnet_LINEMODE
+        for opt in (LINEMODE, NAWS, SGA):
+            self.transport.do(opt).addErrback(self._refused, opt)
+        self.transport.will(ECHO).addErrback(self._refused, ECHO)
+        self.protocol = self.protocolFactory(*self.protocolArgs, **self.protocolKwArgs)
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            self.protocol.factory = factory
+        self.protocol.makeConnection(self)
+
+    def _refused(self, failure, opt):
+        self._log.debug("telnet option {opt!r} not agreed: {why}", opt=opt, why=failure.getErrorMessage())
 
 
 def prompt(node) -> str:
@@ -122,7 +149,7 @@ class ShellFactory(protocol.ServerFactory):
             shell.factory = factory
             return shell
 
-        transport = TelnetTransport(TelnetBootstrapProtocol, insults.ServerProtocol, make_shell)
+        transport = TelnetTransport(QuietTelnetBootstrap, insults.ServerProtocol, make_shell)
         transport.factory = self
         return transport
 
@@ -189,6 +216,30 @@ class SinglePasswordChecker:
         return defer.fail(error.UnauthorizedLogin("wrong user or password"))
 
 
+class PasswordLogin(AuthenticatingTelnetProtocol):
+    """Telnet login that works with clients that refuse to let the server hide the password.
+
+    Twisted's version waits for the client to agree to echo changes before it checks the
+    password, so with a client that refuses (nc, scripts) the login silently never happens.
+    """
+
+    def telnet_User(self, line):
+        self.username = line.rstrip(b"\r")
+        self.transport.will(ECHO).addErrback(lambda failure: None)
+        self.transport.write(b"Password: ")
+        return "Password"
+
+    def telnet_Password(self, line):
+        username, password = self.username, line.rstrip(b"\r")
+        del self.username
+        d = self.transport.wont(ECHO)
+        d.addErrback(lambda failure: None)
+        d.addCallback(lambda _: self.portal.login(credentials.UsernamePassword(username, password), None,
+                                                  ITelnetProtocol))
+        d.addCallbacks(self._cbLogin, self._ebLogin)
+        return "Discard"
+
+
 @implementer(portal.IRealm)
 class _ManholeRealm:
     def __init__(self, namespace: dict):
@@ -197,7 +248,7 @@ class _ManholeRealm:
     def requestAvatar(self, avatar_id, mind, *interfaces):
         if ITelnetProtocol not in interfaces:
             raise NotImplementedError("the manhole only speaks telnet")
-        proto = TelnetBootstrapProtocol(insults.ServerProtocol, manhole.ColoredManhole, self.namespace)
+        proto = QuietTelnetBootstrap(insults.ServerProtocol, manhole.ColoredManhole, self.namespace)
         return ITelnetProtocol, proto, lambda: None
 
 
@@ -206,7 +257,7 @@ def manhole_factory(node, user: str, password: str) -> protocol.ServerFactory:
     namespace = {"node": node, "reactor": node.reactor}
     p = portal.Portal(_ManholeRealm(namespace), [SinglePasswordChecker(user, password)])
     factory = protocol.ServerFactory()
-    factory.protocol = lambda: TelnetTransport(AuthenticatingTelnetProtocol, p)
+    factory.protocol = lambda: TelnetTransport(PasswordLogin, p)
     return factory
 
 
