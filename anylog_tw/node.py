@@ -275,6 +275,8 @@ class Node(MultiService):
 
     def startService(self) -> None:
         layout.create_work_directories(self.home)
+        from anylog_tw.services.scheduler_service import attach
+        attach(self)  # the "Scheduler" process: scheduler 0 (system) always runs
         MultiService.startService(self)
         self.started_at = self.reactor.seconds()
         if self.scripts:
