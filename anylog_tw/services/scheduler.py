@@ -178,13 +178,13 @@ class Scheduler:
             raise ValueError(f"the interval must be at least {MIN_INTERVAL} seconds, not {interval}")
         if not command and function is None:
             raise ValueError("a task needs a command or a function")
+        if name is not None and name.strip() and name.lower() in self._tasks:
+            raise KeyError(name)
         task_id = next(self._ids)
         if name is None or not name.strip():
             name = f"task{task_id}"
             while name.lower() in self._tasks:
                 name += "_"
-        if name.lower() in self._tasks:
-            raise KeyError(name)
         now = self.clock.seconds()
         first = start if start is not None else now + interval
         task = Task(task_id, name, interval, first, now, command=command, function=function, system=system,
