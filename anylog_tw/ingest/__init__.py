@@ -1,0 +1,1 @@
+"""Data in: watch-dir files, JSON rows, the streamer, the operator and the publisher."""

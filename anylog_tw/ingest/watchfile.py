@@ -1,0 +1,137 @@
+"""Writing one data file into a watch dir, atomically: the way REST PUT and the streamer hand rows over.
+
+The file is written in `prep_dir`, fsynced, and then linked into the watch dir under its final
+name, so a watcher never sees half a file and an existing file is never overwritten (a second
+file with the same content has the same name: that is a duplicate, refused, as AnyLog refuses it
+through the hash in `tsd_info`).  On a publisher node the files go to the publisher's watch dir.
+The blocking part runs in the reactor's thread pool (`run_blocking`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+
+from anylog_tw.errors import AnyLogError, CommandError
+from anylog_tw.ingest.errors import IngestError
+from anylog_tw.ingest.filename import FileName, error_name, file_hash, parse_file_name
+
+
+class DuplicateFile(CommandError):
+    """A file with the same name (so the same dbms, table and content) is waiting in the watch dir."""
+
+    code = "duplicate"
+    status = 409
+
+
+class WriteError(AnyLogError):
+    """The file could not be written (disk full, permissions ...): nothing was half-written."""
+
+    code = "io"
+    status = 503
+
+
+def run_blocking(reactor, fn: Callable, *args: Any) -> Deferred:
+    """Run blocking `fn(*args)` in the reactor's thread pool (inline on a memory reactor in unit tests)."""
+    if hasattr(reactor, "getThreadPool"):
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+    return maybeDeferred(fn, *args)
+
+
+def ingest_dirs(node) -> tuple[str, str, str]:
+    """(prep_dir, watch_dir, err_dir) for new data files: the publisher's watch dir when one runs."""
+    d = node.dictionary
+    watch = d["watch_dir"]
+    publisher = node.process("Publisher")
+    if publisher is not None and getattr(publisher, "watch_dir", None):
+        watch = publisher.watch_dir
+    return d["prep_dir"], watch, d["err_dir"]
+
+
+def data_file_name(dbms: str, table: str, source: str, instructions: str, data: bytes) -> FileName:
+    """The short-form name `dbms.table.source.hash.instructions.json` of `data`, checked as the operator will.
+
+    Raises CommandError naming the bad header value (dbms, table, source or instructions).
+    """
+    for what, value in (("dbms", dbms), ("table", table), ("source", source), ("instructions", instructions)):
+        if not value:
+            raise CommandError(f"the {what} name is missing")
+    name = FileName(dbms.lower(), table.lower(), source, file_hash(dbms.lower(), table.lower(), (data,)),
+                    instructions)
+    try:
+        return parse_file_name(name.format())
+    except IngestError as e:
+        raise CommandError(f"cannot name a data file after dbms {dbms!r}, table {table!r}, source {source!r} and "
+                           f"instructions {instructions!r}: {e.message}") from None
+
+
+def write_file(prep_dir: str, watch_dir: str, name: str, data: bytes) -> str:
+    """Write `data` as `watch_dir/name` atomically (blocking); returns the path.
+
+    Raises DuplicateFile if that name is already there, WriteError on any I/O failure; in both
+    cases nothing is left behind.
+    """
+    target = os.path.join(watch_dir, name)
+    try:
+        os.makedirs(prep_dir, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=prep_dir, prefix=name + ".", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(f"cannot write in the prep dir {prep_dir}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _link(temp, target, watch_dir, name, data)
+    except FileExistsError:
+        raise DuplicateFile(f"{name} is already in the watch dir: the same data was sent twice "
+                            f"(the hash names the content)") from None
+    except OSError as e:
+        raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror}") from None
+    finally:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+    return target
+
+
+def _link(temp: str, target: str, watch_dir: str, name: str, data: bytes) -> None:
+    """Publish `temp` as `target` without overwriting; across file systems, via a hidden temp file."""
+    try:
+        os.link(temp, target)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+            raise
+    fd, hidden = tempfile.mkstemp(dir=watch_dir, prefix="." + name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(hidden, target)
+    finally:
+        os.unlink(hidden)
+
+
+def write_error_file(err_dir: str, name: str, data: bytes, reason: str, now: float) -> str:
+    """Keep rows that could not be delivered in the error dir, named as the operator names its
+    failures (`<stem>.err_<reason>.<epoch>.json`); blocking; returns the path."""
+    os.makedirs(err_dir, exist_ok=True)
+    stamp = int(now)
+    while True:
+        path = os.path.join(err_dir, error_name(name, reason, stamp))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            stamp += 1
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
