@@ -348,13 +348,17 @@ class Scheduler:
             ok, text = False, f"{type(e).__name__}: {e}"
         finally:
             task.running = False
+        before = task.last_result
         if ok:
             task.last_result = "ok"
+            if before not in ("", "ok"):
+                self.log.info("scheduler {sid} task {name} succeeds again", sid=self.id, name=task.name)
         else:
             task.failures += 1
             task.last_result = (text or "error")[:RESULT_CHARS]
-            self.log.warn("scheduler {sid} task {name} failed: {error}", sid=self.id, name=task.name,
-                          error=task.last_result)
+            if task.last_result != before:  # a task failing every second logs once, not every second
+                self.log.warn("scheduler {sid} task {name} failed: {error}", sid=self.id, name=task.name,
+                              error=task.last_result)
         return ok
 
 

@@ -76,11 +76,19 @@ class Schedulers:
 
     def stop_all(self, wait: float = STOP_WAIT) -> Deferred:
         """Stop every scheduler; wait at most `wait` seconds for the runs in flight."""
+        inflight = sum(s.inflight for s in self.all())
         pending = [s.stop() for s in self.all()]
-        return _bounded(DeferredList(pending, consumeErrors=True), wait, self.node.reactor)
 
-    def close(self) -> Deferred:
-        return self.stop_all()
+        def gave_up() -> None:
+            self.log.warn("stopped waiting for {n} scheduled task run(s) after {wait} seconds", n=inflight,
+                          wait=wait)
+
+        return _bounded(DeferredList(pending, consumeErrors=True), wait, self.node.reactor, gave_up)
+
+    def close(self) -> None:
+        """The node is stopping: no timer stays armed (the "Scheduler" process did the waiting)."""
+        for sched in self.all():
+            sched.stop()
 
     # -- system tasks ------------------------------------------------------------------------
 
@@ -167,10 +175,19 @@ async def _nothing() -> None:
     return None
 
 
-def _bounded(d: Deferred, seconds: float, clock) -> Deferred:
-    """A Deferred that fires with None when `d` fires or after `seconds`, whichever is first."""
+def _bounded(d: Deferred, seconds: float, clock, on_timeout: Callable[[], None]) -> Deferred:
+    """A Deferred that fires with None when `d` fires or after `seconds`, whichever is first.
+
+    A task stuck on a peer that never answers must not keep the node from stopping.
+    """
     out: Deferred = Deferred()
-    timer = clock.callLater(seconds, lambda: out.called or out.callback(None))
+
+    def timeout() -> None:
+        if not out.called:
+            on_timeout()
+            out.callback(None)
+
+    timer = clock.callLater(seconds, timeout)
 
     def done(_):
         if timer.active():

@@ -559,3 +559,31 @@ def test_stopping_the_node_stops_every_scheduler(node):
     fired(node.stopService())
     assert [c for c in node.reactor.getDelayedCalls() if c.active()] == []
     node.startService()  # the fixture stops it again
+
+
+def test_the_node_waits_for_a_task_run_in_flight_when_it_stops_but_not_forever(node):
+    hung = Deferred()
+    group = node.component(Schedulers)
+    group.add_system_task("hung", 1, lambda: hung)
+    node.reactor.advance(1)
+    assert group.scheduler(0).inflight == 1
+    d = node.stopService()
+    assert not d.called
+    node.reactor.advance(9.9)
+    assert not d.called
+    node.reactor.advance(0.1)  # STOP_WAIT: the node stops anyway
+    assert d.called and [c for c in node.reactor.getDelayedCalls() if c.active()] == []
+    hung.callback(None)
+    node.startService()  # the fixture stops it again
+
+
+def test_a_run_in_flight_that_ends_lets_the_node_stop_at_once(node):
+    slow = Deferred()
+    group = node.component(Schedulers)
+    group.add_system_task("slow", 1, lambda: slow)
+    node.reactor.advance(1)
+    d = node.stopService()
+    assert not d.called
+    slow.callback(None)
+    assert d.called and [c for c in node.reactor.getDelayedCalls() if c.active()] == []
+    node.startService()
