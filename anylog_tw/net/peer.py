@@ -1,0 +1,422 @@
+"""The peer protocol: one persistent connection between two nodes, carrying everything.
+
+Both ends speak the same protocol; either side may send requests.  Requests carry an id, and
+the answer comes back on the same connection with `re` set to that id, so many requests can be
+in flight at once and replies may come back in any order (AnyLog instead opens a connection per
+message and dials the sender back for the reply).  Waiting requests are failed when the
+connection is lost and time out on the node's clock.
+
+The first frames are the `hello` handshake (see `auth.py`); until it succeeds the peer can run
+nothing.  A malformed frame is answered with an `error` frame and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+
+from twisted.internet import threads
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from anylog_tw.commands.reply import Reply
+from anylog_tw.errors import PeerError
+from anylog_tw.net import auth, wire
+from anylog_tw.net.payload import reply_fields, reply_from_frame
+from anylog_tw.net.transfer import FileProducer, FileReceiver, TransferError, check_file_name, check_md5, \
+    destination_dir
+
+SMALL_READ = 64 * 1024  # Twisted's default; big reads slow down small messages
+BULK_READ = 1024 * 1024  # while a file body arrives
+THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
+
+
+class PeerProtocol(Protocol):
+    """One peer connection (`role` is "client" for connections we dialled, "server" otherwise)."""
+
+    log = Logger()
+
+    def __init__(self, peers, role: str):
+        self.peers = peers
+        self.node = peers.node
+        self.clock = peers.node.reactor
+        self.role = role
+        self.decoder = wire.Decoder(max_body=peers.max_body, max_file=peers.max_file)
+        self.key = peers.network_key
+        self.ready: Deferred = Deferred()
+        self.authenticated = False
+        self.peer_name: str | None = None
+        self.peer_address: str | None = None  # the address the peer declared (its TCP server)
+        self.remote = "?"  # ip:port of the socket
+        self._nonce = auth.new_nonce()
+        self._peer_nonce: str | None = None
+        self._next_id = 1
+        self._waiting: dict[int, Deferred] = {}
+        self._streaming = False
+        self._held: list[bytes] = []  # frames written while a file body streams
+        self._files: deque = deque()
+        self._receiving: FileReceiver | None = None
+        self._refusal: str | None = None  # why the file being received is refused
+        self._incoming_id = 0
+        self._closed_reason: str | None = None
+        self.last_activity = self.clock.seconds()
+        self.requests_in = self.requests_out = 0
+        self._timers: list = []
+
+    # -- connection --------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.peer_address or self.remote
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        for opt in ("setTcpNoDelay", "setTcpKeepAlive"):
+            setter = getattr(self.transport, opt, None)
+            if setter is not None:
+                try:
+                    setter(True)
+                except OSError:
+                    pass
+        hello = {"kind": "hello", "id": 0, "name": self.node.name, "addr": self.peers.own_address(),
+                 "nonce": self._nonce, "role": self.role}
+        if self.key:
+            hello["auth"] = auth.SCHEME
+        self._write(wire.encode(hello))
+        self._timers.append(self.clock.callLater(self.peers.handshake_timeout, self._handshake_expired))
+        self.peers.connection_made(self)
+
+    def _handshake_expired(self) -> None:
+        self._timers = [t for t in self._timers if t.active()]
+        if not self.authenticated:
+            self._refuse(f"no complete hello within {self.peers.handshake_timeout:g} s", "handshake")
+
+    def _schedule_idle(self) -> None:
+        if self.peers.idle_timeout:
+            self._timers.append(self.clock.callLater(self.peers.idle_timeout / 2, self._check_idle))
+
+    def _check_idle(self) -> None:
+        self._timers = [t for t in self._timers if t.active()]
+        idle = self.clock.seconds() - self.last_activity
+        if idle >= self.peers.idle_timeout and not self._waiting and not self._streaming \
+                and self._receiving is None:
+            self.log.info("closing idle peer connection {peer}", peer=self.label)
+            self._closed_reason = f"idle for {idle:.0f} s"
+            self.transport.loseConnection()
+            return
+        self._schedule_idle()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        for t in self._timers:
+            if t.active():
+                t.cancel()
+        self._timers = []
+        why = self._closed_reason or (reason.getErrorMessage() if reason is not None else "closed")
+        pending = self.decoder.pending() if self.decoder.dead is None else ""
+        if pending:
+            self.log.warn("peer {peer} closed the connection inside a frame: {pending}", peer=self.label,
+                          pending=pending)
+        if self._receiving is not None:
+            self._receiving.discard()
+            self._receiving = None
+        error = PeerError(f"the connection to peer {self.label} was lost ({why})")
+        if not self.ready.called:
+            self.ready.errback(Failure(error))
+        waiting, self._waiting = self._waiting, {}
+        for d in waiting.values():
+            d.errback(Failure(error))
+        while self._files:
+            self._files.popleft()[1].close()
+        self.peers.connection_lost(self, why)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._streaming:
+            self._held.append(data)
+        else:
+            self.transport.write(data)
+
+    def _send_error(self, message: str, code: str, re: int | None = None) -> None:
+        header = {"kind": "error", "id": 0, "code": code}
+        if re is not None:
+            header["re"] = re
+        self._write(wire.encode(header, message.encode("utf-8")))
+
+    def _refuse(self, reason: str, code: str) -> None:
+        """End the connection over a protocol or authentication failure, with a logged reason."""
+        self.log.warn("refusing peer {peer}: {reason}", peer=self.label, reason=reason)
+        self.node.errors.add(f"peer {self.label}", "peer connection", reason)
+        self._closed_reason = f"refused: {reason}"
+        if self.transport is not None and self.transport.connected:
+            self._send_error(reason, code)
+            self.transport.loseConnection()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self.last_activity = self.clock.seconds()
+        try:
+            events = self.decoder.feed(data)
+        except wire.WireError as e:
+            self._refuse(e.reason, e.code)
+            return
+        for event in events:
+            if self._closed_reason is not None:
+                return
+            kind = event[0]
+            if kind == wire.FRAME:
+                self._frame(event[1], event[2])
+            elif kind == wire.CHUNK:
+                self._file_chunk(event[1])
+            elif kind == wire.START:
+                self._file_start(event[1])
+            else:
+                self._file_end(event[1])
+
+    def _frame(self, header: dict, body: bytes) -> None:
+        kind = header["kind"]
+        if kind == "reply":
+            self._on_reply(header, body)
+        elif kind == "cmd":
+            self._on_cmd(header, body)
+        elif kind == "hello":
+            self._on_hello(header)
+        elif kind == "event":
+            self._on_event(header, body)
+        elif kind == "error":
+            self._on_error(header, body)
+
+    def _on_hello(self, header: dict) -> None:
+        if self.authenticated:
+            return self._refuse("a second hello after the handshake", "handshake")
+        if "proof" in header:
+            if not self.key or self._peer_nonce is None:
+                return self._refuse("an unexpected hello proof", "handshake")
+            peer_role = "server" if self.role == "client" else "client"
+            if not auth.check_proof(self.key, peer_role, self._nonce, self._peer_nonce, header["proof"]):
+                return self._refuse("the peer does not know the network key (hello proof failed)", "auth")
+            return self._authenticated()
+        if self._peer_nonce is not None:
+            return self._refuse("a second hello without a proof", "handshake")
+        nonce = header.get("nonce")
+        if not auth.valid_nonce(nonce):
+            return self._refuse("the hello has no valid nonce", "handshake")
+        self._peer_nonce = nonce
+        name, addr = header.get("name"), header.get("addr")
+        self.peer_name = name if isinstance(name, str) else None
+        self.peer_address = addr if isinstance(addr, str) and len(addr) < 300 else None
+        if header.get("auth") and not self.key:
+            return self._refuse("the peer requires a network key and this node has none "
+                                "(set the same one on both with 'set network key = ...')", "auth")
+        if self.key:
+            if header.get("auth") != auth.SCHEME:
+                return self._refuse("the peer offers no network key proof (this node requires one)", "auth")
+            self._write(wire.encode({"kind": "hello", "id": 0,
+                                     "proof": auth.proof(self.key, self.role, nonce, self._nonce)}))
+            return None
+        return self._authenticated()
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
+        for t in self._timers:
+            if t.active():
+                t.cancel()
+        self._timers = []
+        self._schedule_idle()
+        self.peers.connection_ready(self)
+        self.ready.callback(self)
+
+    def _gate(self, what: str) -> bool:
+        if self.authenticated:
+            return True
+        self._refuse(f"a {what} before the hello handshake completed (not authenticated)", "auth")
+        return False
+
+    def _on_cmd(self, header: dict, body: bytes) -> None:
+        if not self._gate("command"):
+            return
+        ident = header["id"]
+        text = header.get("cmd")
+        if not isinstance(text, str) or not text.strip():
+            self._send_reply(Reply.of_error("the cmd frame has no command text", "bad_frame"), ident)
+            return
+        self.requests_in += 1
+        d = self.node.execute(text, f"peer {self.label}")
+        d.addCallback(self._send_reply, ident)
+        d.addErrback(lambda f: self.log.failure("replying to {peer}", f, peer=self.label))
+
+    def _send_reply(self, reply: Reply, ident: int) -> None:
+        if self.transport is None or not self.transport.connected or self._closed_reason:
+            return
+        fields, body = reply_fields(reply)
+        fields.update(kind="reply", id=0, re=ident)
+        self._write(wire.encode(fields, body))
+
+    def _on_reply(self, header: dict, body: bytes) -> None:
+        d = self._waiting.pop(header.get("re"), None)
+        if d is None:
+            return  # timed out or cancelled already
+        if len(body) > THREAD_DECODE and header.get("format") in ("json", "table"):
+            decoded = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), reply_from_frame,
+                                                header, body)
+            decoded.addBoth(self._decoded, d)
+            return
+        try:
+            reply = reply_from_frame(header, body)
+        except wire.WireError as e:
+            d.errback(Failure(PeerError(f"peer {self.label} sent a reply that does not decode: {e.reason}")))
+            return
+        d.callback(reply)
+
+    def _decoded(self, result, d: Deferred) -> None:
+        if d.called:  # timed out while the body was parsed
+            return
+        if isinstance(result, Failure):
+            why = result.value.reason if result.check(wire.WireError) else result.getErrorMessage()
+            d.errback(Failure(PeerError(f"peer {self.label} sent a reply that does not decode: {why}")))
+        else:
+            d.callback(result)
+
+    def _on_error(self, header: dict, body: bytes) -> None:
+        message = body.decode("utf-8", "replace") or header.get("code", "error")
+        self.log.warn("peer {peer} reports an error: {message}", peer=self.label, message=message)
+        d = self._waiting.pop(header.get("re"), None)
+        if d is not None:
+            d.errback(Failure(PeerError(f"peer {self.label}: {message}")))
+        else:
+            self._closed_reason = f"the peer refused: {message}"
+
+    def _on_event(self, header: dict, body: bytes) -> None:
+        if not self._gate("event"):
+            return
+        self.peers.dispatch_event(self, header, body)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _new_request(self, timeout: float | None) -> tuple[int, Deferred]:
+        ident = self._next_id
+        self._next_id += 1
+
+        def cancel(_d):
+            self._waiting.pop(ident, None)
+
+        d = Deferred(cancel)
+        self._waiting[ident] = d
+        if timeout:
+            d.addTimeout(timeout, self.clock)
+        return ident, d
+
+    def request(self, command: str, timeout: float | None = None) -> Deferred:
+        """Send a command; the Deferred fires with the peer's Reply (or fails: PeerError, TimeoutError)."""
+        ident, d = self._new_request(timeout)
+        self.requests_out += 1
+        self._write(wire.encode({"kind": "cmd", "id": ident, "cmd": command}))
+        return d
+
+    def event(self, name: str, args: dict | None = None, body: bytes = b"") -> None:
+        """A one-way event; nothing answers it."""
+        header = {"kind": "event", "id": 0, "event": name}
+        if args:
+            header["args"] = args
+        self._write(wire.encode(header, body))
+
+    def send_file(self, f, size: int, md5: str, dest: str, name: str, timeout: float | None) -> Deferred:
+        """Stream an open file; the Deferred fires with the receiver's ack Reply."""
+        ident, d = self._new_request(timeout)
+        header = {"kind": "file", "id": ident, "name": name, "size": size, "md5": md5, "dest": dest}
+        self._files.append((header, f))
+        if not self._streaming:
+            self._next_file()
+        return d
+
+    def _next_file(self) -> None:
+        while self._files:
+            header, f = self._files.popleft()
+            if header["id"] not in self._waiting:  # timed out while queued
+                f.close()
+                continue
+            self.requests_out += 1
+            self.transport.write(wire.encode_header(header))
+            self._streaming = True
+            FileProducer(f, header["size"], self.transport, self._file_sent).start()
+            return
+
+    def _file_sent(self, error: str | None) -> None:
+        self._streaming = False
+        if error is not None:
+            # The receiver expects bytes that will never come: the stream cannot continue.
+            self._closed_reason = error
+            self.transport.abortConnection()
+            return
+        held, self._held = self._held, []
+        if held:
+            self.transport.writeSequence(held)
+        if self._files:
+            self.clock.callLater(0, self._resume_files)
+
+    def _resume_files(self) -> None:
+        if not self._streaming and self.transport.connected:
+            self._next_file()
+
+    # -- receiving files ---------------------------------------------------------------------
+
+    def _file_start(self, header: dict) -> None:
+        if not self._gate("file"):
+            return
+        self._incoming_id = header["id"]
+        self._refusal = None
+        self.transport.bufferSize = BULK_READ
+        try:
+            name = check_file_name(header.get("name"))
+            md5 = check_md5(header.get("md5"))
+            dest = destination_dir(self.node.dictionary, header.get("dest"))
+            self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
+                                           self.node.dictionary.get("tmp_dir"))
+        except TransferError as e:
+            self._refusal = e.reason
+        except OSError as e:
+            self._refusal = f"cannot create the file: {e.strerror}"
+
+    def _file_chunk(self, chunk: bytes) -> None:
+        if self._receiving is None:
+            return  # refused: the body is read and dropped
+        try:
+            self._receiving.write(chunk)
+        except (OSError, TransferError) as e:
+            self._refusal = getattr(e, "reason", None) or f"writing the file failed: {e}"
+            self._receiving.discard()
+            self._receiving = None
+
+    def _file_end(self, header: dict) -> None:
+        self.transport.bufferSize = SMALL_READ
+        ident = header["id"]
+        receiver, self._receiving = self._receiving, None
+        if receiver is None:
+            reason = self._refusal or "refused"
+            self._file_refused(header, reason)
+            return
+        self.requests_in += 1
+        d = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), receiver.finish)
+
+        def done(path):
+            self.log.info("received {name} ({size} bytes) from {peer} into {path}", name=header.get("name"),
+                          size=header.get("size"), peer=self.label, path=path)
+            self._send_reply(Reply.of_text(f"received {os.path.basename(path)} ({header.get('size')} bytes)"),
+                             ident)
+
+        def failed(f):
+            reason = f.value.reason if f.check(TransferError) else f"writing the file failed: {f.getErrorMessage()}"
+            self._file_refused(header, reason)
+
+        d.addCallbacks(done, failed)
+
+    def _file_refused(self, header: dict, reason: str) -> None:
+        self.log.warn("refused file {name} from {peer}: {reason}", name=header.get("name"), peer=self.label,
+                      reason=reason)
+        self.node.errors.add(f"peer {self.label}", f"file {header.get('name')}", reason)
+        self._send_reply(Reply.of_error(f"peer refused file {header.get('name')}: {reason}", "transfer"),
+                         header["id"])

@@ -1,0 +1,205 @@
+"""Files between peers: the receiving end (temp file, size + md5 check, fsync, no-clobber rename,
+then the ack) and the sending end (a push producer that streams the file with flow control).
+
+A file is never whole in memory: the receiver writes each chunk as it arrives and the sender
+reads the next chunk only when the transport asks for more.  The file appears under its final
+name only once it is complete and on disk, so a watcher in the destination directory never sees
+a partial file, and a broken transfer leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+CHUNK = 256 * 1024
+_NAME = re.compile(r"^[^/\\\x00]{1,255}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+class TransferError(Exception):
+    """A file cannot be received as announced; the reason goes back to the sender."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_file_name(name: object) -> str:
+    """A bare file name (no directory part, not '.', '..' or hidden): the receiver's rule."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", "..") or name.startswith("."):
+        raise TransferError(f"{name!r} is not a valid file name (a bare name, no '/', not starting with '.')")
+    return name
+
+
+def check_md5(value: object) -> str:
+    if not isinstance(value, str) or not _MD5.match(value):
+        raise TransferError(f"{value!r} is not an md5 digest (32 lowercase hex digits)")
+    return value
+
+
+def file_md5(path: str) -> str:
+    """The md5 of a file, read in chunks (run it in a thread: it reads the whole file)."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1024 * 1024)
+            if not block:
+                return h.hexdigest()
+            h.update(block)
+
+
+def destination_dir(dictionary: dict, dest: object) -> str:
+    """The directory a `dest` names: the dictionary key `<dest>_dir` (watch -> watch_dir)."""
+    if not isinstance(dest, str) or not re.match(r"^[a-z][a-z0-9_]{0,31}$", dest):
+        raise TransferError(f"{dest!r} is not a destination name (e.g. watch, prep, bkup)")
+    path = dictionary.get(f"{dest}_dir")
+    if not path:
+        raise TransferError(f"no destination '{dest}': this node has no '{dest}_dir' in its dictionary")
+    if not os.path.isdir(path):
+        raise TransferError(f"destination directory {path} ('{dest}_dir') does not exist")
+    return path
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class FileReceiver:
+    """One incoming file: chunks go to a temp file; `finish()` (in a thread) makes it final.
+
+    The temp file lives in the node's tmp dir when that is on the same file system as the
+    destination (so a watcher on the destination never sees it), else in the destination
+    under a hidden name.  The final name is created with `link`, which fails if the name
+    exists: an identical file already there (a resend after a lost ack) counts as success, a
+    different one is refused, and nothing is overwritten.
+    """
+
+    log = Logger()
+
+    def __init__(self, dest_dir: str, name: str, size: int, md5: str, tmp_dir: str | None = None):
+        self.final = os.path.join(dest_dir, name)
+        self.dest_dir = dest_dir
+        self.size = size
+        self.md5 = md5
+        where = dest_dir
+        if tmp_dir and os.path.isdir(tmp_dir) and os.stat(tmp_dir).st_dev == os.stat(dest_dir).st_dev:
+            where = tmp_dir
+        self.tmp = os.path.join(where, f".{name}.{os.urandom(6).hex()}.part")
+        self._hash = hashlib.md5()
+        self.received = 0
+        self._f = open(self.tmp, "wb", buffering=0)
+
+    def write(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.size:
+            raise TransferError(f"more than the announced {self.size} bytes arrived")
+        self._hash.update(chunk)
+        self._f.write(chunk)
+
+    def finish(self) -> str:
+        """Check, fsync and publish the file; blocking, so it runs in a thread. Returns the path."""
+        try:
+            if self.received != self.size:
+                raise TransferError(f"{self.received} bytes arrived, {self.size} were announced")
+            digest = self._hash.hexdigest()
+            if digest != self.md5:
+                raise TransferError(f"md5 mismatch: the file arrived as {digest}, the sender announced {self.md5}")
+            os.fsync(self._f.fileno())
+            self._f.close()
+            try:
+                os.link(self.tmp, self.final)
+            except FileExistsError:
+                if os.path.getsize(self.final) == self.size and file_md5(self.final) == self.md5:
+                    return self.final
+                raise TransferError(f"a different file named {os.path.basename(self.final)} already exists "
+                                    f"in {self.dest_dir}") from None
+            _fsync_dir(self.dest_dir)
+            return self.final
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the temp file (after success its content lives on under the final name)."""
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warn("cannot remove temp file {path}: {error}", path=self.tmp, error=e)
+
+
+@implementer(IPushProducer)
+class FileProducer:
+    """Streams `size` bytes of an open file into a transport, as fast as it drains.
+
+    The transport pauses us when its buffer fills and resumes us when it empties, so at most
+    a chunk or two is in memory whatever the file's size.  `done(error)` is called once: with
+    None when every byte is written, or with a reason when stopped early.
+    """
+
+    def __init__(self, f, size: int, transport, done, chunk: int = CHUNK):
+        self.f = f
+        self.remaining = size
+        self.transport = transport
+        self.done = done
+        self.chunk = chunk
+        self.paused = False
+        self.finished = False
+
+    def start(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and not self.finished and self.remaining > 0:
+            try:
+                data = self.f.read(min(self.chunk, self.remaining))
+            except OSError as e:
+                self._end(f"reading the file failed: {e}")
+                return
+            if not data:
+                self._end("the file shrank while it was being sent")
+                return
+            self.remaining -= len(data)
+            self.transport.write(data)
+        if self.remaining == 0 and not self.finished:
+            self._end(None)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        if not self.finished:
+            self._end("the connection closed during the transfer")
+
+    def _end(self, error: str | None) -> None:
+        self.finished = True
+        try:
+            self.f.close()
+        except OSError:
+            pass
+        try:
+            self.transport.unregisterProducer()
+        except Exception:  # the transport may already be gone
+            pass
+        self.done(error)
