@@ -228,7 +228,7 @@ class Scheduler:
         """Run the task once, now, off its schedule; a task that is running is not started twice."""
         if task.running:
             raise RuntimeError(f"task '{task.name}' is running")
-        return self._start(task, self.clock.seconds())
+        return self._start(task)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -301,7 +301,7 @@ class Scheduler:
         self.ticks += 1
         now = self.clock.seconds()
         heap = self._heap
-        due: list[tuple[Task, float]] = []
+        due: list[Task] = []
         self._in_tick = True
         try:
             while heap and heap[0][0] <= now:
@@ -311,8 +311,8 @@ class Scheduler:
                 task.next_run = next_slot(when, task.interval, now)
                 task.generation += 1
                 heapq.heappush(heap, (task.next_run, next(self._seq), task.generation, task))
-                due.append((task, when))
-            for task, when in due:
+                due.append(task)
+            for task in due:
                 if not task.active or not self.running:
                     continue  # stopped by a task that ran before it in this tick
                 if task.running:
@@ -320,13 +320,13 @@ class Scheduler:
                     self.log.debug("scheduler {sid} task {name} is still running: slot skipped",
                                    sid=self.id, name=task.name)
                     continue
-                self._start(task, when)
+                self._start(task)
         finally:
             self._in_tick = False
             self._arm()
 
-    def _start(self, task: Task, due: float) -> Deferred:
-        d = Deferred.fromCoroutine(self._run(task, due))
+    def _start(self, task: Task) -> Deferred:
+        d = Deferred.fromCoroutine(self._run(task))
         if not d.called:
             self._inflight.add(d)
             d.addBoth(self._finished, d)
@@ -336,7 +336,7 @@ class Scheduler:
         self._inflight.discard(d)
         return result
 
-    async def _run(self, task: Task, due: float) -> bool:
+    async def _run(self, task: Task) -> bool:
         previous = task.last_run
         task.running = True
         task.runs += 1

@@ -587,3 +587,12 @@ def test_a_run_in_flight_that_ends_lets_the_node_stop_at_once(node):
     slow.callback(None)
     assert d.called and [c for c in node.reactor.getDelayedCalls() if c.active()] == []
     node.startService()
+
+
+def test_a_scheduled_command_reads_time_previous_and_current(node):
+    run(node, "run scheduler")
+    run(node, "schedule time = 10 seconds and name = window task window = echo from TIME(PREVIOUS) to TIME(CURRENT)")
+    node.reactor.advance(10)
+    assert node.dictionary["window"] == "from 1970-01-01 00:00:00 to 1970-01-01 00:00:10"
+    node.reactor.advance(10)
+    assert node.dictionary["window"] == "from 1970-01-01 00:00:10 to 1970-01-01 00:00:20"
