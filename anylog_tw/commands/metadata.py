@@ -1,0 +1,476 @@
+"""Metadata commands: `blockchain get/read/insert/add/push/...`, `get metadata version`,
+`create policy`, and the synchronizer (`run blockchain sync`, `get synchronizer`, `exit synchronizer`)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from twisted.internet.defer import CancelledError
+
+from anylog_tw.commands import grammar
+from anylog_tw.commands.grammar import GROUP, JSON, STRING, WORD
+from anylog_tw.commands.registry import FORMAT, Option, command, token_text
+from anylog_tw.commands.reply import Reply
+from anylog_tw.errors import CommandError, OptionError, PeerError, ServiceError, Timeout
+from anylog_tw.metadata import policies as policy_helpers
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.metadata.ledger import DuplicatePolicy, PolicyError, parse_policy, to_line
+from anylog_tw.metadata.master import DBMS, MasterLedger
+from anylog_tw.metadata.query import Outcome, evaluate, parse_query
+from anylog_tw.metadata.sync import Synchronizer
+
+KEYWORDS = ("metadata", "blockchain")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def policy_text(call, tokens=None) -> str:
+    """The policy argument of a raw command: `{...}` (with !refs inside) or `!var` holding JSON."""
+    tokens = list(call.tokens if tokens is None else tokens)
+    node = call.node
+    if not tokens:
+        raise CommandError(f"'{call.command.name}' needs a policy: a JSON object or !variable "
+                           f"(usage: {call.command.usage})")
+    if len(tokens) == 1 and tokens[0].kind == JSON:
+        return grammar.substitute_json(tokens[0].value, node.dictionary.get, node.environ.get)
+    return " ".join(token_text(t, node.substitute) for t in tokens)
+
+
+def read_policy(call, tokens=None) -> dict:
+    return parse_policy(policy_text(call, tokens))
+
+
+def outcome_reply(outcome: Outcome) -> Reply:
+    if outcome.kind == "table":
+        return Reply.of_table(outcome.columns, outcome.value)
+    if outcome.kind == "text":
+        return Reply.of_text(outcome.value)
+    return Reply.of_json(outcome.value)
+
+
+def _master_store(node):
+    """The master's `blockchain.ledger` table, when dbms blockchain is connected; else None."""
+    try:
+        from anylog_tw.storage.base import Databases
+    except ImportError:
+        return None
+    db = node.component(Databases).find(DBMS)
+    return MasterLedger(db) if db is not None else None
+
+
+async def _ask_master(meta, address: str, text: str) -> Reply:
+    reply = await meta.ask(address, text)
+    if not reply.ok:
+        raise PeerError(f"{address} refused '{text[:60]}': {reply.text}")
+    return reply
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, '(t1, t2)' or '*'. The where "
+            "clause is either 'k = v and ...' (keys 'name', '[operator][name]' or 'operator[name]'; "
+            "'table[dbms] = x' tests inside a list; 'k with v' tests that a list holds v) or a condition over "
+            "'[type][attr]' with ==, !=, <, >, <=, >=, contains, startswith, endswith, childfrom, and, or and "
+            "parentheses. 'bring' extracts keys ([type][attr], [*][attr], [] for the whole policy) and literal "
+            "text; modifiers .unique .first .recent .json .list .table .table.sort(i) .count .null .ip_port .min "
+            ".max .children chain; 'separator = ,' joins the results.")
+
+
+@command("blockchain get", usage="blockchain get <type|(t1, t2)|*> [where ...] [bring[.modifiers] keys] "
+                                 "[separator = X]",
+         text=GET_TEXT,
+         examples=("blockchain get operator",
+                   "blockchain get operator where company = anylog and port = 32148",
+                   "blockchain get cluster where table[dbms] = lsl and table[name] = ping bring [cluster][id]",
+                   "blockchain get (operator, query) where [country] == US or [city] contains Jose",
+                   "blockchain get operator bring [operator][ip] \":\" [operator][port] separator = ,",
+                   "blockchain get operator where [cluster] == abc bring.ip_port",
+                   "blockchain get * bring.table [*][name] [*][id]",
+                   "blockchain get cluster where name = c1 bring.children.ip_port"),
+         keywords=KEYWORDS, raw=True, readonly=True)
+async def blockchain_get(call):
+    meta = await metadata(call.node)
+    return outcome_reply(evaluate(parse_query(call.node.substitute(call.rest)), meta.ledger))
+
+
+@command("blockchain read", usage="blockchain read <type|(t1, t2)|*> [where ...] [bring ...]",
+         text="Like 'blockchain get'. This node makes no local changes to policies, so the copy as received "
+              "and the copy in use are the same.",
+         examples=("blockchain read operator where name = op1",), keywords=KEYWORDS, raw=True, readonly=True)
+async def blockchain_read(call):
+    return await blockchain_get(call)
+
+
+@command("get metadata version", usage="get metadata version",
+         text="The version of the local metadata: the MD5 of the ledger file. Synchronizers compare it with the "
+              "master's.",
+         examples=("get metadata version",), keywords=KEYWORDS, readonly=True)
+async def get_metadata_version(call):
+    return (await metadata(call.node)).ledger.version
+
+
+@command("blockchain pull to", usage="blockchain pull to stdout | blockchain pull to json <file>",
+         text="The whole local ledger as JSON lines: printed (stdout, what synchronizers fetch from the master), "
+              "or copied to a file.",
+         examples=("blockchain pull to stdout", "blockchain pull to json !tmp_dir/ledger.json"),
+         keywords=KEYWORDS, nargs=(1, 2), readonly=True)
+async def blockchain_pull(call):
+    meta = await metadata(call.node)
+    where = call.args[0].lower()
+    data = await meta.in_thread(meta.ledger.read_file)
+    if where == "stdout":
+        if len(call.args) != 1:
+            raise OptionError("'blockchain pull to stdout' takes no file")
+        return Reply.of_text(data.decode("utf-8", "replace"))
+    if where != "json" or len(call.args) != 2:
+        raise OptionError("usage: blockchain pull to stdout | blockchain pull to json <file>")
+    from anylog_tw.metadata.ledger import write_atomically
+
+    await meta.in_thread(write_atomically, call.args[1], data, False)
+    return f"{len(meta.ledger)} policies written to {call.args[1]}"
+
+
+# --- changes --------------------------------------------------------------------------------
+
+
+@command("blockchain insert", usage="blockchain insert where policy = P [and local = true] [and master = ip:port]",
+         text="Add a policy: id and date are added, an operator gets a member number; it is appended to the local "
+              "ledger (local = true, the default) and sent to the master with 'blockchain push'. When the master "
+              "cannot be reached the policy stays 'ledger: local' and the synchronizer delivers it later.",
+         examples=("blockchain insert where policy = !operator_policy and local = true and master = !master_node",
+                   "blockchain insert where policy = !p and local = false and master = 10.0.0.25:32048"),
+         keywords=KEYWORDS,
+         options=(Option("policy", kind="json", required=True), Option("local", kind="bool", default=True),
+                  Option("master", help="ip:port of the master"), Option("blockchain", help="not supported")))
+async def blockchain_insert(call):
+    node = call.node
+    meta = await metadata(node)
+    if call.opts["blockchain"]:
+        raise OptionError("blockchain platforms are not supported: use 'master = ip:port'")
+    local, master = call.opts["local"], call.opts["master"]
+    if not local and not master:
+        raise OptionError("with 'local = false' give 'master = ip:port', or the policy goes nowhere")
+    policy = parse_policy(call.opts["policy"])
+    stored = meta.ledger.complete(policy)
+    pid = next(iter(stored.values()))["id"]
+    failure = None
+    if master:
+        try:
+            await _ask_master(meta, master, "blockchain push " + to_line(stored))
+        except (PeerError, Timeout) as e:
+            if not local:
+                raise
+            failure = e.message
+    if local:
+        await meta.add(stored, "local" if (failure or not master) else "global")
+    if failure:
+        node.errors.add(call.origin, "blockchain insert", f"policy {pid} kept local: {failure}")
+        return f"Policy {pid} added locally; the master was not reached ({failure}); it will be pushed again"
+    return f"Policy {pid} added" + (" (local and master)" if master and local else " to the master" if master
+                                     else " locally")
+
+
+@command("blockchain add", usage="blockchain add <policy>",
+         text="Add a policy to the local ledger only (ledger: local).",
+         examples=("blockchain add !my_policy", 'blockchain add {"config": {"name": "c1", "port": 32148}}'),
+         keywords=KEYWORDS, raw=True)
+async def blockchain_add(call):
+    meta = await metadata(call.node)
+    stored = await meta.add(read_policy(call), "local")
+    return f"Policy {next(iter(stored.values()))['id']} added locally"
+
+
+@command("blockchain push", usage="blockchain push <policy>",
+         text="Store a policy in this node's ledger as global, and in its 'blockchain.ledger' table when dbms "
+              "blockchain is connected: what a master does with what peers send it. A policy it holds "
+              "already is acknowledged, not duplicated.",
+         examples=("blockchain push !policy", "run client (!master_node) blockchain push !policy"),
+         keywords=KEYWORDS, raw=True)
+async def blockchain_push(call):
+    meta = await metadata(call.node)
+    policy = read_policy(call)
+    stored = meta.ledger.prepare(policy)
+    pid = next(iter(stored.values()))["id"]
+    store = _master_store(call.node)
+    in_table = False
+    if store is not None:
+        await store.ensure_table()
+        stored_inner = next(iter(stored.values()))
+        stored_inner["ledger"] = "global"
+        in_table = await store.push(stored, host=call.origin)
+    if pid in meta.ledger:
+        return f"Policy {pid} is already in the ledger" + (" (added to the ledger table)" if in_table else "")
+    await meta.add(stored, "global")
+    return f"Policy {pid} stored"
+
+
+@command("blockchain prepare policy", usage="blockchain prepare policy <policy>",
+         text="Add id and date to a policy without storing it. Given as !var, the variable is updated too.",
+         examples=("blockchain prepare policy !p",), keywords=KEYWORDS, raw=True)
+async def blockchain_prepare(call):
+    meta = await metadata(call.node)
+    prepared = meta.ledger.prepare(read_policy(call))
+    text = to_line(prepared)
+    tokens = call.tokens
+    if len(tokens) == 1 and tokens[0].kind == WORD and tokens[0].value.startswith("!") \
+            and tokens[0].value[1:] in call.node.dictionary:
+        call.node.dictionary[tokens[0].value[1:]] = text
+    return Reply.of_json(prepared)
+
+
+def _ids_option(value: str) -> list[str]:
+    ids = grammar.split_list(value)
+    if not ids:
+        raise OptionError("give at least one policy id")
+    return ids
+
+
+@command("blockchain delete policy",
+         usage="blockchain delete policy where id = X [and local = true] [and master = ip:port]",
+         text="Remove a policy from the local ledger (local = true) and from the master's (master = ip:port).",
+         examples=("blockchain delete policy where id = 64283dba96a3e5e5fe4ac8bd2dbd5ed4",
+                   "blockchain delete policy where id = !pid and master = !master_node"),
+         keywords=KEYWORDS,
+         options=(Option("id", required=True), Option("local", kind="bool", default=True), Option("master"),
+                  Option("blockchain")))
+async def blockchain_delete(call):
+    meta = await metadata(call.node)
+    ids = _ids_option(call.opts["id"])
+    if call.opts["blockchain"]:
+        raise OptionError("blockchain platforms are not supported: use 'master = ip:port'")
+    parts = []
+    if call.opts["master"]:
+        await _ask_master(meta, call.opts["master"], "blockchain drop policy where id = " + ",".join(ids))
+        parts.append(f"deleted on the master {call.opts['master']}")
+    if call.opts["local"]:
+        missing = [i for i in ids if i not in meta.ledger]
+        if missing and not call.opts["master"]:
+            raise CommandError(f"no policy with id {', '.join(missing)} in the local ledger")
+        removed = await meta.remove(ids)
+        parts.append(f"{removed} removed locally")
+    return "Policy " + ", ".join(ids) + ": " + "; ".join(parts)
+
+
+@command("blockchain drop policy", usage="blockchain drop policy where id = a,b | blockchain drop policy <policy>",
+         text="Remove policies from this node's ledger and from its 'blockchain.ledger' table (on a master).",
+         examples=("blockchain drop policy where id = 64283dba96a3e5e5fe4ac8bd2dbd5ed4", "blockchain drop policy !p"),
+         keywords=KEYWORDS, raw=True)
+async def blockchain_drop(call):
+    meta = await metadata(call.node)
+    positional, clause = grammar.split_where(call.tokens)
+    if clause is not None and not positional:
+        pairs = dict((k, token_text(v[0], call.node.substitute)) for k, v in grammar.parse_where(clause))
+        if set(pairs) != {"id"}:
+            raise OptionError("usage: blockchain drop policy where id = a,b")
+        ids = _ids_option(pairs["id"])
+    else:
+        ids = [next(iter(meta.ledger.prepare(read_policy(call)).values()))["id"]]
+    store = _master_store(call.node)
+    in_table = await store.drop(ids) if store is not None and await store.has_table() else 0
+    removed = await meta.remove(ids)
+    if not removed and not in_table:
+        raise CommandError(f"no policy with id {', '.join(ids)} in the ledger")
+    return f"{removed} policies dropped" + (f" ({in_table} from the ledger table)" if store is not None else "")
+
+
+@command("blockchain wait for", usage="blockchain wait for <policy> [where timeout = 10 seconds]",
+         text="Wait until the local copy of the metadata holds the policy (e.g. after pushing it to the master).",
+         examples=("blockchain wait for !p", "blockchain wait for !p where timeout = 1 minute"),
+         keywords=KEYWORDS, raw=True)
+async def blockchain_wait_for(call):
+    meta = await metadata(call.node)
+    positional, clause = grammar.split_where(call.tokens)
+    timeout = 10.0
+    if clause is not None:
+        for key, value in grammar.parse_where(clause):
+            if key != "timeout":
+                raise OptionError(f"'blockchain wait for' has no option '{key}' (valid: timeout)")
+            try:
+                timeout = grammar.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in value))
+            except grammar.GrammarError as e:
+                raise OptionError(f"option 'timeout': {e.message}") from None
+    pid = next(iter(meta.ledger.prepare(read_policy(call, positional)).values()))["id"]
+    d = meta.when(lambda: pid in meta.ledger)
+    d.addTimeout(timeout, call.node.reactor)
+    try:
+        await d
+    except CancelledError:
+        raise Timeout(f"policy {pid} is not in the local metadata after {timeout:g} seconds") from None
+    return f"Policy {pid} is in the metadata"
+
+
+@command("blockchain load metadata", usage="blockchain load metadata",
+         text="Read the ledger file again (after editing it by hand, or copying one in).",
+         examples=("blockchain load metadata",), keywords=KEYWORDS)
+async def blockchain_load(call):
+    meta = await metadata(call.node)
+    parsed = await meta.reload()
+    skipped = f"; {len(parsed.errors)} corrupt lines skipped (see 'get error log')" if parsed.errors else ""
+    return f"{len(parsed.policies)} policies loaded from {meta.ledger.path}{skipped}"
+
+
+@command("blockchain seed from", usage="blockchain seed from ip:port",
+         text="Copy the metadata from a peer (usually the master) now, keeping local policies it lacks.",
+         examples=("blockchain seed from 10.0.0.25:32048",), keywords=KEYWORDS, nargs=(1, 1))
+async def blockchain_seed(call):
+    meta = await metadata(call.node)
+    reply = await _ask_master(meta, call.args[0], "blockchain pull to stdout")
+    count, local = await meta.install_master_copy(reply.text or "")
+    return f"{count} policies from {call.args[0]}" + (f" ({len(local)} local kept)" if local else "")
+
+
+@command("blockchain test", usage="blockchain test [where format = json]",
+         text="Check the local ledger file: lines, policies, corrupt lines (with their numbers) and duplicates.",
+         examples=("blockchain test",), keywords=KEYWORDS, options=(FORMAT,), readonly=True)
+async def blockchain_test(call):
+    from anylog_tw.metadata.ledger import parse_lines
+
+    meta = await metadata(call.node)
+    data = await meta.in_thread(meta.ledger.read_file)
+    parsed = await meta.in_thread(parse_lines, data.decode("utf-8", "replace"))
+    report = {"file": meta.ledger.path, "lines": parsed.lines, "policies": len(parsed.policies),
+              "duplicates": parsed.lines - len(parsed.policies) - len(parsed.errors),
+              "errors": [f"line {n}: {m}" for n, m in parsed.errors], "valid": not parsed.errors}
+    if call.wants_json:
+        return Reply.of_json(report)
+    rows = [(k, v if not isinstance(v, list) else "; ".join(v) or "none") for k, v in report.items()]
+    return Reply.of_table(("Check", "Result"), rows)
+
+
+# --- building policies ----------------------------------------------------------------------
+
+
+def _typed_value(tokens) -> object:
+    if len(tokens) == 1 and tokens[0].kind == GROUP:
+        return [_scalar(v) for v in grammar.split_list("(" + tokens[0].value + ")")]
+    if len(tokens) == 1 and tokens[0].kind == JSON:
+        try:
+            return json.loads(tokens[0].value)
+        except ValueError as e:
+            raise OptionError(f"{tokens[0].value[:40]!r} is not valid JSON: {e}") from None
+    if len(tokens) == 1 and tokens[0].kind == STRING:
+        return tokens[0].value
+    return _scalar(" ".join(t.value for t in tokens))
+
+
+def _scalar(text: str) -> object:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text) if any(c in text for c in ".eE") and text[:1] not in ("e", "E") else text
+    except ValueError:
+        return text
+
+
+@command("create policy", usage="create policy <type> [with defaults] where k = v and ...",
+         text="Build a policy from key = value pairs (numbers and true/false are typed, (a, b) is a list, {...} "
+              "is JSON) and print it as JSON; assign it to use it: 'p = create policy ...'. 'with defaults' adds "
+              "the node's name, hostname and ip.",
+         examples=("p = create policy operator where name = op1 and ip = 10.0.0.5 and port = 32148 and "
+                   "cluster = !cluster_id",
+                   "p = create policy cluster with defaults where name = c1 and company = acme"),
+         keywords=KEYWORDS, raw=True, readonly=True)
+def create_policy(call):
+    node = call.node
+    positional, clause = grammar.split_where(call.tokens)
+    words = [token_text(t, node.substitute) for t in positional]
+    if not words:
+        raise CommandError("usage: create policy <type> [with defaults] where k = v and ...")
+    ptype = words[0]
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_\-]*$", ptype):
+        raise CommandError(f"{ptype!r} is not a policy type name")
+    extra = [w.lower() for w in words[1:]]
+    if extra and extra != ["with", "defaults"]:
+        raise CommandError(f"unexpected '{' '.join(words[1:])}' after the type (only 'with defaults')")
+    inner: dict = {}
+    if extra:
+        inner.update({"name": node.name, "hostname": node.dictionary.get("hostname", ""),
+                      "ip": node.dictionary.get("external_ip") or node.dictionary.get("ip"),
+                      "local_ip": node.dictionary.get("ip")})
+    if clause is not None:
+        for key, value in grammar.parse_where(clause):
+            resolved = [t._replace(value=node.substitute(t.value)) if t.kind in (WORD, GROUP) else t
+                        for t in value]
+            inner[key] = _typed_value(resolved)
+    return Reply.of_json({ptype: inner})
+
+
+# --- the synchronizer -----------------------------------------------------------------------
+
+
+@command("run blockchain sync",
+         usage="run blockchain sync [where source = master and time = 30 seconds and dest = file and "
+               "connection = ip:port]",
+         text="Start the synchronizer: every 'time' it asks the master for its metadata version and, when it "
+              "differs, fetches the ledger and swaps it in atomically (the previous file kept as .old); local "
+              "policies the master lacks are pushed again. 'connection' defaults to the master policy's address. "
+              "'source = dbms' (on a master) rebuilds the ledger file from its blockchain.ledger table. With no "
+              "options, forces a sync now.",
+         examples=("run blockchain sync where source = master and time = 30 seconds and dest = file and "
+                   "connection = !master_node",
+                   "run blockchain sync"),
+         keywords=KEYWORDS + ("background processes",),
+         options=(Option("source", choices=("master", "dbms", "blockchain")), Option("time", kind="seconds"),
+                  Option("dest", repeat=True), Option("connection"), Option("platform")))
+async def run_blockchain_sync(call):
+    node = call.node
+    running = node.process(Synchronizer.name)
+    if not call.given:
+        if running is None:
+            raise ServiceError("the synchronizer is not running: start it with 'run blockchain sync where source = "
+                               "master and time = 30 seconds and dest = file and connection = ip:port'")
+        running.sync_now()
+        return "Synchronization requested"
+    if running is not None:
+        raise ServiceError("Blockchain Sync is already running (stop it first with 'exit synchronizer')")
+    opts = call.opts
+    for name in ("source", "time", "dest"):
+        if name not in call.given:
+            raise OptionError(f"'run blockchain sync' needs option '{name}' (usage: {call.command.usage})")
+    if opts["source"] == "blockchain":
+        raise OptionError("blockchain platforms are not supported: use 'source = master'")
+    if opts["time"] < 1:
+        raise OptionError("option 'time' must be at least 1 second")
+    dests = tuple(d.lower() for d in opts["dest"])
+    bad = [d for d in dests if d not in ("file", "dbms")]
+    if bad:
+        raise OptionError(f"option 'dest' is {bad[0]!r}; it must be file or dbms")
+    connection = opts["connection"] or ""
+    if opts["source"] == "master" and not connection:
+        meta = await metadata(node)
+        connection = policy_helpers.master_address(meta.ledger) or ""
+        if not connection:
+            raise OptionError("give 'connection = ip:port' (there is no master policy to take it from)")
+    sync = Synchronizer(opts["source"], opts["time"], connection, dests)
+    node.add_process(sync)
+    return f"Blockchain Sync started: every {opts['time']:g} seconds from {opts['source']}" + (
+        f" using {connection}" if connection else "")
+
+
+@command("get synchronizer", usage="get synchronizer [where format = json]",
+         text="The synchronizer's state: source, connection, interval, metadata version, calls, loads, policies, "
+              "and the last failure.",
+         examples=("get synchronizer", "get synchronizer where format = json"),
+         keywords=KEYWORDS + ("monitor",), options=(FORMAT,), readonly=True)
+async def get_synchronizer(call):
+    sync = call.node.process(Synchronizer.name)
+    if sync is None:
+        raise ServiceError("the synchronizer is not running (start it with 'run blockchain sync where ...')")
+    await metadata(call.node)
+    info = sync.info()
+    return Reply.of_table(("Key", "Value"), list(info.items()), data=info)
+
+
+@command("exit synchronizer", usage="exit synchronizer", text="Stop the synchronizer; the local copy stays.",
+         examples=("exit synchronizer",), keywords=KEYWORDS + ("background processes",))
+async def exit_synchronizer(call):
+    await call.node.stop_process(Synchronizer.name)
+    return "Blockchain Sync stopped"

@@ -1,0 +1,1 @@
+"""The metadata layer: the ledger, `blockchain get`, the master and the synchronizer."""

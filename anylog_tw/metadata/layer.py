@@ -1,0 +1,180 @@
+"""The node's metadata component: the ledger, loaded once, changed under one lock, off the reactor.
+
+`await metadata(node)` gives the node's `Metadata` (built on first use with
+`node.component(Metadata)` and loaded from `!blockchain_file` in a thread).  Every change goes
+through it, so a sync that swaps the file and an insert that appends a line never interleave:
+
+- `add(policy, ledger)`: append one line (small: done on the reactor thread);
+- `remove(ids)`: write the ledger without them aside, then rename it in (in a thread);
+- `install_master_copy(text)`: the synchronizer's swap (see `sync.py`).
+
+`ask(address, command) -> Reply` is how this area talks to peers; it defaults to the node's
+`Peers` component and tests give a fake.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from anylog_tw.commands.reply import Reply
+from anylog_tw.errors import PeerError
+from anylog_tw.metadata.ledger import Ledger, Parsed, parse_lines, render, write_atomically
+from anylog_tw.metadata.query import body
+
+Ask = Callable[[str, str], Awaitable[Reply]]
+
+
+async def peers_ask(node, address: str, text: str, timeout: float = 20.0) -> Reply:
+    """Send a command to a peer with the node's Peers component (issue 4)."""
+    try:
+        from anylog_tw.net.peers import Peers
+    except ImportError:
+        raise PeerError(f"cannot reach {address}: peer messaging is not available on this node") from None
+    return await node.component(Peers).command(address, text, timeout=timeout)
+
+
+class Metadata:
+    log = Logger()
+
+    def __init__(self, node):
+        self.node = node
+        self.ledger = Ledger(node.dictionary["blockchain_file"], clock=node.reactor.seconds)
+        self.lock = DeferredLock()
+        self.loaded: Deferred | None = None
+        self._ask: Ask | None = None
+        self.waiters: list[tuple[Callable[[], bool], Deferred]] = []
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def set_ask(self, ask: Ask | None) -> None:
+        """Replace how commands reach peers (tests); None restores the Peers component."""
+        self._ask = ask
+
+    async def ask(self, address: str, text: str) -> Reply:
+        if self._ask is not None:
+            return await self._ask(address, text)
+        return await peers_ask(self.node, address, text)
+
+    def in_thread(self, fn, *args) -> Deferred:
+        """Run blocking work in the reactor's thread pool (inline on a memory reactor in unit tests)."""
+        reactor = self.node.reactor
+        if not hasattr(reactor, "getThreadPool"):
+            return maybeDeferred(fn, *args)
+        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+    async def ready(self) -> "Metadata":
+        if self.loaded is None:
+            self.loaded = Deferred.fromCoroutine(self._load())
+        if not self.loaded.called:
+            d = Deferred()
+            self.loaded.addBoth(lambda r: (d.callback(self), r)[1])
+            await d
+        return self
+
+    async def _load(self) -> None:
+        await self.reload()
+
+    async def reload(self) -> Parsed:
+        """Read the file again (`blockchain load metadata`); corrupt lines are logged as errors."""
+        await self.lock.acquire()
+        try:
+            data = await self.in_thread(self.ledger.read_file)
+            parsed = await self.in_thread(parse_lines, data.decode("utf-8", "replace"))
+            self.ledger.install(parsed.policies, data)
+            self.ledger.load_errors = parsed.errors
+        finally:
+            self.lock.release()
+        for lineno, message in parsed.errors:
+            self.node.errors.add("metadata", f"{self.ledger.path}:{lineno}", f"ledger line skipped: {message}")
+            self.log.error("ledger {path}:{lineno} skipped: {message}", path=self.ledger.path, lineno=lineno,
+                           message=message)
+        self._changed()
+        return parsed
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def add(self, policy: dict, ledger: str = "local") -> dict:
+        await self.ready()
+        await self.lock.acquire()
+        try:
+            stored = self.ledger.add(policy, ledger)
+        finally:
+            self.lock.release()
+        self._changed()
+        return stored
+
+    async def remove(self, ids: list[str]) -> int:
+        """Remove policies by id; the file is rewritten aside and renamed in. Returns how many."""
+        await self.ready()
+        await self.lock.acquire()
+        try:
+            keep = self.ledger.without(ids)
+            removed = len(self.ledger) - len(keep)
+            if removed:
+                data = await self.in_thread(render, keep)
+                await self.in_thread(write_atomically, self.ledger.path, data, False)
+                self.ledger.install(keep, data)
+        finally:
+            self.lock.release()
+        self._changed()
+        return removed
+
+    async def install_master_copy(self, text: str) -> tuple[int, list[dict]]:
+        """Make the master's ledger text our ledger, keeping our local policies it lacks.
+
+        The merged file is written as `.new` and renamed in, the previous file kept as `.old`;
+        a node killed at any point has either the old ledger or the new one.  Returns the number
+        of policies now held and the local policies the master does not have (to push again).
+        """
+        await self.ready()
+        parsed = await self.in_thread(parse_lines, text)
+        master_ids = {body(p)["id"] for p in parsed.policies}
+        await self.lock.acquire()
+        try:
+            local = [p for p in self.ledger.local_policies() if body(p)["id"] not in master_ids]
+            policies = parsed.policies + local
+            data = text.encode("utf-8")
+            if data and not data.endswith(b"\n"):
+                data += b"\n"
+            if local:
+                data += render(local)
+            await self.in_thread(write_atomically, self.ledger.path, data, True)
+            self.ledger.install(policies, data)
+        finally:
+            self.lock.release()
+        self._changed()
+        return len(policies), local
+
+    # -- waiting for changes -----------------------------------------------------------------
+
+    def when(self, predicate: Callable[[], bool]) -> Deferred:
+        """A Deferred that fires once `predicate()` holds after a change (or at once)."""
+        d = Deferred(lambda _: self.waiters.remove(entry) if entry in self.waiters else None)
+        entry = (predicate, d)
+        if predicate():
+            d.callback(True)
+        else:
+            self.waiters.append(entry)
+        return d
+
+    def _changed(self) -> None:
+        for entry in list(self.waiters):
+            predicate, d = entry
+            if predicate():
+                self.waiters.remove(entry)
+                d.callback(True)
+
+    def close(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for _, d in waiters:
+            if not d.called:
+                d.cancel()
+
+
+async def metadata(node) -> Metadata:
+    """The node's loaded metadata."""
+    return await node.component(Metadata).ready()

@@ -1,0 +1,205 @@
+"""The synchronizer ("Blockchain Sync"): keeps the node's ledger current from the master.
+
+Protocol, over ordinary commands sent to the master (`Metadata.ask`):
+
+1. `get metadata version` -> the MD5 of the master's ledger file.
+2. Only when that differs from the version of the master copy loaded last:
+   `blockchain pull to stdout` -> the master's ledger as JSON lines.  Its MD5 becomes our
+   version (the master may have changed between the two calls; the text is what counts).
+3. The text is merged with our own `ledger: local` policies that it lacks, written as
+   `blockchain.json.new`, fsynced and renamed over `blockchain.json` (the previous file is kept
+   as `.old`), then installed in memory: a node killed at any point has the old ledger or the new.
+4. Each local policy the master lacks is sent again with `blockchain push <policy>`; once the
+   master has it, the next load brings it back as `ledger: global`.
+
+A failure (master down, refused, timed out) is recorded in `get synchronizer` and the error log;
+the loop goes on with the local copy.  `source = dbms` is the master's own mode: the ledger file
+is rebuilt from its `blockchain.ledger` table when that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+
+from anylog_tw.errors import AnyLogError, PeerError
+from anylog_tw.metadata.layer import Metadata, metadata
+from anylog_tw.metadata.ledger import to_line
+from anylog_tw.metadata.master import DBMS, MasterLedger
+from anylog_tw.services.base import NodeProcess
+
+VERSION_COMMAND = "get metadata version"
+PULL_COMMAND = "blockchain pull to stdout"
+
+
+def text_version(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+class Synchronizer(NodeProcess):
+    name = "Blockchain Sync"
+    exit_command = "exit synchronizer"
+
+    def __init__(self, source: str, interval: float, connection: str = "", dests: tuple[str, ...] = ("file",)):
+        self.source = source
+        self.interval = interval
+        self.connection = connection
+        self.dests = dests
+        self.calls = 0
+        self.loads = 0
+        self.pushed = 0
+        self.version = ""  # MD5 of the master copy loaded last
+        self.status = "Starting"
+        self.last_failure = ""
+        self.last_failure_at: float | None = None
+        self.last_load_at: float | None = None
+        self._loop: LoopingCall | None = None
+        self._running: Deferred | None = None
+        self._again = False
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def startService(self) -> None:
+        NodeProcess.startService(self)
+        self._loop = LoopingCall(self.sync_now)
+        self._loop.clock = self.node.reactor
+        self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> Deferred:
+        NodeProcess.stopService(self)
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._again = False
+        running = self._running
+        if running is None:
+            return succeed(None)
+        d = Deferred()
+        running.addBoth(lambda r: (d.callback(None), r)[1])
+        return d
+
+    def sync_now(self) -> Deferred:
+        """Run one sync; while one runs, ask for another right after it (coalesced)."""
+        if self._running is not None:
+            self._again = True
+            return succeed(None)
+        self._running = Deferred.fromCoroutine(self._run())
+        return succeed(None)  # the loop never waits on (or dies of) a sync
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._again = False
+                await self.sync_once()
+                if not self._again or not self.running:
+                    break
+        finally:
+            self._running = None
+
+    # -- one sync ----------------------------------------------------------------------------
+
+    async def sync_once(self) -> bool:
+        """One round; True when a new ledger was loaded.  Never raises: failures are recorded."""
+        self.calls += 1
+        try:
+            if self.source == "dbms":
+                loaded = await self._from_dbms()
+            else:
+                loaded = await self._from_master()
+        except AnyLogError as e:
+            self._failed(e.message)
+            return False
+        except Exception as e:  # a bug: keep the loop alive, keep the traceback
+            self.log.failure("blockchain sync failed")
+            self._failed(f"{type(e).__name__}: {e}")
+            return False
+        self.status = "Synchronized"
+        return loaded
+
+    def _failed(self, message: str) -> None:
+        self.status = f"Failed to connect to {self.source} using: {self.connection or 'the local dbms'}"
+        self.last_failure = message
+        self.last_failure_at = self.node.reactor.seconds()
+        self.node.errors.add("blockchain sync", self.connection or self.source, message)
+        self.log.warn("blockchain sync from {source} ({connection}) failed: {message}", source=self.source,
+                      connection=self.connection, message=message)
+
+    async def _ask(self, meta, command: str) -> str:
+        reply = await meta.ask(self.connection, command)
+        if not reply.ok:
+            raise PeerError(f"the master at {self.connection} answered '{command}' with: {reply.text}")
+        return reply.text if reply.text is not None else reply.render()
+
+    async def _from_master(self) -> bool:
+        meta = await metadata(self.node)
+        version = (await self._ask(meta, VERSION_COMMAND)).strip()
+        loaded = False
+        if version != self.version:
+            text = await self._ask(meta, PULL_COMMAND)
+            await self._install(meta, text)
+            loaded = True
+        await self._push_local(meta)
+        return loaded
+
+    async def _from_dbms(self) -> bool:
+        from anylog_tw.storage.base import Databases
+
+        meta = await metadata(self.node)
+        db = self.node.component(Databases).get(DBMS)
+        text = await MasterLedger(db).dump()
+        if text_version(text) == self.version:
+            return False
+        await self._install(meta, text)
+        return True
+
+    async def _install(self, meta, text: str) -> None:
+        count, local = await meta.install_master_copy(text)
+        self.version = text_version(text)
+        self.loads += 1
+        self.last_load_at = self.node.reactor.seconds()
+        self.log.info("ledger loaded from {source}: {count} policies ({local} local only)", source=self.source,
+                      count=count, local=len(local))
+        if "dbms" in self.dests and self.source != "dbms":
+            await self._copy_to_dbms(meta)
+
+    async def _copy_to_dbms(self, meta) -> None:
+        """`dest = dbms`: keep the node's own `blockchain.ledger` table in step with the file."""
+        from anylog_tw.storage.base import Databases
+
+        master = MasterLedger(self.node.component(Databases).get(DBMS))
+        await master.ensure_table()
+        have = await master.ids()
+        for p in meta.ledger.all():
+            if next(iter(p.values()))["id"] not in have:
+                await master.push(p)
+
+    async def _push_local(self, meta) -> None:
+        for policy in list(meta.ledger.local_policies()):
+            await self._ask(meta, "blockchain push " + to_line(policy))
+            self.pushed += 1
+
+    # -- status ------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        meta = self.node.component(Metadata)
+        now = self.node.reactor.seconds()
+        return {
+            "Status": self.status,
+            "Source": self.source,
+            "Connection": self.connection,
+            "Dest": ",".join(self.dests),
+            "Interval": f"{self.interval:g} seconds",
+            "Version": self.version,
+            "Calls": self.calls,
+            "Loads": self.loads,
+            "Pushed": self.pushed,
+            "Policies": len(meta.ledger),
+            "Since last load": "" if self.last_load_at is None else f"{now - self.last_load_at:.0f} seconds",
+            "Last failure": self.last_failure,
+        }
+
+    def details(self) -> str:
+        where = f" using {self.connection}" if self.connection else ""
+        return f"Sync every {self.interval:g} seconds from {self.source}{where}: {self.status}"
