@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeout
 
 from anylog_tw.commands import grammar
 from anylog_tw.commands.grammar import GROUP, JSON, STRING, WORD
@@ -297,7 +297,7 @@ async def blockchain_wait_for(call):
     d.addTimeout(timeout, call.node.reactor)
     try:
         await d
-    except CancelledError:
+    except (CancelledError, DeferredTimeout):
         raise Timeout(f"policy {pid} is not in the local metadata after {timeout:g} seconds") from None
     return f"Policy {pid} is in the metadata"
 
