@@ -64,6 +64,7 @@ class PeerProtocol(Protocol):
         self.last_activity = self.clock.seconds()
         self.requests_in = self.requests_out = 0
         self._timers: list = []
+        self.open = False  # between connectionMade and connectionLost
 
     # -- connection --------------------------------------------------------------------------
 
@@ -72,6 +73,7 @@ class PeerProtocol(Protocol):
         return self.peer_address or self.remote
 
     def connectionMade(self) -> None:
+        self.open = True
         peer = self.transport.getPeer()
         self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         for opt in ("setTcpNoDelay", "setTcpKeepAlive"):
@@ -110,6 +112,7 @@ class PeerProtocol(Protocol):
         self._schedule_idle()
 
     def connectionLost(self, reason: Failure = None) -> None:
+        self.open = False
         for t in self._timers:
             if t.active():
                 t.cancel()
@@ -151,7 +154,7 @@ class PeerProtocol(Protocol):
         self.log.warn("refusing peer {peer}: {reason}", peer=self.label, reason=reason)
         self.node.errors.add(f"peer {self.label}", "peer connection", reason)
         self._closed_reason = f"refused: {reason}"
-        if self.transport is not None and self.transport.connected:
+        if self.open:
             self._send_error(reason, code)
             self.transport.loseConnection()
 
@@ -250,7 +253,7 @@ class PeerProtocol(Protocol):
         d.addErrback(lambda f: self.log.failure("replying to {peer}", f, peer=self.label))
 
     def _send_reply(self, reply: Reply, ident: int) -> None:
-        if self.transport is None or not self.transport.connected or self._closed_reason:
+        if not self.open or self._closed_reason:
             return
         fields, body = reply_fields(reply)
         fields.update(kind="reply", id=0, re=ident)
@@ -359,7 +362,7 @@ class PeerProtocol(Protocol):
             self.clock.callLater(0, self._resume_files)
 
     def _resume_files(self) -> None:
-        if not self._streaming and self.transport.connected:
+        if not self._streaming and self.open:
             self._next_file()
 
     # -- receiving files ---------------------------------------------------------------------

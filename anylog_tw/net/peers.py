@@ -136,8 +136,7 @@ class Peers:
         return st
 
     def _usable(self, proto: PeerProtocol | None) -> bool:
-        return proto is not None and proto.authenticated and proto.transport is not None \
-            and proto.transport.connected and proto._closed_reason is None
+        return proto is not None and proto.authenticated and proto.open and proto._closed_reason is None
 
     async def connection(self, address: str) -> PeerProtocol:
         """The authenticated connection to `address`, dialled if there is none."""

@@ -1,0 +1,174 @@
+"""The peer protocol without sockets: StringTransport, iosim and the node's Clock."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.defer import TimeoutError
+from twisted.internet.testing import StringTransport
+from twisted.test import iosim
+
+from anylog_tw.errors import PeerError
+from anylog_tw.net import auth, wire
+from anylog_tw.net.payload import reply_from_frame
+from anylog_tw.net.peer import PeerProtocol
+from anylog_tw.net.peers import Peers
+from tests.helpers import fired, unit_node
+
+
+def frames(transport: StringTransport) -> list[dict]:
+    events = wire.Decoder().feed(transport.value())
+    transport.clear()
+    return [dict(e[1], body=e[2]) for e in events if e[0] == wire.FRAME]
+
+
+def connected(tmp_path, role="client", key=None, name="n"):
+    node = unit_node(tmp_path / name)
+    peers = node.component(Peers)
+    peers.set_network_key(key)
+    proto = PeerProtocol(peers, role)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return node, proto, transport
+
+
+def hello(**extra) -> bytes:
+    return wire.encode({"kind": "hello", "id": 0, "name": "other", "addr": "10.0.0.9:32048",
+                        "nonce": auth.new_nonce(), **extra})
+
+
+def reply(re: int, text: str) -> bytes:
+    return wire.encode({"kind": "reply", "id": 0, "re": re, "ok": True, "format": "text"}, text.encode())
+
+
+def test_hello_first_then_requests_matched_by_id_in_any_order(tmp_path):
+    _, proto, t = connected(tmp_path)
+    [h] = frames(t)
+    assert h["kind"] == "hello" and auth.valid_nonce(h["nonce"]) and "auth" not in h
+    proto.dataReceived(hello())
+    assert proto.authenticated and proto.peer_name == "other" and proto.label == "10.0.0.9:32048"
+    d1, d2 = proto.request("get a"), proto.request("get b")
+    sent = frames(t)
+    assert [(f["kind"], f["id"], f["cmd"]) for f in sent] == [("cmd", 1, "get a"), ("cmd", 2, "get b")]
+    proto.dataReceived(reply(2, "B") + reply(1, "A"))
+    assert fired(d1).text == "A" and fired(d2).text == "B"
+
+
+def test_request_times_out_on_the_clock_and_late_reply_is_ignored(tmp_path):
+    node, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    d = proto.request("slow", timeout=5)
+    node.reactor.advance(4.9)
+    assert not d.called
+    node.reactor.advance(0.2)
+    with pytest.raises(TimeoutError):
+        fired(d)
+    proto.dataReceived(reply(1, "late"))  # no waiter: dropped, no error
+    assert not proto._waiting
+
+
+def test_connection_loss_fails_every_waiter(tmp_path):
+    _, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    waiting = [proto.request(f"c{i}") for i in range(3)]
+    proto.connectionLost(None)
+    for d in waiting:
+        with pytest.raises(PeerError, match="lost"):
+            fired(d)
+
+
+def test_commands_run_and_reply_on_the_same_connection(tmp_path):
+    node, proto, t = connected(tmp_path, role="server")
+    node.dictionary["v"] = "42"
+    frames(t)
+    proto.dataReceived(hello() + wire.encode({"kind": "cmd", "id": 7, "cmd": "echo !v"})
+                       + wire.encode({"kind": "cmd", "id": 8, "cmd": "get dictionary v where format = json"}))
+    out = frames(t)
+    assert [(f["re"], f["ok"], f["format"]) for f in out] == [(7, True, "text"), (8, True, "table")]
+    assert out[0]["body"] == b"42" and out[1]["fmt"] == "json"
+    assert json.loads(reply_from_frame(out[1], out[1]["body"]).render()) == {"v": "42"}
+    assert node.events.entries(None)[-1][2].startswith("peer 10.0.0.9:32048")
+
+
+def test_command_before_hello_is_refused_and_not_run(tmp_path):
+    node, proto, t = connected(tmp_path, role="server")
+    frames(t)
+    proto.dataReceived(wire.encode({"kind": "cmd", "id": 1, "cmd": "marker = set"}))
+    [err] = frames(t)
+    assert err["kind"] == "error" and err["code"] == "auth" and b"not authenticated" in err["body"]
+    assert t.disconnecting and "marker" not in node.dictionary
+    assert "not authenticated" in node.errors.entries(None)[-1][4]
+
+
+def test_malformed_frame_gets_an_error_frame_and_a_closed_connection(tmp_path):
+    node, proto, t = connected(tmp_path, role="server")
+    proto.dataReceived(hello())
+    frames(t)
+    proto.dataReceived(b"this is not a frame\n")
+    [err] = frames(t)
+    assert err["kind"] == "error" and err["code"] == "bad_frame" and t.disconnecting
+    proto.dataReceived(wire.encode({"kind": "cmd", "id": 1, "cmd": "marker = x"}))
+    assert "marker" not in node.dictionary
+
+
+def test_handshake_must_finish_in_time(tmp_path):
+    node, proto, t = connected(tmp_path, role="server")
+    node.reactor.advance(node.component(Peers).handshake_timeout + 0.1)
+    assert t.disconnecting
+    assert "no complete hello" in frames(t)[-1]["body"].decode()
+
+
+def test_idle_connection_is_closed(tmp_path):
+    node, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    peers = node.component(Peers)
+    node.reactor.advance(peers.idle_timeout / 2)
+    assert not t.disconnecting
+    node.reactor.advance(peers.idle_timeout / 2 + 1)
+    assert t.disconnecting
+
+
+def test_keyless_node_refuses_a_peer_that_requires_a_key(tmp_path):
+    _, proto, t = connected(tmp_path)
+    frames(t)
+    proto.dataReceived(hello(auth=auth.SCHEME))
+    assert t.disconnecting and not proto.authenticated
+    assert b"has none" in frames(t)[-1]["body"]
+
+
+def pump_pair(tmp_path, server_key, client_key):
+    server_node = unit_node(tmp_path / "s")
+    client_node = unit_node(tmp_path / "c")
+    server_node.component(Peers).set_network_key(server_key)
+    client_node.component(Peers).set_network_key(client_key)
+    server = PeerProtocol(server_node.component(Peers), "server")
+    client = PeerProtocol(client_node.component(Peers), "client")
+    pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client))
+    return server_node, server, client, pump
+
+
+def test_network_key_handshake_over_iosim(tmp_path):
+    node, server, client, pump = pump_pair(tmp_path, "k" * 16, "k" * 16)
+    assert server.authenticated and client.authenticated
+    d = client.request("get node name")
+    pump.flush()
+    assert fired(d).ok
+
+
+@pytest.mark.parametrize("server_key, client_key", [("k" * 16, "x" * 16), ("k" * 16, None), (None, "k" * 16)])
+def test_wrong_or_missing_key_is_refused(tmp_path, server_key, client_key):
+    node, server, client, pump = pump_pair(tmp_path, server_key, client_key)
+    assert not server.authenticated
+    assert not client.authenticated
+    assert any("key" in e[4] for e in node.errors.entries(None)) or server_key is None
+
+
+def test_proof_cannot_be_reflected():
+    """A proof made by a client does not pass as a server's proof for the same nonces."""
+    key = b"k" * 16
+    a, b = auth.new_nonce(), auth.new_nonce()
+    client_proof = auth.proof(key, "client", a, b)
+    assert auth.check_proof(key, "client", a, b, client_proof)
+    assert not auth.check_proof(key, "server", a, b, client_proof)
+    assert not auth.check_proof(b"other-key-123456", "client", a, b, client_proof)
