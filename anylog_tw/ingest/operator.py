@@ -1,0 +1,416 @@
+"""The operator (`run operator`): JSON files in the watch dir become rows in the local databases.
+
+Each file goes through one pipeline (spec §2.4, DESIGN "Data flow of a file"):
+
+    parse the name -> first pass in a worker thread (hash, parse, map) -> table ensured (one
+    file at a time per table) -> values adapted to the columns -> TSD row registered and the
+    file renamed to its 8-segment name -> rows inserted in one transaction tagged with
+    (tsd_name, tsd_id) -> TSD row marked done -> file archived (or deleted)
+
+and any failure moves the file to the error dir with the reason, and the operator goes on.
+
+Exactly once across a crash: every step is either idempotent or recorded before the next one
+(see `tsd.py`).  On restart the scan at start finds what was left in the watch dir: a file
+whose TSD row is done is only archived; one whose row is pending is inserted again, after the
+rows of the earlier attempt are deleted in the same transaction.
+
+`threads` files are in hand at once: parsing (worker threads) of one overlaps the insert
+(the database's writer thread, which releases the GIL) of another.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from anylog_tw.errors import AnyLogError, StorageError
+from anylog_tw.ingest import archive, pipeline, tsd
+from anylog_tw.ingest.errors import IngestError
+from anylog_tw.ingest.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.ingest.ledger_link import LedgerLink
+from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.stats import OperatorStats
+from anylog_tw.ingest.watcher import DirectoryWatcher
+from anylog_tw.services.base import NodeProcess
+from anylog_tw.storage import Databases, schema
+
+
+@dataclass
+class OperatorConfig:
+    watch_dir: str
+    err_dir: str
+    archive_dir: str
+    policy: str = ""
+    cluster: str = ""
+    member: str = "0"
+    company: str = ""
+    create_table: bool = True
+    update_tsd_info: bool = True
+    archive_json: bool = True
+    compress_json: bool = True
+    limit_tables: list[str] = field(default_factory=list)
+    threads: int = 1
+    master_node: str = ""
+    rescan: float = 10.0
+    use_inotify: bool = True
+
+    def allows(self, dbms: str, table: str) -> bool:
+        if not self.limit_tables:
+            return True
+        return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
+
+
+@dataclass
+class Job:
+    """One file in hand: its current name (it changes when registered) and what is known of it."""
+
+    name: str
+    fname: FileName | None = None
+    dbms: str = ""
+    table: str = ""
+    tsd_table: str = "tsd_info"
+    tsd_name: str = "0"
+    tsd_id: int = 0
+    date: str = ""
+    redo: bool = False
+    done: bool = False
+    hash: str = ""
+
+
+class Operator(NodeProcess):
+    name = "Operator"
+    exit_command = "exit operator"
+
+    def __init__(self, config: OperatorConfig, link: LedgerLink):
+        self.config = config
+        self.link = link
+        self.stats: OperatorStats | None = None
+        self.watcher: DirectoryWatcher | None = None
+        self.pool: ThreadPool | None = None
+        self.queue: deque[str] = deque()
+        self.queued: set[str] = set()
+        self.in_hand: set[str] = set()
+        self.stuck: set[str] = set()
+        self._hashes: set[str] = set()
+        self._tasks: set[Deferred] = set()
+        self._locks: dict[tuple[str, str], DeferredLock] = {}
+        self._columns: dict[tuple[str, str], dict[str, str]] = {}
+        self._tsd_tables: set[str] = set()
+        self._busy_since: float | None = None
+        self.started_at = 0.0
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    @property
+    def reactor(self):
+        return self.node.reactor
+
+    def startService(self) -> None:
+        NodeProcess.startService(self)
+        self.started_at = self.reactor.seconds()
+        self.stats = OperatorStats(self.started_at)
+        self.pool = ThreadPool(minthreads=0, maxthreads=max(1, self.config.threads), name="operator")
+        self.pool.start()
+        for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
+            os.makedirs(path, exist_ok=True)
+        self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+        self.watcher.start()
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
+
+    def stopService(self) -> Deferred:
+        NodeProcess.stopService(self)
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.queue.clear()
+        self.queued.clear()
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.forget_queue("operator")
+
+        async def drain() -> None:
+            if self._tasks:  # files in hand finish (a transaction cannot be abandoned half-way)
+                await DeferredList(list(self._tasks), consumeErrors=True)
+            if self.pool is not None:
+                self.pool.stop()
+
+        return Deferred.fromCoroutine(drain())
+
+    def details(self) -> str:
+        c = self.config
+        text = f"Cluster Member: {bool(c.cluster)}, Using Master: {c.master_node or 'none'}"
+        if self.watcher is not None:
+            text += f", Watching: {c.watch_dir} ({self.watcher.mode}), Threads: {c.threads}"
+        return text
+
+    # -- the queue ---------------------------------------------------------------------------
+
+    def offer(self, name: str) -> None:
+        """The watcher says `name` is complete: queue it unless it is queued or in hand already."""
+        if not self.running or name in self.queued or name in self.in_hand or name in self.stuck:
+            return
+        self.queued.add(name)
+        self.queue.append(name)
+        self._kick()
+
+    def _kick(self) -> None:
+        while self.queue and len(self._tasks) < max(1, self.config.threads):
+            d = Deferred.fromCoroutine(self._worker())
+            self._tasks.add(d)
+            d.addBoth(lambda r, d=d: (self._tasks.discard(d), r)[1])
+            d.addErrback(lambda f: self.log.failure("operator worker failed", f))
+
+    async def _worker(self) -> None:
+        while self.queue and self.running:
+            name = self.queue.popleft()
+            self.queued.discard(name)
+            if self._busy_since is None:
+                self._busy_since = self.reactor.seconds()
+            try:
+                await self.process(name)
+            finally:
+                if not self.in_hand and not self.queue and self._busy_since is not None:
+                    self.stats.processing += self.reactor.seconds() - self._busy_since
+                    self._busy_since = None
+
+    # -- one file ----------------------------------------------------------------------------
+
+    def _thread(self, fn, *args) -> Deferred:
+        return deferToThreadPool(self.reactor, self.pool, fn, *args)
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.config.watch_dir, name)
+
+    async def process(self, name: str) -> None:
+        """Ingest one file from the watch dir, or move it to the error dir with the reason."""
+        if not os.path.isfile(self._path(name)):
+            return  # already handled (a second report of the same file)
+        job = Job(name)
+        self.in_hand.add(name)
+        start = self.reactor.seconds()
+        try:
+            rows = await self._ingest(job)
+        except IngestError as e:
+            await self._fail(job, e.reason, e.message)
+        except StorageError as e:
+            self._columns.pop((job.dbms, job.table), None)  # the table may have changed under us
+            await self._fail(job, "insert", e.message)
+        except AnyLogError as e:
+            await self._fail(job, "insert", e.message)
+        except Exception as e:
+            self.log.failure("ingesting {name} failed", name=job.name)
+            await self._fail(job, "io", f"{type(e).__name__}: {e}")
+        else:
+            now = self.reactor.seconds()
+            self.stats.file_done(job.dbms, job.table, rows, now - start, now)
+            metrics = self._metrics()
+            if metrics is not None:
+                metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
+                metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+            self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+        finally:
+            self.in_hand.discard(name)
+            self.in_hand.discard(job.name)
+            self._hashes.discard(job.hash)
+
+    async def _ingest(self, job: Job) -> int:
+        fname = job.fname = parse_file_name(job.name)
+        job.dbms, job.table = fname.dbms, fname.table
+        if fname.member == "@":  # the streamer inserted these rows already
+            job.date = fname.tsd_date or tsd_date(self.reactor.seconds())
+            await self._archive(job, fname.registered_as(self.config.member, fname.tsd_id, job.date))
+            return 0
+        db = Databases_find(self.node, fname.dbms)
+        policy = None
+        if fname.instructions != "0":
+            found = self.link.mapping_policy(fname.instructions)
+            if found is None:
+                raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
+                                             f"(the file's instructions segment names it)")
+            policy = MappingPolicy(found)
+            job.table = policy.table or job.table
+        if not self.config.allows(job.dbms, job.table):
+            raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
+                                       f"({', '.join(self.config.limit_tables)})")
+        parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
+        columns = await self._ensure_table(db, job, parsed, policy)
+        adapted = None if parsed.big else await self._thread(pipeline.adapt, parsed.batch, columns)
+        if self.config.update_tsd_info:
+            await self._register(job, parsed)
+            if job.done:  # inserted before a restart: only the archiving was left
+                await self._archive(job, job.fname)
+                return 0
+        if parsed.big:
+            rows = await db.transaction(pipeline.insert_big, job.table, columns, self._path(job.name), job.fname,
+                                        policy, job.tsd_name, job.tsd_id, job.redo)
+        else:
+            rows = await db.transaction(pipeline.insert_small, job.table, columns, adapted, job.tsd_name,
+                                        job.tsd_id, job.redo)
+        if self.config.update_tsd_info:
+            await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
+        await self._archive(job, job.fname)
+        return rows
+
+    # -- TSD -----------------------------------------------------------------------------------
+
+    def _almgm(self):
+        db = self.node.component(Databases).find(tsd.TSD_DBMS)
+        if db is None:
+            raise IngestError("dbms", "dbms 'almgm' is not connected: the operator records every file in "
+                                      "almgm.tsd_info (connect dbms almgm where type = sqlite)")
+        return db
+
+    async def _register(self, job: Job, parsed: pipeline.Parsed) -> None:
+        fname = job.fname
+        own = fname.member is None or fname.member == self.config.member
+        job.tsd_table = tsd.tsd_table(fname.member, self.config.member)
+        job.hash = parsed.hash if fname.hash == "0" else fname.hash
+        if job.hash in self._hashes:
+            job.hash = ""
+            raise IngestError("duplicate", f"a file with the same hash ({parsed.hash}) is being ingested now")
+        self._hashes.add(job.hash)
+        almgm = self._almgm()
+        if job.tsd_table not in self._tsd_tables:
+            await almgm.create_tsd_table(job.tsd_table)
+            self._tsd_tables.add(job.tsd_table)
+        now = self.reactor.seconds()
+        row, new = await almgm.transaction(
+            tsd.register, job.tsd_table, job.dbms, job.table, fname.source, job.hash, fname.instructions,
+            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id)
+        same_file = fname.registered and fname.tsd_id == row.file_id
+        if not new:
+            if row.done and not same_file:
+                raise IngestError("duplicate", f"the same data as file {row.file_id} of {job.tsd_table} "
+                                               f"(hash {job.hash}), already ingested")
+            if not own and not same_file:
+                raise IngestError("duplicate", f"hash {job.hash} is file {row.file_id} in {job.tsd_table}, "
+                                               f"not {fname.tsd_id}")
+            job.done, job.redo = row.done, not row.done
+        job.tsd_id = row.file_id
+        job.tsd_name = self.config.member if own else fname.member
+        job.date = fname.tsd_date if same_file and fname.tsd_date else tsd_date(now)
+        if own:
+            registered = replace(fname, hash=job.hash).registered_as(self.config.member, row.file_id, job.date)
+            new_name = registered.format()
+            if new_name != job.name:
+                self.in_hand.add(new_name)
+                await self._thread(archive.rename_in_place, self.config.watch_dir, job.name, new_name)
+                self.in_hand.discard(job.name)
+                job.name, job.fname = new_name, registered
+
+    # -- tables --------------------------------------------------------------------------------
+
+    async def _ensure_table(self, db, job: Job, parsed: pipeline.Parsed, policy: MappingPolicy | None) -> dict:
+        """The table's columns for this file: created, or widened with new columns, one file at a time."""
+        key = (db.name, job.table)
+        lock = self._locks.setdefault(key, DeferredLock())
+        await lock.acquire()
+        try:
+            existing = self._columns.get(key)
+            if existing is None and await db.has_table(job.table):
+                existing = pipeline.column_types(await db.columns(job.table))
+            fixed = policy.types if policy is not None else None
+            if existing is None:
+                existing = await self._create_table(db, job, parsed, fixed)
+            columns, added = pipeline.new_columns(parsed, existing, fixed)
+            if added:
+                try:
+                    await db.add_columns(job.table, list(added.items()))
+                except StorageError as e:
+                    raise IngestError("table", f"cannot add columns {', '.join(added)} to {db.name}.{job.table}: "
+                                               f"{e.message}") from None
+                existing = {**existing, **added}
+            self._columns[key] = existing
+            return columns
+        finally:
+            lock.release()
+
+    async def _create_table(self, db, job: Job, parsed: pipeline.Parsed, fixed) -> dict:
+        if not self.config.create_table:
+            raise IngestError("table", f"table {db.name}.{job.table} does not exist and create_table is false")
+        source = f"Operator of node {self.node.name}"
+        found = self.link.table_policy(db.name, job.table)
+        try:
+            if found is not None:
+                create = str(found.get("table", {}).get("create", "")).replace("|", '"')
+                await db.script([s for s in create.split(";") if s.strip()])
+                existing = pipeline.column_types(await db.columns(job.table))
+            else:
+                existing, _ = pipeline.new_columns(parsed, {}, fixed)
+                await db.create_table(job.table, existing)
+                ddl = "; ".join(schema.create_table_sql(db.engine, job.table, existing)) + ";"
+                await self.link.publish_table(db.name, job.table, ddl, source)
+        except StorageError as e:
+            raise IngestError("table", f"cannot create table {db.name}.{job.table}: {e.message}") from None
+        await self.link.assign_table(self.config.cluster, db.name, job.table, source)
+        return existing
+
+    # -- disposal ------------------------------------------------------------------------------
+
+    async def _archive(self, job: Job, fname: FileName) -> None:
+        path = self._path(job.name)
+        try:
+            if self.config.archive_json:
+                await self._thread(archive.archive, path, self.config.archive_dir,
+                                   job.date or tsd_date(self.reactor.seconds()), fname.format(gz=False),
+                                   fname.gz, self.config.compress_json)
+            else:
+                await self._thread(archive.delete, path)
+        except OSError as e:
+            raise IngestError("archive", f"cannot archive {job.name}: {e}") from None
+
+    async def _fail(self, job: Job, reason: str, message: str) -> None:
+        now = self.reactor.seconds()
+        text = f"{job.name}: {message}"
+        self.stats.file_failed(job.dbms, job.table, reason, text, now)
+        self.node.errors.add("operator", job.name, text)
+        self.log.error("operator: {name} failed ({reason}): {message}", name=job.name, reason=reason, message=message)
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.ingest_errors.labels(stage=reason).inc()
+        try:
+            await self._thread(archive.move_to_error, self._path(job.name), self.config.err_dir, job.name, reason,
+                               int(time.time()))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.stuck.add(job.name)  # never retried in a loop; it stays in the watch dir
+            self.log.error("cannot move {name} to the error dir: {error}", name=job.name, error=e)
+
+    def _metrics(self):
+        try:
+            from anylog_tw.metrics import Metrics
+        except ImportError:  # pragma: no cover
+            return None
+        return self.node.component(Metrics)
+
+    # -- status --------------------------------------------------------------------------------
+
+    def config_row(self) -> list:
+        c = self.config
+        return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
+
+
+def Databases_find(node, dbms: str):
+    db = node.component(Databases).find(dbms)
+    if db is None:
+        raise IngestError("dbms", f"dbms '{dbms}' is not connected (connect dbms {dbms} where type = sqlite)")
+    return db
+
+
+def _utc(seconds: float):
+    import datetime
+
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _stamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""

@@ -1,0 +1,157 @@
+"""The blocking half of ingesting one file: read, hash, parse, map, adapt, and (big files) insert.
+
+These functions run in worker threads (parsing) or in the database's writer thread (inserting
+big files) and only take and return plain data, so the operator service stays a thin shell.
+
+Small files (up to `SMALL` bytes on disk) are read once: the bytes give the hash, the parsed
+rows stay in memory until they are inserted.  A bigger file is read twice in chunks of whole
+lines: once for the hash, the row count and the column types, and again inside the insert
+transaction, each chunk parsed, adapted and inserted before the next is read, so memory stays
+bounded by the chunk size whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from anylog_tw.ingest import mapping, reader
+from anylog_tw.ingest.errors import IngestError
+from anylog_tw.ingest.filename import FileName
+from anylog_tw.ingest.mapping import Batch, MappingPolicy
+from anylog_tw.storage import schema
+
+SMALL = 32 << 20
+TSD_COLUMNS = ("tsd_name", "tsd_id")
+
+
+@dataclass
+class Parsed:
+    """What the first pass learned about a file."""
+
+    hash: str
+    objects: int
+    batch: Batch | None  # the mapped rows of a small file; None for a big one (read again to insert)
+    columns: list[str] = field(default_factory=list)  # column names in first-seen order
+    types: dict[str, str | None] = field(default_factory=dict)  # inferred types (big files)
+    rows: int = 0
+
+    @property
+    def big(self) -> bool:
+        return self.batch is None
+
+
+def _map(objs, lines, policy: MappingPolicy | None) -> Batch:
+    return mapping.policy_batch(policy, objs, lines) if policy is not None else mapping.default_batch(objs, lines)
+
+
+def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: int = SMALL,
+               chunk: int = reader.CHUNK) -> Parsed:
+    """Hash, parse and map a file (in a worker thread); IngestError when it cannot be ingested."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise IngestError("io", f"cannot read {path}: {e}") from None
+    if size <= small or _starts_array(path, name.gz):
+        data = reader.read_whole(path, name.gz)
+        digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
+        digest.update(data)
+        if not data.strip():
+            raise IngestError("empty", f"{os.path.basename(path)} is empty")
+        objs, lines = reader.parse_objects(data, 1)
+        del data
+        batch = _map(objs, lines, policy)
+        return Parsed(digest.hexdigest(), len(objs), batch, list(batch.columns), rows=len(batch.rows))
+    digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
+    objects = rows = 0
+    types: dict[str, str | None] = {}
+    for first, data in reader.iter_chunks(path, name.gz, chunk):
+        digest.update(data)
+        objs, lines = reader.parse_objects(data, first)
+        objects += len(objs)
+        batch = _map(objs, lines, policy)
+        rows += len(batch.rows)
+        values = mapping._columns_of(batch)
+        for col, vals in zip(batch.columns, values):
+            types[col] = schema.widen(types.get(col), mapping.infer_column(vals))
+    if objects == 0:
+        raise IngestError("empty", f"{os.path.basename(path)} holds no JSON objects")
+    return Parsed(digest.hexdigest(), objects, None, list(types), types, rows)
+
+
+def _starts_array(path: str, gz: bool) -> bool:
+    """A JSON array cannot be split on lines: it is read whole whatever its size."""
+    with reader.open_data(path, gz) as f:
+        return f.read(4096).lstrip()[:1] == b"["
+
+
+def adapt(batch: Batch, columns: Mapping[str, str]) -> list:
+    """The batch's values adapted to the table's columns (in a worker thread), column by column."""
+    return mapping.to_columns(batch, columns)
+
+
+def rows_of(columns: list, tsd_name: str, tsd_id: int):
+    """Row tuples (tsd_name, tsd_id, values...), made lazily while the database reads them."""
+    if not columns:
+        return iter(())
+    n = len(columns[0])
+    return zip(itertools.repeat(tsd_name, n), itertools.repeat(tsd_id, n), *columns)
+
+
+def insert_small(tx, table: str, columns: Mapping[str, str], adapted: list, tsd_name: str, tsd_id: int,
+                 redo: bool, tag_table: str | None = None) -> int:
+    """One file's rows in one transaction; a redo first removes rows of an earlier attempt."""
+    if redo:
+        _delete_tagged(tx, table, tsd_name, tsd_id)
+    if not adapted or not len(adapted[0]):
+        return 0
+    return tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))
+
+
+def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: FileName,
+               policy: MappingPolicy | None, tsd_name: str, tsd_id: int, redo: bool,
+               chunk: int = reader.CHUNK) -> int:
+    """A big file read again chunk by chunk inside the transaction: parse, adapt, insert each."""
+    if redo:
+        _delete_tagged(tx, table, tsd_name, tsd_id)
+    total = 0
+    for first, data in reader.iter_chunks(path, name.gz, chunk):
+        objs, lines = reader.parse_objects(data, first)
+        del data
+        batch = _map(objs, lines, policy)
+        del objs
+        adapted = mapping.to_columns(batch, columns)
+        del batch
+        if adapted and len(adapted[0]):
+            total += tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))
+    return total
+
+
+def _delete_tagged(tx, table: str, tsd_name: str, tsd_id: int) -> int:
+    return tx.execute(f'DELETE FROM {schema.quote(table)} WHERE "tsd_id" = ? AND "tsd_name" = ?',
+                      (int(tsd_id), tsd_name))
+
+
+def column_types(declared: list[tuple[str, str]]) -> dict[str, str]:
+    """A table's user columns (without the system ones) as logical types."""
+    return {n.lower(): schema.logical_type(t) for n, t in declared if n.lower() not in schema.SYSTEM_COLUMN_NAMES}
+
+
+def new_columns(parsed: Parsed, existing: Mapping[str, str] | None,
+                fixed: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(the columns this file writes with their types, those the table lacks) for either size."""
+    if parsed.batch is not None:
+        return mapping.plan_columns(parsed.batch, existing, fixed)
+    existing = dict(existing or {})
+    fixed = dict(fixed or {})
+    columns: dict[str, str] = {}
+    added: dict[str, str] = {}
+    for col in parsed.columns:
+        if col in existing:
+            columns[col] = existing[col]
+        else:
+            columns[col] = added[col] = fixed.get(col) or parsed.types.get(col) or schema.TEXT
+    return columns, added
