@@ -330,6 +330,25 @@ class SchedulerMachine(RuleBasedStateMachine):
     def finish(self, data):
         self.rec.finish(data.draw(st.sampled_from(sorted(self.rec.pending))))
 
+    @precondition(lambda self: self.sched.tasks())
+    @rule(data=st.data(), offset=st.none() | st.floats(-10, 10))
+    def init(self, data, offset):
+        task = data.draw(st.sampled_from(self.sched.tasks()))
+        self.sched.init_task(task, None if offset is None else self.clock.seconds() + offset)
+
+    @precondition(lambda self: [t for t in self.sched.tasks() if not t.running])
+    @rule(data=st.data())
+    def run_now(self, data):
+        task = data.draw(st.sampled_from([t for t in self.sched.tasks() if not t.running]))
+        if task.active:  # the model only lets active tasks run; a stopped one may be run by hand
+            self.sched.run_task_now(task)
+
+    @rule()
+    def stop_and_start_the_scheduler(self):
+        self.sched.stop()
+        assert [c for c in self.clock.getDelayedCalls() if c.active()] == []
+        self.sched.start()
+
     @rule(seconds=st.sampled_from([0, 0.25, 0.5, 1, 2.5, 10]))
     def advance(self, seconds):
         self.clock.advance(seconds)
