@@ -16,7 +16,7 @@ import os
 from collections import deque
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -45,7 +45,7 @@ class PeerProtocol(Protocol):
         self.role = role
         self.decoder = wire.Decoder(max_body=peers.max_body, max_file=peers.max_file)
         self.key = peers.network_key
-        self.ready: Deferred = Deferred()
+        self._ready_waiters: list[Deferred] = []
         self.authenticated = False
         self.peer_name: str | None = None
         self.peer_address: str | None = None  # the address the peer declared (its TCP server)
@@ -126,8 +126,9 @@ class PeerProtocol(Protocol):
             self._receiving.discard()
             self._receiving = None
         error = PeerError(f"the connection to peer {self.label} was lost ({why})")
-        if not self.ready.called:
-            self.ready.errback(Failure(error))
+        ready, self._ready_waiters = self._ready_waiters, []
+        for d in ready:
+            d.errback(Failure(error))
         waiting, self._waiting = self._waiting, {}
         for d in waiting.values():
             d.errback(Failure(error))
@@ -231,7 +232,19 @@ class PeerProtocol(Protocol):
         self._timers = []
         self._schedule_idle()
         self.peers.connection_ready(self)
-        self.ready.callback(self)
+        ready, self._ready_waiters = self._ready_waiters, []
+        for d in ready:
+            d.callback(self)
+
+    def when_ready(self) -> Deferred:
+        """Fires with this protocol once the handshake succeeds, or fails with PeerError."""
+        if self.authenticated:
+            return succeed(self)
+        if not self.open and self.transport is not None:
+            return fail(PeerError(f"the connection to peer {self.label} was lost ({self._closed_reason})"))
+        d: Deferred = Deferred()
+        self._ready_waiters.append(d)
+        return d
 
     def _gate(self, what: str) -> bool:
         if self.authenticated:

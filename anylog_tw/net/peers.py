@@ -174,7 +174,7 @@ class Peers:
         finally:
             self._attempts.discard(attempt)
         try:
-            await proto.ready
+            await proto.when_ready()
         except PeerError as e:
             raise PeerError(f"peer {address} did not accept the connection: {e.message}") from None
         return proto

@@ -80,14 +80,14 @@ def test_connection_loss_fails_every_waiter(tmp_path):
 
 def test_commands_run_and_reply_on_the_same_connection(tmp_path):
     node, proto, t = connected(tmp_path, role="server")
-    node.dictionary["v"] = "42"
+    node.dictionary["zq"] = "42"
     frames(t)
-    proto.dataReceived(hello() + wire.encode({"kind": "cmd", "id": 7, "cmd": "echo !v"})
-                       + wire.encode({"kind": "cmd", "id": 8, "cmd": "get dictionary v where format = json"}))
+    proto.dataReceived(hello() + wire.encode({"kind": "cmd", "id": 7, "cmd": "echo !zq"})
+                       + wire.encode({"kind": "cmd", "id": 8, "cmd": "get dictionary zq where format = json"}))
     out = frames(t)
     assert [(f["re"], f["ok"], f["format"]) for f in out] == [(7, True, "text"), (8, True, "table")]
     assert out[0]["body"] == b"42" and out[1]["fmt"] == "json"
-    assert json.loads(reply_from_frame(out[1], out[1]["body"]).render()) == {"v": "42"}
+    assert json.loads(reply_from_frame(out[1], out[1]["body"]).render()) == {"zq": "42"}
     assert node.events.entries(None)[-1][2].startswith("peer 10.0.0.9:32048")
 
 
