@@ -21,7 +21,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import PeerError
+from anylog_tw.errors import PeerError, StorageError
 from anylog_tw.metadata.ledger import Ledger, Parsed, parse_lines, render, write_atomically
 from anylog_tw.metadata.query import body
 
@@ -65,6 +65,14 @@ class Metadata:
         if not hasattr(reactor, "getThreadPool"):
             return maybeDeferred(fn, *args)
         return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+
+    async def write(self, data: bytes, keep_old: bool) -> None:
+        """Replace the ledger file atomically; a disk error is a StorageError and changes nothing."""
+        try:
+            await self.in_thread(write_atomically, self.ledger.path, data, keep_old)
+        except OSError as e:
+            raise StorageError(f"cannot write the ledger {self.ledger.path}: {e.strerror or e}; "
+                               f"the previous ledger is unchanged") from None
 
     async def ready(self) -> "Metadata":
         if self.loaded is None:
@@ -116,7 +124,7 @@ class Metadata:
             removed = len(self.ledger) - len(keep)
             if removed:
                 data = await self.in_thread(render, keep)
-                await self.in_thread(write_atomically, self.ledger.path, data, False)
+                await self.write(data, False)
                 self.ledger.install(keep, data)
         finally:
             self.lock.release()
@@ -142,7 +150,7 @@ class Metadata:
                 data += b"\n"
             if local:
                 data += render(local)
-            await self.in_thread(write_atomically, self.ledger.path, data, True)
+            await self.write(data, True)
             self.ledger.install(policies, data)
         finally:
             self.lock.release()

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from anylog_tw.errors import CommandError
+from anylog_tw.errors import CommandError, StorageError
 from anylog_tw.metadata.query import body, index_keys, lookup_keys, policy_type
 
 AUTO_FIELDS = ("date", "ledger")  # left out of the id
@@ -322,10 +322,15 @@ class Ledger:
         if not self._clean_end:
             line = b"\n" + line  # the last line was cut short: do not glue onto it
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with open(self.path, "ab") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "ab") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            self._clean_end = False  # part of the line may be on disk: the next one starts afresh
+            raise StorageError(f"cannot append to the ledger {self.path}: {e.strerror or e}; "
+                               f"the policy was not added") from None
         self._md5.update(line)
         self._clean_end = True
         self.policies.append(policy)
@@ -348,27 +353,41 @@ def render(policies: Iterable[dict]) -> bytes:
 
 
 def write_atomically(path: str, data: bytes, keep_old: bool = False) -> None:
-    """Write `path.new`, fsync it, then rename it over `path` (keeping the old file as `.old`)."""
+    """Write `path.new`, fsync it, then rename it over `path` (keeping the old file as `.old`).
+
+    On any failure the `.new` file is removed and `path` is untouched; the OSError is raised.
+    """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     new = path + ".new"
-    with open(new, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if keep_old and os.path.exists(path):
-        old = path + ".old"
+    try:
+        with open(new, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_old and os.path.exists(path):
+            _keep_old(path)
+        os.replace(new, path)
+    except OSError:
         try:
-            os.unlink(old)
-        except FileNotFoundError:
-            pass
-        try:
-            os.link(path, old)
+            os.unlink(new)
         except OSError:
-            with open(path, "rb") as src, open(old, "wb") as dst:
-                dst.write(src.read())
-    os.replace(new, path)
+            pass
+        raise
     dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
+
+
+def _keep_old(path: str) -> None:
+    old = path + ".old"
+    try:
+        os.unlink(old)
+    except FileNotFoundError:
+        pass
+    try:
+        os.link(path, old)
+    except OSError:
+        with open(path, "rb") as src, open(old, "wb") as dst:
+            dst.write(src.read())

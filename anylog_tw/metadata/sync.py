@@ -85,7 +85,9 @@ class Synchronizer(NodeProcess):
         if self._running is not None:
             self._again = True
             return succeed(None)
-        self._running = Deferred.fromCoroutine(self._run())
+        d = Deferred.fromCoroutine(self._run())
+        if not d.called:  # a sync that failed at once has already finished
+            self._running = d
         return succeed(None)  # the loop never waits on (or dies of) a sync
 
     async def _run(self) -> None:
