@@ -1,0 +1,213 @@
+"""`run rest server`, `exit rest`, `get rest calls`, `get rest server info`."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.internet.error import CannotListenError
+
+from anylog_tw.commands.registry import FORMAT, Option, command
+from anylog_tw.commands.reply import Reply
+from anylog_tw.errors import CommandError, OptionError, ServiceError
+from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
+from anylog_tw.net.rest import RestApi, RestCalls, RestConfig
+from anylog_tw.net.rest_site import DEFAULT_MAX_BODY, RestService, RestSite
+
+DEFAULT_PORT = 32049
+LOOPBACK = "127.0.0.1"
+
+
+def listen_address(opts: dict, args: list[str]) -> tuple[str, int, str]:
+    """(interface, port, announced ip:port) from AnyLog's options: pure, so it is tested alone.
+
+    Both IPs given: listen on the internal one; one given: on that one; `bind = false`: on every
+    interface.  The port is the internal one, else the external one, else 32049.
+    """
+    ip = args[0] if len(args) > 0 else None
+    port_text = args[1] if len(args) > 1 else None
+    external_ip = opts.get("external_ip") or ip or ""
+    internal_ip = opts.get("internal_ip") or ""
+    port = opts.get("internal_port")
+    if port is None:
+        port = opts.get("external_port")
+    if port is None and port_text is not None:
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise OptionError(f"the port is {port_text!r}: give a number (run rest server <ip> <port> [timeout])") \
+                from None
+    if port is None:
+        port = DEFAULT_PORT
+    if not 0 <= port <= 65535:
+        raise OptionError(f"port {port} is out of range (0 to 65535; 0 picks a free port)")
+    interface = internal_ip or external_ip or LOOPBACK
+    if opts.get("bind") is False:
+        interface = ""
+    announced_port = opts.get("external_port") if opts.get("external_port") is not None else port
+    return interface, port, f"{external_ip or interface or LOOPBACK}:{announced_port}"
+
+
+def _tls_files(node, opts: dict) -> tuple[str, str]:
+    cert, key = opts.get("cert"), opts.get("key")
+    if not cert and opts.get("server_org"):
+        pem = node.dictionary.get("pem_dir", "")
+        org = opts["server_org"]
+        cert = os.path.join(pem, f"server-{org}-public-key.crt")
+        key = key or os.path.join(pem, f"server-{org}-private-key.key")
+    if not cert or not key:
+        raise OptionError("ssl = true needs 'cert' and 'key' (PEM files), or 'server_org' naming "
+                          "server-<org>-public-key.crt and server-<org>-private-key.key in !pem_dir")
+    return cert, key
+
+
+def _tls_options(cert: str, key: str):
+    """Server TLS options from PEM files; a bad or mismatched pair is an error naming the files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from twisted.internet import ssl
+
+    try:
+        with open(cert, "rb") as f:
+            cert_pem = f.read()
+        with open(key, "rb") as f:
+            key_pem = f.read()
+    except OSError as e:
+        raise CommandError(f"cannot read the TLS files: {e.filename}: {e.strerror}") from None
+    try:
+        options = ssl.CertificateOptions(privateKey=serialization.load_pem_private_key(key_pem, None),
+                                         certificate=x509.load_pem_x509_certificate(cert_pem))
+        options.getContext()  # checks that the key matches the certificate
+        return options
+    except Exception as e:  # OpenSSL's errors are many and obscure: name the files instead
+        raise CommandError(f"cannot use the certificate {cert} with the key {key}: {e}") from None
+
+
+_OPTIONS = (
+    Option("external_ip", help="the IP the node announces"),
+    Option("external_port", kind="int", help="the port the node announces (and listens on without internal_port)"),
+    Option("internal_ip", help="the IP to listen on"),
+    Option("internal_port", kind="int", help="the port to listen on"),
+    Option("bind", kind="bool", default=True, help="false listens on every interface"),
+    Option("timeout", kind="seconds", default=20.0, help="seconds a command may take (0 waits forever)"),
+    Option("threads", kind="int", default=5, help="accepted for AnyLog scripts; requests do not hold threads"),
+    Option("ssl", kind="bool", default=False, help="serve HTTPS"),
+    Option("cert", help="certificate PEM file (ssl)"),
+    Option("key", help="private key PEM file (ssl)"),
+    Option("ca_org", help="accepted for AnyLog scripts"),
+    Option("server_org", help="names server-<org>-public-key.crt / -private-key.key in !pem_dir (ssl)"),
+    Option("user", help="basic auth user"),
+    Option("password", help="basic auth password"),
+    Option("token", help="bearer token"),
+    Option("read only", kind="bool", default=False, help="refuse commands that change the node, and PUT"),
+    Option("max body", kind="size", default=DEFAULT_MAX_BODY, help="the largest body taken (413 above)"),
+)
+
+
+@command("run rest server",
+         usage="run rest server [ip] [port] [timeout] | run rest server where external_ip = IP and external_port = P "
+               "[and internal_ip = IP and internal_port = P and bind = true and timeout = 20 and threads = 5 and "
+               "ssl = false and cert = F and key = F and user = U and password = W and token = T and "
+               "read only = false and max body = 64MB]",
+         text="Start the REST server: AnyLog's header contract (the command in the 'command' header, GET for "
+              "commands that change nothing, POST for all, PUT for data), plus /health, /metrics and "
+              "/openapi.json. It listens on the internal IP when both are given, on all interfaces with "
+              "bind = false, on 127.0.0.1 by default, with a backlog of 1024. user and password (basic) or token "
+              "(bearer) protect every route but /health; ssl = true serves HTTPS; read only = true refuses commands "
+              "that change the node.",
+         examples=("run rest server !ip 32049",
+                   "run rest server where external_ip = !external_ip and external_port = 32049 and "
+                   "internal_ip = !ip and internal_port = 32049 and timeout = 30",
+                   "run rest server where internal_ip = 127.0.0.1 and internal_port = 32049 and user = admin and "
+                   "password = s3cret and read only = true"),
+         keywords=("rest", "network", "background processes"), options=_OPTIONS, nargs=(0, 3))
+async def run_rest_server(call):
+    node = call.node
+    opts = call.opts
+    if node.process(RestService.name) is not None:
+        raise ServiceError("REST is already running (stop it first with 'exit rest')")
+    interface, port, announced = listen_address(opts, call.args)
+    timeout = opts["timeout"]
+    if len(call.args) > 2 and "timeout" not in call.given:
+        try:
+            timeout = float(call.args[2])
+        except ValueError:
+            raise OptionError(f"the timeout is {call.args[2]!r}: give seconds") from None
+    if timeout < 0:
+        raise OptionError("timeout cannot be negative (0 waits forever)")
+    if bool(opts["user"]) != bool(opts["password"]):
+        raise OptionError("basic auth needs both 'user' and 'password'")
+    if opts["max body"] <= 0:
+        raise OptionError("'max body' must be positive (e.g. 64MB)")
+    config = RestConfig(timeout=timeout, threads=opts["threads"], read_only=opts["read only"],
+                        max_body=opts["max body"], ssl=opts["ssl"], user=opts["user"] or "",
+                        password=opts["password"] or "", token=opts["token"] or "", external=announced)
+    api = RestApi(node, config)
+    site = RestSite(api.resource(), max_body=config.max_body, reactor=node.reactor,
+                    on_refused=lambda request: api.metrics.rest_calls.labels(route="/", method=request.method.decode(
+                        "latin-1"), status="413").inc())
+    if config.ssl:
+        cert, key = _tls_files(node, opts)
+        endpoint = SSL4ServerEndpoint(node.reactor, port, _tls_options(cert, key), backlog=BACKLOG,
+                                      interface=interface)
+    else:
+        endpoint = tcp_server_endpoint(node.reactor, interface, port)
+    try:
+        listening = await endpoint.listen(site)
+    except CannotListenError as e:
+        raise CommandError(f"the REST server cannot listen on {interface or '0.0.0.0'}:{port}: {e.socketError}") \
+            from None
+    service = RestService(listening, site, api, announced)
+    node.add_process(service)
+    host, number = service.address
+    scheme = "https" if config.ssl else "http"
+    return f"REST server listening on {scheme}://{host}:{number}"
+
+
+@command("exit rest", usage="exit rest", text="Stop the REST server and close its connections.",
+         examples=("exit rest",), keywords=("rest", "background processes"))
+async def exit_rest(call):
+    node = call.node
+    if node.process(RestService.name) is None:
+        raise ServiceError("REST is not running")
+    # Let the reply of a REST caller that stops its own server go out first.
+    node.reactor.callLater(0, node.stop_process_now, RestService.name)
+    return "REST server stopping"
+
+
+def _time(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""
+
+
+@command("get rest calls", usage="get rest calls [where format = json]",
+         text="Count the REST calls per caller (the client product of User-Agent) and verb: processed, errors, the "
+              "last error, the first and last call and the last caller's address.",
+         examples=("get rest calls", "get rest calls where format = json"),
+         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
+def get_rest_calls(call):
+    calls = call.node.component(RestCalls)
+    rows = []
+    for (caller, method), r in sorted(calls.rows.items()):
+        rows.append((caller, method, r["processed"], r["errors"], r["last_error"], _time(r["first"]),
+                     _time(r.get("last")), r.get("last_caller", "")))
+    return Reply.of_table(("Caller", "Call", "Processed", "Errors", "Last Error", "First Call", "Last Call",
+                           "Last Caller"), rows)
+
+
+@command("get rest server info", usage="get rest server info [where format = json]",
+         text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit "
+              "and open connections.",
+         examples=("get rest server info", "get rest server info where format = json"),
+         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
+def get_rest_server_info(call):
+    service = call.node.process(RestService.name)
+    if service is None:
+        raise ServiceError("REST is not running (start it with 'run rest server')")
+    c = service.api.config
+    host, port = service.address
+    info = {"connection": f"{host}:{port}", "external": c.external, "is_ssl": c.ssl, "timeout": c.timeout,
+            "workers_count": c.threads, "authentication": service.api.credentials.scheme,
+            "read_only": c.read_only, "max_body": c.max_body, "open_connections": len(service.factory.channels),
+            "backlog": BACKLOG}
+    return Reply.of_table(("Key", "Value"), list(info.items()), data=info)

@@ -1,0 +1,283 @@
+"""The REST server: AnyLog's header contract on a Klein app, plus /health, /metrics and /openapi.json.
+
+`RestApi` is the app (a class with `app = Klein()`, routes as methods).  Every command goes
+through `node.execute`, like the console's; this module only reads requests (`rest_request`),
+checks credentials and verbs, waits with a timeout, and turns a Reply into an HTTP answer:
+`application/json` when the reply is JSON, `text/plain; charset=utf-8` otherwise, with a
+Content-Length so connections stay alive.  Every error is JSON `{"error": {"code", "message"}}`
+with a real status (400, 401, 403, 404, 405, 408, 409, 413; 500 only for bugs, logged with its
+traceback, never shown).  A slow command does not hold anything: other requests are answered
+while it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from anylog_tw import __version__
+from anylog_tw.errors import AnyLogError, Timeout
+from anylog_tw.metrics import CONTENT_TYPE as METRICS_TYPE
+from anylog_tw.metrics import Metrics
+from anylog_tw.net.rest_auth import Credentials
+from anylog_tw.net.rest_put import put_data
+from anylog_tw.net.rest_request import RequestError, agent_product, check_method, check_read_only, read_request
+from anylog_tw.net.rest_site import DEFAULT_MAX_BODY
+
+JSON_TYPE = b"application/json"
+TEXT_TYPE = b"text/plain; charset=utf-8"
+METHODS = ["GET", "POST", "PUT", "OPTIONS", "HEAD", "DELETE", "PATCH"]
+ALLOWED = b"GET, POST, PUT, OPTIONS, HEAD"
+CORS_HEADERS = (b"Content-Type, Authorization, Accept, User-Agent, AnyLog-Agent, command, destination, timeout, "
+                b"subset, dbms, table, source, instructions, type, mode")
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """How `run rest server` configured this server (shown by `get rest server info`)."""
+
+    timeout: float = 20.0  # seconds a command may take; 0 waits forever
+    threads: int = 5  # accepted for AnyLog scripts: nothing here blocks a thread per request
+    read_only: bool = False
+    max_body: int = DEFAULT_MAX_BODY
+    ssl: bool = False
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    external: str = ""  # ip:port the server announces
+
+
+class RestCalls:
+    """`get rest calls`: counts per (caller, verb) since the node started (a node component)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.rows: dict[tuple[str, str], dict] = {}
+
+    def record(self, caller: str, method: str, peer: str, error: str | None) -> None:
+        now = self.node.reactor.seconds()
+        row = self.rows.get((caller, method))
+        if row is None:
+            row = self.rows[(caller, method)] = {"processed": 0, "errors": 0, "last_error": "", "first": now}
+        row["processed"] += 1
+        row["last"] = now
+        row["last_caller"] = peer
+        if error is not None:
+            row["errors"] += 1
+            row["last_error"] = error[:200]
+
+
+def _headers(request) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v[-1].decode("utf-8", "replace")
+            for k, v in request.requestHeaders.getAllRawHeaders()}
+
+
+def _peer(request) -> str:
+    peer = request.getClientAddress()
+    return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+
+class RestApi:
+    """The routes of one REST server of one node."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, node, config: RestConfig | None = None):
+        self.node = node
+        self.config = config or RestConfig()
+        self.credentials = Credentials(self.config.user, self.config.password, self.config.token)
+        self.metrics = node.component(Metrics)
+        self.calls = node.component(RestCalls)
+        self._openapi: bytes | None = None
+
+    # -- answering ------------------------------------------------------------------------------
+
+    def _send(self, request, route: str, started: float, status: int, body: bytes, ctype: bytes,
+              error: str | None = None) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", ctype)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        request.setHeader(b"access-control-allow-origin", b"*")
+        method = request.method.decode("latin-1")
+        self.metrics.rest_calls.labels(route=route, method=method, status=str(status)).inc()
+        self.metrics.rest_seconds.labels(route=route).observe(time.perf_counter() - started)
+        if route == "/":
+            caller = getattr(request, "anylog_agent", "unknown")
+            self.calls.record(caller, method, _peer(request), error)
+        return body
+
+    def _error(self, request, route: str, started: float, status: int, code: str, message: str) -> bytes:
+        body = orjson.dumps({"error": {"code": code, "message": message}})
+        return self._send(request, route, started, status, body, JSON_TYPE, error=message)
+
+    def _fail(self, request, route: str, started: float, e: Exception) -> bytes:
+        if isinstance(e, AnyLogError):
+            if e.status == 401:
+                request.setHeader(b"www-authenticate", self.credentials.challenge())
+            return self._error(request, route, started, e.status, e.code, e.message)
+        self.log.failure("REST {method} {route} failed", method=request.method, route=route)
+        return self._error(request, route, started, 500, "internal",
+                           f"internal error: {type(e).__name__} (the traceback is in the node's log)")
+
+    def _authorize(self, request) -> None:
+        self.credentials.check(request.getHeader(b"authorization"))
+
+    # -- the AnyLog contract ----------------------------------------------------------------------
+
+    @app.route("/", methods=METHODS)
+    async def root(self, request):
+        started = time.perf_counter()
+        method = request.method.decode("latin-1").upper()
+        try:
+            if method == "OPTIONS":
+                return self._options(request, started)
+            if method not in ("GET", "HEAD", "POST", "PUT"):
+                request.setHeader(b"allow", ALLOWED)
+                return self._error(request, "/", started, 405, "method_not_allowed",
+                                   f"{method} is not used here: GET runs commands that change nothing, POST any "
+                                   f"command, PUT sends data")
+            self._authorize(request)
+            headers = _headers(request)
+            if method == "PUT":
+                request.anylog_agent = agent_product(headers)
+                if self.config.read_only:
+                    raise _read_only_put()
+                result = await put_data(self.node, headers, request.content.read())
+                return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
+            verb = "GET" if method == "HEAD" else method
+            query = request.uri.split(b"?", 1)[1].decode("utf-8", "replace") if b"?" in request.uri else ""
+            body = request.content.read() if verb == "POST" else b""
+            asked = read_request(verb, headers, query, body)
+            request.anylog_agent = asked.agent
+            registry = self.node.registry
+            for text in asked.all_commands:
+                check_method(registry, verb, text)
+                if self.config.read_only:
+                    check_read_only(registry, text)
+            reply = await self._run(asked, _peer(request))
+            if not reply.ok:
+                return self._error(request, "/", started, reply.status, reply.error_code or "error", reply.text or "")
+            ctype = JSON_TYPE if reply.renders_json() else TEXT_TYPE
+            return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
+        except Exception as e:
+            return self._fail(request, "/", started, e)
+
+    async def _run(self, asked, peer: str):
+        origin = f"REST {peer}"
+        for text in asked.body_commands:
+            reply = await self.node.run(text, origin)
+            if not reply.ok:
+                return reply
+        d = self.node.execute(asked.command, origin)
+        timeout = asked.timeout if asked.timeout is not None else self.config.timeout
+        if d.called or not timeout:
+            return await d
+        return await self._within(d, timeout, asked.local_command)
+
+    def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
+        """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
+        result: Deferred = Deferred()
+
+        def expire():
+            result.errback(Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
+                                   f"'timeout' header, or the server's timeout)"))
+
+        timer = self.node.reactor.callLater(timeout, expire)
+
+        def answered(reply):
+            if timer.active():
+                timer.cancel()
+                result.callback(reply)
+            return None
+
+        d.addCallback(answered)
+        return result
+
+    def _options(self, request, started: float) -> bytes:
+        request.setHeader(b"access-control-allow-methods", ALLOWED)
+        request.setHeader(b"access-control-allow-headers", CORS_HEADERS)
+        request.setHeader(b"access-control-max-age", b"86400")
+        request.anylog_agent = "options"
+        self._send(request, "/", started, 204, b"", TEXT_TYPE)
+        request.responseHeaders.removeHeader(b"content-type")
+        request.responseHeaders.removeHeader(b"content-length")
+        return b""
+
+    # -- beyond AnyLog ----------------------------------------------------------------------------
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request):
+        started = time.perf_counter()
+        body = orjson.dumps({"status": "ok", "node": self.node.name, "version": __version__,
+                             "uptime": round(self.node.uptime(), 3)})
+        return self._send(request, "/health", started, 200, body, JSON_TYPE)
+
+    @app.route("/api/status", methods=["GET", "HEAD"])
+    async def api_status(self, request):
+        """EdgeLake answers `get status` here; so do we (JSON)."""
+        started = time.perf_counter()
+        try:
+            self._authorize(request)
+            reply = await self.node.run("get status where format = json", f"REST {_peer(request)}")
+            return self._send(request, "/api/status", started, 200, reply.render().encode("utf-8"), JSON_TYPE)
+        except Exception as e:
+            return self._fail(request, "/api/status", started, e)
+
+    @app.route("/metrics", methods=["GET", "HEAD"])
+    def metrics(self, request):
+        started = time.perf_counter()
+        try:
+            self._authorize(request)
+            return self._send(request, "/metrics", started, 200, self.metrics.render(), METRICS_TYPE.encode())
+        except Exception as e:
+            return self._fail(request, "/metrics", started, e)
+
+    @app.route("/openapi.json", methods=["GET", "HEAD"])
+    def openapi(self, request):
+        started = time.perf_counter()
+        try:
+            self._authorize(request)
+            if self._openapi is None:
+                from anylog_tw.net.rest_openapi import openapi_document
+
+                self._openapi = orjson.dumps(openapi_document(self.node, self.config))
+            return self._send(request, "/openapi.json", started, 200, self._openapi, JSON_TYPE)
+        except Exception as e:
+            return self._fail(request, "/openapi.json", started, e)
+
+    # -- routing errors ---------------------------------------------------------------------------
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request, failure):
+        path = request.path.decode("utf-8", "replace")[:100]
+        return self._error(request, "other", time.perf_counter(), 404, "not_found",
+                           f"no route {path}: send commands to / (header 'command'), or use /health, /metrics, "
+                           f"/openapi.json")
+
+    @app.handle_errors(MethodNotAllowed)
+    def not_allowed(self, request, failure):
+        request.setHeader(b"allow", b"GET, HEAD")
+        method = request.method.decode("latin-1")
+        path = request.path.decode("utf-8", "replace")[:100]
+        return self._error(request, "other", time.perf_counter(), 405, "method_not_allowed",
+                           f"{path} answers GET only, not {method}")
+
+    def resource(self):
+        return self.app.resource()
+
+
+def _read_only_put() -> AnyLogError:
+    from anylog_tw.net.rest_request import ReadOnlyError
+
+    return ReadOnlyError("this REST server is read only: PUT data is refused (use a REST server without "
+                         "'read only = true')")
+
+
+__all__ = ["RestApi", "RestConfig", "RestCalls", "RequestError"]
