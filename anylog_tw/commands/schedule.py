@@ -245,8 +245,8 @@ async def task_run(call):
 
 
 @command("task init", usage="task init where scheduler = <id> and name = <name>|id = <id> [and start = <date>]",
-         text="Move a task's next run to 'start' (default: one interval from now), e.g. 'start = +1d' to quiet an "
-              "alert for a day. Its later runs follow from there.",
+         text="Move a task's next run to 'start' (default: one interval from now); 'start = +1d' quiets an alert "
+              "for a day. Its later runs follow from there.",
          examples=("task init where scheduler = 1 and name = alert and start = +1d",
                    'task init where name = daily and start = "2026-12-01 10:00:00"'),
          keywords=("scheduler",), options=TASK_OPTIONS + (START,))
