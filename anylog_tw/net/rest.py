@@ -177,6 +177,8 @@ class RestApi:
                 return reply
         d = self.node.execute(asked.command, origin)
         timeout = asked.timeout if asked.timeout is not None else self.config.timeout
+        if asked.destination is not None and timeout:
+            timeout += 1.0  # let `run client` report the peers that did not answer before we give up
         if d.called or not timeout:
             return await d
         return await self._within(d, timeout, asked.local_command)

@@ -157,20 +157,24 @@ def read_request(method: str, headers: dict[str, str], query: str, body: bytes) 
         destination = None
     timeout = _parse_timeout(fields["timeout"]) if fields.get("timeout", "").strip() else None
     subset = _parse_subset(fields["subset"]) if fields.get("subset", "").strip() else False
-    return RestRequest(command=client_command(command, destination, subset), local_command=command,
+    return RestRequest(command=client_command(command, destination, subset, timeout), local_command=command,
                        agent=agent_product(fields), destination=destination, timeout=timeout, subset=subset,
                        body_commands=body_commands)
 
 
-def client_command(command: str, destination: str | None, subset: bool = False) -> str:
-    """The command run for a destination: `network` -> `run client ()`, a list -> `run client (list)`."""
+def client_command(command: str, destination: str | None, subset: bool = False, timeout: float | None = None) -> str:
+    """The command run for a destination: `network` -> `run client ()`, a list -> `run client (list)`.
+
+    `subset` and a timeout go inside the parentheses, where `run client` reads them.
+    """
     if destination is None:
         return command
     dest = "" if destination.lower() == "network" else destination.strip()
     if dest.startswith("(") and dest.endswith(")"):
         dest = dest[1:-1].strip()
-    if subset:
-        dest = f"{dest} and subset = true" if dest else "subset = true"
+    extra = (["subset = true"] if subset else []) + ([f"timeout = {timeout:g}"] if timeout else [])
+    if extra:
+        dest = " and ".join(([dest] if dest else []) + extra)
     return f"run client ({dest}) {command}"
 
 
@@ -208,12 +212,12 @@ def command_kind(registry: Registry, text: str) -> tuple[str, bool]:
         return "", True
     if len(tokens) >= 2 and tokens[0].kind == WORD and tokens[1].kind == "eq":
         return "assignment", False
+    if tokens[0].is_word("sql"):  # judged by its statement, registered yet or not
+        return "sql", is_query_sql(tokens)
     match = registry.match(tokens)
     if match is None:
         return "", True  # unknown: running it changes nothing (the node answers 404 with hints)
     cmd, _ = match
-    if cmd.name == "sql":
-        return cmd.name, is_query_sql(tokens)
     return cmd.name, cmd.readonly
 
 

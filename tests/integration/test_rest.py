@@ -13,6 +13,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
+from anylog_tw.node import Node
 from anylog_tw.services.base import NodeProcess
 from tests.helpers import poll
 from tests.integration.rest_support import Client, md5_name, read_watch, start_node, url, watch_files
@@ -115,10 +116,27 @@ async def test_destination_turns_the_command_into_run_client(node, client):
     await client.command("get status", destination="10.0.0.9:32048, 10.0.0.10:32048", subset="true")
     await client.command("get status", destination="network")
     await client.command("get status", destination="local")
+    await client.command("get status", destination="10.0.0.9:32048", timeout="3")
     assert seen == ["run client (10.0.0.9:32048, 10.0.0.10:32048 and subset = true) get status",
-                    "run client () get status", "get status"]
+                    "run client () get status", "get status", "run client (10.0.0.9:32048 and timeout = 3) get status"]
     code, _, body = await client.command("get status", timeout="soon")
     assert code == 400 and "timeout" in error_of(body)["message"]
+
+
+async def test_destination_runs_the_command_on_a_peer(node, client, tmp_path):
+    """With a peer's TCP address as destination, the reply is the peer's own; a GET of a change is refused."""
+    peer = Node(str(tmp_path / "peer"), name="peer", reactor=reactor, environ={})
+    peer.startService()
+    try:
+        reply = await peer.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        assert reply.ok, reply.text
+        address = "%s:%d" % peer.process("TCP").external_address
+        code, _, body = await client.command("get status", destination=address)
+        assert (code, body.decode()) == (200, f"peer@{address} running")
+        code, _, body = await client.command("reset error log", destination=address)
+        assert code == 400 and "POST" in error_of(body)["message"]
+    finally:
+        await peer.stopService()
 
 
 async def test_slow_command_times_out_with_408_and_does_not_block_others(node, client):
