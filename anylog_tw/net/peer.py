@@ -12,6 +12,7 @@ nothing.  A malformed frame is answered with an `error` frame and the connection
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 
@@ -59,6 +60,8 @@ class PeerProtocol(Protocol):
         self._files: deque = deque()
         self._receiving: FileReceiver | None = None
         self._refusal: str | None = None  # why the file being received is refused
+        self._awaiting_md5: dict[int, tuple[FileReceiver, dict]] = {}  # bodies whose md5 trails them
+        self._sending: tuple[int, object] | None = None  # (id, hasher) of the file body going out
         self._incoming_id = 0
         self._closed_reason: str | None = None
         self.last_activity = self.clock.seconds()
@@ -76,7 +79,7 @@ class PeerProtocol(Protocol):
         self.open = True
         peer = self.transport.getPeer()
         self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        for opt in ("setTcpNoDelay", "setTcpKeepAlive"):
+        for opt in ("setTcpNoDelay",):
             setter = getattr(self.transport, opt, None)
             if setter is not None:
                 try:
@@ -125,6 +128,9 @@ class PeerProtocol(Protocol):
         if self._receiving is not None:
             self._receiving.discard()
             self._receiving = None
+        for receiver, _ in self._awaiting_md5.values():
+            receiver.discard()
+        self._awaiting_md5 = {}
         error = PeerError(f"the connection to peer {self.label} was lost ({why})")
         ready, self._ready_waiters = self._ready_waiters, []
         for d in ready:
@@ -177,8 +183,11 @@ class PeerProtocol(Protocol):
             elif kind == wire.CHUNK:
                 self._file_chunk(event[1])
             elif kind == wire.START:
-                self._file_start(event[1])
-            else:
+                if event[1].get("trailer"):
+                    self._file_trailer(event[1])
+                else:
+                    self._file_start(event[1])
+            elif not event[1].get("trailer"):
                 self._file_end(event[1])
 
     def _frame(self, header: dict, body: bytes) -> None:
@@ -340,10 +349,16 @@ class PeerProtocol(Protocol):
             header["args"] = args
         self._write(wire.encode(header, body))
 
-    def send_file(self, f, size: int, md5: str, dest: str, name: str, timeout: float | None) -> Deferred:
-        """Stream an open file; the Deferred fires with the receiver's ack Reply."""
+    def send_file(self, f, size: int, md5: str | None, dest: str, name: str, timeout: float | None) -> Deferred:
+        """Stream an open file; the Deferred fires with the receiver's ack Reply.
+
+        Without `md5`, the file is hashed as it streams and the digest follows the body in a
+        trailer frame, so the file is read once and the hashing overlaps the transfer.
+        """
         ident, d = self._new_request(timeout)
-        header = {"kind": "file", "id": ident, "name": name, "size": size, "md5": md5, "dest": dest}
+        header = {"kind": "file", "id": ident, "name": name, "size": size, "dest": dest}
+        if md5 is not None:
+            header["md5"] = md5
         self._files.append((header, f))
         if not self._streaming:
             self._next_file()
@@ -358,7 +373,9 @@ class PeerProtocol(Protocol):
             self.requests_out += 1
             self.transport.write(wire.encode_header(header))
             self._streaming = True
-            FileProducer(f, header["size"], self.transport, self._file_sent).start()
+            hasher = hashlib.md5() if "md5" not in header else None
+            self._sending = (header["id"], hasher)
+            FileProducer(f, header["size"], self.transport, self._file_sent, hasher=hasher).start()
             return
 
     def _file_sent(self, error: str | None) -> None:
@@ -368,6 +385,11 @@ class PeerProtocol(Protocol):
             self._closed_reason = error
             self.transport.abortConnection()
             return
+        ident, hasher = self._sending
+        self._sending = None
+        if hasher is not None:
+            self.transport.write(wire.encode_header({"kind": "file", "id": ident, "trailer": True,
+                                                     "md5": hasher.hexdigest()}))
         held, self._held = self._held, []
         if held:
             self.transport.writeSequence(held)
@@ -388,7 +410,7 @@ class PeerProtocol(Protocol):
         self.transport.bufferSize = BULK_READ
         try:
             name = check_file_name(header.get("name"))
-            md5 = check_md5(header.get("md5"))
+            md5 = check_md5(header["md5"]) if "md5" in header else None
             dest = destination_dir(self.node.dictionary, header.get("dest"))
             self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
                                            self.node.dictionary.get("tmp_dir"))
@@ -415,6 +437,29 @@ class PeerProtocol(Protocol):
             reason = self._refusal or "refused"
             self._file_refused(header, reason)
             return
+        if receiver.md5 is None:
+            self._awaiting_md5[ident] = (receiver, header)
+            return
+        self._finish_file(receiver, header)
+
+    def _file_trailer(self, header: dict) -> None:
+        """The md5 of a body that has just arrived."""
+        if not self._gate("file"):
+            return
+        if header.get("size"):
+            return self._refuse("a file trailer with a body", "bad_frame")
+        receiver, original = self._awaiting_md5.pop(header["id"], (None, None))
+        if receiver is None:
+            return  # the file was refused already; the sender has its answer
+        try:
+            receiver.md5 = check_md5(header.get("md5"))
+        except TransferError as e:
+            receiver.discard()
+            return self._file_refused(original, e.reason)
+        self._finish_file(receiver, original)
+
+    def _finish_file(self, receiver: FileReceiver, header: dict) -> None:
+        ident = header["id"]
         self.requests_in += 1
         d = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), receiver.finish)
 

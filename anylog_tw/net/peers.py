@@ -16,9 +16,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from functools import lru_cache
 
 from twisted.internet import error as net_error
-from twisted.internet import threads
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, TimeoutError
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.protocol import Factory
@@ -29,11 +29,12 @@ from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import OptionError, PeerError, Timeout
 from anylog_tw.net import wire
 from anylog_tw.net.peer import PeerProtocol
-from anylog_tw.net.transfer import TransferError, check_file_name, file_md5
+from anylog_tw.net.transfer import TransferError, check_file_name
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
 
+@lru_cache(maxsize=4096)
 def parse_address(text: str) -> tuple[str, int]:
     """`ip:port` (or `[v6]:port`, or `host:port`) -> (host, port), strictly, with a clear error."""
     s = text.strip() if isinstance(text, str) else ""
@@ -55,6 +56,7 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@lru_cache(maxsize=4096)
 def canonical(text: str) -> str:
     return format_address(*parse_address(text))
 
@@ -271,19 +273,25 @@ class Peers:
     async def command(self, address: str, text: str, timeout: float | None = 20.0) -> Reply:
         """Run `text` on the peer and return its Reply (PeerError if unreachable, Timeout if slow)."""
         address = canonical(address)
-        proto = await self.connection(address)
+        st = self.states.get(address)
+        proto = st.conn if st is not None and self._usable(st.conn) else await self.connection(address)
         try:
             reply = await proto.request(text, timeout=timeout)
         except (TimeoutError, CancelledError):
             st = self._state(address)
             self._mark_down(st, f"no reply within {timeout:g} s")
             raise Timeout(f"peer {address} did not answer '{text[:60]}' within {timeout:g} s") from None
-        self._mark_up(self._state(address))
+        if st is None or st.status != "active":
+            self._mark_up(self._state(address))
         return reply
 
     async def send_file(self, address: str, path: str, dest: str = "watch", name: str | None = None,
                         timeout: float | None = None, md5: str | None = None) -> Reply:
-        """Copy a file into the peer's `<dest>_dir`; returns once the peer has it on disk."""
+        """Copy a file into the peer's `<dest>_dir`; returns once the peer has it on disk.
+
+        `md5`, when the caller knows it, goes in the header; otherwise the file is hashed as it
+        streams and the digest follows the body (one read of the file instead of two).
+        """
         address = canonical(address)
         try:
             name = check_file_name(name or os.path.basename(path))
@@ -291,8 +299,6 @@ class Peers:
             raise PeerError(e.reason) from None
         try:
             size = os.path.getsize(path)
-            if md5 is None:
-                md5 = await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), file_md5, path)
             f = open(path, "rb")
         except OSError as e:
             raise PeerError(f"cannot read {path}: {e.strerror}") from None

@@ -91,7 +91,7 @@ class FileReceiver:
 
     log = Logger()
 
-    def __init__(self, dest_dir: str, name: str, size: int, md5: str, tmp_dir: str | None = None):
+    def __init__(self, dest_dir: str, name: str, size: int, md5: str | None, tmp_dir: str | None = None):
         self.final = os.path.join(dest_dir, name)
         self.dest_dir = dest_dir
         self.size = size
@@ -117,6 +117,8 @@ class FileReceiver:
             if self.received != self.size:
                 raise TransferError(f"{self.received} bytes arrived, {self.size} were announced")
             digest = self._hash.hexdigest()
+            if self.md5 is None:
+                raise TransferError("the sender never gave the file's md5")
             if digest != self.md5:
                 raise TransferError(f"md5 mismatch: the file arrived as {digest}, the sender announced {self.md5}")
             os.fsync(self._f.fileno())
@@ -156,8 +158,9 @@ class FileProducer:
     None when every byte is written, or with a reason when stopped early.
     """
 
-    def __init__(self, f, size: int, transport, done, chunk: int = CHUNK):
+    def __init__(self, f, size: int, transport, done, chunk: int = CHUNK, hasher=None):
         self.f = f
+        self.hasher = hasher  # hashes the bytes as they go when the md5 is sent after the body
         self.remaining = size
         self.transport = transport
         self.done = done
@@ -181,6 +184,8 @@ class FileProducer:
                 self._end("the file shrank while it was being sent")
                 return
             self.remaining -= len(data)
+            if self.hasher is not None:
+                self.hasher.update(data)
             self.transport.write(data)
         if self.remaining == 0 and not self.finished:
             self._end(None)

@@ -22,9 +22,10 @@ MAX_HEADER = 64 * 1024
 MAX_BODY = 512 * 1024 * 1024  # a command or reply body; file bodies have their own limit
 MAX_FILE = 64 * 1024**3
 STREAMED = frozenset({"file"})
+_KIND_SET = frozenset(KINDS)
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-_loads = json.loads
+_decode = json.JSONDecoder().raw_decode
 
 
 class WireError(Exception):
@@ -57,26 +58,30 @@ def encode(header: dict, body: bytes = b"") -> bytes:
 
 def check_header(header: Any, max_body: int = MAX_BODY, max_file: int = MAX_FILE) -> dict:
     """Validate a decoded header: a JSON object with a known version, id, kind and size."""
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise WireError("a frame header must be a JSON object")
     v = header.get("v")
-    if not isinstance(v, int) or isinstance(v, bool):
+    if type(v) is not int:
         raise WireError("a frame header needs an integer 'v' (protocol version)")
-    if v > VERSION or v < 1:
-        raise WireError(f"protocol version {v} is not supported (this node speaks version {VERSION})",
-                        "version")
+    if v != VERSION:
+        if v > VERSION or v < 1:
+            raise WireError(f"protocol version {v} is not supported (this node speaks version {VERSION})",
+                            "version")
     kind = header.get("kind")
-    if kind not in KINDS:
+    if kind not in _KIND_SET:
         raise WireError(f"unknown frame kind {kind!r} (kinds: {', '.join(KINDS)})")
     ident = header.get("id")
-    if not isinstance(ident, int) or isinstance(ident, bool) or ident < 0:
+    if type(ident) is not int or ident < 0:
         raise WireError("a frame header needs a non-negative integer 'id'")
     size = header.get("size", 0)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if size:
+        if type(size) is not int or size < 0:
+            raise WireError("'size' must be a non-negative integer")
+        limit = max_file if kind in STREAMED else max_body
+        if size > limit:
+            raise WireError(f"a {kind} body of {size} bytes is over the {limit} byte limit", "too_large")
+    elif size != 0 or type(size) is not int:
         raise WireError("'size' must be a non-negative integer")
-    limit = max_file if kind in STREAMED else max_body
-    if size > limit:
-        raise WireError(f"a {kind} body of {size} bytes is over the {limit} byte limit", "too_large")
     return header
 
 
@@ -153,9 +158,12 @@ class Decoder:
                     raise WireError(f"header line longer than {self.max_header} bytes", "too_large")
                 pos = idx + 1
                 try:
-                    header = _loads(line)
+                    text = line.decode("utf-8")
+                    header, end = _decode(text)
                 except (ValueError, UnicodeDecodeError) as e:
                     raise WireError(f"a frame header is not valid JSON: {e}") from None
+                if end != len(text) and text[end:].strip():
+                    raise WireError("a frame header line has text after its JSON object")
                 header = check_header(header, self.max_body, self.max_file)
                 size = header.get("size", 0)
                 kind = header["kind"]
