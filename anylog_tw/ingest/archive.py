@@ -2,9 +2,13 @@
 
 Blocking functions over paths, run in worker threads.  Each leaves the file either where it was
 or complete at its destination, never half-written: copies go to a temporary name in the
-destination directory, are flushed to disk, and are then renamed over the final name, and only
-then is the source removed.  Doing a step twice gives the same result (a crash between the
-copy and the removal just repeats the copy on restart).
+destination directory and are then renamed over the final name, and only then is the source
+removed.  Doing a step twice gives the same result (a crash between the copy and the removal
+just repeats the copy on restart).
+
+Durability is the same as the databases' (SQLite WAL with synchronous=NORMAL): safe across a
+process crash (SIGKILL), where the OS keeps every write; nothing is fsync'ed per file, which
+would cost more than the insert itself on a busy disk.
 """
 
 from __future__ import annotations
@@ -18,25 +22,11 @@ from anylog_tw.ingest.filename import archive_subdir, error_name
 _BUF = 1 << 20
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def rename_in_place(directory: str, old: str, new: str) -> None:
-    """Give a file its registered name (atomic within the directory, and made durable)."""
+    """Give a file its registered name (atomic within the directory)."""
     if old == new:
         return
     os.replace(os.path.join(directory, old), os.path.join(directory, new))
-    _fsync_dir(directory)
 
 
 def archive(src: str, archive_dir: str, date: str, name: str, gz_in: bool, compress: bool) -> str:
@@ -49,10 +39,14 @@ def archive(src: str, archive_dir: str, date: str, name: str, gz_in: bool, compr
     os.makedirs(dest_dir, exist_ok=True)
     final = os.path.join(dest_dir, name + (".gz" if compress else ""))
     tmp = final + ".part"
-    if compress and gz_in or not compress and not gz_in:
+    if compress == gz_in:
+        try:
+            os.replace(src, final)  # same filesystem: a rename, nothing copied
+            return final
+        except OSError as e:
+            if e.errno != 18:  # EXDEV: another filesystem, copy below
+                raise
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
     else:
         opener = gzip.open if gz_in else open
         with opener(src, "rb") as fin, open(tmp, "wb") as raw:
@@ -61,10 +55,7 @@ def archive(src: str, archive_dir: str, date: str, name: str, gz_in: bool, compr
                     shutil.copyfileobj(fin, fout, _BUF)
             else:
                 shutil.copyfileobj(fin, raw, _BUF)
-            raw.flush()
-            os.fsync(raw.fileno())
     os.replace(tmp, final)
-    _fsync_dir(dest_dir)
     os.unlink(src)
     return final
 
@@ -85,7 +76,6 @@ def move_to_error(src: str, err_dir: str, name: str, reason: str, epoch: int) ->
         shutil.copyfile(src, dest + ".part")
         os.replace(dest + ".part", dest)
         os.unlink(src)
-    _fsync_dir(err_dir)
     return dest
 
 

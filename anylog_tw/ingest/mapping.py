@@ -64,19 +64,43 @@ def flatten(obj: Mapping[str, Any], line: int) -> dict[str, Any]:
 
 @dataclass
 class Batch:
-    """Mapped rows: `rows[i][j]` is the value of `columns[j]` (rows may be shorter: missing = null)."""
+    """Mapped rows, column by column: `values[j][i]` is row i's value of `columns[j]` (None: null)."""
 
     columns: list[str]
-    rows: list[list]
+    values: list[list]
     lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @classmethod
+    def of_rows(cls, columns: list[str], rows: list[list], lines: list[int]) -> "Batch":
+        """From row lists aligned to `columns` (a row may be shorter: the rest is null)."""
+        n = len(columns)
+        values = [list(c) for c in itertools.zip_longest(*rows, fillvalue=None)] if rows else []
+        values += [[None] * len(rows) for _ in range(n - len(values))]
+        return cls(columns, values, lines)
 
 
 def default_batch(objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Batch:
     """The default mapping of a file's objects: each attribute to the column of its name.
 
-    Rows with the same attributes in the same order (nearly every file) share one name lookup,
-    and a row without nested objects is taken as its list of values: this is the hot path.
+    The hot path: when every object has the first one's attributes and none is nested (nearly
+    every file), the columns are picked straight out of the objects; otherwise each row is
+    flattened on its own.
     """
+    if objs:
+        first = objs[0]
+        keys = list(first)
+        n = len(keys)
+        if all(len(o) == n for o in objs):
+            try:
+                values = [[o[k] for o in objs] for k in keys]
+            except KeyError:
+                values = None
+            if values is not None and not any(dict in set(map(type, v)) for v in values):
+                names = list(flatten({k: None for k in keys}, lines[0]))
+                return Batch(names, values, list(lines))
     index: dict[str, int] = {}
     shapes: dict[tuple, list[int] | None] = {}
     rows: list[list] = []
@@ -99,7 +123,7 @@ def default_batch(objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Ba
         for p, v in zip(pos, vals):
             row[p] = v
         append(row)
-    return Batch(list(index), rows, list(lines))
+    return Batch.of_rows(list(index), rows, list(lines))
 
 
 def _positions(keys: tuple, index: dict[str, int], line: int) -> list[int] | None:
@@ -124,16 +148,11 @@ def policy_batch(policy: "MappingPolicy", objs: Sequence[Mapping[str, Any]], lin
         for r in policy.rows(obj, line):
             rows.append(list(r.values()))
             out_lines.append(line)
-    return Batch(cols, rows, out_lines)
+    return Batch.of_rows(cols, rows, out_lines)
 
 
-def _columns_of(batch: Batch) -> list[tuple]:
-    n = len(batch.columns)
-    if not batch.rows:
-        return [() for _ in range(n)]
-    cols = list(itertools.zip_longest(*batch.rows, fillvalue=None))
-    cols += [(None,) * len(batch.rows)] * (n - len(cols))
-    return cols
+def _columns_of(batch: Batch) -> list[list]:
+    return batch.values
 
 
 # --- columns and rows -------------------------------------------------------------------------
@@ -160,7 +179,7 @@ def plan_columns(batch: Batch, existing: Mapping[str, str] | None,
         kind = fixed.get(col)
         if kind is None:
             if values is None:
-                values = _columns_of(batch)
+                values = batch.values
             kind = infer_column(values[j]) or TEXT
         columns[col] = added[col] = kind
     return columns, added
@@ -194,36 +213,42 @@ def infer_column(values: Sequence[Any]) -> str | None:
     return kind
 
 
-def to_columns(batch: Batch, columns: Mapping[str, str]) -> list[Sequence[Any]]:
+def to_columns(batch: Batch, columns: Mapping[str, str], engine: str = schema.SQLITE) -> list[Sequence[Any]]:
     """The batch's values as one sequence per column of `columns` (in its order), adapted.
 
     Each value is adapted to its column's type; one that would lose information (1.5 in an
     integer column, "abc" in a timestamp) fails the file, naming the line, column and value.
     Works column by column: a column whose values are all of the right Python type (nearly
-    always) costs one C-level pass.
+    always) costs one C-level pass.  On PostgreSQL, UTC timestamp texts (`...Z` or no zone) go
+    as they are: the server parses them in C (and refuses an impossible date, failing the file).
     """
-    n = len(batch.rows)
-    values = _columns_of(batch)
+    n = len(batch)
+    values = batch.values
     where = {c: j for j, c in enumerate(batch.columns)}
     out: list[Sequence[Any]] = []
     for col, kind in columns.items():
         j = where.get(col)
-        out.append([None] * n if j is None else _adapt_column(values[j], kind, col, batch.lines))
+        out.append([None] * n if j is None else _adapt_column(values[j], kind, col, batch.lines, engine))
     return out
 
 
 def to_rows(batch: Batch, columns: Mapping[str, str], prefix: Sequence[Any] = ()) -> list[tuple]:
     """The batch's rows as tuples in `columns` order, after the constant `prefix` values."""
-    n = len(batch.rows)
+    n = len(batch)
     cols = [itertools.repeat(p, n) for p in prefix] + to_columns(batch, columns)
     return list(zip(*cols)) if cols and n else []
 
 
-def _adapt_column(values: Sequence[Any], kind: str, col: str, lines: Sequence[int]) -> Sequence[Any]:
+def _adapt_column(values: Sequence[Any], kind: str, col: str, lines: Sequence[int],
+                  engine: str = schema.SQLITE) -> Sequence[Any]:
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if kinds <= _FAST.get(kind, set()):
         return values
+    if kind == TIMESTAMP and kinds == {str} and engine == schema.PSQL:
+        utc = _UTC_TEXT.fullmatch
+        if all(utc(v) for v in values if v is not None):
+            return values
     if kind == TIMESTAMP and kinds == {str}:
         try:
             return [None if v is None else _timestamp(v) for v in values]
@@ -250,16 +275,26 @@ _INT64 = (-(2**63), 2**63 - 1)
 _FAST: dict[str, set] = {TEXT: {str}, FLOAT: {float}, BOOLEAN: {bool}}
 _ISO = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?(?:Z|[+-]\d\d:?\d\d)?")
 _UTC = datetime.timezone.utc
+_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?Z?")
 
 
 def _timestamp(v: str) -> str:
-    """A timestamp text in the one stored form (UTC, `YYYY-MM-DD HH:MM:SS[.ffffff]`), fast."""
+    """A timestamp text in the one stored form (UTC, `YYYY-MM-DD HH:MM:SS[.ffffff]`), fast.
+
+    The common device forms (no zone, or `Z`) skip the time-zone arithmetic.
+    """
     if not _ISO.fullmatch(v):
         raise ValueError(v)
-    d = datetime.datetime.fromisoformat(v)
-    if d.tzinfo is not None:
-        d = d.astimezone(_UTC).replace(tzinfo=None)
+    if v[-1] == "Z":
+        d = _fromiso(v[:-1])
+    else:
+        d = _fromiso(v)
+        if d.tzinfo is not None:
+            d = d.astimezone(_UTC).replace(tzinfo=None)
     return d.isoformat(" ", "microseconds" if d.microsecond else "seconds")
+
+
+_fromiso = datetime.datetime.fromisoformat
 
 
 # --- mapping policies -------------------------------------------------------------------------

@@ -242,7 +242,7 @@ class Operator(NodeProcess):
                                        f"({', '.join(self.config.limit_tables)})")
         parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
         columns = await self._ensure_table(db, job, parsed, policy)
-        adapted = None if parsed.big else await self._thread(pipeline.adapt, parsed.batch, columns)
+        adapted = None if parsed.big else await self._thread(pipeline.adapt, parsed.batch, columns, db.engine)
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left

@@ -64,7 +64,7 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: i
         objs, lines = reader.parse_objects(data, 1)
         del data
         batch = _map(objs, lines, policy)
-        return Parsed(digest.hexdigest(), len(objs), batch, list(batch.columns), rows=len(batch.rows))
+        return Parsed(digest.hexdigest(), len(objs), batch, list(batch.columns), rows=len(batch))
     digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
     objects = rows = 0
     types: dict[str, str | None] = {}
@@ -73,8 +73,8 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: i
         objs, lines = reader.parse_objects(data, first)
         objects += len(objs)
         batch = _map(objs, lines, policy)
-        rows += len(batch.rows)
-        values = mapping._columns_of(batch)
+        rows += len(batch)
+        values = batch.values
         for col, vals in zip(batch.columns, values):
             types[col] = schema.widen(types.get(col), mapping.infer_column(vals))
     if objects == 0:
@@ -88,9 +88,9 @@ def _starts_array(path: str, gz: bool) -> bool:
         return f.read(4096).lstrip()[:1] == b"["
 
 
-def adapt(batch: Batch, columns: Mapping[str, str]) -> list:
+def adapt(batch: Batch, columns: Mapping[str, str], engine: str) -> list:
     """The batch's values adapted to the table's columns (in a worker thread), column by column."""
-    return mapping.to_columns(batch, columns)
+    return mapping.to_columns(batch, columns, engine)
 
 
 def rows_of(columns: list, tsd_name: str, tsd_id: int):
@@ -123,7 +123,7 @@ def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: File
         del data
         batch = _map(objs, lines, policy)
         del objs
-        adapted = mapping.to_columns(batch, columns)
+        adapted = mapping.to_columns(batch, columns, tx.engine)
         del batch
         if adapted and len(adapted[0]):
             total += tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))

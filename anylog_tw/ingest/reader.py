@@ -65,16 +65,17 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
     lines = data.split(b"\n")
     loads = orjson.loads
     try:
-        objs = [loads(x) for x in lines if x.strip()]
+        objs = [loads(x) for x in lines if x]
     except orjson.JSONDecodeError:
         objs = None
     if objs is not None and all(type(o) is dict for o in objs):
-        if len(objs) == len(lines) or len(objs) == len(lines) - 1 and not lines[-1].strip():
+        if len(objs) == len(lines) or len(objs) == len(lines) - 1 and not lines[-1]:
             numbers = list(range(first_line, first_line + len(objs)))
         else:
-            numbers = [first_line + i for i, x in enumerate(lines) if x.strip()]
+            numbers = [first_line + i for i, x in enumerate(lines) if x]
         return objs, numbers
-    # Slow path: find and name the first bad line.
+    # Slow path: whitespace-only lines, or a bad line to find and name.
+    objs, numbers = [], []
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -85,7 +86,9 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
         if type(obj) is not dict:
             raise IngestError("json", f"{name}line {first_line + i}: a {type(obj).__name__} where a JSON object "
                                       f"was expected: {_show(raw)}")
-    raise AssertionError("unreachable: the slow path found no bad line")  # pragma: no cover
+        objs.append(obj)
+        numbers.append(first_line + i)
+    return objs, numbers
 
 
 def _parse_array(data: bytes, first_line: int, name: str) -> tuple[list[dict], list[int]]:

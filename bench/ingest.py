@@ -1,0 +1,339 @@
+"""Operator ingest figures (issue 6), each next to its baseline measured in the same run.
+
+1. Throughput: 1,000,000 rows in 200 files (timestamp, device, value, status, seq) moved into
+   the watch dir of a node running `run operator`, timed until the last row is committed and the
+   last file archived.  Baseline: a plain script reading the same files with orjson and inserting
+   them into a table of the same layout with executemany (SQLite) / COPY (PostgreSQL), one
+   transaction per file.  Both engines; medians of several runs and the ratio.
+2. Latency: one small file dropped into an idle operator until its row is queryable (median).
+3. Peak RSS of a node process ingesting one 200 MB file (a fresh process per engine).
+
+Run: .venv/bin/python bench/ingest.py [--runs 3] [--files 200] [--rows 5000] [--engines sqlite,psql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import orjson
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from anylog_tw.storage import schema  # noqa: E402
+
+PG = dict(host="127.0.0.1", port=5432, user="postgres")
+COLUMNS = {"timestamp": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
+
+
+def make_files(directory: str, files: int, rows: int, table: str = "readings") -> list[str]:
+    os.makedirs(directory, exist_ok=True)
+    rnd = random.Random(7)
+    base = 1_790_000_000
+    names = []
+    seq = 0
+    for f in range(files):
+        lines = []
+        for _ in range(rows):
+            t = base + seq * 0.001
+            lines.append(orjson.dumps({
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z",
+                "device": f"dev-{rnd.randrange(100):03d}", "value": round(rnd.uniform(-50, 150), 3),
+                "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
+            seq += 1
+        name = f"bench.{table}.src{f}.0.0.json"
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(b"\n".join(lines) + b"\n")
+        names.append(name)
+    return names
+
+
+# --- the plain script (baseline) ---------------------------------------------------------------
+
+
+def _timestamp(v: str) -> str:
+    import datetime
+
+    d = datetime.datetime.fromisoformat(v)
+    if d.tzinfo is not None:
+        d = d.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return d.isoformat(" ")
+
+
+def plain_sqlite(src: str, names: list[str], path: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for sql in schema.create_table_sql("sqlite", "readings", COLUMNS):
+        conn.execute(sql)
+    ins = schema.insert_sql("readings", ["tsd_name", "tsd_id", *COLUMNS])
+    t0 = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        with open(os.path.join(src, name), "rb") as f:
+            objs = [orjson.loads(x) for x in f.read().splitlines() if x.strip()]
+        rows = [("0", i, _timestamp(o["timestamp"]), o["device"], o["value"], o["status"], o["seq"]) for o in objs]
+        conn.execute("BEGIN")
+        conn.executemany(ins, rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def plain_psql(src: str, names: list[str], dbname: str) -> float:
+    conn = psycopg2.connect(dbname=dbname, **PG)
+    with conn.cursor() as cur:
+        for sql in schema.create_table_sql("psql", "readings", COLUMNS):
+            cur.execute(sql)
+    conn.commit()
+    cols = ", ".join(f'"{c}"' for c in ["tsd_name", "tsd_id", *COLUMNS])
+    t0 = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        with open(os.path.join(src, name), "rb") as f:
+            objs = [orjson.loads(x) for x in f.read().splitlines() if x.strip()]
+        buf = io.StringIO("".join(
+            f"0\t{i}\t{_timestamp(o['timestamp'])}\t{o['device']}\t{o['value']!r}\t{o['status']}\t{o['seq']}\n"
+            for o in objs))
+        with conn.cursor() as cur:
+            cur.copy_expert(f"COPY readings ({cols}) FROM STDIN", buf)
+        conn.commit()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+# --- the operator -----------------------------------------------------------------------------
+
+
+def pg_create(dbname: str) -> None:
+    c = psycopg2.connect(dbname="postgres", **PG)
+    c.autocommit = True
+    with c.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{dbname}"')
+    c.close()
+
+
+def pg_drop(dbname: str) -> None:
+    c = psycopg2.connect(dbname="postgres", **PG)
+    c.autocommit = True
+    with c.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    c.close()
+
+
+def run_node(mode: str, engine: str, home: str, src: str, names: list[str], threads: int, extra: dict) -> dict:
+    """Run the node in this process with the real reactor; returns the measurements."""
+    from twisted.internet import reactor, task
+
+    from anylog_tw.node import Node
+    from anylog_tw.storage import Databases
+
+    result: dict = {}
+
+    async def main():
+        node = Node(home, name="bench", reactor=reactor)
+        node.startService()
+        dbs = node.component(Databases)
+        await dbs.connect("almgm", "sqlite")
+        if engine == "sqlite":
+            await dbs.connect("bench", "sqlite")
+        else:
+            await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="postgres", password="",
+                              database=extra["dbname"])
+        reply = await node.run(f"run operator where threads = {threads}" + extra.get("opts", ""))
+        assert reply.ok, reply.render()
+        op = node.process("Operator")
+        watch = node.dictionary["watch_dir"]
+        try:
+            if mode == "throughput":
+                t0 = time.perf_counter()
+                for name in names:
+                    os.rename(os.path.join(src, name), os.path.join(watch, name))
+                while op.stats.total_files + op.stats.total_errors < len(names):
+                    await task.deferLater(reactor, 0.005, lambda: None)
+                result["elapsed"] = time.perf_counter() - t0
+                result["rows"] = op.stats.total_rows
+                result["errors"] = op.stats.total_errors
+            elif mode == "latency":
+                db = dbs.get("bench")
+                lat = []
+                for i in range(extra["samples"]):
+                    row = {"timestamp": "2026-11-28T04:00:00Z", "device": "d", "value": 1.5, "status": "ok", "seq": i}
+                    name = f"bench.small.s{i}.json"
+                    tmp = os.path.join(src, name)
+                    with open(tmp, "wb") as f:
+                        f.write(orjson.dumps(row) + b"\n")
+                    await task.deferLater(reactor, 0.05, lambda: None)  # idle operator
+                    t0 = time.perf_counter()
+                    os.rename(tmp, os.path.join(watch, name))
+                    while True:
+                        try:
+                            _, rows = await db.query("select count(*) from small where seq = ?", (i,))
+                            if rows[0][0]:
+                                break
+                        except Exception:
+                            pass
+                        await task.deferLater(reactor, 0.001, lambda: None)
+                    lat.append(time.perf_counter() - t0)
+                result["latency"] = lat
+            elif mode == "rss":
+                t0 = time.perf_counter()
+                for name in names:
+                    os.rename(os.path.join(src, name), os.path.join(watch, name))
+                while op.stats.total_files + op.stats.total_errors < len(names):
+                    await task.deferLater(reactor, 0.05, lambda: None)
+                result["elapsed"] = time.perf_counter() - t0
+                result["rows"] = op.stats.total_rows
+                result["errors"] = op.stats.total_errors
+                result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        finally:
+            await node.stopService()
+        with open(extra["out"], "w") as f:
+            json.dump(result, f)
+
+    task.react(lambda _r: __import__("twisted.internet.defer", fromlist=["Deferred"]).Deferred.fromCoroutine(main()))
+    return result
+
+
+def spawn(mode: str, engine: str, work: str, src: str, names: list[str], threads: int, extra: dict) -> dict:
+    home = os.path.join(work, "home")
+    names_file = os.path.join(work, "names.json")
+    out_file = os.path.join(work, "result.json")
+    with open(names_file, "w") as f:
+        json.dump(names, f)
+    extra = dict(extra, out=out_file)
+    subprocess.run([sys.executable, __file__, "--child", mode, engine, home, src, str(threads), json.dumps(extra),
+                    names_file], check=True)
+    with open(out_file) as f:
+        return json.load(f)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--rows", type=int, default=5000)
+    ap.add_argument("--threads", type=int, default=3)
+    ap.add_argument("--engines", default="sqlite,psql")
+    ap.add_argument("--big-mb", type=int, default=200)
+    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss")
+    ap.add_argument("--opts", default="", help="more operator options, e.g. ' and compress_json = false'")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    engines = args.engines.split(",")
+    base = tempfile.mkdtemp(prefix="bench-ingest-")
+    try:
+        master = os.path.join(base, "files")
+        names = make_files(master, args.files, args.rows)
+        total = args.files * args.rows
+        print(f"{total:,} rows in {args.files} files ({args.rows} rows each), operator threads = {args.threads}, "
+              f"{args.runs} runs, medians")
+        if "throughput" not in skip:
+            for engine in engines:
+                ours, plain = [], []
+                for run in range(args.runs):
+                    work = os.path.join(base, f"{engine}-{run}")
+                    src = os.path.join(work, "src")
+                    shutil.copytree(master, src)
+                    dbname = "bench_" + uuid.uuid4().hex[:8]
+                    if engine == "psql":
+                        pg_create(dbname)
+                    try:
+                        if engine == "sqlite":
+                            t = plain_sqlite(src, names, os.path.join(work, "plain.db"))
+                        else:
+                            t = plain_psql(src, names, dbname)
+                        plain.append(total / t)
+                        if engine == "psql":
+                            pg_drop(dbname)
+                            pg_create(dbname)
+                        r = spawn("throughput", engine, work, src, names, args.threads, {"dbname": dbname, "opts": args.opts})
+                        if r["rows"] != total or r["errors"]:
+                            print(f"  !! {engine} run {run}: {r['rows']} rows, {r['errors']} errors")
+                        ours.append(r["rows"] / r["elapsed"])
+                    finally:
+                        if engine == "psql":
+                            pg_drop(dbname)
+                        shutil.rmtree(work, ignore_errors=True)
+                    print(f"  {engine} run {run + 1}: operator {ours[-1]:,.0f} rows/s, plain script {plain[-1]:,.0f} rows/s")
+                mo, mp = median(ours), median(plain)
+                goal = 150_000 if engine == "psql" else 100_000
+                print(f"{engine:6s} throughput: operator {mo:,.0f} rows/s | plain script {mp:,.0f} rows/s | "
+                      f"ratio {mo / mp:.2f} (goal >= 0.8) | goal {goal:,} rows/s")
+        if "latency" not in skip:
+            for engine in engines:
+                work = os.path.join(base, f"lat-{engine}")
+                src = os.path.join(work, "src")
+                os.makedirs(src)
+                dbname = "bench_" + uuid.uuid4().hex[:8]
+                if engine == "psql":
+                    pg_create(dbname)
+                try:
+                    r = spawn("latency", engine, work, src, [], 1, {"dbname": dbname, "samples": 21})
+                finally:
+                    if engine == "psql":
+                        pg_drop(dbname)
+                lat = r["latency"]
+                print(f"{engine:6s} small-file latency (drop -> queryable): median {median(lat) * 1000:.1f} ms, "
+                      f"max {max(lat) * 1000:.1f} ms over {len(lat)} files (goal < 50 ms; EdgeLake 1.4-2.8 s)")
+        if "rss" not in skip:
+            rows_big = args.big_mb * (1 << 20) // 125
+            big_dir = os.path.join(base, "big")
+            os.makedirs(big_dir)
+            big_name = "bench.big.0.0.0.json"
+            with open(os.path.join(big_dir, big_name), "wb") as out:
+                rnd = random.Random(3)
+                chunk = []
+                for i in range(rows_big):
+                    chunk.append(orjson.dumps({"timestamp": "2026-11-28T04:00:00.123Z", "device": f"dev-{i % 977}",
+                                               "value": rnd.random() * 100, "status": "ok", "seq": i}))
+                    if len(chunk) == 50000:
+                        out.write(b"\n".join(chunk) + b"\n")
+                        chunk = []
+                if chunk:
+                    out.write(b"\n".join(chunk) + b"\n")
+            size_mb = os.path.getsize(os.path.join(big_dir, big_name)) / (1 << 20)
+            for engine in engines:
+                work = os.path.join(base, f"rss-{engine}")
+                src = os.path.join(work, "src")
+                shutil.copytree(big_dir, src)
+                dbname = "bench_" + uuid.uuid4().hex[:8]
+                if engine == "psql":
+                    pg_create(dbname)
+                try:
+                    r = spawn("rss", engine, work, src, [big_name], 1, {"dbname": dbname})
+                finally:
+                    if engine == "psql":
+                        pg_drop(dbname)
+                    shutil.rmtree(work, ignore_errors=True)
+                print(f"{engine:6s} one {size_mb:.0f} MB file ({r['rows']:,} rows): peak RSS {r['maxrss_mb']:.0f} MB "
+                      f"(goal < 250 MB), {r['rows'] / r['elapsed']:,.0f} rows/s")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        mode, engine, home, src, threads, extra, names_file = sys.argv[2:9]
+        with open(names_file) as f:
+            names_ = json.load(f)
+        run_node(mode, engine, home, src, names_, int(threads), json.loads(extra))
+    else:
+        main()
