@@ -22,8 +22,9 @@ from twisted.logger import Logger
 
 from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import PeerError, StorageError
-from anylog_tw.metadata.ledger import Ledger, Parsed, parse_lines, render, write_atomically
-from anylog_tw.metadata.query import body
+from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, render,
+                                       write_atomically)
+from anylog_tw.metadata.query import body, policy_type
 
 Ask = Callable[[str, str], Awaitable[Reply]]
 
@@ -90,9 +91,8 @@ class Metadata:
         """Read the file again (`blockchain load metadata`); corrupt lines are logged as errors."""
         await self.lock.acquire()
         try:
-            data = await self.in_thread(self.ledger.read_file)
-            parsed = await self.in_thread(parse_lines, data.decode("utf-8", "replace"))
-            self.ledger.install(parsed.policies, data)
+            parsed, state = await self.in_thread(_read_and_build, self.ledger)
+            self.ledger.install_state(state)
             self.ledger.load_errors = parsed.errors
         finally:
             self.lock.release()
@@ -125,7 +125,7 @@ class Metadata:
             if removed:
                 data = await self.in_thread(render, keep)
                 await self.write(data, False)
-                self.ledger.install(keep, data)
+                self.ledger.install_state(await self.in_thread(build_state, keep, data))
         finally:
             self.lock.release()
         self._changed()
@@ -139,23 +139,15 @@ class Metadata:
         of policies now held and the local policies the master does not have (to push again).
         """
         await self.ready()
-        parsed = await self.in_thread(parse_lines, text)
-        master_ids = {body(p)["id"] for p in parsed.policies}
         await self.lock.acquire()
         try:
-            local = [p for p in self.ledger.local_policies() if body(p)["id"] not in master_ids]
-            policies = parsed.policies + local
-            data = text.encode("utf-8")
-            if data and not data.endswith(b"\n"):
-                data += b"\n"
-            if local:
-                data += render(local)
-            await self.write(data, True)
-            self.ledger.install(policies, data)
+            # Every change holds the lock, so the ledger cannot move while the thread reads it.
+            state, kept = await self.in_thread(_merge_and_write, self.ledger, text)
+            self.ledger.install_state(state)
         finally:
             self.lock.release()
         self._changed()
-        return len(policies), local
+        return len(state.policies), kept
 
     # -- waiting for changes -----------------------------------------------------------------
 
@@ -181,6 +173,37 @@ class Metadata:
         for _, d in waiters:
             if not d.called:
                 d.cancel()
+
+
+def _read_and_build(ledger: Ledger) -> tuple[Parsed, State]:
+    """(In a thread.) The file parsed, and the ledger state it gives."""
+    return parse_and_build(ledger.read_file())
+
+
+def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dict]]:
+    """(In a thread.) The master's text plus our local policies it lacks, written aside and renamed
+    in (the old file kept as .old); the new state, and the local policies kept."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    parsed, state = parse_and_build(data)
+    kept = [p for p in ledger.local_policies() if body(p)["id"] not in state.by_id]
+    if kept:
+        extra = render(kept)
+        data += extra
+        state.md5.update(extra)
+        if state.policies is parsed.policies:
+            state.policies = list(state.policies)
+        for p in kept:
+            state.policies.append(p)
+            state.by_id[body(p)["id"]] = p
+            state.by_type.setdefault(policy_type(p), []).append(p)
+    try:
+        write_atomically(ledger.path, data, True)
+    except OSError as e:
+        raise StorageError(f"cannot write the ledger {ledger.path}: {e.strerror or e}; the previous ledger is "
+                           f"unchanged") from None
+    return state, kept
 
 
 async def metadata(node) -> Metadata:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+import orjson
+
 from anylog_tw.errors import CommandError, StorageError
 from anylog_tw.metadata.query import body, index_keys, lookup_keys, policy_type
 
@@ -124,18 +126,67 @@ class Parsed:
     lines: int = 0
 
 
-def parse_lines(text: str) -> Parsed:
+def parse_lines(text: str | bytes) -> Parsed:
+    """Parse a ledger text: the policies (a later line with the same id replaces an earlier one)
+    and the lines skipped, with why."""
+    return parse_and_build(text.encode("utf-8") if isinstance(text, str) else text)[0]
+
+
+def parse_and_build(data: bytes) -> tuple[Parsed, "State"]:
+    """Parse a ledger text and build the ledger state from it in one pass.
+
+    The common case (every line a good policy, no id twice) is one orjson call over the whole
+    text turned into a JSON array, and one loop that checks and indexes; anything odd falls back
+    to a line-by-line parse that names each bad line.
+    """
+    stripped = data.rstrip(b"\n")
+    lines = stripped.count(b"\n") + 1 if stripped else 0
+    try:
+        policies = orjson.loads(b"[" + stripped.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        policies = None
+    if policies is not None and len(policies) == lines:
+        state = _checked_state(policies, data)
+        if state is not None:
+            return Parsed(policies, [], lines), state
+    parsed = _parse_slowly(data)
+    return parsed, build_state(parsed.policies, data)
+
+
+def _checked_state(policies: list, data: bytes) -> "State | None":
+    """The state of a list of decoded lines, or None when one is not a good policy or an id repeats."""
+    by_id: dict[str, dict] = {}
+    by_type: dict[str, list[dict]] = {}
+    for p in policies:
+        if type(p) is not dict or len(p) != 1:
+            return None
+        for ptype, inner in p.items():
+            if type(inner) is not dict:
+                return None
+            pid = inner.get("id")
+            if type(pid) is not str or not pid or pid in by_id:
+                return None
+            by_id[pid] = p
+            found = by_type.get(ptype)
+            if found is None:
+                by_type[ptype] = [p]
+            else:
+                found.append(p)
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"))
+
+
+def _parse_slowly(data: bytes) -> Parsed:
     out = Parsed()
     position: dict[str, int] = {}
-    for lineno, line in enumerate(text.split("\n"), 1):
+    for lineno, line in enumerate(data.split(b"\n"), 1):
         line = line.strip()
         if not line:
             continue
         out.lines += 1
         try:
-            policy = json.loads(line)
+            policy = orjson.loads(line)
             validate(policy)
-        except (ValueError, PolicyError) as e:
+        except (orjson.JSONDecodeError, PolicyError) as e:
             message = e.message if isinstance(e, PolicyError) else f"not JSON: {e}"
             out.errors.append((lineno, message))
             continue
@@ -149,6 +200,31 @@ def parse_lines(text: str) -> Parsed:
             position[pid] = len(out.policies)
             out.policies.append(policy)
     return out
+
+
+@dataclass
+class State:
+    """Everything the ledger derives from its policies, built off the reactor thread."""
+
+    policies: list[dict]
+    by_id: dict[str, dict]
+    by_type: dict[str, list[dict]]
+    md5: "hashlib._Hash"
+    clean_end: bool
+
+
+def build_state(policies: list[dict], data: bytes) -> State:
+    by_id: dict[str, dict] = {}
+    by_type: dict[str, list[dict]] = {}
+    for p in policies:
+        for ptype, inner in p.items():
+            by_id[inner["id"]] = p
+            found = by_type.get(ptype)
+            if found is None:
+                by_type[ptype] = [p]
+            else:
+                found.append(p)
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"))
 
 
 # --- the ledger -----------------------------------------------------------------------------
@@ -260,22 +336,22 @@ class Ledger:
     def load(self) -> Parsed:
         """Read and index the file (blocking); lines that do not parse are skipped and reported."""
         data = self.read_file()
-        parsed = parse_lines(data.decode("utf-8", "replace"))
-        self.install(parsed.policies, data)
+        parsed, state = parse_and_build(data)
+        self.install_state(state)
         self.load_errors = parsed.errors
         return parsed
 
     def install(self, policies: list[dict], data: bytes) -> None:
         """Make `policies` (the content of the file whose bytes are `data`) the ledger."""
-        self.policies = policies
-        self._by_id = {body(p)["id"]: p for p in policies}
-        by_type: dict[str, list[dict]] = {}
-        for p in policies:
-            by_type.setdefault(policy_type(p), []).append(p)
-        self._by_type = by_type
+        self.install_state(build_state(policies, data))
+
+    def install_state(self, state: State) -> None:
+        self.policies = state.policies
+        self._by_id = state.by_id
+        self._by_type = state.by_type
         self._eq = {}
-        self._md5 = hashlib.md5(data)
-        self._clean_end = not data or data.endswith(b"\n")
+        self._md5 = state.md5
+        self._clean_end = state.clean_end
         self.changes += 1
 
     # -- changing ----------------------------------------------------------------------------
@@ -349,7 +425,7 @@ class Ledger:
 
 def render(policies: Iterable[dict]) -> bytes:
     """The file text of a list of policies."""
-    return "".join(to_line(p) + "\n" for p in policies).encode("utf-8")
+    return b"".join(orjson.dumps(p) + b"\n" for p in policies)
 
 
 def write_atomically(path: str, data: bytes, keep_old: bool = False) -> None:

@@ -288,3 +288,41 @@ def test_insert_with_a_master_that_accepts_is_global_there_and_here(tmp_path):
     assert inner(here[0])["ledger"] == "global" and inner(there[0])["ledger"] == "global"
     assert inner(here[0])["member"] == inner(there[0])["member"]
     assert inner(here[0])["id"] == inner(there[0])["id"]
+
+
+# --- the fast parse agrees with the careful one --------------------------------------------
+
+line_st = st.one_of(
+    st.builds(lambda i, v: json.dumps({"c": {"id": f"i{i}", "v": v}}), st.integers(0, 5), st.integers()),
+    st.sampled_from(['{"c": {"v": 1}}', "garbage", '{"a": {}, "b": {}}', "", "   ", '{"c": 5}', "1,2",
+                     '{"c": {"id": 3}}', '[{"c": {"id": "x"}}]']),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(line_st, max_size=12), st.booleans())
+def test_the_one_call_parse_agrees_with_the_line_by_line_parse(lines, newline_at_end):
+    from anylog_tw.metadata.ledger import _parse_slowly, parse_and_build
+
+    data = ("\n".join(lines) + ("\n" if newline_at_end else "")).encode()
+    parsed, state = parse_and_build(data)
+    slow = _parse_slowly(data)
+    assert parsed.policies == slow.policies and parsed.errors == slow.errors and parsed.lines == slow.lines
+    assert state.policies == slow.policies and set(state.by_id) == {inner(p)["id"] for p in slow.policies}
+
+
+def test_after_a_merge_the_version_is_the_md5_of_the_file(tmp_path):
+    import hashlib
+
+    node = unit_node(tmp_path)
+    ok(node, 'blockchain add {"config": {"id": "mine"}}')
+    meta = node.component(Metadata)
+    from tests.helpers import fired
+    from twisted.internet.defer import Deferred
+
+    count, kept = fired(Deferred.fromCoroutine(meta.install_master_copy('{"config": {"id": "g1"}}')))
+    assert count == 2 and [inner(p)["id"] for p in kept] == ["mine"]
+    with open(meta.ledger.path, "rb") as f:
+        assert meta.ledger.version == hashlib.md5(f.read()).hexdigest()
+    assert [inner(p)["id"] for p in meta.ledger.all()] == ["g1", "mine"]
+    assert os.path.exists(meta.ledger.path + ".old")
