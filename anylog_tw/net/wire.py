@@ -56,6 +56,25 @@ def encode(header: dict, body: bytes = b"") -> bytes:
     return encode_header(header) + body
 
 
+_quote = json.encoder.encode_basestring  # C speed-up: a str as a JSON string literal, non-ASCII kept
+
+
+def encode_cmd(ident: int, command: str) -> bytes:
+    """A `cmd` frame (the hot path of requests: the same bytes `encode` makes, built directly)."""
+    line = ('{"v":%d,"kind":"cmd","id":%d,"cmd":%s}\n' % (VERSION, ident, _quote(command))).encode("utf-8")
+    if len(line) > MAX_HEADER:
+        raise WireError(f"a command of {len(line)} bytes is over the {MAX_HEADER} byte header limit", "too_large")
+    return line
+
+
+def encode_text_reply(re: int, text: bytes) -> bytes:
+    """A successful plain-text `reply` frame (the hot path of answers), built directly."""
+    if text:
+        return b'{"v":%d,"kind":"reply","id":0,"re":%d,"ok":true,"format":"text","size":%d}\n%b' % (
+            VERSION, re, len(text), text)
+    return b'{"v":%d,"kind":"reply","id":0,"re":%d,"ok":true,"format":"text"}\n' % (VERSION, re)
+
+
 def check_header(header: Any, max_body: int = MAX_BODY, max_file: int = MAX_FILE) -> dict:
     """Validate a decoded header: a JSON object with a known version, id, kind and size."""
     if type(header) is not dict:

@@ -158,3 +158,16 @@ def test_reply_body_that_does_not_match_its_format():
         reply_from_frame({"ok": True, "format": "table"}, json.dumps({"columns": 1}).encode())
     with pytest.raises(wire.WireError):
         reply_from_frame({"ok": True, "format": "pdf"}, b"")
+
+
+@given(st.integers(0, 2**53), text)
+def test_fast_cmd_encoding_matches_the_general_one(ident, command):
+    fast = wire.encode_cmd(ident, command)
+    [(_, header, body)] = wire.Decoder().feed(fast)
+    assert header == {"v": wire.VERSION, "kind": "cmd", "id": ident, "cmd": command} and body == b""
+
+
+@given(st.integers(0, 2**53), st.binary(max_size=100))
+def test_fast_text_reply_encoding_decodes_as_a_reply(re, body):
+    [(_, header, got)] = wire.Decoder().feed(wire.encode_text_reply(re, body))
+    assert (header["kind"], header["re"], header["ok"], header["format"], got) == ("reply", re, True, "text", body)
