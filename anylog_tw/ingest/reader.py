@@ -9,6 +9,8 @@ by the chunk size, not the file size.  Parsing is orjson's (about 5x the stdlib'
 from __future__ import annotations
 
 import gzip
+import json
+import re
 from typing import BinaryIO, Iterator
 
 import orjson
@@ -16,6 +18,9 @@ import orjson
 from anylog_tw.ingest.errors import IngestError
 
 CHUNK = 8 << 20  # bytes of lines parsed and inserted at a time for big files
+# orjson reads integers beyond 64 bits as floats (losing digits); text with a run of 20 digits
+# or more is parsed with the standard library instead, which keeps them exact.
+_LONG_NUMBER = re.compile(rb"\d{20,}")
 
 
 def open_data(path: str, gz: bool) -> BinaryIO:
@@ -63,10 +68,10 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
     if start == b"[":
         return _parse_array(data, first_line, name)
     lines = data.split(b"\n")
-    loads = orjson.loads
+    loads = json.loads if _LONG_NUMBER.search(data) else orjson.loads
     try:
         objs = [loads(x) for x in lines if x]
-    except orjson.JSONDecodeError:
+    except ValueError:  # orjson.JSONDecodeError and json.JSONDecodeError are both ValueErrors
         objs = None
     if objs is not None and all(type(o) is dict for o in objs):
         if len(objs) == len(lines) or len(objs) == len(lines) - 1 and not lines[-1]:
@@ -81,7 +86,7 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
             continue
         try:
             obj = loads(raw)
-        except orjson.JSONDecodeError as e:
+        except (ValueError, UnicodeDecodeError) as e:
             raise IngestError("json", f"{name}line {first_line + i}: not JSON ({e}): {_show(raw)}") from None
         if type(obj) is not dict:
             raise IngestError("json", f"{name}line {first_line + i}: a {type(obj).__name__} where a JSON object "
@@ -93,8 +98,8 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
 
 def _parse_array(data: bytes, first_line: int, name: str) -> tuple[list[dict], list[int]]:
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
+        value = json.loads(data) if _LONG_NUMBER.search(data) else orjson.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
         raise IngestError("json", f"{name}not JSON ({e})") from None
     if type(value) is not list:
         raise IngestError("json", f"{name}not a JSON array of objects")
