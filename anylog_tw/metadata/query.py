@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 from anylog_tw.errors import GrammarError
 
@@ -209,36 +209,6 @@ class Tok:
     pos: int
 
 
-_STOP = set(" \t\r\n()[],=<>\"'")
-
-
-def _scan_brackets(text: str, i: int) -> int:
-    """Index just past a run of `[..]` segments starting at `i`."""
-    n = len(text)
-    while i < n and text[i] == "[":
-        depth = 0
-        j = i
-        while j < n:
-            c = text[j]
-            if c in "\"'":
-                k = text.find(c, j + 1)
-                if k < 0:
-                    raise QueryError(f"unterminated quote at column {j + 1}")
-                j = k + 1
-                continue
-            if c == "[":
-                depth += 1
-            elif c == "]":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        if j >= n:
-            raise QueryError(f"unbalanced '[' at column {i + 1}: no matching ']'")
-        i = j + 1
-    return i
-
-
 def _segments(text: str) -> list[str]:
     """`[a]['b'][c(find(x))]` -> ['a', 'b', 'c(find(x))'];  `[]` -> []."""
     segs = []
@@ -260,62 +230,42 @@ def _segments(text: str) -> list[str]:
     return [s for s in segs if s != ""]
 
 
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<str>"[^"]*"|'[^']*')
+  | (?P<path>(?:[^\s()\[\],=<>"'!]|!(?!=))*(?:\[[^\[\]]*\])+)
+  | (?P<op>==|!=|<=|>=|<|>|=)
+  | (?P<lp>\()
+  | (?P<rp>\))
+  | (?P<comma>,)
+  | (?P<word>(?:[^\s()\[\],=<>"'!]|!(?!=))+|!)
+""", re.VERBOSE)
+
+
 def tokenize(text: str) -> list[Tok]:
     out: list[Tok] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c.isspace():
-            i += 1
-            continue
-        if c in "\"'":
-            j = text.find(c, i + 1)
-            if j < 0:
-                raise QueryError(f"unterminated quote at column {i + 1}: {text[i:i + 30]!r}")
-            out.append(Tok("str", text[i + 1:j], i))
-            i = j + 1
-            continue
-        if c == "[":
-            j = _scan_brackets(text, i)
-            out.append(Tok("path", _segments(text[i:j]), i))
-            i = j
-            continue
-        if c == "]":
-            raise QueryError(f"unbalanced ']' at column {i + 1}")
-        if c == "(":
-            out.append(Tok("lp", "(", i))
-            i += 1
-            continue
-        if c == ")":
-            out.append(Tok("rp", ")", i))
-            i += 1
-            continue
-        if c == ",":
-            out.append(Tok("comma", ",", i))
-            i += 1
-            continue
-        two = text[i:i + 2]
-        if two in ("==", "!=", "<=", ">="):
-            out.append(Tok("op", two, i))
-            i += 2
-            continue
-        if c in "<>=":
-            out.append(Tok("op", c, i))
-            i += 1
-            continue
-        j = i
-        while j < n and text[j] not in _STOP and text[j:j + 2] != "!=":
-            j += 1
-        if j == i:  # a lone '!'
-            j = i + 1
-        word = text[i:j]
-        if j < n and text[j] == "[":  # operator[name], table[dbms]
-            k = _scan_brackets(text, j)
-            out.append(Tok("path", [word] + _segments(text[j:k]), i))
-            i = k
-            continue
-        out.append(Tok("word", word, i))
-        i = j
+    pos, n = 0, len(text)
+    match = _TOKEN.match
+    while pos < n:
+        m = match(text, pos)
+        if m is None:
+            c = text[pos]
+            if c in "\"'":
+                raise QueryError(f"unterminated quote at column {pos + 1}: {text[pos:pos + 30]!r}")
+            if c == "[":
+                raise QueryError(f"unbalanced '[' at column {pos + 1}: no matching ']'")
+            raise QueryError(f"unbalanced ']' at column {pos + 1}")
+        kind = m.lastgroup
+        value = m.group()
+        if kind == "path":
+            head, _, rest = value.partition("[")
+            segs = _segments("[" + rest)
+            out.append(Tok("path", ([head] if head else []) + segs, pos))
+        elif kind == "str":
+            out.append(Tok("str", value[1:-1], pos))
+        elif kind != "space":
+            out.append(Tok(kind, value, pos))
+        pos = m.end()
     return out
 
 
@@ -432,31 +382,26 @@ class Context:
 # --- parsing --------------------------------------------------------------------------------
 
 
+_SCAN = re.compile(r"""\"[^\"]*\"?|'[^']*'?|[()\[\]]|[^\s()\[\]\"']+""")
+
+
 def _top_level_words(text: str) -> Iterable[tuple[int, str]]:
-    """(offset, word) of the words outside quotes, brackets and parentheses."""
-    i, n, depth = 0, len(text), 0
-    while i < n:
-        c = text[i]
+    """(offset, word) of the words outside quotes, brackets and parentheses that follow white space."""
+    depth = 0
+    for m in _SCAN.finditer(text):
+        piece = m.group()
+        c = piece[0]
         if c in "\"'":
-            j = text.find(c, i + 1)
-            if j < 0:
-                raise QueryError(f"unterminated quote at column {i + 1}: {text[i:i + 30]!r}")
-            i = j + 1
-            continue
-        if c in "([":
+            if len(piece) < 2 or piece[-1] != c:
+                raise QueryError(f"unterminated quote at column {m.start() + 1}: {text[m.start():m.start() + 30]!r}")
+        elif c in "([":
             depth += 1
         elif c in ")]":
             depth -= 1
             if depth < 0:
-                raise QueryError(f"unbalanced '{c}' at column {i + 1}")
-        if depth == 0 and not c.isspace() and (i == 0 or text[i - 1].isspace()):
-            j = i
-            while j < n and not text[j].isspace() and text[j] not in "([\"'":
-                j += 1
-            yield i, text[i:j]
-            i = max(j, i + 1)
-            continue
-        i += 1
+                raise QueryError(f"unbalanced '{c}' at column {m.start() + 1}")
+        elif depth == 0 and (m.start() == 0 or text[m.start() - 1].isspace()):
+            yield m.start(), piece
     if depth > 0:
         raise QueryError("unbalanced brackets: a '(' or '[' is never closed")
 
