@@ -157,6 +157,12 @@ class DirectoryWatcher:
 
     def _tick(self) -> None:
         """The rescan (or the poll): report files whose size and time held still since last time."""
+        try:
+            self._rescan()
+        except Exception:  # a LoopingCall that raises stops for good: log and go on
+            self.log.failure("rescanning {path} failed", path=self.path)
+
+    def _rescan(self) -> None:
         if self.use_inotify and (self.notifier is None or not self.notifier.connected):
             self._rebuild()
         if not os.path.isdir(self.path):
