@@ -272,6 +272,37 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
     return Reply.of_text("\n\n".join(blocks))
 
 
+# --- files ---------------------------------------------------------------------------------
+
+
+@command("file send", usage="file send <local file> <destination> [where dest = watch and name = <name> and timeout = N]",
+         text="Copy a local file to other nodes, into the directory of their dictionary key <dest>_dir (watch_dir by "
+              "default), under its own name or 'name'. The receiver writes a temporary file, checks size and md5, "
+              "fsyncs and renames it; the command returns once every node has acknowledged the file. The same "
+              "transfer the publisher and HA use. The destination is ip:port or a list in parentheses.",
+         examples=("file send !prep_dir/readings.0.json 10.0.0.1:32048",
+                   "file send /data/f.json (10.0.0.1:32048, 10.0.0.2:32048) where dest = bkup"),
+         keywords=("network", "file", "ha"), nargs=(2, 2),
+         options=(Option("dest", default="watch", help="the peer's <dest>_dir"), Option("name"),
+                  Option("timeout", kind="seconds")))
+async def file_send(call):
+    path, destination = call.args
+    text = destination[1:-1] if destination.startswith("(") and destination.endswith(")") else destination
+    dest = parse_destination(text)
+    peers = call.node.component(Peers)
+    opts = call.opts
+    results = await DeferredList(
+        [Deferred.fromCoroutine(peers.send_file(a, path, dest=opts["dest"], name=opts["name"], timeout=opts["timeout"]))
+         for a in dest.addresses], consumeErrors=True)
+    failed = [f"{a}: {v.value.message if isinstance(v.value, AnyLogError) else v.getErrorMessage()}"
+              for a, (ok, v) in zip(dest.addresses, results) if not ok]
+    if failed:
+        raise PeerError(f"file {path} not delivered to {len(failed)} of {len(dest.addresses)} nodes: "
+                        + "; ".join(failed))
+    lines = [f"[From Node {a}] {v.text}" for a, (ok, v) in zip(dest.addresses, results)]
+    return "\n".join(lines) if len(lines) > 1 else results[0][1].text
+
+
 # --- network key -----------------------------------------------------------------------------
 
 

@@ -361,3 +361,17 @@ async def test_mutual_tls(tmp_path):
     finally:
         for n in (n1, n2, intruder):
             await n.stopService()
+
+
+async def test_file_send_command(tmp_path, pair):
+    a, b = pair
+    src = tmp_path / "c.json"
+    digest = write_file(src, 12345)
+    reply = await a.run(f"file send {src} {addr(b)} where name = renamed.json")
+    assert reply.ok and "renamed.json" in reply.text, reply.text
+    landed = os.path.join(b.dictionary["watch_dir"], "renamed.json")
+    assert hashlib.md5(open(landed, "rb").read()).hexdigest() == digest
+    reply = await a.run(f"file send {src} {addr(b)} where dest = nowhere")
+    assert not reply.ok and "no destination 'nowhere'" in reply.text
+    reply = await a.run(f"file send {tmp_path}/missing.json {addr(b)}")
+    assert not reply.ok and "cannot read" in reply.text
