@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from anylog_tw.errors import CommandError
-from anylog_tw.ingest.jsonrows import join_rows, json_rows
+from anylog_tw.ingest.jsonrows import json_rows, rows_text
 from anylog_tw.ingest.streamer import Streamer
 from anylog_tw.ingest.watchfile import data_file_name, ingest_dirs, run_blocking, write_file
 from anylog_tw.metrics import Metrics
@@ -57,11 +57,10 @@ def read_put_headers(headers: dict[str, str]) -> PutTarget:
 
 def _file_from_body(target: PutTarget, body: bytes, prep: str, watch: str) -> tuple[str, int]:
     """Parse, name and write one file (blocking, in a thread for big bodies): (hash, rows)."""
-    rows = json_rows(body)
-    data = join_rows(rows)
+    data, count = rows_text(body)
     name = data_file_name(target.dbms, target.table, target.source, target.instructions, data)
     write_file(prep, watch, name.format(), data)
-    return name.hash, len(rows)
+    return name.hash, count
 
 
 async def put_data(node, headers: dict[str, str], body: bytes) -> dict:
@@ -77,11 +76,10 @@ async def put_data(node, headers: dict[str, str], body: bytes) -> dict:
         return {"AnyLog.status": "Success", "AnyLog.hash": "0"}
     prep, watch, _ = ingest_dirs(node)
     if len(body) <= INLINE_LIMIT:
-        rows = json_rows(body)
-        data = join_rows(rows)
+        data, count = rows_text(body)
         name = data_file_name(target.dbms, target.table, target.source, target.instructions, data)
         await run_blocking(node.reactor, write_file, prep, watch, name.format(), data)
-        digest, count = name.hash, len(rows)
+        digest = name.hash
     else:
         digest, count = await run_blocking(node.reactor, _file_from_body, target, body, prep, watch)
     streamer.count_put(target.dbms, target.table, count)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.ingest.jsonrows import BodyError, join_rows, json_rows
+from anylog_tw.ingest import jsonrows
+from anylog_tw.ingest.jsonrows import BodyError, join_rows, json_rows, rows_text
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
@@ -29,6 +30,25 @@ def test_every_body_form_gives_the_same_rows(rows, form):
     assert [orjson.loads(r) for r in got] == [orjson.loads(orjson.dumps(r)) for r in rows]
     assert all(b"\n" not in r for r in got)
     assert join_rows(got).count(b"\n") == len(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(objects, min_size=1, max_size=10), st.booleans())
+def test_simdjson_and_orjson_paths_agree(rows, crlf):
+    """The fast check (simdjson) and the plain one (orjson) accept the same NDJSON and write the same file."""
+    sep = b"\r\n" if crlf else b"\n"
+    body = sep.join(orjson.dumps(r) for r in rows)
+    fast = rows_text(body)
+    saved, jsonrows.cysimdjson = jsonrows.cysimdjson, None
+    try:
+        assert rows_text(body) == fast
+    finally:
+        jsonrows.cysimdjson = saved
+    assert fast[1] == len(rows) and fast[0].count(b"\n") == len(rows) and b"\r" not in fast[0]
+
+
+def test_a_64_bit_overflow_is_taken_as_orjson_takes_it():
+    assert rows_text(b'{"a": 123456789012345678901234567890}\n{"a": 1}')[1] == 2
 
 
 def test_one_pretty_printed_object_is_one_row():
