@@ -14,22 +14,24 @@ through it, so a sync that swaps the file and an insert that appends a line neve
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import PeerError, StorageError
 from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, render,
                                        write_atomically)
-from anylog_tw.metadata.query import body, policy_type
+from anylog_tw.metadata.values import body, policy_type
 
-Ask = Callable[[str, str], Awaitable[Reply]]
+if TYPE_CHECKING:
+    from anylog_tw.commands.reply import Reply
+
+Ask = Callable[[str, str], Awaitable["Reply"]]
 
 
-async def peers_ask(node, address: str, text: str, timeout: float = 20.0) -> Reply:
+async def peers_ask(node, address: str, text: str, timeout: float = 20.0) -> "Reply":
     """Send a command to a peer with the node's Peers component (issue 4)."""
     try:
         from anylog_tw.net.peers import Peers
@@ -55,7 +57,7 @@ class Metadata:
         """Replace how commands reach peers (tests); None restores the Peers component."""
         self._ask = ask
 
-    async def ask(self, address: str, text: str) -> Reply:
+    async def ask(self, address: str, text: str) -> "Reply":
         if self._ask is not None:
             return await self._ask(address, text)
         return await peers_ask(self.node, address, text)

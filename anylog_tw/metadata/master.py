@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from anylog_tw.errors import StorageError
 from anylog_tw.metadata.ledger import to_line
-from anylog_tw.metadata.query import body, policy_type
+from anylog_tw.metadata.values import body, policy_type
 
 DBMS = "blockchain"
 TABLE = "ledger"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from anylog_tw.metadata.query import Store, body
+from anylog_tw.metadata.values import Store, body
 
 
 def attr(policy: dict, name: str, default=None):

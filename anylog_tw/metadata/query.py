@@ -5,7 +5,7 @@
 
 `parse_query(text)` turns the text after `blockchain get` into a `Query`; `evaluate(query, store)`
 runs it over a store of policies and gives an `Outcome` (JSON data, text or a table).  A store is
-anything with the small interface of `MemoryStore` below: the ledger implements it with indexes,
+anything with the small interface of `values.MemoryStore`: the ledger implements it with indexes,
 so `operator where name = x` is a dictionary lookup and not a scan.
 
 Paths: `[operator][name]`, `operator[name]`, `[name]` and `name` all read attribute `name` of an
@@ -17,16 +17,14 @@ a list is true when any element passes.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, Sequence
 
-from anylog_tw.errors import GrammarError
+from anylog_tw.metadata.bring import MODIFIERS, Bring, Outcome, apply_bring
+from anylog_tw.metadata.values import (MISSING, MemoryStore, QueryError, Store, body, compare,
+                                       index_keys, lookup_keys, matches, policy_type, resolve, text_of)
 
-MISSING = object()
-
-# Types a query may name even when the ledger holds none of them yet (an empty answer, not a typo).
 KNOWN_TYPES = frozenset({
     "master", "operator", "query", "publisher", "cluster", "table", "mapping", "config", "distribution",
     "anmp", "schedule", "monitor", "policy", "transform", "security", "member", "permissions", "user",
@@ -34,169 +32,6 @@ KNOWN_TYPES = frozenset({
 
 COMPARE_OPS = ("==", "!=", "<=", ">=", "<", ">")
 WORD_OPS = ("contains", "startswith", "endswith", "childfrom")
-MODIFIERS = ("unique", "first", "recent", "json", "list", "table", "count", "null", "ip_port", "min", "max",
-             "children")
-
-
-class QueryError(GrammarError):
-    """A `blockchain get` that cannot be read or run; the message says which part and why."""
-
-
-# --- the store interface --------------------------------------------------------------------
-
-
-class Store(Protocol):
-    def types(self) -> Iterable[str]: ...
-    def of_type(self, ptype: str) -> Sequence[dict]: ...
-    def all(self) -> Sequence[dict]: ...
-    def by_id(self, pid: str) -> dict | None: ...
-    def equal(self, ptype: str, attr: str, text: str) -> Sequence[dict] | None: ...
-
-
-class MemoryStore:
-    """A store over a plain list of policies (tests, and the reference for the ledger's indexes)."""
-
-    def __init__(self, policies: Iterable[dict]):
-        self.policies = list(policies)
-
-    def types(self):
-        return {policy_type(p) for p in self.policies}
-
-    def of_type(self, ptype):
-        return [p for p in self.policies if policy_type(p) == ptype]
-
-    def all(self):
-        return self.policies
-
-    def by_id(self, pid):
-        for p in self.policies:
-            if body(p).get("id") == pid:
-                return p
-        return None
-
-    def equal(self, ptype, attr, text):
-        return None  # no index: the caller filters
-
-
-# --- values ---------------------------------------------------------------------------------
-
-
-def policy_type(policy: dict) -> str:
-    return next(iter(policy))
-
-
-def body(policy: dict) -> dict:
-    return next(iter(policy.values()))
-
-
-def index_keys(value: Any) -> list:
-    """The keys under which an attribute value is indexed, so that `matches` and the index agree."""
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, (int, float)):
-        return [float(value)]
-    if isinstance(value, str):
-        return [value]
-    return []  # lists and objects are not indexed: queries on them scan
-
-
-def lookup_keys(text: str) -> list:
-    """The index keys a where-value `text` can match (see `matches`)."""
-    keys: list = [text]
-    number = as_number(text)
-    if number is not None:
-        keys.append(number)
-    if text.lower() in ("true", "false") and text != text.lower():
-        keys.append(text.lower())
-    return keys
-
-
-def as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def text_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def matches(actual: Any, text: str) -> bool:
-    """Equality of an attribute value and a where-value typed as text (`port = 32148` matches 32148)."""
-    if actual is MISSING or actual is None:
-        return False
-    if isinstance(actual, list):
-        return any(matches(a, text) for a in actual)
-    if isinstance(actual, bool):
-        return text.lower() == ("true" if actual else "false")
-    if isinstance(actual, (int, float)):
-        number = as_number(text)
-        return number is not None and float(actual) == number
-    if isinstance(actual, str):
-        return actual == text
-    return False
-
-
-def resolve(policy: dict, segments: Sequence[str]) -> Any:
-    """The value at a path, MISSING when absent; through a list, the list of values found."""
-    ptype = policy_type(policy)
-    if not segments:
-        return policy
-    value: Any = policy[ptype]
-    if segments[0] == ptype or segments[0] == "*":
-        segments = segments[1:]
-    for seg in segments:
-        seg, func = _split_function(seg)
-        if isinstance(value, dict):
-            value = value.get(seg, MISSING)
-        elif isinstance(value, list):
-            found = [e[seg] for e in value if isinstance(e, dict) and seg in e]
-            value = found if found else MISSING
-        else:
-            return MISSING
-        if value is MISSING:
-            return MISSING
-        if func is not None:
-            value = _apply_function(func, text_of(value))
-    return value
-
-
-_FUNCTION = re.compile(r"^([^()]+)\((rfind|find|prefix|suffix)\((.*)\)\)$")
-
-
-def _split_function(segment: str) -> tuple[str, tuple[str, str] | None]:
-    m = _FUNCTION.match(segment)
-    if not m:
-        return segment, None
-    return m.group(1), (m.group(2), m.group(3).strip().strip("'\""))
-
-
-def _apply_function(func: tuple[str, str], text: str) -> str:
-    """Substring functions: find(x) keeps what precedes the first x, rfind(x) what follows the last
-    x, prefix(n) the first n characters and suffix(n) the last n."""
-    name, arg = func
-    if name in ("prefix", "suffix"):
-        try:
-            n = int(arg)
-        except ValueError:
-            raise QueryError(f"{name}({arg}) needs a whole number") from None
-        return text[:n] if name == "prefix" else (text[-n:] if n else "")
-    if name == "find":
-        i = text.find(arg)
-        return text if i < 0 else text[:i]
-    i = text.rfind(arg)
-    return text if i < 0 else text[i + len(arg):]
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -308,57 +143,12 @@ class BoolOp:
         return any(p(policy, ctx) for p in self.parts)
 
 
-def compare(actual: Any, op: str, other: Any) -> bool:
-    """A conditional test; numbers compare as numbers, everything else as text."""
-    if isinstance(actual, list):
-        if op == "contains":
-            return any(compare(a, "==", other) for a in actual) or any(
-                compare(a, "contains", other) for a in actual if isinstance(a, str))
-        if op == "!=":
-            return all(compare(a, "!=", other) for a in actual)
-        return any(compare(a, op, other) for a in actual)
-    other_text = text_of(other)
-    if op in ("==", "=", "with"):
-        return matches(actual, other_text)
-    if op == "!=":
-        return not matches(actual, other_text)
-    if op in ("<", ">", "<=", ">="):
-        a, b = as_number(actual), as_number(other)
-        left, right = (a, b) if a is not None and b is not None else (text_of(actual), other_text)
-        return {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[op]
-    text = text_of(actual)
-    if op == "contains":
-        return other_text in text
-    if op == "startswith":
-        return text.startswith(other_text)
-    if op == "endswith":
-        return text.endswith(other_text)
-    raise QueryError(f"unknown operator {op!r}")
-
-
-@dataclass
-class Bring:
-    items: list = field(default_factory=list)  # ("key", segments) | ("lit", text)
-    modifiers: list = field(default_factory=list)  # (name, args)
-    separator: str | None = None
-
-    def has(self, name: str) -> bool:
-        return any(m == name for m, _ in self.modifiers)
-
-
 @dataclass
 class Query:
     types: tuple[str, ...] | None  # None: every type (`*`)
     where: Any = None  # a Test / BoolOp tree, or None
     equalities: list = field(default_factory=list)  # form 1 tests usable with an index
     bring: Bring | None = None
-
-
-@dataclass
-class Outcome:
-    kind: str  # json, text, table
-    value: Any
-    columns: list | None = None
 
 
 class Context:
@@ -689,130 +479,6 @@ def evaluate(query: Query, store: Store) -> Outcome:
     if query.bring is None:
         return Outcome("json", policies)
     return apply_bring(query.bring, policies, store)
-
-
-def _date(policy: dict) -> str:
-    return str(body(policy).get("date", ""))
-
-
-def apply_bring(bring: Bring, policies: list[dict], store: Store) -> Outcome:
-    """Modifiers first reshape the set of policies (first, recent, children), then format it."""
-    for name, _ in bring.modifiers:
-        if name == "first" and policies:
-            policies = [min(policies, key=_date)]
-        elif name == "recent" and policies:
-            policies = [max(policies, key=_date)]
-        elif name == "children":
-            ids = {body(p).get("id") for p in policies}
-            policies = [p for p in store.all() if body(p).get("parent") in ids]
-    mods = {name for name, _ in bring.modifiers}
-    sep = bring.separator
-    if "ip_port" in mods:
-        rows = [f"{body(p)['ip']}:{body(p)['port']}" for p in policies
-                if body(p).get("ip") is not None and body(p).get("port") is not None]
-        if "unique" in mods:
-            rows = list(dict.fromkeys(rows))
-        if "count" in mods:
-            return Outcome("text", str(len(rows)))
-        if "json" in mods or "list" in mods:
-            return Outcome("json", rows)
-        return Outcome("text", (sep if sep is not None else ",").join(rows))
-    keys = [item for item in bring.items if item[0] == "key"]
-    if not keys:
-        if "count" in mods:
-            return Outcome("text", str(len(policies)))
-        if bring.items and "json" not in mods:  # only literals
-            return Outcome("text", (sep or "").join("".join(v for _, v in bring.items) for _ in policies))
-        return Outcome("json", policies)
-    _check_keys_exist(keys, policies, "null" in mods)
-    rows: list[list] = []
-    for p in policies:
-        values = []
-        skip = False
-        for kind, value in bring.items:
-            if kind == "lit":
-                values.append(("lit", value))
-                continue
-            v = resolve(p, value)
-            if v is MISSING:
-                if "null" not in mods:
-                    skip = True
-                    break
-                v = ""
-            values.append(("key", v))
-        if not skip:
-            rows.append(values)
-    if "unique" in mods:
-        seen = {}
-        for r in rows:
-            seen.setdefault(json.dumps([[k, text_of(v)] for k, v in r], ensure_ascii=False), r)
-        rows = list(seen.values())
-    labels = [_label(segs) for _, segs in keys]
-    key_rows = [[v for k, v in r if k == "key"] for r in rows]
-    if "count" in mods:
-        return Outcome("text", str(len(rows)))
-    if "min" in mods or "max" in mods:
-        flat = [v for r in key_rows for v in (r[0] if isinstance(r[0], list) else [r[0]])] if key_rows else []
-        if not flat:
-            return Outcome("text", "")
-        numbers = [as_number(v) for v in flat]
-        pick = min if "min" in mods else max
-        if all(n is not None for n in numbers):
-            best = pick(range(len(flat)), key=lambda i: numbers[i])
-        else:
-            best = pick(range(len(flat)), key=lambda i: text_of(flat[i]))
-        return Outcome("text", text_of(flat[best]))
-    if "table" in mods:
-        sort = next((args for name, args in bring.modifiers if name == "sort"), None)
-        table_rows = [[text_of(v) for v in r] for r in key_rows]
-        if sort:
-            bad = [c for c in sort if c < 0 or c >= len(labels)]
-            if bad:
-                raise QueryError(f"'.sort({bad[0]})': the table has columns 0 to {len(labels) - 1}")
-            table_rows.sort(key=lambda r: [(as_number(r[c]) is None, as_number(r[c]) or 0, r[c]) for c in sort])
-        return Outcome("table", table_rows, labels)
-    if "json" in mods:
-        out = []
-        for r in key_rows:
-            if len(keys) == 1 and not keys[0][1]:
-                out.append(r[0])
-            else:
-                out.append({label: v for label, v in zip(labels, r)})
-        return Outcome("json", out)
-    texts = [_join_row(r) for r in rows]
-    if "list" in mods:
-        return Outcome("json", texts)
-    return Outcome("text", (sep if sep is not None else "").join(texts))
-
-
-def _label(segments: list[str]) -> str:
-    return _split_function(segments[-1])[0] if segments else "policy"
-
-
-def _join_row(values: list) -> str:
-    """Keys and literals concatenated as written; two keys in a row are parted by a space."""
-    out = []
-    prev = None
-    for kind, v in values:
-        if kind == "key" and prev == "key":
-            out.append(" ")
-        out.append(v if kind == "lit" else text_of(v))
-        prev = kind
-    return "".join(out)
-
-
-def _check_keys_exist(keys: list, policies: list[dict], null: bool) -> None:
-    """A key no selected policy has is an error (a typo would otherwise give an empty answer)."""
-    if null or not policies:
-        return
-    for _, segs in keys:
-        if not segs:
-            continue
-        if all(resolve(p, segs) is MISSING for p in policies):
-            shown = "".join(f"[{s}]" for s in segs)
-            types = sorted({policy_type(p) for p in policies})
-            raise QueryError(f"bring {shown}: no selected policy ({', '.join(types)}) has that attribute "
-                             f"(add '.null' to bring empty values instead)")
 
 
 def run_query(text: str, store: Store) -> Outcome:

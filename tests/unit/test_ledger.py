@@ -302,7 +302,7 @@ line_st = st.one_of(
 @settings(max_examples=300)
 @given(st.lists(line_st, max_size=12), st.booleans())
 def test_the_one_call_parse_agrees_with_the_line_by_line_parse(lines, newline_at_end):
-    from anylog_tw.metadata.ledger import _parse_slowly, parse_and_build
+    from anylog_tw.metadata.ledger_file import _parse_slowly, parse_and_build
 
     data = ("\n".join(lines) + ("\n" if newline_at_end else "")).encode()
     parsed, state = parse_and_build(data)
