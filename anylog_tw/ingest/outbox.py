@@ -1,0 +1,122 @@
+"""The publisher's file work, blocking functions over paths (run them in worker threads).
+
+`inspect_file` decides whether a file in the publisher's watch dir may be sent and what it is
+sent as; `backup` and `discard` are what happens to it once an operator acknowledged it.  Each
+leaves the file either where it was or complete at its destination, never half-written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import zlib
+from dataclasses import dataclass, replace
+
+from anylog_tw.ingest.errors import IngestError
+from anylog_tw.ingest.filename import FileName, file_hash, parse_file_name
+
+_BUF = 1 << 20
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A file that may be sent: its parsed name, its content hash, its size, and the name it is
+    sent under (the short form with the hash filled in, so the operator refuses a second copy)."""
+
+    name: str
+    fname: FileName
+    hash: str
+    size: int
+    send_name: str
+
+    @property
+    def dbms(self) -> str:
+        return self.fname.dbms
+
+    @property
+    def table(self) -> str:
+        return self.fname.table
+
+
+def _chunks(path: str, gz: bool):
+    opener = gzip.open if gz else open
+    with opener(path, "rb") as f:
+        while True:
+            block = f.read(_BUF)
+            if not block:
+                return
+            yield block
+
+
+def inspect_file(path: str) -> Outgoing:
+    """The file as it will be sent, or an IngestError whose reason says why it cannot be.
+
+    Reasons: `name` / `type` (the name does not parse or fails the name rules), `empty` (no
+    bytes, or a gzip with no data), `io` (a .gz that does not decompress).  A file whose name
+    has no hash (`0`) gets its hash computed the operator's way (md5 of "dbms.table" and the
+    uncompressed bytes).  FileNotFoundError passes through (the file is gone: nothing to do).
+    """
+    name = os.path.basename(path)
+    fname = parse_file_name(name)
+    size = os.path.getsize(path)
+    if size == 0:
+        raise IngestError("empty", f"{name} is empty: there is nothing to send")
+    digest = fname.hash
+    if digest == "0" or fname.gz:
+        total = 0
+
+        def counted():
+            nonlocal total
+            for block in _chunks(path, fname.gz):
+                total += len(block)
+                yield block
+
+        try:
+            computed = file_hash(fname.dbms, fname.table, counted())
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, zlib.error) as e:
+            raise IngestError("io", f"{name} cannot be read as gzip: {e}") from None
+        if total == 0:
+            raise IngestError("empty", f"{name} holds no data once uncompressed")
+        if digest == "0":
+            digest = computed
+    send = replace(fname, hash=digest).format() if fname.hash == "0" else name
+    return Outgoing(name, fname, digest, size, send)
+
+
+def backup(path: str, bkup_dir: str, name: str, compress: bool) -> str:
+    """Keep a delivered file in `bkup_dir` as `name` (gzipped when `compress` and not gzipped yet).
+
+    The copy is written under a temporary name and renamed in; the source is removed last, so a
+    crash leaves the file in the watch dir (sent again, refused as a duplicate) or backed up.
+    """
+    os.makedirs(bkup_dir, exist_ok=True)
+    gz_in = name.lower().endswith(".gz")
+    final = os.path.join(bkup_dir, name + (".gz" if compress and not gz_in else ""))
+    if not compress or gz_in:
+        try:
+            os.replace(path, final)
+            return final
+        except OSError as e:
+            if e.errno != 18:  # EXDEV: another file system, copy below
+                raise
+    tmp = final + ".part"
+    with open(path, "rb") as fin, open(tmp, "wb") as raw:
+        if compress and not gz_in:
+            with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=1, mtime=0) as fout:
+                shutil.copyfileobj(fin, fout, _BUF)
+        else:
+            shutil.copyfileobj(fin, raw, _BUF)
+    os.replace(tmp, final)
+    os.unlink(path)
+    return final
+
+
+def discard(path: str) -> None:
+    """`delete_json = true`: the operator has the file, the publisher keeps nothing."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
