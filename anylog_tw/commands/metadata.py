@@ -15,7 +15,7 @@ from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import CommandError, OptionError, PeerError, ServiceError, Timeout
 from anylog_tw.metadata import policies as policy_helpers
 from anylog_tw.metadata.layer import metadata
-from anylog_tw.metadata.ledger import DuplicatePolicy, PolicyError, parse_policy, to_line
+from anylog_tw.metadata.ledger import parse_policy, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
 from anylog_tw.metadata.sync import Synchronizer
