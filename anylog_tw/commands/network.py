@@ -236,7 +236,10 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
-    dest = parse_destination(dest_text)
+    from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
+
+    addresses = await metadata_destination(call.node, dest_text)
+    dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
     cmd = call.node.substitute(cmd)  # !key here, !!key becomes !key for the remote node
     peers = call.node.component(Peers)
     if len(dest.addresses) == 1:

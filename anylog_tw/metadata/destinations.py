@@ -30,6 +30,18 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(i for i in items if i))
 
 
+def is_metadata_destination(text: str) -> bool:
+    """Whether the text is one of the metadata forms (cheap: no ledger needed)."""
+    s = text.strip()
+    low = s.lower()
+    if low.startswith("blockchain get ") or low.startswith("blockchain read "):
+        return True
+    if _TABLE.match(s) or _TABLE_REVERSED.match(s):
+        return True
+    m = _SHORTCUT.match(s)
+    return bool(m) and all(t.strip().lower() in NODE_TYPES for t in m.group(1).strip("() ").split(","))
+
+
 def resolve(store: Store, text: str) -> list[str] | None:
     s = text.strip()
     low = s.lower()

@@ -208,6 +208,21 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
     return state, kept
 
 
+async def metadata_destination(node, text: str) -> list[str] | None:
+    """`ip:port` of the nodes a `run client (...)` destination names through the metadata, or None
+    when the text is not a metadata form (then it is a list of addresses)."""
+    from anylog_tw.errors import OptionError
+    from anylog_tw.metadata.destinations import is_metadata_destination, resolve
+
+    if not is_metadata_destination(text):
+        return None
+    meta = await metadata(node)
+    found = resolve(meta.ledger, text)
+    if found is not None and not found:
+        raise OptionError(f"no node in the metadata matches the destination ({text})")
+    return found
+
+
 async def metadata(node) -> Metadata:
     """The node's loaded metadata."""
     return await node.component(Metadata).ready()

@@ -216,3 +216,21 @@ async def test_run_blockchain_sync_errors(cluster):
     assert "at least 1 second" in (await a.run(
         "run blockchain sync where source = master and time = 0 seconds and dest = file and connection = 1.2.3.4:5")).text
     assert "not running" in (await a.run("get synchronizer")).text
+
+
+# --- run client with destinations from the metadata ----------------------------------------
+
+
+async def test_run_client_to_destinations_from_the_metadata(cluster):
+    _, a, b = cluster
+    host, port = b.process("TCP").external_address
+    await ok(a, f'blockchain add {{"operator": {{"name": "op-b", "ip": "{host}", "port": {port}, '
+                f'"cluster": "c1", "country": "US"}}}}')
+    await ok(a, '''blockchain add {"cluster": {"name": "c1", "id": "c1", "table": [{"dbms": "lsl", "name": "ping"}]}}''')
+    assert (await ok(a, "run client (operator where [country] contains US) get node name")).text == "node-b"
+    assert (await ok(a, "run client (blockchain get operator where name = op-b bring.ip_port) get node name")).text \
+        == "node-b"
+    assert (await ok(a, "run client (dbms = lsl and table = ping) get node name")).text == "node-b"
+    reply = await a.run("run client (dbms = lsl and table = nothing) get node name")
+    assert not reply.ok and "no node in the metadata" in reply.text
+    assert (await ok(a, f"run client ({host}:{port}) get node name")).text == "node-b"
