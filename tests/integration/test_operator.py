@@ -149,3 +149,232 @@ async def test_new_attributes_add_columns_and_types_are_checked(node):
     reply = await node.run("get operator error where format = json")
     text = json.dumps(reply.json_data())
     assert "line 2" in text and "'v'" in text and "4.5" in text
+
+
+# --- a corpus of malformed files ---------------------------------------------------------------
+
+CORPUS = [
+    # (file name, bytes, reason in the error file's name, text in the reason)
+    ("lsl.bad1.0.0.0.json", b"this is not json\n", "json", "line 1: not JSON"),
+    ("lsl.bad2.0.0.0.json", b"", "empty", "empty"),
+    ("lsl.bad3.0.0.0.json", b"  \n\n", "empty", "empty"),
+    ("lsl.bad4.0.0.0.json", b'{"a":1}\n{"a":2}\n{"a":3,\n{"a":4}\n', "json", "line 3"),
+    ("lsl.bad5.0.0.0.json", b'{"a":1}\n[1,2]\n', "json", "line 2"),
+    ("lsl.bad6.0.0.0.json", b'{"a":1}\n{"a":{"b":1},"a_b":2}\n', "mapping", "line 2"),
+    ("lsl.bad7.0.0.0.json", b'{"row_id":1}\n', "mapping", "system column"),
+    ("lsl.bad8.0.0.0.json.gz", b"not gzip at all", "io", "cannot read"),
+    ("nodb.t.0.0.0.json", b'{"a":1}\n', "dbms", "not connected"),
+    ("lsl.t.a.b.c.d.json", b'{"a":1}\n', "name", "6 segments"),
+    ("lsl.t.0.0.0.sql", b"insert into t values (1);\n", "type", "type 'sql'"),
+    ("lsl.bad9.0.0.0.json", b'{"a":1}\n"text"\n', "json", "line 2"),
+    ("lsl.bad10.0.0.0.json", b'\xff\xfe{"a":1}\n', "json", "line 1"),
+]
+
+
+@pytest.mark.allow_logged_errors
+async def test_malformed_files_go_to_the_error_dir_with_the_reason(node):
+    """Each bad file lands in error/ as <name>.err_<reason>.<epoch>.<type>, no row of it in the table."""
+    await start(node)
+    for name, data, _, _ in CORPUS:
+        drop(node, name, None, raw=data)
+    drop(node, "lsl.good.0.0.0.json", [{"a": 1}, {"a": 2}])
+    await wait_empty(node)
+    errs = os.listdir(node.dictionary["err_dir"])
+    assert len(errs) == len(CORPUS), errs
+    reply = await node.run("get operator error where format = json")
+    assert reply.ok
+    for name, _, reason, text in CORPUS:
+        stem = name.rsplit(".json", 1)[0] if ".json" in name else name.rsplit(".", 1)[0]
+        match = [e for e in errs if e.startswith(stem + f".err_{reason}.")]
+        assert match, (name, reason, errs)
+    assert await count(node, "select count(*) from good") == 2
+    tables = await node.component(Databases).get("lsl").tables()
+    assert "bad4" not in tables or await count(node, "select count(*) from bad4") == 0
+    assert "bad6" not in tables
+    assert len([e for e in node.errors.entries() if e[2] == "operator"]) == len(CORPUS)
+
+
+@pytest.mark.allow_logged_errors
+async def test_error_reasons_are_in_get_operator_error_and_the_error_log(node):
+    await start(node)
+    drop(node, "lsl.bad.0.0.0.json", None, raw=b'{"a":1}\n{"a":\n')
+    await wait_empty(node)
+    reply = await node.run("get operator error")
+    text = reply.render()
+    assert "Last Error Text" in text and "line 2" in text and "json" in text
+    logged = [e for e in node.errors.entries() if e[2] == "operator"]
+    assert logged and "lsl.bad." in logged[-1][3] and "line 2" in logged[-1][4]
+
+
+@pytest.mark.allow_logged_errors
+async def test_limit_tables_keeps_other_tables_out(node):
+    await start(node, "limit_tables = (lsl.allowed)")
+    drop(node, "lsl.allowed.0.0.0.json", [{"a": 1}])
+    drop(node, "lsl.other.0.0.0.json", [{"a": 1}])
+    await wait_empty(node)
+    assert await count(node, "select count(*) from allowed") == 1
+    assert [e for e in os.listdir(node.dictionary["err_dir"]) if ".err_limit." in e]
+    assert "other" not in await node.component(Databases).get("lsl").tables()
+
+
+async def test_gzipped_files_are_taken_and_archived_as_they_came(node):
+    await start(node)
+    drop(node, "lsl.gz.0.0.0.json.gz", [{"a": i} for i in range(10)], gz=True)
+    await wait_empty(node)
+    assert await count(node, "select count(*) from gz") == 10
+    archived = listing(node.dictionary["archive_dir"])
+    assert len(archived) == 1 and archived[0].endswith(".json.gz")
+    with gzip.open(os.path.join(node.dictionary["archive_dir"], archived[0])) as f:
+        assert len(f.read().splitlines()) == 10
+
+
+async def test_archive_off_deletes_and_compress_off_keeps_plain_json(node):
+    await start(node, "compress_json = false")
+    drop(node, "lsl.plain.0.0.0.json", [{"a": 1}])
+    await wait_empty(node)
+    archived = listing(node.dictionary["archive_dir"])
+    assert len(archived) == 1 and archived[0].endswith(".json")
+    await node.run("exit operator")
+    await start(node, "archive_json = false")
+    drop(node, "lsl.plain.1.json", [{"a": 2}])
+    await wait_empty(node)
+    assert len(listing(node.dictionary["archive_dir"])) == 1
+    assert await count(node, "select count(*) from plain") == 2
+
+
+async def test_many_files_many_threads_one_new_table(node):
+    """threads = 4, 40 files for the same new table at once: created once, every row there once."""
+    await start(node, "threads = 4")
+    for i in range(40):
+        drop(node, f"lsl.multi.s{i}.json", [{"seq": i * 10 + j, "v": j * 0.5, f"col{i % 3}": "x"} for j in range(10)])
+    await wait_empty(node, 60)
+    assert await count(node, "select count(*) from multi") == 400
+    assert await count(node, "select count(distinct seq) from multi") == 400
+    assert await count(node, "select count(distinct tsd_id) from multi") == 40
+    _, done = await node.component(Databases).get("almgm").query(
+        "select count(*), sum(rows) from tsd_info where status2 = 'done'")
+    assert tuple(done[0]) == (40, 400)
+
+
+async def test_big_file_is_streamed_in_chunks(node, monkeypatch):
+    """A file above the small-file size is read in chunks; all rows land, types from the whole file."""
+    from anylog_tw.ingest import pipeline, reader
+
+    monkeypatch.setattr(pipeline, "SMALL", 1000)
+    monkeypatch.setattr(reader, "CHUNK", 4000)
+    await start(node)
+    rows = [{"seq": i, "v": i if i < 500 else i + 0.5, "t": "2026-11-28T04:00:00Z"} for i in range(2000)]
+    drop(node, "lsl.big.0.0.0.json", rows)
+    await wait_empty(node, 60)
+    assert await count(node, "select count(*) from big") == 2000
+    _, got = await node.component(Databases).get("lsl").query("select sum(v) from big")
+    assert abs(float(got[0][0]) - sum(r["v"] for r in rows)) < 1e-6
+
+
+# --- exactly once after a crash (the states a SIGKILL can leave, built by hand) --------------------
+
+
+async def _register_by_hand(node, name: str, rows, status: str, inserted: int):
+    """Put a file in the state a crash leaves: TSD row (pending/done), renamed, some rows inserted."""
+    from anylog_tw.ingest import tsd
+    from anylog_tw.ingest.filename import file_hash, tsd_date
+
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    short = parse_file_name(name)
+    h = file_hash(short.dbms, short.table, [data])
+    almgm = node.component(Databases).get("almgm")
+    await almgm.create_tsd_table("tsd_info")
+    row, new = await almgm.transaction(tsd.register, "tsd_info", short.dbms, short.table, short.source, h, "0",
+                                       "2026-11-28 04:00:00", None)
+    full = short.registered_as("0", row.file_id, tsd_date(1_790_000_000))
+    full = type(full)(**{**full.__dict__, "hash": h})
+    db = node.component(Databases).get("lsl")
+    await db.create_table(short.table, {"seq": "integer"})
+    if inserted:
+        await db.bulk_insert(short.table, ["tsd_name", "tsd_id", "seq"],
+                             [("0", row.file_id, r["seq"]) for r in rows[:inserted]])
+    if status == "done":
+        await almgm.transaction(tsd.mark_done, "tsd_info", row.file_id, inserted)
+    drop(node, full.format(), None, raw=data)
+    return row.file_id
+
+
+async def test_pending_file_is_redone_without_duplicating_rows(node):
+    rows = [{"seq": i} for i in range(20)]
+    file_id = await _register_by_hand(node, "lsl.crash.0.0.0.json", rows, "pending", inserted=7)
+    await start(node)
+    await wait_empty(node)
+    assert await count(node, "select count(*) from crash") == 20
+    assert await count(node, f"select count(*) from crash where tsd_id = {file_id}") == 20
+    _, st = await node.component(Databases).get("almgm").query("select rows, status2 from tsd_info")
+    assert tuple(st[0]) == (20, "done")
+
+
+async def test_done_file_is_only_archived(node):
+    rows = [{"seq": i} for i in range(5)]
+    await _register_by_hand(node, "lsl.fin.0.0.0.json", rows, "done", inserted=5)
+    await start(node)
+    await wait_empty(node)
+    assert await count(node, "select count(*) from fin") == 5
+    assert len(listing(node.dictionary["archive_dir"])) == 1
+    assert not os.listdir(node.dictionary["err_dir"])
+
+
+async def test_short_named_file_with_a_pending_row_is_taken_over(node):
+    """Killed after the TSD row was committed but before the rename: the same row is used, not a new one."""
+    from anylog_tw.ingest import tsd
+    from anylog_tw.ingest.filename import file_hash
+
+    rows = [{"seq": i} for i in range(3)]
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    almgm = node.component(Databases).get("almgm")
+    await almgm.create_tsd_table("tsd_info")
+    await almgm.transaction(tsd.register, "tsd_info", "lsl", "over", "0", file_hash("lsl", "over", [data]), "0",
+                            "2026-11-28 04:00:00", None)
+    await start(node)
+    drop(node, "lsl.over.0.0.0.json", None, raw=data)
+    await wait_empty(node)
+    _, st = await almgm.query("select file_id, rows, status2 from tsd_info")
+    assert [tuple(r) for r in st] == [(1, 3, "done")]
+    assert await count(node, "select count(*) from over where tsd_id = 1") == 3
+
+
+# --- the commands ----------------------------------------------------------------------------------
+
+
+async def test_get_operator_topics_and_run_twice(node):
+    await start(node, "threads = 2")
+    drop(node, "lsl.st.0.0.0.json", [{"a": 1}, {"a": 2}])
+    await wait_empty(node)
+    again = await node.run("run operator")
+    assert not again.ok and "already running" in again.text
+    cfg = (await node.run("get operator config where format = json")).json_data()
+    assert cfg[0]["Member"] == "0" and cfg[0]["Status"] == "Running"
+    summary = (await node.run("get operator summary where format = json")).json_data()[0]
+    assert summary["Total rows"] == 2 and summary["New rows"] == 2 and "Avg. rows/sec" in summary
+    summary = (await node.run("get operator summary where format = json")).json_data()[0]
+    assert summary["New rows"] == 0
+    js = (await node.run("get operator json where format = json")).json_data()
+    assert js[0]["DBMS"] == "lsl" and js[0]["Table"] == "st" and js[0]["Files"] == 1
+    ins = (await node.run("get operator inserts where format = json")).json_data()
+    assert ins[0]["Rows"] == 2
+    both = await node.run("get operator")
+    assert "JSON files" in both.render() and "Inserts" in both.render()
+    procs = (await node.run("get processes where format = json")).json_data()
+    assert procs["Operator"]["Status"] == "Running"
+    bad = await node.run("get operator nonsense")
+    assert not bad.ok and "unknown operator topic" in bad.text
+    assert (await node.run("exit operator")).ok
+    assert "Not declared" in (await node.run("get operator")).render()
+
+
+async def test_run_operator_needs_almgm(tmp_path):
+    n = Node(str(tmp_path / "h2"), name="op2", reactor=reactor)
+    n.startService()
+    try:
+        reply = await n.run("run operator")
+        assert not reply.ok and "connect dbms almgm" in reply.text
+        reply = await n.run("run operator where threads = 11 and update_tsd_info = false")
+        assert not reply.ok and "threads" in reply.text
+    finally:
+        await n.stopService()
