@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import io
+import itertools
+import json
 import math
 import uuid
 from typing import Any, Iterable, Iterator, Sequence
@@ -90,6 +92,8 @@ def copy_value(v: Any) -> str:
         return v.isoformat(sep=" ")
     if isinstance(v, (bytes, bytearray, memoryview)):
         return "\\\\x" + bytes(v).hex()
+    if isinstance(v, (dict, list)):  # JSON text, as SQLite stores them
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str).translate(_ESCAPES)
     return str(v).translate(_ESCAPES)
 
 
@@ -104,6 +108,35 @@ def copy_line(row: Sequence[Any]) -> str:
         for v in row])
 
 
+# Text that may mean a value needed escaping or a type whose str() is not its COPY form (None,
+# bytes, dict, list): a batch containing any of it is formatted value by value instead.
+_NOT_PLAIN = ("\\", "\r", "None", "b'", 'b"', "{", "[")
+
+
+def _fast_batch(batch: list, fmt: str, width: int) -> str | None:
+    """A batch as COPY text through one `%`-format per row, or None when that would be wrong.
+
+    `str()` of str, int, float, bool, datetime and Decimal is already valid COPY input; the
+    result is checked, not the values: exactly one tab per column gap and one newline per row
+    (so no value held a tab or newline, and every row had `width` values), and none of
+    `_NOT_PLAIN`.  This runs at the speed of a plain `%`-format loop; any doubt falls back to
+    `copy_line`, which is always right.
+    """
+    if batch[0].__class__ is not tuple:
+        batch = list(map(tuple, batch))  # `%` takes a tuple as the values, a list as one value
+    try:
+        text = "".join(map(fmt.__mod__, batch))
+    except TypeError:  # a row of another width, or a value %s cannot take
+        return None
+    n = len(batch)
+    if text.count("\n") != n or text.count("\t") != n * (width - 1):
+        return None
+    for marker in _NOT_PLAIN:
+        if marker in text:
+            return None
+    return text
+
+
 class CopyReader(io.TextIOBase):
     """A file-like object for `copy_expert`: each `read` formats the next batch of rows."""
 
@@ -112,22 +145,26 @@ class CopyReader(io.TextIOBase):
         self._width = width
         self._batch = batch
         self._pending = ""
+        self._fmt = "%s\t" * (width - 1) + "%s\n"
         self.count = 0
 
     def readable(self) -> bool:
         return True
 
     def _more(self) -> str:
-        lines = []
-        for row in self._rows:
-            if len(row) != self._width:
-                raise ValueError(f"row {self.count + len(lines) + 1} has {len(row)} values, "
-                                 f"expected {self._width}")
-            lines.append(copy_line(row))
-            if len(lines) >= self._batch:
-                break
-        self.count += len(lines)
-        return "\n".join(lines) + "\n" if lines else ""
+        batch = list(itertools.islice(self._rows, self._batch))
+        if not batch:
+            return ""
+        text = _fast_batch(batch, self._fmt, self._width)
+        if text is None:
+            lines = []
+            for k, row in enumerate(batch):
+                if len(row) != self._width:
+                    raise ValueError(f"row {self.count + k + 1} has {len(row)} values, expected {self._width}")
+                lines.append(copy_line(row))
+            text = "\n".join(lines) + "\n"
+        self.count += len(batch)
+        return text
 
     def read(self, size: int = -1) -> str:
         if size is None or size < 0:

@@ -1,0 +1,180 @@
+"""Bulk insert through the node's storage interface vs the raw driver path, in the same run.
+
+1,000,000 rows x 5 columns (timestamp text, device, value, status, seq), into a fresh table of
+the same layout each time, medians of several runs:
+* SQLite: `SQLiteDatabase.bulk_insert` (writer thread, executemany in one transaction) vs plain
+  `sqlite3` executemany in one transaction (WAL, synchronous=NORMAL), on the same disk.
+* PostgreSQL: `PostgresDatabase.bulk_insert` (COPY on the writer thread, rows formatted and
+  escaped in streamed chunks) vs plain psycopg2 `copy_expert` of a buffer formatted with one
+  `%`-format per row (the recipe of twisted-stack.md §2, no escaping), both timed from Python rows
+  to commit.  The COPY of an already-built buffer (server side only) is printed as the ceiling.
+
+Usage: .venv/bin/python bench/storage.py [--rows N] [--runs K] [--engine sqlite|psql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+import psycopg2
+from twisted.internet import defer, task
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from anylog_tw.storage.postgres import PostgresDatabase  # noqa: E402
+from anylog_tw.storage.sqlite import SQLiteDatabase  # noqa: E402
+
+COLUMNS = ["ts", "device", "value", "status", "seq"]
+TYPES = {"ts": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
+PG = dict(host="127.0.0.1", port=5432, user="postgres")
+
+
+def make_rows(n: int) -> list[tuple]:
+    rnd = random.Random(7)
+    return [(f"2026-11-28 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}", f"dev-{i % 100}",
+             round(rnd.random() * 100, 3), "ok" if i % 7 else "warn", i) for i in range(n)]
+
+
+def plain_ddl(engine: str, table: str) -> str:
+    kinds = {"sqlite": {"timestamp": "TIMESTAMP", "text": "TEXT", "float": "REAL", "integer": "INTEGER"},
+             "psql": {"timestamp": "TIMESTAMP", "text": "TEXT", "float": "DOUBLE PRECISION", "integer": "BIGINT"}}
+    cols = ", ".join(f"{c} {kinds[engine][TYPES[c]]}" for c in COLUMNS)
+    return f"CREATE TABLE {table} ({cols})"
+
+
+# --- SQLite ---------------------------------------------------------------------------------------
+
+
+def sqlite_raw(path: str, rows: list[tuple]) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("DROP TABLE IF EXISTS raw_t")
+    conn.execute(plain_ddl("sqlite", "raw_t"))
+    started = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO raw_t (ts, device, value, status, seq) VALUES (?, ?, ?, ?, ?)", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    assert conn.execute("SELECT count(*) FROM raw_t").fetchone()[0] == len(rows)
+    conn.execute("DROP TABLE raw_t")
+    conn.close()
+    return elapsed
+
+
+async def sqlite_node(db: SQLiteDatabase, rows: list[tuple]) -> float:
+    await db.execute("DROP TABLE IF EXISTS node_t")
+    await db.execute(plain_ddl("sqlite", "node_t"))
+    started = time.perf_counter()
+    n = await db.bulk_insert("node_t", COLUMNS, rows)
+    elapsed = time.perf_counter() - started
+    assert n == len(rows)
+    await db.execute("DROP TABLE node_t")
+    return elapsed
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def pg_raw(dbname: str, rows: list[tuple], prebuilt: bool = False) -> float:
+    conn = psycopg2.connect(dbname=dbname, **PG)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS raw_t")
+        cur.execute(plain_ddl("psql", "raw_t"))
+        conn.commit()
+        text = "".join("%s\t%s\t%r\t%s\t%d\n" % r for r in rows) if prebuilt else None
+        started = time.perf_counter()
+        buf = io.StringIO(text if prebuilt else "".join("%s\t%s\t%r\t%s\t%d\n" % r for r in rows))
+        cur.copy_expert("COPY raw_t (ts, device, value, status, seq) FROM STDIN", buf)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+        cur.execute("SELECT count(*) FROM raw_t")
+        assert cur.fetchone()[0] == len(rows)
+        cur.execute("DROP TABLE raw_t")
+        conn.commit()
+    conn.close()
+    return elapsed
+
+
+async def pg_node(db: PostgresDatabase, rows: list[tuple]) -> float:
+    await db.execute("DROP TABLE IF EXISTS node_t")
+    await db.execute(plain_ddl("psql", "node_t"))
+    started = time.perf_counter()
+    n = await db.bulk_insert("node_t", COLUMNS, rows)
+    elapsed = time.perf_counter() - started
+    assert n == len(rows)
+    await db.execute("DROP TABLE node_t")
+    return elapsed
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def line(label: str, times: list[float], n: int) -> float:
+    med = statistics.median(times)
+    runs = ", ".join(f"{n / t:,.0f}" for t in times)
+    print(f"  {label:<44} median {n / med:>10,.0f} rows/s   ({med:.2f} s; runs: {runs})")
+    return n / med
+
+
+async def main(reactor, args) -> None:
+    rows = make_rows(args.rows)
+    n = len(rows)
+    print(f"bench/storage: {n:,} rows x {len(COLUMNS)} columns, {args.runs} runs each, medians "
+          f"(2-core VM shared with other work: expect noise)")
+    if args.engine in ("sqlite", "both"):
+        home = tempfile.mkdtemp(prefix="bench-storage-")
+        try:
+            db = SQLiteDatabase("bench_storage", reactor, directory=home)
+            await db.open()
+            raw, node = [], []
+            for _ in range(args.runs):
+                raw.append(sqlite_raw(os.path.join(home, "raw.db"), rows))
+                node.append(await sqlite_node(db, rows))
+            await db.close()
+            print("SQLite (file, WAL, synchronous=NORMAL, one transaction):")
+            base = line("raw sqlite3 executemany", raw, n)
+            ours = line("node interface bulk_insert", node, n)
+            print(f"  ratio node/raw = {ours / base:.2f} (target >= 0.9)")
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    if args.engine in ("psql", "both"):
+        dbname = "bench_storage"
+        db = PostgresDatabase(dbname, reactor, ip=PG["host"], port=PG["port"], user=PG["user"])
+        await db.open()  # creates the database when missing
+        try:
+            raw, ceiling, node = [], [], []
+            for _ in range(args.runs):
+                raw.append(pg_raw(dbname, rows))
+                node.append(await pg_node(db, rows))
+                ceiling.append(pg_raw(dbname, rows, prebuilt=True))
+            print("PostgreSQL (COPY, one transaction, default server settings):")
+            base = line("raw psycopg2 copy_expert (format + COPY)", raw, n)
+            line("  ceiling: COPY of a prebuilt buffer only", ceiling, n)
+            ours = line("node interface bulk_insert (COPY)", node, n)
+            print(f"  ratio node/raw = {ours / base:.2f} (target >= 0.9)")
+        finally:
+            await db.close()
+            conn = psycopg2.connect(dbname="postgres", **PG)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--engine", choices=("sqlite", "psql", "both"), default="both")
+    options = parser.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor, options)))
