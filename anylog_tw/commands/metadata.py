@@ -191,20 +191,25 @@ async def blockchain_add(call):
          keywords=KEYWORDS, raw=True)
 async def blockchain_push(call):
     meta = await metadata(call.node)
-    policy = read_policy(call)
-    stored = meta.ledger.prepare(policy)
-    pid = next(iter(stored.values()))["id"]
+    stored = meta.ledger.prepare(read_policy(call))
+    inner = next(iter(stored.values()))
+    pid = inner["id"]
+    inner["ledger"] = "global"
     store = _master_store(call.node)
-    in_table = False
-    if store is not None:
-        await store.ensure_table()
-        stored_inner = next(iter(stored.values()))
-        stored_inner["ledger"] = "global"
-        in_table = await store.push(stored, host=call.origin)
     if pid in meta.ledger:
-        return f"Policy {pid} is already in the ledger" + (" (added to the ledger table)" if in_table else "")
+        added = await _push_to_table(store, stored, call.origin)
+        return f"Policy {pid} is already in the ledger" + (" (added to the ledger table)" if added else "")
+    stored = meta.ledger.complete(stored)  # checked (an operator's member) before anything is stored
+    await _push_to_table(store, stored, call.origin)
     await meta.add(stored, "global")
     return f"Policy {pid} stored"
+
+
+async def _push_to_table(store, policy: dict, host: str) -> bool:
+    if store is None:
+        return False
+    await store.ensure_table()
+    return await store.push(policy, host=host)
 
 
 @command("blockchain prepare policy", usage="blockchain prepare policy <policy>",

@@ -326,3 +326,12 @@ def test_after_a_merge_the_version_is_the_md5_of_the_file(tmp_path):
         assert meta.ledger.version == hashlib.md5(f.read()).hexdigest()
     assert [inner(p)["id"] for p in meta.ledger.all()] == ["g1", "mine"]
     assert os.path.exists(meta.ledger.path + ".old")
+
+
+def test_a_master_refuses_a_pushed_operator_whose_member_is_taken(node):
+    ok(node, 'blockchain push {"operator": {"name": "a", "cluster": "c", "member": 5}}')
+    reply = run(node, 'blockchain push {"operator": {"name": "b", "cluster": "c", "member": 5}}')
+    assert not reply.ok and "member 5 is taken" in reply.text
+    assert "already in the ledger" in ok(node, 'blockchain push {"operator": {"name": "a", "cluster": "c", '
+                                               '"member": 5}}').text
+    assert ok(node, "blockchain get operator bring.count").text == "1"
