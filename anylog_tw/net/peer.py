@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet import threads
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,6 +24,7 @@ from anylog_tw.commands.reply import TEXT, Reply
 from anylog_tw.errors import PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_fields, reply_from_frame
+from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.filechannel import FileChannel
 from anylog_tw.net.transfer import FileReceiver
 
@@ -64,6 +65,7 @@ class PeerProtocol(FileChannel, Protocol):
         self.requests_in = self.requests_out = 0
         self._timers: list = []
         self.open = False  # between connectionMade and connectionLost
+        self._deadlines = Deadlines(self.clock, self._expire, self._waiting)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class PeerProtocol(FileChannel, Protocol):
             if t.active():
                 t.cancel()
         self._timers = []
+        self._deadlines.clear()
         why = self._closed_reason or (reason.getErrorMessage() if reason is not None else "closed")
         pending = self.decoder.pending() if self.decoder.dead is None else ""
         if pending:
@@ -131,8 +134,9 @@ class PeerProtocol(FileChannel, Protocol):
         ready, self._ready_waiters = self._ready_waiters, []
         for d in ready:
             d.errback(Failure(error))
-        waiting, self._waiting = self._waiting, {}
-        for d in waiting.values():
+        waiting = list(self._waiting.values())
+        self._waiting.clear()
+        for d in waiting:
             d.errback(Failure(error))
         while self._files:
             self._files.popleft()[1].close()
@@ -331,8 +335,13 @@ class PeerProtocol(FileChannel, Protocol):
         d = Deferred(cancel)
         self._waiting[ident] = d
         if timeout:
-            d.addTimeout(timeout, self.clock)
+            self._deadlines.add(ident, timeout)
         return ident, d
+
+    def _expire(self, ident: int) -> None:
+        d = self._waiting.pop(ident, None)
+        if d is not None:
+            d.errback(Failure(TimeoutError(f"peer {self.label} did not answer request {ident} in time")))
 
     def request(self, command: str, timeout: float | None = None) -> Deferred:
         """Send a command; the Deferred fires with the peer's Reply (or fails: PeerError, TimeoutError)."""

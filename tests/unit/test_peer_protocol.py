@@ -172,3 +172,55 @@ def test_proof_cannot_be_reflected():
     assert auth.check_proof(key, "client", a, b, client_proof)
     assert not auth.check_proof(key, "server", a, b, client_proof)
     assert not auth.check_proof(b"other-key-123456", "client", a, b, client_proof)
+
+
+def test_deadlines_one_timer_many_requests(tmp_path):
+    """Thousands of requests in flight arm one timer; each expires at its own deadline."""
+    node, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    clock = node.reactor
+    before = len(clock.getDelayedCalls())
+    slow = [proto.request(f"c{i}", timeout=10) for i in range(5000)]
+    quick = proto.request("q", timeout=2)
+    assert len(clock.getDelayedCalls()) == before + 1
+    clock.advance(2)
+    with pytest.raises(TimeoutError):
+        fired(quick)
+    assert not any(d.called for d in slow)
+    proto.dataReceived(b"".join(reply(i + 1, "ok") for i in range(0, 5000, 2)))  # answer half
+    clock.advance(8)
+    assert all(d.called for d in slow)
+    for i, d in enumerate(slow):
+        if i % 2 == 0:
+            assert fired(d).text == "ok"
+        else:
+            with pytest.raises(TimeoutError):
+                fired(d)
+    assert len(clock.getDelayedCalls()) == before and not proto._waiting
+
+
+def test_cancelled_request_is_forgotten(tmp_path):
+    node, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    d = proto.request("x", timeout=5)
+    d.cancel()
+    d.addErrback(lambda f: None)
+    assert not proto._waiting
+    node.reactor.advance(6)  # the deadline surfaces and finds nothing to expire
+
+
+def test_request_made_while_expiring_keeps_one_timer(tmp_path):
+    """A timeout handler that sends the next request (as a retry loop does) leaves one armed timer."""
+    node, proto, t = connected(tmp_path)
+    proto.dataReceived(hello())
+    clock = node.reactor
+    before = len(clock.getDelayedCalls())
+    retried = []
+    first = proto.request("a", timeout=1)
+    first.addErrback(lambda f: retried.append(proto.request("b", timeout=5)))
+    clock.advance(1)
+    assert len(retried) == 1 and len([c for c in clock.getDelayedCalls() if c.active()]) == before + 1
+    clock.advance(5)
+    with pytest.raises(TimeoutError):
+        fired(retried[0])
+    assert len(clock.getDelayedCalls()) == before
