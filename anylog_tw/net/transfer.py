@@ -79,6 +79,17 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _announce(path: str) -> None:
+    """Make a watcher of the directory see the file now: a hard link only raises IN_CREATE, which
+    watchers ignore (it also comes when a file is opened to be written); opening the complete
+    file for append and closing it raises IN_CLOSE_WRITE without changing a byte."""
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError:
+        pass  # the file is there; a watcher's rescan will find it
+
+
 class FileReceiver:
     """One incoming file: chunks go to a temp file; `finish()` (in a thread) makes it final.
 
@@ -131,6 +142,7 @@ class FileReceiver:
                 raise TransferError(f"a different file named {os.path.basename(self.final)} already exists "
                                     f"in {self.dest_dir}") from None
             _fsync_dir(self.dest_dir)
+            _announce(self.final)
             return self.final
         finally:
             self.discard()
