@@ -358,6 +358,8 @@ class Publisher(NodeProcess):
 
     def _retry(self) -> None:
         """Probe the operators the pending files wait for, and route them again."""
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
         self._retry_call = None
         if not self.running or not self.pending:
             return
@@ -390,7 +392,7 @@ class Publisher(NodeProcess):
         self._retry_call = None
         self._reroute_pending()
         if self.pending:
-            self._retry()
+            self._retry()  # also probes the operators they wait for
 
     def _arm_metadata(self) -> None:
         """Be told of the next metadata change (the ledger counts its changes)."""
