@@ -116,6 +116,22 @@ async def pg_node(db: PostgresDatabase, rows: list[tuple]) -> float:
     return elapsed
 
 
+async def read_latency(reactor, db, engine: str, rows: list[tuple]) -> tuple[float, bool]:
+    """Seconds a `select count(*)` takes while a bulk insert of `rows` is running, and whether
+    it answered before the insert ended (reads do not queue behind ingest)."""
+    await db.execute("DROP TABLE IF EXISTS lat_t")
+    await db.execute(plain_ddl(engine, "lat_t"))
+    insert = defer.ensureDeferred(db.bulk_insert("lat_t", COLUMNS, rows))
+    await task.deferLater(reactor, 0.2, lambda: None)
+    started = time.perf_counter()
+    await db.query("SELECT count(*) FROM lat_t")
+    elapsed = time.perf_counter() - started
+    before_end = not insert.called
+    await insert
+    await db.execute("DROP TABLE lat_t")
+    return elapsed, before_end
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -124,6 +140,13 @@ def line(label: str, times: list[float], n: int) -> float:
     runs = ", ".join(f"{n / t:,.0f}" for t in times)
     print(f"  {label:<44} median {n / med:>10,.0f} rows/s   ({med:.2f} s; runs: {runs})")
     return n / med
+
+
+def report_latency(samples: list[tuple[float, bool]]) -> None:
+    med = statistics.median(t for t, _ in samples)
+    early = sum(1 for _, e in samples if e)
+    print(f"  select count(*) during a bulk insert: median {med * 1000:.1f} ms, answered before the insert "
+          f"ended in {early}/{len(samples)} runs")
 
 
 async def main(reactor, args) -> None:
@@ -140,11 +163,13 @@ async def main(reactor, args) -> None:
             for _ in range(args.runs):
                 raw.append(sqlite_raw(os.path.join(home, "raw.db"), rows))
                 node.append(await sqlite_node(db, rows))
+            latency = [await read_latency(reactor, db, "sqlite", rows) for _ in range(args.runs)]
             await db.close()
             print("SQLite (file, WAL, synchronous=NORMAL, one transaction):")
             base = line("raw sqlite3 executemany", raw, n)
             ours = line("node interface bulk_insert", node, n)
             print(f"  ratio node/raw = {ours / base:.2f} (target >= 0.9)")
+            report_latency(latency)
         finally:
             shutil.rmtree(home, ignore_errors=True)
     if args.engine in ("psql", "both"):
@@ -162,6 +187,7 @@ async def main(reactor, args) -> None:
             line("  ceiling: COPY of a prebuilt buffer only", ceiling, n)
             ours = line("node interface bulk_insert (COPY)", node, n)
             print(f"  ratio node/raw = {ours / base:.2f} (target >= 0.9)")
+            report_latency([await read_latency(reactor, db, "psql", rows) for _ in range(args.runs)])
         finally:
             await db.close()
             conn = psycopg2.connect(dbname="postgres", **PG)

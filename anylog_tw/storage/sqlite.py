@@ -5,8 +5,14 @@ thread pool of exactly one thread that belongs to this database (started on open
 close; not the reactor's shared pool), so SQLite sees a single connection used by a single
 thread, and a slow statement of one dbms never delays another dbms or the reactor.  WAL with
 synchronous=NORMAL: a commit is one WAL append, durable across a process crash (the OS keeps
-the WAL), which is what the operator's exactly-once bookkeeping needs.  Reads share the writer
-thread: measured, a thread hop costs ~0.1 ms and SQLite serialises writers anyway.
+the WAL), which is what the operator's exactly-once bookkeeping needs.
+
+Reads: a file database also has a read-only connection (`PRAGMA query_only`) on a second
+one-thread pool, and `select` statements go there.  WAL lets it read the last committed state
+while the writer is inside a long transaction, so a user's query does not wait behind a
+million-row insert (measured in bench/storage.py: the latency of a count during a bulk insert).
+Every write is committed before its call returns, so a read issued after it sees it.  A memory
+database has only the writer connection (a second connection would see another database).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.errors import NotFound, StorageError
-from anylog_tw.storage import schema
+from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.base import Database, Params, Transaction
 
 # Values sqlite3 cannot bind by itself, stored the way schema.adapt stores them (global to the
@@ -32,8 +38,6 @@ sqlite3.register_adapter(datetime.date, lambda d: d.isoformat())
 sqlite3.register_adapter(decimal.Decimal, float)
 sqlite3.register_adapter(dict, lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False))
 sqlite3.register_adapter(list, lambda v: json.dumps(v, separators=(",", ":"), ensure_ascii=False))
-
-_TRANSACTION_WORDS = ("begin", "commit", "end", "rollback", "savepoint", "release")
 
 
 class SQLiteTransaction(Transaction):
@@ -65,12 +69,29 @@ class SQLiteDatabase(Database):
         self.path = ":memory:" if memory else os.path.join(directory, f"{self.name}.dbms")
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}")
         self._conn: sqlite3.Connection | None = None
+        self.separate_reads = not memory
+        self._rpool = ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}-read") \
+            if self.separate_reads else None
+        self._rconn: sqlite3.Connection | None = None
 
     # -- the writer thread -------------------------------------------------------------------
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         self._check_open()
         return await deferToThreadPool(self.reactor, self._pool, fn, *args)
+
+    def _reads(self, sql: str) -> bool:
+        """Whether the statement runs on the reader connection (file databases, plain selects)."""
+        return self._rpool is not None and sqlfmt.statement_kind(sql) == "select"
+
+    async def _read(self, fn: Callable[..., Any]) -> Any:
+        self._check_open()
+        return await deferToThreadPool(self.reactor, self._rpool, fn)
+
+    def _connect_reader(self) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA query_only = 1")
+        self._rconn = conn
 
     def _connect(self) -> None:
         if not self.memory:
@@ -87,28 +108,31 @@ class SQLiteDatabase(Database):
 
     async def open(self) -> None:
         self._pool.start()
+        if self._rpool is not None:
+            self._rpool.start()
         try:
             await self._call(self._guard(self._connect, None))
+            if self._rpool is not None:
+                await self._read(self._guard(self._connect_reader, None))
         except BaseException:
-            self._pool.stop()
-            self.closed = True
+            await self.close()
             raise
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        conn, self._conn = self._conn, None
-
-        def close_conn() -> None:
-            if conn is not None:
-                conn.close()
-
-        try:
-            # Queued behind any statement in flight, so the thread is idle when stop() joins it.
-            await deferToThreadPool(self.reactor, self._pool, close_conn)
-        finally:
-            self._pool.stop()
+        for pool, attr in ((self._rpool, "_rconn"), (self._pool, "_conn")):
+            if pool is None:
+                continue
+            conn = getattr(self, attr)
+            setattr(self, attr, None)
+            try:
+                # Queued behind any statement in flight, so the thread is idle when stop() joins it.
+                if conn is not None:
+                    await deferToThreadPool(self.reactor, pool, conn.close)
+            finally:
+                pool.stop()
 
     def describe(self) -> dict[str, str]:
         return {"Type": "sqlite", "Owner": "", "IP:Port": "",
@@ -140,12 +164,33 @@ class SQLiteDatabase(Database):
         return await self._call(self._guard(run, sql))
 
     async def query(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
+        if self._reads(sql):
+            def read() -> tuple[list[str], list[tuple]]:
+                return SQLiteTransaction(self._reader()).query(sql, params)
+
+            return await self._read(self._guard(read, sql))
+
         def run() -> tuple[list[str], list[tuple]]:
             return SQLiteTransaction(self._cursor()).query(sql, params)
 
         return await self._call(self._guard(run, sql))
 
+    def _reader(self) -> sqlite3.Cursor:
+        if self._rconn is None:
+            raise StorageError(f"dbms '{self.name}' is disconnected")
+        return self._rconn.cursor()
+
     async def statement(self, sql: str) -> tuple[list[str] | None, list[tuple], int]:
+        if self._reads(sql):
+            def read() -> tuple[list[str] | None, list[tuple], int]:
+                cur = self._reader()
+                cur.execute(sql)
+                if cur.description is None:
+                    return None, [], cur.rowcount
+                return [d[0] for d in cur.description], cur.fetchall(), cur.rowcount
+
+            return await self._read(self._guard(read, sql))
+
         def run() -> tuple[list[str] | None, list[tuple], int]:
             cur = self._cursor()
             try:

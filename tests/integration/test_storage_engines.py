@@ -213,6 +213,34 @@ async def test_the_reactor_runs_during_a_bulk_insert(db):
     assert ticks.count(False) >= 3  # several ticks while the insert was running
 
 
+async def test_queries_answer_while_a_write_transaction_is_open(db):
+    """Reads do not wait behind ingest: a select answers, with the last committed state, while the
+    writer thread sits inside a transaction."""
+    import threading
+
+    await db.create_table("ping", PING)
+    await db.bulk_insert("ping", COLS, ping_rows(5))
+    inside, release = threading.Event(), threading.Event()
+
+    def long_load(tx):
+        tx.insert_rows("ping", COLS, ping_rows(100, 5))
+        inside.set()
+        release.wait(10)
+        return "done"
+
+    load = defer.ensureDeferred(db.transaction(long_load))
+    try:
+        from tests.helpers import poll
+        await poll(inside.is_set, 5, what="the transaction to start")
+        assert (await db.query("SELECT count(*) FROM ping"))[1][0][0] == 5
+        assert (await db.statement("SELECT count(*) FROM ping"))[1][0][0] == 5
+        assert not load.called
+    finally:
+        release.set()
+    assert await load == "done"
+    assert (await db.query("SELECT count(*) FROM ping"))[1][0][0] == 105
+
+
 async def test_a_closed_database_says_so(db):
     await db.close()
     with pytest.raises(StorageError, match="disconnected"):
