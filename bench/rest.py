@@ -86,7 +86,16 @@ class Server:
 # -- measurements ---------------------------------------------------------------------------------------
 
 
-def wrk(port: int, seconds: float, headers: dict[str, str]) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, seconds: float, headers: dict[str, str], pid: int | None = None) -> tuple[float, float]:
+    """(requests per second, server CPU microseconds per request)."""
+    before = cpu_seconds(pid) if pid else 0.0
     args = ["wrk", "-t1", "-c10", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
@@ -94,7 +103,10 @@ def wrk(port: int, seconds: float, headers: dict[str, str]) -> float:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise SystemExit(f"wrk saw {non2xx.group(1)} error responses:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu = (cpu_seconds(pid) - before) / total * 1e6 if pid else 0.0
+    return rate, cpu
 
 
 def ndjson_body(megabytes: float, tag: int) -> bytes:
@@ -180,16 +192,24 @@ def main() -> None:
 
 def get_figure(args, bare: Server, node: Server) -> None:
     headers = {"User-Agent": "AnyLog/1.23", "command": "get status"}
-    wrk(bare.port, 1, headers)  # warm up both
+    wrk(bare.port, 1, headers)  # warm up both (wrk wants whole seconds)
     wrk(node.port, 1, headers)
-    rps_bare, rps_node = [], []
+    rps_bare, rps_node, cpu_bare, cpu_node, ratios = [], [], [], [], []
     for _ in range(args.runs):
-        rps_bare.append(wrk(bare.port, args.seconds, headers))
-        rps_node.append(wrk(node.port, args.seconds, headers))
+        rate, cpu = wrk(bare.port, args.seconds, headers, bare.proc.pid)
+        rps_bare.append(rate)
+        cpu_bare.append(cpu)
+        rate, cpu = wrk(node.port, args.seconds, headers, node.proc.pid)
+        rps_node.append(rate)
+        cpu_node.append(cpu)
+        ratios.append(rps_node[-1] / rps_bare[-1])
     print("get status, wrk -t1 -c10 (keep-alive)")
     b = line("bare twisted.web resource (baseline)", rps_bare, "req/s")
     n = line("anylog-tw REST 'get status'", rps_node, "req/s")
-    print(f"  ratio {n / b:.2f} (target >= 0.6)")
+    print(f"  ratio of medians {n / b:.2f}, median of paired ratios {statistics.median(ratios):.2f} (target >= 0.6)")
+    cb = line("bare server CPU per request", cpu_bare, "us")
+    cn = line("anylog-tw server CPU per request", cpu_node, "us")
+    print(f"  CPU ratio (bare / anylog-tw) {cb / cn:.2f}: the throughput ratio on an idle machine")
 
 
 def put_figure(args, bare: Server, node: Server, work: str) -> None:

@@ -40,6 +40,10 @@ CORS_HEADERS = (b"Content-Type, Authorization, Accept, User-Agent, AnyLog-Agent,
                 b"subset, dbms, table, source, instructions, type, mode")
 
 
+_METHOD_NAMES = {m.encode(): m for m in METHODS}
+_ANY_ORIGIN = [b"*"]
+
+
 @dataclass(frozen=True)
 class RestConfig:
     """How `run rest server` configured this server (shown by `get rest server info`)."""
@@ -106,10 +110,11 @@ class RestApi:
     def _send(self, request, route: str, started: float, status: int, body: bytes, ctype: bytes,
               error: str | None = None) -> bytes:
         request.setResponseCode(status)
-        request.setHeader(b"content-type", ctype)
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.setHeader(b"access-control-allow-origin", b"*")
-        method = request.method.decode("latin-1")
+        headers = request.responseHeaders
+        headers.setRawHeaders(b"content-type", [ctype])
+        headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        headers.setRawHeaders(b"access-control-allow-origin", _ANY_ORIGIN)
+        method = _METHOD_NAMES.get(request.method) or request.method.decode("latin-1")
         key = (route, method, status)
         counter = self._counters.get(key)
         if counter is None:  # label lookups cost more than the count: keep the children
@@ -122,7 +127,7 @@ class RestApi:
         timer.observe(time.perf_counter() - started)
         if route == "/":
             caller = getattr(request, "anylog_agent", "unknown")
-            self.calls.record(caller, method, _peer(request), error)
+            self.calls.record(caller, method, getattr(request, "anylog_peer", None) or _peer(request), error)
         return body
 
     def _error(self, request, route: str, started: float, status: int, code: str, message: str) -> bytes:
@@ -144,9 +149,10 @@ class RestApi:
     # -- the AnyLog contract ----------------------------------------------------------------------
 
     @app.route("/", methods=METHODS)
-    async def root(self, request):
+    def root(self, request):
+        """The AnyLog route: bytes when the answer is ready at once (most commands), else a Deferred."""
         started = time.perf_counter()
-        method = request.method.decode("latin-1").upper()
+        method = _METHOD_NAMES.get(request.method) or request.method.decode("latin-1").upper()
         try:
             if method == "OPTIONS":
                 return self._options(request, started)
@@ -161,8 +167,7 @@ class RestApi:
                 request.anylog_agent = agent_product(headers)
                 if self.config.read_only:
                     raise _read_only_put()
-                result = await put_data(self.node, headers, request.content.read())
-                return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
+                return Deferred.fromCoroutine(self._put(request, headers, started))
             verb = "GET" if method == "HEAD" else method
             query = request.uri.split(b"?", 1)[1].decode("utf-8", "replace") if b"?" in request.uri else ""
             body = request.content.read() if verb == "POST" else b""
@@ -173,27 +178,49 @@ class RestApi:
                 check_method(registry, verb, text)
                 if self.config.read_only:
                     check_read_only(registry, text)
-            reply = await self._run(asked, _peer(request))
-            if not reply.ok:
-                return self._error(request, "/", started, reply.status, reply.error_code or "error", reply.text or "")
-            ctype = JSON_TYPE if reply.renders_json() else TEXT_TYPE
-            return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
+            request.anylog_peer = _peer(request)
+            origin = f"REST {request.anylog_peer}"
+            if asked.body_commands:
+                d = Deferred.fromCoroutine(self._run_body(asked, origin))
+            else:
+                d = self.node.execute(asked.command, origin)
+            if d.called:  # the reply is ready: answer without another callback round
+                replies: list = []
+                d.addBoth(replies.append)
+                return self._answer(replies[0], request, started)
+            timeout = asked.timeout if asked.timeout is not None else self.config.timeout
+            if asked.destination is not None and timeout:
+                timeout += 1.0  # let `run client` report the peers that did not answer before we give up
+            if timeout:
+                d = self._within(d, timeout, asked.local_command)
+            d.addBoth(self._answer, request, started)
+            return d
         except Exception as e:
             return self._fail(request, "/", started, e)
 
-    async def _run(self, asked, peer: str):
-        origin = f"REST {peer}"
+    def _answer(self, reply, request, started: float) -> bytes:
+        """A Reply (or a failure) as the HTTP answer."""
+        if isinstance(reply, Failure):
+            return self._fail(request, "/", started, reply.value, reply)
+        if not reply.ok:
+            return self._error(request, "/", started, reply.status, reply.error_code or "error", reply.text or "")
+        ctype = JSON_TYPE if reply.renders_json() else TEXT_TYPE
+        return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
+
+    async def _put(self, request, headers: dict[str, str], started: float) -> bytes:
+        try:
+            result = await put_data(self.node, headers, request.content.read())
+            return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
+        except Exception as e:
+            return self._fail(request, "/", started, e)
+
+    async def _run_body(self, asked, origin: str):
+        """Body commands first (a failing one answers), then the command."""
         for text in asked.body_commands:
             reply = await self.node.run(text, origin)
             if not reply.ok:
                 return reply
-        d = self.node.execute(asked.command, origin)
-        timeout = asked.timeout if asked.timeout is not None else self.config.timeout
-        if asked.destination is not None and timeout:
-            timeout += 1.0  # let `run client` report the peers that did not answer before we give up
-        if d.called or not timeout:
-            return await d
-        return await self._within(d, timeout, asked.local_command)
+        return await self.node.run(asked.command, origin)
 
     def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
         """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
@@ -305,10 +332,10 @@ class _Root(resource.Resource):
     def render(self, request):
         if request.path != b"/":
             return self.klein.render(request)
-        d = Deferred.fromCoroutine(self.api.root(request))
-        if d.called:  # answered without waiting (most commands): no callback round
-            return d.result if not isinstance(d.result, Failure) else self._failed(request, d)
-        d.addCallbacks(self._write, self._bug, callbackArgs=(request,), errbackArgs=(request,))
+        result = self.api.root(request)
+        if isinstance(result, bytes):
+            return result
+        result.addCallbacks(self._write, self._bug, callbackArgs=(request,), errbackArgs=(request,))
         return server.NOT_DONE_YET
 
     @staticmethod
@@ -317,11 +344,6 @@ class _Root(resource.Resource):
             return
         request.write(body)
         request.finish()
-
-    def _failed(self, request, d: Deferred) -> bytes:
-        failure: list = []
-        d.addErrback(failure.append)
-        return self.api._fail(request, "/", time.perf_counter(), failure[0].value, failure[0])
 
     def _bug(self, failure: Failure, request) -> None:
         self._write(self.api._fail(request, "/", time.perf_counter(), failure.value, failure), request)

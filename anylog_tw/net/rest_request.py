@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
 import orjson
@@ -201,11 +202,13 @@ def is_query_sql(tokens) -> bool:
     return bool(_QUERY_SQL.match(statement)) and ";" not in statement.rstrip().rstrip(";")
 
 
+@lru_cache(maxsize=4096)
 def command_kind(registry: Registry, text: str) -> tuple[str, bool]:
     """(command name or '' if unknown, whether it leaves the node unchanged).
 
     An assignment (`x = ...`) changes the dictionary; `sql` reads when its statement is a query.
-    Raises GrammarError if the text does not parse.
+    Raises GrammarError if the text does not parse.  Cached: dashboards send the same few
+    commands again and again (commands are registered at import, before any request).
     """
     tokens = _tokens(text)
     if not tokens:
