@@ -112,6 +112,20 @@ async def get_metadata_version(call):
     return (await metadata(call.node)).ledger.version
 
 
+@command("get metadata changes since", usage="get metadata changes since <version|none>",
+         text="What a synchronizer at that metadata version needs: the first line is '#delta <from> <to>' followed "
+              "by the lines appended since, when the ledger grew from that version by appends only, or '#full <to>' "
+              "followed by the whole ledger.",
+         examples=("get metadata changes since 0f343b0931126a20f133d67c2b018a3b", "get metadata changes since none"),
+         keywords=KEYWORDS, nargs=(1, 1), readonly=True)
+async def get_metadata_changes(call):
+    meta = await metadata(call.node)
+    since = call.args[0] if call.args[0].lower() != "none" else ""
+    kind, version, data = await meta.changes_since(since)
+    header = f"#delta {since} {version}" if kind == "delta" else f"#full {version}"
+    return Reply.of_text(header + "\n" + data.decode("utf-8", "replace"))
+
+
 @command("blockchain pull to", usage="blockchain pull to stdout | blockchain pull to json <file>",
          text="The whole local ledger as JSON lines: printed (stdout, what synchronizers fetch from the master), "
               "or copied to a file.",
@@ -185,9 +199,10 @@ async def blockchain_add(call):
 
 @command("blockchain push", usage="blockchain push <policy>",
          text="Store a policy in this node's ledger as global, and in its 'blockchain.ledger' table when dbms "
-              "blockchain is connected: what a master does with what peers send it. A policy it holds "
-              "already is acknowledged, not duplicated.",
-         examples=("blockchain push !policy", "run client (!master_node) blockchain push !policy"),
+              "blockchain is connected: what a master does with what peers send it (peers send it with "
+              "'run client (!master_node) blockchain push !policy'). A policy it holds already is "
+              "acknowledged, not duplicated.",
+         examples=("blockchain push !policy", 'blockchain push {"config": {"name": "c1", "port": 32148}}'),
          keywords=KEYWORDS, raw=True)
 async def blockchain_push(call):
     meta = await metadata(call.node)

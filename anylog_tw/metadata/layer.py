@@ -21,7 +21,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from anylog_tw.errors import PeerError, StorageError
-from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, render,
+from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, parse_lines, render,
                                        write_atomically)
 from anylog_tw.metadata.values import body, policy_type
 
@@ -151,6 +151,34 @@ class Metadata:
         self._changed()
         return len(state.policies), kept
 
+    async def changes_since(self, since: str) -> tuple[str, str, bytes]:
+        """What a synchronizer at version `since` needs: ("delta", version, the lines appended
+        since) when this file grew from `since` by appends only, else ("full", version, all)."""
+        await self.ready()
+        await self.lock.acquire()
+        try:
+            version, size = self.ledger.version, self.ledger.size
+            offset = self.ledger.offset_of(since) if since else None
+            data = await self.in_thread(_read_range, self.ledger.path, offset or 0, size)
+        finally:
+            self.lock.release()
+        return ("delta" if offset is not None else "full"), version, data
+
+    async def apply_delta(self, data: bytes) -> int:
+        """Append the master's new lines (a delta sync); returns how many policies they carried."""
+        await self.ready()
+        parsed = await self.in_thread(parse_lines, data)
+        for lineno, message in parsed.errors:
+            self.node.errors.add("metadata", f"delta line {lineno}", f"ledger line skipped: {message}")
+        await self.lock.acquire()
+        try:
+            await self.in_thread(self.ledger.write_lines, data if data.endswith(b"\n") else data + b"\n")
+            self.ledger.merge(parsed.policies)
+        finally:
+            self.lock.release()
+        self._changed()
+        return len(parsed.policies)
+
     # -- waiting for changes -----------------------------------------------------------------
 
     def when(self, predicate: Callable[[], bool]) -> Deferred:
@@ -177,6 +205,16 @@ class Metadata:
                 d.cancel()
 
 
+def _read_range(path: str, start: int, end: int) -> bytes:
+    """(In a thread.) Bytes [start, end) of a file; a missing file reads as empty."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read(max(0, end - start))
+    except FileNotFoundError:
+        return b""
+
+
 def _read_and_build(ledger: Ledger) -> tuple[Parsed, State]:
     """(In a thread.) The file parsed, and the ledger state it gives."""
     return parse_and_build(ledger.read_file())
@@ -194,6 +232,7 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
         extra = render(kept)
         data += extra
         state.md5.update(extra)
+        state.size += len(extra)
         if state.policies is parsed.policies:
             state.policies = list(state.policies)
         for p in kept:

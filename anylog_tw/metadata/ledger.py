@@ -39,6 +39,9 @@ from anylog_tw.metadata.values import body, index_keys, lookup_keys, policy_type
 # --- the ledger -----------------------------------------------------------------------------
 
 
+VERSION_HISTORY = 20000  # versions remembered for delta syncs
+
+
 class Ledger:
     """Policies in memory, indexed by type, by id, and (built on first use) by attribute value."""
 
@@ -53,6 +56,10 @@ class Ledger:
         self._eq: dict[tuple[str, str], tuple[dict, list]] = {}
         self._md5 = hashlib.md5()
         self._clean_end = True  # the file ends with a newline (or is empty)
+        self.size = 0  # bytes in the file
+        # version -> file size, for the versions this file went through by appends only: a
+        # synchronizer that has one of them needs only the bytes after it (see sync.py).
+        self._versions: dict[str, int] = {self.version: 0}
         self.changes = 0  # bumped on every change; waiters and caches read it
 
     # -- the store interface of query.py -----------------------------------------------------
@@ -161,7 +168,18 @@ class Ledger:
         self._eq = {}
         self._md5 = state.md5
         self._clean_end = state.clean_end
+        self.size = state.size
+        self._versions = {self.version: self.size}
         self.changes += 1
+
+    def offset_of(self, version: str) -> int | None:
+        """The file size at `version` when the file grew from it by appends only, else None."""
+        return self._versions.get(version)
+
+    def _record_version(self) -> None:
+        self._versions[self.version] = self.size
+        if len(self._versions) > VERSION_HISTORY:
+            del self._versions[next(iter(self._versions))]
 
     # -- changing ----------------------------------------------------------------------------
 
@@ -202,22 +220,33 @@ class Ledger:
             raise PolicyError(f"cluster {cluster or '(none)'} has {high} operators: no member number is free")
         inner["member"] = self.rng.choice(free)
 
-    def _append(self, policy: dict) -> None:
-        line = to_line(policy).encode("utf-8") + b"\n"
+    def write_lines(self, data: bytes) -> None:
+        """Append whole lines to the file (fsynced) and follow them in the version (blocking)."""
+        if not data:
+            return
         if not self._clean_end:
-            line = b"\n" + line  # the last line was cut short: do not glue onto it
+            data = b"\n" + data  # the last line was cut short: do not glue onto it
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         try:
             with open(self.path, "ab") as f:
-                f.write(line)
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:
-            self._clean_end = False  # part of the line may be on disk: the next one starts afresh
+            self._clean_end = False  # part of the data may be on disk: the next line starts afresh
             raise StorageError(f"cannot append to the ledger {self.path}: {e.strerror or e}; "
                                f"the policy was not added") from None
-        self._md5.update(line)
-        self._clean_end = True
+        self._md5.update(data)
+        self.size += len(data)
+        self._clean_end = data.endswith(b"\n")
+        self._record_version()
+
+    def _append(self, policy: dict) -> None:
+        self.write_lines(to_line(policy).encode("utf-8") + b"\n")
+        self._index_new(policy)
+        self.changes += 1
+
+    def _index_new(self, policy: dict) -> None:
         self.policies.append(policy)
         self._by_id[body(policy)["id"]] = policy
         ptype = policy_type(policy)
@@ -225,6 +254,31 @@ class Ledger:
         for (t, attr), (values, unindexed) in self._eq.items():
             if t == ptype:
                 self._index_one(values, unindexed, policy, attr)
+
+    def merge(self, policies: list[dict]) -> None:
+        """Take in policies whose lines `write_lines` has just appended: a policy with an id the
+        ledger holds replaces it where it stands (a local policy coming back global), the others
+        are added at the end, as a reload of the file would have them."""
+        positions = None
+        replaced = False
+        for p in policies:
+            pid = body(p)["id"]
+            old = self._by_id.get(pid)
+            if old is None:
+                self._index_new(p)
+                continue
+            if positions is None:
+                positions = {id(q): i for i, q in enumerate(self.policies)}
+            self.policies[positions[id(old)]] = p
+            positions[id(p)] = positions.pop(id(old))
+            self._by_id[pid] = p
+            replaced = True
+        if replaced:
+            # the type lists must follow ledger order again, and the value indexes are rebuilt on use
+            self._by_type = {}
+            for q in self.policies:
+                self._by_type.setdefault(policy_type(q), []).append(q)
+            self._eq = {}
         self.changes += 1
 
     def without(self, ids: Iterable[str]) -> list[dict]:

@@ -75,7 +75,7 @@ def _checked_state(policies: list, data: bytes) -> "State | None":
                 by_type[ptype] = [p]
             else:
                 found.append(p)
-    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"))
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data))
 
 
 def _parse_slowly(data: bytes) -> Parsed:
@@ -114,6 +114,7 @@ class State:
     by_type: dict[str, list[dict]]
     md5: "hashlib._Hash"
     clean_end: bool
+    size: int = 0
 
 
 def build_state(policies: list[dict], data: bytes) -> State:
@@ -127,7 +128,7 @@ def build_state(policies: list[dict], data: bytes) -> State:
                 by_type[ptype] = [p]
             else:
                 found.append(p)
-    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"))
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data))
 
 
 def render(policies: Iterable[dict]) -> bytes:

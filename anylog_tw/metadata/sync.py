@@ -3,14 +3,18 @@
 Protocol, over ordinary commands sent to the master (`Metadata.ask`):
 
 1. `get metadata version` -> the MD5 of the master's ledger file.
-2. Only when that differs from the version of the master copy loaded last:
-   `blockchain pull to stdout` -> the master's ledger as JSON lines.  Its MD5 becomes our
-   version (the master may have changed between the two calls; the text is what counts).
-3. The text is merged with our own `ledger: local` policies that it lacks, written as
-   `blockchain.json.new`, fsynced and renamed over `blockchain.json` (the previous file is kept
-   as `.old`), then installed in memory: a node killed at any point has the old ledger or the new.
+2. Only when that differs from the version of the master copy we hold:
+   `get metadata changes since <our version>` -> either `#delta <ours> <theirs>` and the lines
+   the master appended since our version (its file only grew since), or `#full <theirs>` and the
+   whole ledger (our version is unknown to it: it rewrote its file, restarted, or we have none).
+   A master without that command gets `blockchain pull to stdout` instead (the whole ledger).
+3. A delta is appended to our file (fsynced) and merged in memory: a policy we hold as `local`
+   is replaced where it stands by the master's `global` copy.  A whole ledger is merged with our
+   own `local` policies that it lacks, written as `blockchain.json.new`, fsynced and renamed over
+   `blockchain.json` (the previous file kept as `.old`), then installed: a node killed at any
+   point has the old ledger or the new.
 4. Each local policy the master lacks is sent again with `blockchain push <policy>`; once the
-   master has it, the next load brings it back as `ledger: global`.
+   master has it, the next sync brings it back as `ledger: global`.
 
 A failure (master down, refused, timed out) is recorded in `get synchronizer` and the error log;
 the loop goes on with the local copy.  `source = dbms` is the master's own mode: the ledger file
@@ -33,6 +37,7 @@ from anylog_tw.services.base import NodeProcess
 
 VERSION_COMMAND = "get metadata version"
 PULL_COMMAND = "blockchain pull to stdout"
+CHANGES_COMMAND = "get metadata changes since"
 
 
 def text_version(text: str) -> str:
@@ -49,7 +54,8 @@ class Synchronizer(NodeProcess):
         self.connection = connection
         self.dests = dests
         self.calls = 0
-        self.loads = 0
+        self.loads = 0  # whole ledgers loaded
+        self.deltas = 0  # change sets applied
         self.pushed = 0
         self.version = ""  # MD5 of the master copy loaded last
         self.status = "Starting"
@@ -139,11 +145,35 @@ class Synchronizer(NodeProcess):
         version = (await self._ask(meta, VERSION_COMMAND)).strip()
         loaded = False
         if version != self.version:
-            text = await self._ask(meta, PULL_COMMAND)
-            await self._install(meta, text)
+            await self._fetch(meta)
             loaded = True
         await self._push_local(meta)
         return loaded
+
+    async def _fetch(self, meta) -> None:
+        """Ask for what changed since our version: a delta when the master's file only grew since,
+        else the whole ledger (also from a master that does not know the changes command)."""
+        reply = await meta.ask(self.connection, f"{CHANGES_COMMAND} {self.version or 'none'}")
+        if not reply.ok and reply.error_code == "unknown_command":
+            await self._install(meta, await self._ask(meta, PULL_COMMAND))
+            return
+        if not reply.ok:
+            raise PeerError(f"the master at {self.connection} answered '{CHANGES_COMMAND}' with: {reply.text}")
+        header, _, data = (reply.text or "").partition("\n")
+        words = header.split()
+        if len(words) == 3 and words[0] == "#delta" and words[1] == self.version:
+            count = await meta.apply_delta(data.encode("utf-8"))
+            self.version = words[2]
+            self.deltas += 1
+            self.last_load_at = self.node.reactor.seconds()
+            self.log.info("ledger delta from {source}: {count} policies", source=self.source, count=count)
+            if "dbms" in self.dests:
+                await self._copy_to_dbms(meta)
+            return
+        if len(words) == 2 and words[0] == "#full":
+            await self._install(meta, data)
+            return
+        raise PeerError(f"the master at {self.connection} sent a change set this node cannot read: {header[:80]!r}")
 
     async def _from_dbms(self) -> bool:
         from anylog_tw.storage.base import Databases
@@ -196,6 +226,7 @@ class Synchronizer(NodeProcess):
             "Version": self.version,
             "Calls": self.calls,
             "Loads": self.loads,
+            "Deltas": self.deltas,
             "Pushed": self.pushed,
             "Policies": len(meta.ledger),
             "Since last load": "" if self.last_load_at is None else f"{now - self.last_load_at:.0f} seconds",

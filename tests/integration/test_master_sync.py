@@ -141,16 +141,14 @@ async def test_a_policy_inserted_on_one_node_reaches_the_others(cluster):
     assert "added (local and master)" in reply.text
     await forced_sync(b)
     assert (await ok(b, "blockchain get operator bring [operator][name]")).text == "op1"
-    assert sb.loads == 2 and sb.version == (await ok(master, "get metadata version")).text
+    # The first sync loaded the (empty) ledger whole; the insert came as a delta.
+    assert (sb.loads, sb.deltas) == (1, 1) and sb.version == (await ok(master, "get metadata version")).text
     # An unchanged master is not fetched again.
     await forced_sync(b)
-    assert sb.loads == 2 and sb.calls == 3
+    assert (sb.loads, sb.deltas) == (1, 1) and sb.calls == 3
     info = (await ok(b, "get synchronizer where format = json")).json_data()
     assert info["Policies"] == 1 and info["Connection"] == addr(master) and info["Last failure"] == ""
     assert sa.status == "Synchronized"
-    old = a.dictionary["blockchain_file"] + ".old"
-    await forced_sync(a)
-    assert os.path.exists(old)
 
 
 @pytest.mark.allow_logged_errors
@@ -173,9 +171,28 @@ async def test_master_down_nodes_go_on_and_local_policies_reach_it_later(cluster
     meta.set_ask(None)  # the master is back
     await forced_sync(a)  # pushes the local policy
     assert (await ok(master, "blockchain get config bring [config][id]")).text == "late"
-    await forced_sync(a)  # loads it back as global
+    await forced_sync(a)  # loads it back as global, as a delta replacing the local copy in place
     assert (await ok(a, "blockchain get config bring [config][ledger]")).text == "global"
-    assert sync.pushed == 1
+    assert sync.pushed == 1 and sync.deltas == 1
+    assert (await ok(a, "blockchain get config bring.count")).text == "1"
+
+
+async def test_deltas_follow_appends_and_a_rewrite_on_the_master_sends_the_whole_ledger(cluster):
+    master, a, _ = cluster
+    sync = await start_sync(a, master)
+    for i in range(3):
+        await ok(master, f'blockchain push {{"config": {{"id": "p{i}", "n": {i}}}}}')
+        await forced_sync(a)
+    assert (sync.loads, sync.deltas) == (1, 3)
+    assert (await ok(a, "blockchain get config where n >= 1 bring [config][id] separator = ,")).text == "p1,p2"
+    await ok(master, "blockchain drop policy where id = p1")  # a rewrite: the old versions are gone
+    await forced_sync(a)
+    assert (sync.loads, sync.deltas) == (2, 3)
+    assert os.path.exists(a.dictionary["blockchain_file"] + ".old")  # the whole ledger was swapped in
+    assert (await ok(a, "blockchain get config bring [config][id] separator = ,")).text == "p0,p2"
+    assert sync.version == (await ok(master, "get metadata version")).text
+    # The node's own file reloads to the same policies.
+    assert (await ok(a, "blockchain load metadata")).text.startswith("2 policies")
 
 
 async def test_seed_from_a_peer_and_local_policies_are_kept(cluster):

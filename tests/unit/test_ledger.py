@@ -335,3 +335,28 @@ def test_a_master_refuses_a_pushed_operator_whose_member_is_taken(node):
     assert "already in the ledger" in ok(node, 'blockchain push {"operator": {"name": "a", "cluster": "c", '
                                                '"member": 5}}').text
     assert ok(node, "blockchain get operator bring.count").text == "1"
+
+
+def test_versions_reached_by_appends_give_their_offsets_and_a_rewrite_forgets_them(ledger):
+    v0 = ledger.version
+    ledger.add({"config": {"id": "a"}})
+    v1, size1 = ledger.version, ledger.size
+    ledger.add({"config": {"id": "b"}})
+    assert ledger.offset_of(v0) == 0 and ledger.offset_of(v1) == size1
+    assert ledger.offset_of(ledger.version) == os.path.getsize(ledger.path)
+    ledger.load()
+    assert ledger.offset_of(v1) is None and ledger.offset_of(ledger.version) == ledger.size
+
+
+def test_merging_a_delta_replaces_a_local_policy_in_place(ledger):
+    ledger.add({"config": {"id": "a"}}, "local")
+    ledger.add({"config": {"id": "b"}}, "local")
+    lines = [{"config": {"id": "a", "ledger": "global"}}, {"config": {"id": "c", "ledger": "global"}}]
+    ledger.write_lines(b"".join(json.dumps(p).encode() + b"\n" for p in lines))
+    ledger.merge(lines)
+    assert [(inner(p)["id"], inner(p)["ledger"]) for p in ledger.all()] == [("a", "global"), ("b", "local"),
+                                                                         ("c", "global")]
+    assert [inner(p)["id"] for p in ledger.of_type("config")] == ["a", "b", "c"]
+    again = Ledger(ledger.path)
+    again.load()
+    assert again.all() == ledger.all() and again.version == ledger.version
