@@ -7,7 +7,8 @@
 2. A node 100,000 policies behind catching up:
    - `install_master_copy` alone (parse in a thread, merge, write aside, fsync, rename, index);
    - a full sync round over real TCP on loopback, master and node in one process
-     (`get metadata version`, `blockchain pull to stdout`, install);
+     (`get metadata version`, `get metadata changes since none`, install);
+   - then one new policy on the master: the delta sync round that brings it;
    - baseline: the raw work of the same size, `json.loads` of every line plus writing and fsyncing
      the bytes once.
 
@@ -158,20 +159,29 @@ async def sync_time(reactor, text: str) -> float:
         assert loaded and sync.status == "Synchronized", sync.last_failure
         reply = await node.run("blockchain get operator bring.count")
         assert int(reply.text) == sum(1 for line in text.splitlines() if line.startswith('{"operator"'))
-        return elapsed
+        # Steady state: one new policy on the master reaches the node as a delta.
+        reply = await master.run('blockchain push {"config": {"id": "one-more"}}')
+        assert reply.ok, reply.text
+        start = time.perf_counter()
+        loaded = await sync.sync_once()
+        delta = time.perf_counter() - start
+        assert loaded and sync.deltas == 1 and sync.status == "Synchronized", sync.last_failure
+        return elapsed, delta
     finally:
         await node.stopService()
         await master.stopService()
 
 
-async def catch_up(reactor, text: str, runs: int) -> tuple[list[float], list[float], list[float]]:
-    installs, syncs, raws = [], [], []
+async def catch_up(reactor, text: str, runs: int) -> tuple[list[float], ...]:
+    installs, syncs, deltas, raws = [], [], [], []
     scratch = tempfile.mkdtemp()
     for _ in range(runs):
         raws.append(raw_catch_up(text, os.path.join(scratch, "raw.json")))
         installs.append(await install_time(reactor, text))
-        syncs.append(await sync_time(reactor, text))
-    return installs, syncs, raws
+        full, delta = await sync_time(reactor, text)
+        syncs.append(full)
+        deltas.append(delta)
+    return installs, syncs, deltas, raws
 
 
 def main() -> None:
@@ -206,12 +216,16 @@ def main() -> None:
     except SystemExit as e:
         if e.code:
             raise
-    installs, syncs, raws = result["v"]
+    installs, syncs, deltas, raws = result["v"]
     i, s, r = statistics.median(installs), statistics.median(syncs), statistics.median(raws)
+    d = statistics.median(deltas)
     print(f"\nA node {args.policies:,} policies behind catching up   (target < 2 s)")
     print(f"  install_master_copy (parse, merge, write aside, swap, index)  {i:6.3f} s   x{i / r:.2f} baseline")
     print(f"  full sync round over TCP (version, pull, install)             {s:6.3f} s   x{s / r:.2f} baseline")
     print(f"  baseline: json.loads of every line + write and fsync once     {r:6.3f} s")
+    print(f"\nOne new policy on the {args.policies:,}-policy master (steady state)")
+    print(f"  sync round by delta (version, changes since, append, merge)   {d * 1000:6.1f} ms   x{s / d:,.0f} faster "
+          f"than the whole-ledger round")
 
 
 if __name__ == "__main__":

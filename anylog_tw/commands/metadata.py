@@ -60,10 +60,17 @@ def _master_store(node):
     return MasterLedger(db) if db is not None else None
 
 
+class Refused(CommandError):
+    """The peer was reached and said no: unlike an unreachable peer, trying again will not help."""
+
+    code = "refused"
+
+
 async def _ask_master(meta, address: str, text: str) -> Reply:
+    """A command on the master; PeerError/Timeout when it cannot be reached, Refused when it says no."""
     reply = await meta.ask(address, text)
     if not reply.ok:
-        raise PeerError(f"{address} refused '{text[:60]}': {reply.text}")
+        raise Refused(f"{address} refused '{text[:60]}': {reply.text}")
     return reply
 
 

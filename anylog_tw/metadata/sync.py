@@ -65,6 +65,7 @@ class Synchronizer(NodeProcess):
         self._loop: LoopingCall | None = None
         self._running: Deferred | None = None
         self._again = False
+        self._refused: dict[str, str] = {}  # local policy id -> master version when it was refused
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -208,9 +209,23 @@ class Synchronizer(NodeProcess):
                 await master.push(p)
 
     async def _push_local(self, meta) -> None:
+        """Send the master our local policies.  One it refuses is reported once, and tried again
+        only after the master's ledger has changed (it may be fixed by then)."""
         for policy in list(meta.ledger.local_policies()):
-            await self._ask(meta, "blockchain push " + to_line(policy))
-            self.pushed += 1
+            pid = next(iter(policy.values()))["id"]
+            if self._refused.get(pid) == self.version:
+                continue
+            reply = await meta.ask(self.connection, "blockchain push " + to_line(policy))
+            if reply.ok:
+                self.pushed += 1
+                self._refused.pop(pid, None)
+                continue
+            self._refused[pid] = self.version
+            message = f"the master refused local policy {pid}: {reply.text}"
+            self.last_failure = message
+            self.last_failure_at = self.node.reactor.seconds()
+            self.node.errors.add("blockchain sync", self.connection, message)
+            self.log.warn("{message}", message=message)
 
     # -- status ------------------------------------------------------------------------------
 

@@ -251,3 +251,15 @@ async def test_run_client_to_destinations_from_the_metadata(cluster):
     reply = await a.run("run client (dbms = lsl and table = nothing) get node name")
     assert not reply.ok and "no node in the metadata" in reply.text
     assert (await ok(a, f"run client ({host}:{port}) get node name")).text == "node-b"
+
+
+async def test_a_local_policy_the_master_refuses_is_reported_once(cluster):
+    master, a, _ = cluster
+    sync = await start_sync(a, master)
+    await ok(master, 'blockchain push {"operator": {"name": "x", "cluster": "c", "member": 3}}')
+    await ok(a, 'blockchain add {"operator": {"name": "y", "cluster": "c", "member": 3}}')
+    await forced_sync(a)
+    await forced_sync(a)
+    assert "refused local policy" in sync.last_failure and sync.status == "Synchronized"
+    assert sum("refused local policy" in e[-1] for e in a.errors.entries(None)) == 1
+    assert (await ok(a, "blockchain get operator where name = y bring [operator][ledger]")).text == "local"

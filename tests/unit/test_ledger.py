@@ -360,3 +360,18 @@ def test_merging_a_delta_replaces_a_local_policy_in_place(ledger):
     again = Ledger(ledger.path)
     again.load()
     assert again.all() == ledger.all() and again.version == ledger.version
+
+
+def test_a_policy_the_master_refuses_is_not_kept_locally(tmp_path):
+    master = unit_node(tmp_path / "m")
+    node = unit_node(tmp_path / "n")
+
+    async def to_master(address, text):
+        return await master.run(text, "peer")
+
+    node.component(Metadata).set_ask(to_master)
+    ok(master, 'blockchain push {"operator": {"name": "a", "cluster": "c", "member": 9}}')
+    reply = run(node, 'blockchain insert where policy = {"operator": {"name": "b", "cluster": "c", "member": 9}} '
+                      'and master = 1.2.3.4:5')
+    assert not reply.ok and "refused" in reply.text and "member 9 is taken" in reply.text
+    assert ok(node, "blockchain get operator").json_data() == []
