@@ -15,7 +15,7 @@ from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import CommandError, OptionError, PeerError, ServiceError, Timeout
 from anylog_tw.metadata import policies as policy_helpers
 from anylog_tw.metadata.layer import metadata
-from anylog_tw.metadata.ledger import parse_policy, to_line
+from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
 from anylog_tw.metadata.sync import Synchronizer
@@ -101,6 +101,15 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
 async def blockchain_get(call):
     meta = await metadata(call.node)
     return outcome_reply(evaluate(parse_query(call.node.substitute(call.rest)), meta.ledger))
+
+
+@command("blockchain get id", usage="blockchain get id <policy>",
+         text="The id a policy gets when it has none: the MD5 of its canonical JSON (keys sorted, no spaces) "
+              "without date, ledger and id.",
+         examples=('blockchain get id {"cluster": {"name": "c1", "company": "acme"}}', "blockchain get id !p"),
+         keywords=KEYWORDS, raw=True, readonly=True)
+def blockchain_get_id(call):
+    return policy_id(read_policy(call))
 
 
 @command("blockchain read", usage="blockchain read <type|(t1, t2)|*> [where ...] [bring ...]",

@@ -375,3 +375,10 @@ def test_a_policy_the_master_refuses_is_not_kept_locally(tmp_path):
                       'and master = 1.2.3.4:5')
     assert not reply.ok and "refused" in reply.text and "member 9 is taken" in reply.text
     assert ok(node, "blockchain get operator").json_data() == []
+
+
+def test_blockchain_get_id_is_the_id_an_insert_gives(node):
+    pid = ok(node, 'blockchain get id {"cluster": {"name": "c1", "company": "acme"}}').text
+    assert pid == policy_id({"cluster": {"company": "acme", "name": "c1"}})
+    ok(node, 'blockchain add {"cluster": {"company": "acme", "name": "c1"}}')
+    assert ok(node, "blockchain get cluster bring [cluster][id]").text == pid
