@@ -104,6 +104,9 @@ class Operator(NodeProcess):
         self._tsd_tables: set[str] = set()
         self._busy_since: float | None = None
         self.started_at = 0.0
+        # Called as fn(job, rows) after each file is committed and archived (job.tsd_table and
+        # job.tsd_id say which TSD row, job.name its 8-segment name): HA pushes on it.
+        self.observers: list = []
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -216,6 +219,11 @@ class Operator(NodeProcess):
                 metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
                 metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
             self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+            for observer in list(self.observers):
+                try:
+                    observer(job, rows)
+                except Exception:
+                    self.log.failure("an ingest observer failed on {name}", name=job.name)
         finally:
             self.in_hand.discard(name)
             self.in_hand.discard(job.name)
