@@ -136,18 +136,29 @@ class Ledger:
         return [p for p in self.policies if body(p).get("ledger") == "local"]
 
     def read_file(self) -> bytes:
-        """The file's bytes; a missing file is an empty ledger. (Blocking: call from a thread.)"""
-        for candidate in (self.path, self.path + ".new"):
+        """The file's bytes; a missing file is an empty ledger. (Blocking: call from a thread.)
+
+        A `.new` left by a node that died while writing one is dropped when the ledger itself is
+        there (the rename never happened, so the old ledger is the good one), and renamed in when
+        it is not (a first ledger: a line it may have cut short is skipped at parse).
+        """
+        new = self.path + ".new"
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
             try:
-                with open(candidate, "rb") as f:
+                with open(new, "rb") as f:
                     data = f.read()
             except FileNotFoundError:
-                continue
-            if candidate != self.path:
-                # A crash between writing .new and renaming it: finish the swap now.
-                os.replace(candidate, self.path)
+                return b""
+            os.replace(new, self.path)
             return data
-        return b""
+        try:
+            os.unlink(new)
+        except FileNotFoundError:
+            pass
+        return data
 
     def load(self) -> Parsed:
         """Read and index the file (blocking); lines that do not parse are skipped and reported."""

@@ -382,3 +382,80 @@ def test_blockchain_get_id_is_the_id_an_insert_gives(node):
     assert pid == policy_id({"cluster": {"company": "acme", "name": "c1"}})
     ok(node, 'blockchain add {"cluster": {"company": "acme", "name": "c1"}}')
     assert ok(node, "blockchain get cluster bring [cluster][id]").text == pid
+
+
+def test_a_node_that_died_while_writing_the_new_ledger_keeps_the_old_one(ledger):
+    ledger.add({"config": {"id": "old"}})
+    with open(ledger.path + ".new", "wb") as f:
+        f.write(b'{"config":{"id":"new1"}}\n{"config":{"id":"ne')  # killed mid-write, before the rename
+    again = Ledger(ledger.path)
+    again.load()
+    assert [inner(p)["id"] for p in again.all()] == ["old"]
+    assert not os.path.exists(ledger.path + ".new")
+
+
+# --- a stateful property: memory and file never disagree ----------------------------------
+
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Random adds, deletes (rewrites), deltas and reloads: the ledger in memory is always what a
+    fresh load of its file gives, and its version is always the MD5 of the file."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+
+        self.dir = tempfile.mkdtemp()
+        self.ledger = Ledger(os.path.join(self.dir, "blockchain.json"), rng=random.Random(0))
+        self.n = 0
+
+    @rule(kind=st.sampled_from(["config", "operator"]), cluster=st.sampled_from(["a", "b"]))
+    def add(self, kind, cluster):
+        self.n += 1
+        self.ledger.add({kind: {"n": self.n, "cluster": cluster}}, random.choice(["local", "global"]))
+
+    @rule(data=st.data())
+    def delete(self, data):
+        if not len(self.ledger):
+            return
+        victim = data.draw(st.sampled_from([inner(p)["id"] for p in self.ledger.all()]))
+        keep = self.ledger.without([victim])
+        from anylog_tw.metadata.ledger import render
+
+        blob = render(keep)
+        write_atomically(self.ledger.path, blob)
+        self.ledger.install(keep, blob)
+
+    @rule(data=st.data())
+    def delta(self, data):
+        """Lines from a master: some new, some replacing local policies."""
+        ids = [inner(p)["id"] for p in self.ledger.all()]
+        again = data.draw(st.lists(st.sampled_from(ids), max_size=2, unique=True)) if ids else []
+        self.n += 1
+        lines = [{"config": {"id": f"m{self.n}", "ledger": "global"}}]
+        lines += [{next(iter(self.ledger.by_id(i))): dict(inner(self.ledger.by_id(i)), ledger="global")}
+                  for i in again]
+        self.ledger.write_lines(b"".join(json.dumps(p).encode() + b"\n" for p in lines))
+        self.ledger.merge(lines)
+
+    @rule()
+    def reload(self):
+        self.ledger.load()
+
+    @invariant()
+    def file_and_memory_agree(self):
+        import hashlib
+
+        fresh = Ledger(self.ledger.path)
+        fresh.load()
+        assert fresh.all() == self.ledger.all()
+        for t in ("config", "operator"):
+            assert list(fresh.of_type(t)) == list(self.ledger.of_type(t))
+        data = open(self.ledger.path, "rb").read() if os.path.exists(self.ledger.path) else b""
+        assert self.ledger.version == hashlib.md5(data).hexdigest() and self.ledger.size == len(data)
+
+
+TestLedgerMachine = LedgerMachine.TestCase
+TestLedgerMachine.settings = settings(max_examples=40, stateful_step_count=15, deadline=None)
