@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-from twisted.internet import threads
 from twisted.internet.defer import Deferred
 
 from anylog_tw.commands.reply import Reply
@@ -21,6 +20,7 @@ from anylog_tw.net.transfer import FileProducer, FileReceiver, TransferError, ch
 
 SMALL_READ = 64 * 1024  # Twisted's default; big reads slow down small messages
 BULK_READ = 1024 * 1024  # while a file body arrives
+THREADED = 1024 * 1024  # files from this size on are hashed and written on a worker thread
 
 
 class FileChannel:
@@ -52,7 +52,7 @@ class FileChannel:
             self._streaming = True
             hasher = hashlib.md5() if "md5" not in header else None
             self._sending = (header["id"], hasher)
-            FileProducer(f, header["size"], self.transport, self._file_sent, hasher=hasher).start()
+            FileProducer(f, header["size"], self.transport, self._file_sent, hasher=hasher, reactor=self.clock).start()
             return
 
     def _file_sent(self, error: str | None) -> None:
@@ -91,6 +91,9 @@ class FileChannel:
             dest = destination_dir(self.node.dictionary, header.get("dest"))
             self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
                                            self.node.dictionary.get("tmp_dir"))
+            if header.get("size", 0) >= THREADED:
+                self._receiving.use_worker(self.clock, self.transport.pauseProducing,
+                                           self.transport.resumeProducing)
         except TransferError as e:
             self._refusal = e.reason
         except OSError as e:
@@ -103,7 +106,7 @@ class FileChannel:
             self._receiving.write(chunk)
         except (OSError, TransferError) as e:
             self._refusal = getattr(e, "reason", None) or f"writing the file failed: {e}"
-            self._receiving.discard()
+            self._receiving.discard_later()
             self._receiving = None
 
     def _file_end(self, header: dict) -> None:
@@ -131,14 +134,14 @@ class FileChannel:
         try:
             receiver.md5 = check_md5(header.get("md5"))
         except TransferError as e:
-            receiver.discard()
+            receiver.discard_later()
             return self._file_refused(original, e.reason)
         self._finish_file(receiver, original)
 
     def _finish_file(self, receiver: FileReceiver, header: dict) -> None:
         ident = header["id"]
         self.requests_in += 1
-        d = threads.deferToThreadPool(self.clock, self.clock.getThreadPool(), receiver.finish)
+        d = receiver.complete(self.clock)
 
         def done(path):
             self.log.info("received {name} ({size} bytes) from {peer} into {path}", name=header.get("name"),

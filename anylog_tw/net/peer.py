@@ -65,6 +65,7 @@ class PeerProtocol(FileChannel, Protocol):
         self.requests_in = self.requests_out = 0
         self._timers: list = []
         self.open = False  # between connectionMade and connectionLost
+        self._origin = ""  # the origin of the peer's commands in the event log
         self._deadlines = Deadlines(self.clock, self._expire, self._waiting)
 
     # -- connection --------------------------------------------------------------------------
@@ -125,10 +126,10 @@ class PeerProtocol(FileChannel, Protocol):
             self.log.warn("peer {peer} closed the connection inside a frame: {pending}", peer=self.label,
                           pending=pending)
         if self._receiving is not None:
-            self._receiving.discard()
+            self._receiving.discard_later()
             self._receiving = None
         for receiver, _ in self._awaiting_md5.values():
-            receiver.discard()
+            receiver.discard_later()
         self._awaiting_md5 = {}
         error = PeerError(f"the connection to peer {self.label} was lost ({why})")
         ready, self._ready_waiters = self._ready_waiters, []
@@ -235,6 +236,7 @@ class PeerProtocol(FileChannel, Protocol):
 
     def _authenticated(self) -> None:
         self.authenticated = True
+        self._origin = f"peer {self.label}"
         for t in self._timers:
             if t.active():
                 t.cancel()
@@ -270,9 +272,7 @@ class PeerProtocol(FileChannel, Protocol):
             self._send_reply(Reply.of_error("the cmd frame has no command text", "bad_frame"), ident)
             return
         self.requests_in += 1
-        d = self.node.execute(text, f"peer {self.label}")
-        d.addCallback(self._send_reply, ident)
-        d.addErrback(lambda f: self.log.failure("replying to {peer}", f, peer=self.label))
+        drive(self.node.run(text, self._origin or f"peer {self.label}"), self._send_reply, ident)
 
     def _send_reply(self, reply: Reply, ident: int) -> None:
         if not self.open or self._closed_reason:
@@ -356,3 +356,43 @@ class PeerProtocol(FileChannel, Protocol):
         if args:
             header["args"] = args
         self._write(wire.encode(header, body))
+
+
+def drive(coro, done, *args, failure: Failure | None = None) -> None:
+    """Run a coroutine to its end and call `done(result, *args)`, without a Deferred when it does not wait.
+
+    Most commands a peer sends finish without waiting; `Deferred.fromCoroutine` would cost about
+    as much as the rest of serving them.  When the coroutine awaits a Deferred, it is resumed
+    from that Deferred's callback (a failure is thrown in at the await, as Twisted does).
+    `Node.run` returns every error as a Reply, so an exception here is a bug and is logged.
+    """
+    while True:
+        try:
+            if failure is not None:
+                waited = failure.throwExceptionIntoGenerator(coro)
+                failure = None
+            else:
+                waited = coro.send(None)
+        except StopIteration as stop:
+            try:
+                done(stop.value, *args)
+            except Exception:
+                _log.failure("sending the reply of a peer command failed")
+            return
+        except Exception:
+            _log.failure("a peer command failed outside the node's error handling")
+            return
+        if not isinstance(waited, Deferred):
+            coro.close()
+            _log.error("a peer command awaited {what!r}, which is not a Deferred", what=waited)
+            return
+        waited.addBoth(_resume, coro, done, args)
+        return
+
+
+def _resume(result, coro, done, args):
+    drive(coro, done, *args, failure=result if isinstance(result, Failure) else None)
+    return None  # the coroutine took the result (a failure was thrown into it): nothing left to report
+
+
+_log = Logger()

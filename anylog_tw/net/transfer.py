@@ -15,6 +15,7 @@ import re
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 CHUNK = 256 * 1024
@@ -114,13 +115,49 @@ class FileReceiver:
         self._hash = hashlib.md5()
         self.received = 0
         self._f = open(self.tmp, "wb", buffering=0)
+        self.worker = None
+
+    def use_worker(self, reactor, pause, resume) -> None:
+        """Hash and write on a worker thread; `pause`/`resume` throttle the incoming stream."""
+        from anylog_tw.net.chunkworker import ChunkWorker
+
+        self.worker = ChunkWorker(reactor, self._consume, pause, resume)
+
+    def _consume(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._f.write(chunk)
 
     def write(self, chunk: bytes) -> None:
         self.received += len(chunk)
         if self.received > self.size:
             raise TransferError(f"more than the announced {self.size} bytes arrived")
-        self._hash.update(chunk)
-        self._f.write(chunk)
+        if self.worker is not None:
+            self.worker.put(chunk)
+        else:
+            self._consume(chunk)
+
+    def complete(self, reactor):
+        """A Deferred firing with the final path once every chunk is on disk and checked."""
+        from twisted.internet import threads
+
+        if self.worker is not None:
+            d = self.worker.finish(self.finish)
+            d.addErrback(self._worker_failed)
+            return d
+        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), self.finish)
+
+    def _worker_failed(self, failure):
+        if not failure.check(TransferError):
+            self.discard_later()
+            raise TransferError(f"writing the file failed: {failure.getErrorMessage()}")
+        return failure
+
+    def discard_later(self) -> None:
+        """Drop the temp file once the worker (if any) has stopped touching it."""
+        if self.worker is not None and not self.worker.finished:
+            self.worker.finish(self.discard).addErrback(lambda f: self.discard())
+        else:
+            self.discard()
 
     def finish(self) -> str:
         """Check, fsync and publish the file; blocking, so it runs in a thread. Returns the path."""
@@ -170,23 +207,40 @@ class FileProducer:
     None when every byte is written, or with a reason when stopped early.
     """
 
-    def __init__(self, f, size: int, transport, done, chunk: int = CHUNK, hasher=None):
+    def __init__(self, f, size: int, transport, done, chunk: int = CHUNK, hasher=None, reactor=None):
         self.f = f
-        self.hasher = hasher  # hashes the bytes as they go when the md5 is sent after the body
         self.remaining = size
         self.transport = transport
         self.done = done
         self.chunk = chunk
         self.paused = False
+        self.hash_paused = False
         self.finished = False
+        self.hashing = False  # waiting for the worker to finish the digest
+        self.worker = None
+        if hasher is not None:  # the md5 follows the body: hash on a thread as the bytes go
+            from anylog_tw.net.chunkworker import ChunkWorker
+
+            self.worker = ChunkWorker(reactor, hasher.update, self._hash_pause, self._hash_resume)
 
     def start(self) -> None:
         self.transport.registerProducer(self, True)
         self.resumeProducing()
 
+    def _hash_pause(self) -> None:
+        self.hash_paused = True
+
+    def _hash_resume(self) -> None:
+        self.hash_paused = False
+        if not self.paused:
+            self._pump()
+
     def resumeProducing(self) -> None:
         self.paused = False
-        while not self.paused and not self.finished and self.remaining > 0:
+        self._pump()
+
+    def _pump(self) -> None:
+        while not self.paused and not self.hash_paused and not self.finished and self.remaining > 0:
             try:
                 data = self.f.read(min(self.chunk, self.remaining))
             except OSError as e:
@@ -196,11 +250,16 @@ class FileProducer:
                 self._end("the file shrank while it was being sent")
                 return
             self.remaining -= len(data)
-            if self.hasher is not None:
-                self.hasher.update(data)
+            if self.worker is not None:
+                self.worker.put(data)
             self.transport.write(data)
-        if self.remaining == 0 and not self.finished:
-            self._end(None)
+        if self.remaining == 0 and not self.finished and not self.hashing:
+            if self.worker is None:
+                self._end(None)
+                return
+            self.hashing = True
+            self.worker.finish().addBoth(lambda r: self._end(None if not isinstance(r, Failure) else
+                                                             f"hashing the file failed: {r.getErrorMessage()}"))
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -210,6 +269,10 @@ class FileProducer:
             self._end("the connection closed during the transfer")
 
     def _end(self, error: str | None) -> None:
+        if self.finished:
+            return
+        if self.worker is not None and not self.worker.finished:
+            self.worker.finish()  # stop the thread; its digest is not needed any more
         self.finished = True
         try:
             self.f.close()

@@ -9,12 +9,15 @@ from twisted.internet.defer import TimeoutError
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
-from anylog_tw.errors import PeerError
+from anylog_tw.errors import CommandError, PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_from_frame
 from anylog_tw.net.peer import PeerProtocol
 from anylog_tw.net.peers import Peers
 from tests.helpers import fired, unit_node
+
+
+WAITING: list = []  # Deferreds the "test peer wait" command is waiting on
 
 
 def frames(transport: StringTransport) -> list[dict]:
@@ -224,3 +227,49 @@ def test_request_made_while_expiring_keeps_one_timer(tmp_path):
     with pytest.raises(TimeoutError):
         fired(retried[0])
     assert len(clock.getDelayedCalls()) == before
+
+
+def test_commands_that_wait_reply_when_they_finish(tmp_path):
+    """A peer command that awaits is answered when it completes, success or failure, in any order."""
+    from twisted.internet.defer import Deferred
+
+    from anylog_tw.commands.registry import REGISTRY, command
+
+    if REGISTRY.get("test peer wait") is None:
+        @command("test peer wait", usage="test peer wait", text="waits for the test (tests only)", examples=(),
+                 keywords=("test",))
+        async def _wait(call):
+            d = Deferred()
+            WAITING.append(d)
+            return await d
+
+    WAITING.clear()
+    pending = WAITING
+
+    node, proto, t = connected(tmp_path, role="server")
+    frames(t)
+    proto.dataReceived(hello() + wire.encode({"kind": "cmd", "id": 1, "cmd": "test peer wait"})
+                       + wire.encode({"kind": "cmd", "id": 2, "cmd": "test peer wait"})
+                       + wire.encode({"kind": "cmd", "id": 3, "cmd": "echo now"}))
+    first, second = list(pending)
+    assert [(f["re"], f["body"]) for f in frames(t)] == [(3, b"now")]
+    second.callback("two")
+    first.errback(CommandError("boom"))
+    out = {f["re"]: f for f in frames(t)}
+    assert out[2]["body"] == b"two" and out[2]["ok"]
+    assert not out[1]["ok"] and b"boom" in out[1]["body"]
+
+
+def test_drive_resumes_on_already_fired_deferreds():
+    from twisted.internet.defer import succeed
+
+    from anylog_tw.net.peer import drive
+
+    async def two_steps():
+        a = await succeed(1)
+        b = await succeed(2)
+        return a + b
+
+    got = []
+    drive(two_steps(), lambda r, tag: got.append((r, tag)), "t")
+    assert got == [(3, "t")]
