@@ -84,7 +84,7 @@ def lookup_rates(policies: list[dict], text: str, n: int) -> tuple[float, float,
     node = Node(home, name="bench", reactor=MemoryReactorClock())
     meta = node.component(Metadata)
     meta.ledger = ledger
-    meta.loaded = __import__("twisted.internet.defer", fromlist=["succeed"]).succeed(None)
+    meta.loaded = True
     replies = []
     start = time.perf_counter()
     for name in names:

@@ -47,7 +47,8 @@ class Metadata:
         self.node = node
         self.ledger = Ledger(node.dictionary["blockchain_file"], clock=node.reactor.seconds)
         self.lock = DeferredLock()
-        self.loaded: Deferred | None = None
+        self.loaded = False
+        self.loading = DeferredLock()
         self._ask: Ask | None = None
         self.waiters: list[tuple[Callable[[], bool], Deferred]] = []
 
@@ -78,22 +79,26 @@ class Metadata:
                                f"the previous ledger is unchanged") from None
 
     async def ready(self) -> "Metadata":
-        if self.loaded is None:
-            self.loaded = Deferred.fromCoroutine(self._load())
-        if not self.loaded.called:
-            d = Deferred()
-            self.loaded.addBoth(lambda r: (d.callback(self), r)[1])
-            await d
+        """The metadata, loaded from the file on first use (once, however many callers wait)."""
+        if self.loaded:
+            return self
+        await self.loading.acquire()
+        try:
+            if not self.loaded:
+                await self.reload()
+                self.loaded = True
+        finally:
+            self.loading.release()
         return self
-
-    async def _load(self) -> None:
-        await self.reload()
 
     async def reload(self) -> Parsed:
         """Read the file again (`blockchain load metadata`); corrupt lines are logged as errors."""
         await self.lock.acquire()
         try:
-            parsed, state = await self.in_thread(_read_and_build, self.ledger)
+            try:
+                parsed, state = await self.in_thread(_read_and_build, self.ledger)
+            except OSError as e:
+                raise StorageError(f"cannot read the ledger {self.ledger.path}: {e.strerror or e}") from None
             self.ledger.install_state(state)
             self.ledger.load_errors = parsed.errors
         finally:

@@ -459,3 +459,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
 TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(max_examples=40, stateful_step_count=15, deadline=None)
+
+
+def test_an_unreadable_ledger_is_a_clear_error_and_is_read_again_later(node):
+    path = node.dictionary["blockchain_file"]
+    os.makedirs(path)  # a directory where the file should be
+    reply = run(node, "blockchain get config")
+    assert not reply.ok and "cannot read the ledger" in reply.text
+    os.rmdir(path)
+    assert ok(node, "blockchain get config").json_data() == []
