@@ -150,7 +150,7 @@ async def get_metadata_changes(call):
 async def blockchain_pull(call):
     meta = await metadata(call.node)
     where = call.args[0].lower()
-    data = await meta.in_thread(meta.ledger.read_file)
+    _, _, data = await meta.changes_since("")  # the whole file, read under the ledger's lock
     if where == "stdout":
         if len(call.args) != 1:
             raise OptionError("'blockchain pull to stdout' takes no file")
