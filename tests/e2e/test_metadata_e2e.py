@@ -40,9 +40,9 @@ def test_a_policy_inserted_on_one_node_is_seen_by_all_within_two_periods(network
     assert "added (local and master)" in reply, reply
     inserted = time.monotonic()
     for n in (n2, n3):
-        within(2 * PERIOD + 1.5, lambda: n.command("blockchain get operator bring [operator][name]") == "op1",
+        within(2 * PERIOD + 2, lambda: n.command("blockchain get operator bring [operator][name]") == "op1",
                f"{n.name} to see the policy")
-    assert time.monotonic() - inserted < 2 * PERIOD + 1.5
+    assert time.monotonic() - inserted < 2 * PERIOD + 2
     version = master.command("get metadata version")
     assert len(version) == 32
     info = json.loads(n2.command("get synchronizer where format = json"))
@@ -56,7 +56,7 @@ def test_master_down_then_back(network):
     master, master_port, (n1, n2, _) = network
     n1.command('blockchain insert where policy = {"config": {"id": "early"}} and master = '
                f"127.0.0.1:{master_port}")
-    within(2 * PERIOD + 1.5, lambda: n2.command("blockchain get config bring [config][id]") == "early",
+    within(2 * PERIOD + 2, lambda: n2.command("blockchain get config bring [config][id]") == "early",
            "the first policy to reach node2")
     master.stop()
     # The nodes go on with their local copy and report the failure.
