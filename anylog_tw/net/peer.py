@@ -28,6 +28,7 @@ from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.filechannel import FileChannel
 from anylog_tw.net.transfer import FileReceiver
 
+PRE_AUTH_BODY = 64 * 1024  # the largest body accepted before the hello handshake completes
 THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
 
 
@@ -41,7 +42,9 @@ class PeerProtocol(FileChannel, Protocol):
         self.node = peers.node
         self.clock = peers.node.reactor
         self.role = role
-        self.decoder = wire.Decoder(max_body=peers.max_body, max_file=peers.max_file)
+        # Until the peer is authenticated, no frame may carry more than a short error message.
+        self.decoder = wire.Decoder(max_body=PRE_AUTH_BODY, max_file=0)
+        self.decoder.pause_after = frozenset({"hello"})
         self.key = peers.network_key
         self._ready_waiters: list[Deferred] = []
         self.authenticated = False
@@ -170,26 +173,30 @@ class PeerProtocol(FileChannel, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.last_activity = self.clock.seconds()
-        try:
-            events = self.decoder.feed(data)
-        except wire.WireError as e:
-            self._refuse(e.reason, e.code)
-            return
-        for event in events:
-            if self._closed_reason is not None:
+        while True:
+            try:
+                events = self.decoder.feed(data)
+            except wire.WireError as e:
+                self._refuse(e.reason, e.code)
                 return
-            kind = event[0]
-            if kind == wire.FRAME:
-                self._frame(event[1], event[2])
-            elif kind == wire.CHUNK:
-                self._file_chunk(event[1])
-            elif kind == wire.START:
-                if event[1].get("trailer"):
-                    self._file_trailer(event[1])
-                else:
-                    self._file_start(event[1])
-            elif not event[1].get("trailer"):
-                self._file_end(event[1])
+            for event in events:
+                if self._closed_reason is not None:
+                    return
+                kind = event[0]
+                if kind == wire.FRAME:
+                    self._frame(event[1], event[2])
+                elif kind == wire.CHUNK:
+                    self._file_chunk(event[1])
+                elif kind == wire.START:
+                    if event[1].get("trailer"):
+                        self._file_trailer(event[1])
+                    else:
+                        self._file_start(event[1])
+                elif not event[1].get("trailer"):
+                    self._file_end(event[1])
+            if not self.decoder.stashed or self._closed_reason is not None:
+                return
+            data = b""  # the decoder paused after a hello: go on with the rest under the new limits
 
     def _frame(self, header: dict, body: bytes) -> None:
         kind = header["kind"]
@@ -236,6 +243,9 @@ class PeerProtocol(FileChannel, Protocol):
 
     def _authenticated(self) -> None:
         self.authenticated = True
+        self.decoder.max_body = self.peers.max_body
+        self.decoder.max_file = self.peers.max_file
+        self.decoder.pause_after = frozenset()
         self._origin = f"peer {self.label}"
         for t in self._timers:
             if t.active():

@@ -132,6 +132,14 @@ class Decoder:
         self._chunks: list[bytes] = []
         self._stream = False
         self.dead: WireError | None = None
+        # Stop decoding after a frame of these kinds, so the caller can act on it (a hello that
+        # changes the limits) before the rest is judged; `feed(b"")` goes on with what is left.
+        self.pause_after: frozenset[str] = frozenset()
+        self._stash = b""
+
+    @property
+    def stashed(self) -> bool:
+        return bool(self._stash)
 
     @property
     def in_body(self) -> bool:
@@ -145,6 +153,8 @@ class Decoder:
     def feed(self, data: bytes) -> list[tuple]:
         if self.dead is not None:
             raise self.dead
+        if self._stash:
+            data, self._stash = self._stash + data, b""
         try:
             return self._feed(data)
         except WireError as e:
@@ -192,6 +202,9 @@ class Decoder:
                         events.append((END, header))
                     else:
                         events.append((FRAME, header, b""))
+                        if kind in self.pause_after and pos < n:
+                            self._stash = data[pos:]
+                            return events
                     continue
                 self._header = header
                 self._need = size

@@ -273,3 +273,35 @@ def test_drive_resumes_on_already_fired_deferreds():
     got = []
     drive(two_steps(), lambda r, tag: got.append((r, tag)), "t")
     assert got == [(3, "t")]
+
+
+def test_unauthenticated_peer_cannot_make_the_node_buffer_a_big_body(tmp_path):
+    node, proto, t = connected(tmp_path, role="server")
+    frames(t)
+    proto.dataReceived(b'{"v":1,"id":1,"kind":"cmd","cmd":"x","size":10000000}\n')
+    [err] = frames(t)
+    assert err["code"] == "too_large" and t.disconnecting
+
+
+def test_a_file_right_behind_the_hello_is_judged_after_authentication(tmp_path):
+    """Hello and a big request in one TCP segment: the request gets the authenticated limits."""
+    node, proto, t = connected(tmp_path, role="server")
+    frames(t)
+    body = b"x" * 200_000
+    import hashlib
+
+    proto.dataReceived(hello() + wire.encode({"kind": "file", "id": 4, "name": "f.bin", "dest": "nowhere",
+                                              "md5": hashlib.md5(body).hexdigest()}, body))
+    assert not t.disconnecting
+    [refusal] = frames(t)
+    assert refusal["re"] == 4 and not refusal["ok"] and b"no destination" in refusal["body"]
+
+
+def test_decoder_pause_after(tmp_path):
+    dec = wire.Decoder()
+    dec.pause_after = frozenset({"hello"})
+    stream = wire.encode({"kind": "hello", "id": 0}) + wire.encode({"kind": "cmd", "id": 1, "cmd": "a"})
+    first = dec.feed(stream)
+    assert [e[1]["kind"] for e in first] == ["hello"] and dec.stashed
+    dec.pause_after = frozenset()
+    assert [e[1]["kind"] for e in dec.feed(b"")] == ["cmd"] and not dec.stashed
