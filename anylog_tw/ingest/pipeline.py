@@ -24,7 +24,7 @@ from anylog_tw.ingest.filename import FileName
 from anylog_tw.ingest.mapping import Batch, MappingPolicy
 from anylog_tw.storage import schema
 
-SMALL = 32 << 20
+SMALL = 8 << 20
 TSD_COLUMNS = ("tsd_name", "tsd_id")
 
 

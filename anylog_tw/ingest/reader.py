@@ -17,7 +17,7 @@ import orjson
 
 from anylog_tw.ingest.errors import IngestError
 
-CHUNK = 8 << 20  # bytes of lines parsed and inserted at a time for big files
+CHUNK = 2 << 20  # bytes of whole lines parsed and inserted at a time for big files (bounds memory)
 # orjson reads integers beyond 64 bits as floats (losing digits); text with a run of 20 digits
 # or more is parsed with the standard library instead, which keeps them exact.
 _LONG_NUMBER = re.compile(rb"\d{20,}")
