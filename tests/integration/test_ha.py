@@ -1,0 +1,163 @@
+"""HA between two operator nodes in one process: real sockets, real SQLite, real files.
+
+Each node has its own ledger holding the same cluster and operator policies (added locally, no
+master), an operator and `run ha`.  Files dropped on A must appear on B, each exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from anylog_tw.node import Node
+from anylog_tw.storage import Databases
+from tests.helpers import poll
+
+FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds"
+
+
+async def ok(node: Node, text: str):
+    reply = await node.run(text)
+    assert reply.ok, f"{text}: {reply.text}"
+    return reply
+
+
+def addr(node: Node) -> tuple[str, int]:
+    return node.process("TCP").external_address
+
+
+async def start_node(tmp_path, name: str) -> Node:
+    node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
+    node.startService()
+    await ok(node, "run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+    await ok(node, "connect dbms almgm where type = sqlite")
+    await ok(node, "connect dbms lsl where type = sqlite")
+    return node
+
+
+async def add_policies(node: Node, ports: dict[str, int]) -> None:
+    await ok(node, 'blockchain add {"cluster": {"id": "c1", "name": "c1", "company": "t", '
+                   '"table": [{"dbms": "lsl", "name": "ping"}]}}')
+    for i, (name, port) in enumerate(sorted(ports.items()), start=1):
+        await ok(node, f'blockchain add {{"operator": {{"id": "{name}", "name": "{name}", "company": "t", '
+                       f'"ip": "127.0.0.1", "port": {port}, "cluster": "c1", "member": {i}}}}}')
+
+
+def drop(node: Node, name: str, i: int, n: int = 3) -> None:
+    data = b"".join(json.dumps({"seq": i * 100 + k, "value": k}).encode() + b"\n" for k in range(n))
+    watch = node.dictionary["watch_dir"]
+    with open(os.path.join(watch, "." + name), "wb") as f:
+        f.write(data)
+    os.replace(os.path.join(watch, "." + name), os.path.join(watch, name))
+
+
+async def count(node: Node, sql: str, dbms: str = "lsl") -> int:
+    db = node.component(Databases).find(dbms)
+    try:
+        _, rows = await db.query(sql)
+    except Exception:
+        return -1
+    return int(rows[0][0] or 0)
+
+
+@pytest_twisted.async_yield_fixture
+async def cluster(tmp_path):
+    a = await start_node(tmp_path, "a")
+    b = await start_node(tmp_path, "b")
+    ports = {"opa": addr(a)[1], "opb": addr(b)[1]}
+    for node in (a, b):
+        await add_policies(node, ports)
+    for node, name in ((a, "opa"), (b, "opb")):
+        await ok(node, f"run operator where policy = {name} and rescan = 1 second")
+    yield a, b
+    for node in (a, b):
+        await node.stopService()
+
+
+async def wait_count(node, sql, expected, what, timeout=20.0, dbms="lsl"):
+    holder = {}
+
+    async def check():
+        holder["n"] = await count(node, sql, dbms)
+        return holder["n"] == expected
+
+    import time
+
+    from twisted.internet import task
+
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {holder['n']} != {expected}")
+        await task.deferLater(reactor, 0.05, lambda: None)
+
+
+async def test_files_dropped_on_a_appear_on_b_once(cluster):
+    a, b = cluster
+    for node in (a, b):
+        await ok(node, f"run ha where {FAST}")
+    for i in range(10):
+        drop(a, f"lsl.ping.s{i}.json", i)
+    await wait_count(a, "select count(*) from ping", 30, "rows on A")
+    await wait_count(b, "select count(*) from ping", 30, "rows on B")
+    assert await count(b, "select count(distinct seq) from ping") == 30
+    assert await count(b, "select count(*) from tsd_1", "almgm") == 10
+    assert await count(b, "select count(distinct tsd_name) from ping") == 1
+    ha = (await ok(a, "get ha where format = json")).data
+    await poll(lambda: a.process("HA").push.status_rows(reactor.seconds())[0]["Files pending"] == 0, 10,
+               what="A's push to drain")
+    ha = (await ok(a, "get ha where format = json")).data
+    assert ha["Push"][0]["Member"] == "2" and ha["Push"][0]["Last acked"] == 10
+    # the marks are persisted
+    await a.stop_process("HA")
+    assert await count(a, "select acked_id from ha_push where member = '2'", "almgm") == 10
+    summary = (await ok(b, "get tsd summary where table = * and format = json")).json_data()
+    assert [r["Files Count"] for r in summary if r["TSD"] == "tsd_1"] == [10]
+    data = (await ok(a, "test cluster data where format = json")).json_data()
+    assert {r["Same"] for r in data} == {"yes"} and {r["Rows"] for r in data} == {30}
+    assert os.listdir(b.dictionary["err_dir"]) == []
+
+
+async def test_b_down_then_catches_up_by_pull_and_push_without_duplicates(cluster):
+    a, b = cluster
+    await ok(a, f"run ha where {FAST}")
+    port = addr(b)[1]
+    await b.stop_process("Operator")
+    await ok(b, "exit tcp")  # B is unreachable
+    for i in range(20):
+        drop(a, f"lsl.ping.d{i}.json", i)
+    await wait_count(a, "select count(*) from ping", 60, "rows on A")
+    await poll(lambda: a.process("HA").push.members["2"].status == "down", 10, what="A to see B down")
+    assert a.process("HA").push.status_rows(reactor.seconds())[0]["Files pending"] == 20
+    await ok(b, f"run tcp server where external_ip = 127.0.0.1 and external_port = {port} and bind = true")
+    await ok(b, "run operator where policy = opb and rescan = 1 second")
+    await ok(b, f"run ha where {FAST}")  # B pulls while A pushes: both copies of a file are taken once
+    await wait_count(b, "select count(*) from ping", 60, "rows on B", timeout=30)
+    assert await count(b, "select count(distinct seq) from ping") == 60
+    await wait_count(b, "select count(*) from tsd_1 where status2 = 'done'", 20, "B's tsd_1", dbms="almgm")
+    await poll(lambda: a.process("HA").push.status_rows(reactor.seconds())[0]["Files pending"] == 0, 20,
+               what="A's push to drain")
+    assert await count(b, "select count(*) from ping") == 60
+    assert os.listdir(b.dictionary["err_dir"]) == []
+
+
+async def test_a_file_a_member_no_longer_has_is_recorded_missing(cluster):
+    a, b = cluster
+    for i in range(3):
+        drop(a, f"lsl.ping.m{i}.json", i)
+    await wait_count(a, "select count(*) from ping", 9, "rows on A")
+    await wait_count(a, "select count(*) from tsd_info where status2 = 'done'", 3, "A's files done", dbms="almgm")
+    # lose the archived copy of file 2 on A
+    for root, _, files in os.walk(a.dictionary["archive_dir"]):
+        for f in files:
+            if ".1.2." in f:
+                os.unlink(os.path.join(root, f))
+    await ok(b, f"run data consumer where {FAST}")
+    await wait_count(b, "select count(*) from ping", 6, "the two archived files on B")
+    await wait_count(b, "select count(*) from tsd_1 where status1 = '01'", 1, "the missing file", dbms="almgm")
+    errors = (await ok(b, "get tsd errors where table = * and format = json")).json_data()
+    assert len(errors) == 1 and errors[0]["File ID"] == 2 and "Missing archived data with member 1" in \
+        errors[0]["Status 2"]
