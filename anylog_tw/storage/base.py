@@ -42,6 +42,13 @@ from anylog_tw.storage import schema
 Params = Sequence[Any] | None
 
 
+def cursor_result(cursor) -> tuple[list[str] | None, list[tuple], int]:
+    """(column names or None when the statement has no result set, rows, rowcount) of a DB-API cursor."""
+    if cursor.description is None:
+        return None, [], cursor.rowcount
+    return [d[0] for d in cursor.description], cursor.fetchall(), cursor.rowcount
+
+
 class Transaction:
     """What a `transaction` function gets: blocking calls on the writer thread's connection."""
 
@@ -54,7 +61,9 @@ class Transaction:
         raise NotImplementedError
 
     def query(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
-        raise NotImplementedError
+        self.execute(sql, params)
+        columns, rows, _ = cursor_result(self.cursor)
+        return columns or [], rows
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         raise NotImplementedError

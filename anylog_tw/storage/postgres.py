@@ -29,7 +29,7 @@ from txpostgres import txpostgres
 
 from anylog_tw.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
-from anylog_tw.storage.base import Database, Params, Transaction
+from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
 
 CONNECT_TIMEOUT = 10.0  # seconds; async libpq connects have no timeout of their own
 
@@ -47,12 +47,6 @@ class PostgresTransaction(Transaction):
     def execute(self, sql: str, params: Params = None) -> int:
         self.cursor.execute(*_params(sql, params))
         return self.cursor.rowcount
-
-    def query(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
-        self.cursor.execute(*_params(sql, params))
-        if self.cursor.description is None:
-            return [], []
-        return [d[0] for d in self.cursor.description], self.cursor.fetchall()
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         if not columns:
@@ -171,7 +165,7 @@ class PostgresDatabase(Database):
 
         def run():
             cur = conn.cursor()
-            return cur.execute(pysql, args).addCallback(_collect)
+            return cur.execute(pysql, args).addCallback(cursor_result)
 
         try:
             columns, rows, count = await conn.lock.run(run)
@@ -346,9 +340,3 @@ def _readable(fd: int) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     return bool(poller.poll(0))
-
-
-def _collect(cursor) -> tuple[list[str] | None, list[tuple], int]:
-    if cursor.description is None:
-        return None, [], cursor.rowcount
-    return [d[0] for d in cursor.description], cursor.fetchall(), cursor.rowcount

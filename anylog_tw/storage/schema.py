@@ -20,6 +20,8 @@ about tables without one.  Three concerns, all about what a table looks like:
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -192,8 +194,6 @@ def adapt(value: Any, kind: str) -> Any:
             return repr(value) if isinstance(value, float) else str(value)
         if isinstance(value, (datetime.datetime, datetime.date)):
             return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
-        import json
-
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     if kind == INTEGER:
         if isinstance(value, bool):
@@ -306,8 +306,6 @@ def user_indexes(engine: str, table: str, time_columns: Sequence[str] = ()) -> l
 def _index_name(table: str, column: str) -> str:
     name = f"{table}_{column}_idx"
     if len(name) > 63:  # keep it a legal, still unique-enough name
-        import hashlib
-
         name = f"{table[:40]}_{hashlib.md5(name.encode()).hexdigest()[:12]}_idx"
     return name
 

@@ -29,7 +29,7 @@ from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
-from anylog_tw.storage.base import Database, Params, Transaction
+from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
 
 # Values sqlite3 cannot bind by itself, stored the way schema.adapt stores them (global to the
 # sqlite3 module, as its adapters are; the forms match what PostgreSQL receives).
@@ -46,12 +46,6 @@ class SQLiteTransaction(Transaction):
     def execute(self, sql: str, params: Params = None) -> int:
         self.cursor.execute(sql, params or ())
         return self.cursor.rowcount
-
-    def query(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
-        self.cursor.execute(sql, params or ())
-        if self.cursor.description is None:
-            return [], []
-        return [d[0] for d in self.cursor.description], self.cursor.fetchall()
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         self.cursor.executemany(schema.insert_sql(table, columns), rows)
@@ -185,9 +179,7 @@ class SQLiteDatabase(Database):
             def read() -> tuple[list[str] | None, list[tuple], int]:
                 cur = self._reader()
                 cur.execute(sql)
-                if cur.description is None:
-                    return None, [], cur.rowcount
-                return [d[0] for d in cur.description], cur.fetchall(), cur.rowcount
+                return cursor_result(cur)
 
             return await self._read(self._guard(read, sql))
 
@@ -195,9 +187,7 @@ class SQLiteDatabase(Database):
             cur = self._cursor()
             try:
                 cur.execute(sql)
-                if cur.description is None:
-                    return None, [], cur.rowcount
-                return [d[0] for d in cur.description], cur.fetchall(), cur.rowcount
+                return cursor_result(cur)
             finally:
                 if self._conn is not None and self._conn.in_transaction:
                     # A user's BEGIN would leave the writer connection in a transaction that
