@@ -95,7 +95,9 @@ async def _tsd(call, topic: str):
         return Reply.of_table(SUMMARY, rows, "TSD summary")
     extra = ""
     if topic == "errors":
-        extra = (" AND " if where else " WHERE ") + '"status1" IS NOT NULL AND "status1" <> \'\''
+        # a file recorded missing that arrived later is done: no longer an error
+        extra = (" AND " if where else " WHERE ") + '"status1" IS NOT NULL AND "status1" <> \'\' AND ' \
+            '("status2" IS NULL OR "status2" <> \'done\')'
     for t in tables:
         lim = f" LIMIT {int(limit) - len(rows)}" if limit else ""
         if limit and len(rows) >= limit:
@@ -123,7 +125,8 @@ def _tsd_command(topic: str, text: str):
 _tsd_command("summary", "Per TSD table and dbms.table: first and last file (date and id), files, sources, distinct "
                         "statuses and rows.")
 _tsd_command("details", "The TSD rows (one per ingested file): id, dbms, table, source, hash, time, rows, statuses.")
-_tsd_command("errors", "TSD rows with a status1 (01: a file a member no longer had when this node asked for it).")
+_tsd_command("errors", "TSD rows with a status1 and not done (01: a file a member no longer had when this node "
+                       "asked for it).")
 _tsd_command("list", "The TSD tables of almgm (tsd_info and one tsd_<member> per cluster member).")
 
 

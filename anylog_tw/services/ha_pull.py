@@ -26,6 +26,7 @@ from anylog_tw.services import ha_state as S
 
 BATCH = 200  # ids per deliver request
 SERVE_WINDOW = 8  # files sent at once by one deliver request
+RECENT = 30.0  # seconds a done file may still be on its way to the archive
 
 
 @dataclass
@@ -154,7 +155,11 @@ async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to
                             "instructions": "", "file_time": S.stamp(node.reactor.seconds()),
                             "reason": "no such file in tsd_info"})
             return
-        path = await deferToThread(S.find_archived, archive_dir, row, member)
+        recent = node.reactor.seconds() - row.file_time <= RECENT
+        path = await deferToThread(S.find_archived, archive_dir, row, member, not recent)
+        if path is None and recent:  # committed a moment ago, being archived now: asked again next time
+            failed.append({"file_id": fid, "error": "not archived yet"})
+            return
         if path is None:
             missing.append({"file_id": fid, "dbms": row.dbms, "table": row.table, "source": row.source,
                             "hash": row.hash, "instructions": row.instructions,
