@@ -378,3 +378,109 @@ async def test_run_operator_needs_almgm(tmp_path):
         assert not reply.ok and "threads" in reply.text
     finally:
         await n.stopService()
+
+
+# --- with the metadata layer: operator policy, table and mapping policies, peer files --------------
+
+
+async def _insert_policy(node, policy: dict) -> str:
+    reply = await node.run(f"blockchain insert where policy = {json.dumps(policy)} and local = true")
+    assert reply.ok, reply.render()
+    return reply.render().split()[1]
+
+
+@pytest_twisted.async_yield_fixture
+async def meta_node(tmp_path):
+    node = Node(str(tmp_path / "home"), name="opm", reactor=reactor)
+    node.startService()
+    dbs = node.component(Databases)
+    await dbs.connect("almgm", "sqlite")
+    await dbs.connect("lsl", "sqlite")
+    cluster = await _insert_policy(node, {"cluster": {"name": "c1", "company": "acme"}})
+    operator = await _insert_policy(node, {"operator": {"name": "op1", "cluster": cluster, "ip": "127.0.0.1",
+                                                         "port": 32148, "company": "acme"}})
+    node.cluster, node.operator_id = cluster, operator
+    yield node
+    await node.stopService()
+
+
+async def _policies(node, text: str) -> list:
+    reply = await node.run(f"blockchain get {text}")
+    assert reply.ok, reply.render()
+    return json.loads(reply.render() or "[]")
+
+
+async def test_operator_policy_gives_member_and_tables_are_published(meta_node):
+    node = meta_node
+    await start(node, f"policy = {node.operator_id}")
+    cfg = (await node.run("get operator config where format = json")).json_data()[0]
+    member = cfg["Member"]
+    assert cfg["Cluster"] == node.cluster and member.isdigit() and member != "0"
+    drop(node, "lsl.pub.0.0.0.json", [{"t": "2026-11-28T04:00:00Z", "v": 1.5}])
+    await wait_empty(node)
+    _, rows = await node.component(Databases).get("lsl").query("select tsd_name, tsd_id from pub")
+    assert [tuple(r) for r in rows] == [(member, 1)]
+    name = parse_file_name(os.path.basename(listing(node.dictionary["archive_dir"])[0]))
+    assert name.member == member
+    tables = await _policies(node, "table where dbms = lsl and name = pub")
+    assert len(tables) == 1 and 'CREATE TABLE IF NOT EXISTS "pub"' in tables[0]["table"]["create"]
+    children = await _policies(node, f"cluster where parent = {node.cluster}")
+    assert len(children) == 1 and children[0]["cluster"]["table"] == [{"dbms": "lsl", "name": "pub"}]
+    drop(node, "lsl.pub.1.json", [{"t": "2026-11-28T04:00:01Z", "v": 2.5}])
+    await wait_empty(node)
+    assert len(await _policies(node, f"cluster where parent = {node.cluster}")) == 1  # assigned once
+
+
+async def test_missing_operator_policy_is_a_clear_error(meta_node):
+    reply = await meta_node.run("run operator where policy = nosuchpolicy")
+    assert not reply.ok and "no policy with id 'nosuchpolicy'" in reply.text
+    reply = await meta_node.run(f"run operator where policy = {meta_node.cluster}")
+    assert not reply.ok and "not an operator policy" in reply.text
+
+
+async def test_table_policy_creates_the_table(meta_node):
+    node = meta_node
+    create = ('CREATE TABLE IF NOT EXISTS fixed (row_id INTEGER PRIMARY KEY, insert_timestamp TIMESTAMP NOT NULL '
+              'DEFAULT CURRENT_TIMESTAMP, tsd_name CHAR(3), tsd_id INT, v REAL, note TEXT)')
+    await _insert_policy(node, {"table": {"name": "fixed", "dbms": "lsl", "create": create}})
+    await start(node)
+    drop(node, "lsl.fixed.0.0.0.json", [{"v": 1, "note": "a"}])
+    await wait_empty(node)
+    cols = dict(await node.component(Databases).get("lsl").columns("fixed"))
+    assert cols["v"] == "REAL" and cols["note"] == "TEXT"
+    assert await count(node, "select count(*) from fixed where v = 1.0 and note = 'a'") == 1
+
+
+async def test_mapping_policy_from_the_instructions_segment(meta_node):
+    node = meta_node
+    await _insert_policy(node, {"mapping": {
+        "id": "m1", "table": "mapped", "readings": "readings",
+        "schema": {"device": {"bring": "[dev]", "type": "string"},
+                   "value": {"bring": "[v]", "type": "float"},
+                   "unit": {"default": "C", "type": "string"}}}})
+    await start(node)
+    drop(node, "lsl.anything.0.0.m1.json", [{"dev": "d1", "readings": [{"v": "1.5"}, {"v": 2}]},
+                                            {"dev": "d2", "readings": [{"v": 3.25, "dev": "inner"}]}])
+    await wait_empty(node)
+    _, rows = await node.component(Databases).get("lsl").query(
+        "select device, value, unit from mapped order by value")
+    assert [tuple(r) for r in rows] == [("d1", 1.5, "C"), ("d1", 2.0, "C"), ("inner", 3.25, "C")]
+    drop(node, "lsl.anything.0.0.nosuch.json", [{"dev": "d1"}])
+    await wait_empty(node)
+    assert [e for e in os.listdir(node.dictionary["err_dir"]) if ".err_mapping." in e]
+
+
+async def test_files_from_a_cluster_peer_go_to_tsd_member(meta_node):
+    """A file registered by peer member 77 as its file 12 is recorded in tsd_77 with file_id 12."""
+    node = meta_node
+    await start(node, f"policy = {node.operator_id}")
+    name = "lsl.peer.0.abc123.0.77.12.261128040000.json"
+    drop(node, name, [{"a": 1}, {"a": 2}])
+    await wait_empty(node)
+    _, rows = await node.component(Databases).get("lsl").query("select tsd_name, tsd_id, count(*) from peer "
+                                                             "group by tsd_name, tsd_id")
+    assert [tuple(r) for r in rows] == [("77", 12, 2)]
+    _, tsd_rows = await node.component(Databases).get("almgm").query(
+        "select file_id, file_hash, rows, status2 from tsd_77")
+    assert [tuple(r) for r in tsd_rows] == [(12, "abc123", 2, "done")]
+    assert listing(node.dictionary["archive_dir"])[0].endswith(name + ".gz")
