@@ -55,7 +55,7 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: i
         size = os.path.getsize(path)
     except OSError as e:
         raise IngestError("io", f"cannot read {path}: {e}") from None
-    if size <= small or _starts_array(path, name.gz):
+    if size <= (small // 8 if name.gz else small) or _starts_array(path, name.gz):  # gz: ~8x the bytes
         data = reader.read_whole(path, name.gz)
         digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
         digest.update(data)
