@@ -243,6 +243,7 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
         for p in kept:
             state.policies.append(p)
             state.by_id[body(p)["id"]] = p
+            state.local[body(p)["id"]] = None
             state.by_type.setdefault(policy_type(p), []).append(p)
     try:
         write_atomically(ledger.path, data, True)

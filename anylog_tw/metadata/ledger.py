@@ -53,6 +53,7 @@ class Ledger:
         self.load_errors: list[tuple[int, str]] = []
         self._by_id: dict[str, dict] = {}
         self._by_type: dict[str, list[dict]] = {}
+        self._local: dict[str, None] = {}
         self._eq: dict[tuple[str, str], tuple[dict, list]] = {}
         self._md5 = hashlib.md5()
         self._clean_end = True  # the file ends with a newline (or is empty)
@@ -133,7 +134,8 @@ class Ledger:
         return pid in self._by_id
 
     def local_policies(self) -> list[dict]:
-        return [p for p in self.policies if body(p).get("ledger") == "local"]
+        """The `ledger: local` policies (those the master does not have yet), in ledger order."""
+        return [self._by_id[pid] for pid in self._local]
 
     def read_file(self) -> bytes:
         """The file's bytes; a missing file is an empty ledger. (Blocking: call from a thread.)
@@ -176,6 +178,7 @@ class Ledger:
         self.policies = state.policies
         self._by_id = state.by_id
         self._by_type = state.by_type
+        self._local = state.local
         self._eq = {}
         self._md5 = state.md5
         self._clean_end = state.clean_end
@@ -259,7 +262,10 @@ class Ledger:
 
     def _index_new(self, policy: dict) -> None:
         self.policies.append(policy)
-        self._by_id[body(policy)["id"]] = policy
+        inner = body(policy)
+        self._by_id[inner["id"]] = policy
+        if inner.get("ledger") == "local":
+            self._local[inner["id"]] = None
         ptype = policy_type(policy)
         self._by_type.setdefault(ptype, []).append(policy)
         for (t, attr), (values, unindexed) in self._eq.items():
@@ -283,6 +289,10 @@ class Ledger:
             self.policies[positions[id(old)]] = p
             positions[id(p)] = positions.pop(id(old))
             self._by_id[pid] = p
+            if body(p).get("ledger") == "local":
+                self._local[pid] = None
+            else:
+                self._local.pop(pid, None)
             replaced = True
         if replaced:
             # the type lists must follow ledger order again, and the value indexes are rebuilt on use

@@ -60,6 +60,7 @@ def _checked_state(policies: list, data: bytes) -> "State | None":
     """The state of a list of decoded lines, or None when one is not a good policy or an id repeats."""
     by_id: dict[str, dict] = {}
     by_type: dict[str, list[dict]] = {}
+    local: dict[str, None] = {}
     for p in policies:
         if type(p) is not dict or len(p) != 1:
             return None
@@ -70,12 +71,14 @@ def _checked_state(policies: list, data: bytes) -> "State | None":
             if type(pid) is not str or not pid or pid in by_id:
                 return None
             by_id[pid] = p
+            if inner.get("ledger") == "local":
+                local[pid] = None
             found = by_type.get(ptype)
             if found is None:
                 by_type[ptype] = [p]
             else:
                 found.append(p)
-    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data))
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data), local)
 
 
 def _parse_slowly(data: bytes) -> Parsed:
@@ -115,20 +118,24 @@ class State:
     md5: "hashlib._Hash"
     clean_end: bool
     size: int = 0
+    local: dict[str, None] = field(default_factory=dict)  # ids of the `ledger: local` policies, in order
 
 
 def build_state(policies: list[dict], data: bytes) -> State:
     by_id: dict[str, dict] = {}
     by_type: dict[str, list[dict]] = {}
+    local: dict[str, None] = {}
     for p in policies:
         for ptype, inner in p.items():
             by_id[inner["id"]] = p
+            if inner.get("ledger") == "local":
+                local[inner["id"]] = None
             found = by_type.get(ptype)
             if found is None:
                 by_type[ptype] = [p]
             else:
                 found.append(p)
-    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data))
+    return State(policies, by_id, by_type, hashlib.md5(data), not data or data.endswith(b"\n"), len(data), local)
 
 
 def render(policies: Iterable[dict]) -> bytes:

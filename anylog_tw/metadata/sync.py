@@ -65,7 +65,7 @@ class Synchronizer(NodeProcess):
         self._loop: LoopingCall | None = None
         self._running: Deferred | None = None
         self._again = False
-        self._refused: dict[str, str] = {}  # local policy id -> master version when it was refused
+        self._sent: dict[str, str] = {}  # local policy id -> master version when it was last pushed
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -209,18 +209,18 @@ class Synchronizer(NodeProcess):
                 await master.push(p)
 
     async def _push_local(self, meta) -> None:
-        """Send the master our local policies.  One it refuses is reported once, and tried again
-        only after the master's ledger has changed (it may be fixed by then)."""
+        """Send the master our local policies.  A policy is sent once per master version: while
+        the master's ledger has not changed since, sending it again cannot help (a refusal is
+        reported once; a policy the master holds as its own local one is not sent forever)."""
         for policy in list(meta.ledger.local_policies()):
             pid = next(iter(policy.values()))["id"]
-            if self._refused.get(pid) == self.version:
+            if self._sent.get(pid) == self.version:
                 continue
             reply = await meta.ask(self.connection, "blockchain push " + to_line(policy))
+            self._sent[pid] = self.version
             if reply.ok:
                 self.pushed += 1
-                self._refused.pop(pid, None)
                 continue
-            self._refused[pid] = self.version
             message = f"the master refused local policy {pid}: {reply.text}"
             self.last_failure = message
             self.last_failure_at = self.node.reactor.seconds()

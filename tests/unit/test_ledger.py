@@ -451,6 +451,8 @@ class LedgerMachine(RuleBasedStateMachine):
         fresh = Ledger(self.ledger.path)
         fresh.load()
         assert fresh.all() == self.ledger.all()
+        assert fresh.local_policies() == self.ledger.local_policies()
+        assert self.ledger.local_policies() == [p for p in self.ledger.all() if inner(p)["ledger"] == "local"]
         for t in ("config", "operator"):
             assert list(fresh.of_type(t)) == list(self.ledger.of_type(t))
         data = open(self.ledger.path, "rb").read() if os.path.exists(self.ledger.path) else b""
