@@ -17,6 +17,9 @@ import hashlib
 import hmac
 import os
 
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
+
 LABEL = b"anylog-tw peer hello v1"
 NONCE_BYTES = 16
 SCHEME = "hmac-sha256"
@@ -47,32 +50,45 @@ def valid_nonce(value: object) -> bool:
 # --- TLS -------------------------------------------------------------------------------------
 
 
+@implementer(IOpenSSLContextFactory)
 class TLSConfig:
-    """The node's certificate, key and the network CA, loaded once; builds Twisted context factories."""
+    """The node's certificate, key and the network CA; builds OpenSSL contexts for both directions.
+
+    Both directions present the node's certificate and require the peer's, signed by the CA
+    (TLS 1.2 or newer).  Files are read by OpenSSL directly, so a bad file is an error here.
+    """
 
     def __init__(self, cert_path: str, key_path: str, ca_path: str):
-        from twisted.internet import ssl
-
-        try:
-            with open(cert_path, "rb") as f:
-                cert_pem = f.read()
-            with open(key_path, "rb") as f:
-                key_pem = f.read()
-            with open(ca_path, "rb") as f:
-                ca_pem = f.read()
-        except OSError as e:
-            raise ValueError(f"cannot read TLS file {e.filename}: {e.strerror}") from None
-        try:
-            self.private = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-            self.ca = ssl.Certificate.loadPEM(ca_pem)
-        except Exception as e:  # OpenSSL errors have no common base worth naming here
-            raise ValueError(f"the TLS certificate, key or CA does not load: {e}") from None
+        for path in (cert_path, key_path, ca_path):
+            if not os.path.isfile(path):
+                raise ValueError(f"TLS file {path} does not exist")
         self.paths = (cert_path, key_path, ca_path)
+        self._context = self._make()
 
-    def options(self):
-        """Context options for both directions: present our certificate, require the peer's."""
-        from twisted.internet import ssl
+    def _make(self):
+        from OpenSSL import SSL
 
-        return ssl.CertificateOptions(privateKey=self.private.privateKey.original,
-                                      certificate=self.private.original, verify=True,
-                                      caCerts=[self.ca.original], requireCertificate=True)
+        cert_path, key_path, ca_path = self.paths
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        try:
+            ctx.use_certificate_chain_file(cert_path)
+            ctx.use_privatekey_file(key_path)
+            ctx.check_privatekey()
+            ctx.load_verify_locations(ca_path)
+        except SSL.Error as e:
+            raise ValueError(f"the TLS certificate, key or CA does not load: {e}") from None
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verified)
+        ctx.set_session_id(b"anylog-tw-peer")
+        return ctx
+
+    def options(self) -> "TLSConfig":
+        """A context factory (server and client endpoints take an object with getContext())."""
+        return self
+
+    def getContext(self):
+        return self._context
+
+
+def _verified(connection, x509, errno, depth, ok) -> bool:
+    return bool(ok)

@@ -353,6 +353,11 @@ async def test_mutual_tls(tmp_path):
     try:
         assert (await n1.run(f"run client {addr(n2)} get node name")).text == "n2"
         assert "SSL: True" in (await n1.run("get processes")).render()
+        src = tmp_path / "over-tls.bin"
+        digest = write_file(src, 3 * 1024 * 1024)
+        assert (await n1.component(Peers).send_file(addr(n2), str(src))).ok
+        landed = os.path.join(n2.dictionary["watch_dir"], "over-tls.bin")
+        assert hashlib.md5(open(landed, "rb").read()).hexdigest() == digest
         intruder.component(Peers).connect_timeout = 2
         reply = await intruder.run(f"run client ({addr(n2)} and timeout = 3) get node name")
         assert not reply.ok
