@@ -24,6 +24,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.threads import deferToThreadPool
@@ -81,6 +82,13 @@ class Job:
     redo: bool = False
     done: bool = False
     hash: str = ""
+    first_name: str = ""
+    start: float = 0.0
+    db: Any = None
+    policy: MappingPolicy | None = None
+    parsed: Any = None
+    columns: dict = field(default_factory=dict)
+    adapted: list | None = None
 
 
 class Operator(NodeProcess):
@@ -172,17 +180,36 @@ class Operator(NodeProcess):
             d.addErrback(lambda f: self.log.failure("operator worker failed", f))
 
     async def _worker(self) -> None:
-        while self.queue and self.running:
-            name = self.queue.popleft()
-            self.queued.discard(name)
-            if self._busy_since is None:
-                self._busy_since = self.reactor.seconds()
-            try:
-                await self.process(name)
-            finally:
-                if not self.in_hand and not self.queue and self._busy_since is not None:
-                    self.stats.processing += self.reactor.seconds() - self._busy_since
-                    self._busy_since = None
+        """Take files from the queue; the next file is prepared while the previous one is inserted.
+
+        Two stages per file: `_prepare` (parse, map, table, adapt, register: mostly worker
+        threads) and `_finish` (insert, done, archive: mostly the database's writer thread).  A
+        worker starts preparing its next file as soon as it has handed the previous one to its
+        finish, so parsing overlaps inserting even with `threads = 1`.
+        """
+        finishing: Deferred | None = None
+        try:
+            while self.queue and self.running:
+                name = self.queue.popleft()
+                self.queued.discard(name)
+                if self._busy_since is None:
+                    self._busy_since = self.reactor.seconds()
+                job = await self._stage(self._prepare, Job(name))
+                if finishing is not None:
+                    await finishing
+                    finishing = None
+                if job is not None:
+                    finishing = Deferred.fromCoroutine(self._stage(self._finish, job))
+                self._idle_check()
+        finally:
+            if finishing is not None:
+                await finishing
+            self._idle_check()
+
+    def _idle_check(self) -> None:
+        if not self.in_hand and not self.queue and self._busy_since is not None:
+            self.stats.processing += self.reactor.seconds() - self._busy_since
+            self._busy_since = None
 
     # -- one file ----------------------------------------------------------------------------
 
@@ -194,13 +221,14 @@ class Operator(NodeProcess):
 
     async def process(self, name: str) -> None:
         """Ingest one file from the watch dir, or move it to the error dir with the reason."""
-        if not os.path.isfile(self._path(name)):
-            return  # already handled (a second report of the same file)
-        job = Job(name)
-        self.in_hand.add(name)
-        start = self.reactor.seconds()
+        job = await self._stage(self._prepare, Job(name))
+        if job is not None:
+            await self._stage(self._finish, job)
+
+    async def _stage(self, step, job: Job) -> Job | None:
+        """Run one stage of a file; on failure the file goes to the error dir and None comes back."""
         try:
-            rows = await self._ingest(job)
+            return await step(job)
         except IngestError as e:
             await self._fail(job, e.reason, e.message)
         except StorageError as e:
@@ -211,61 +239,82 @@ class Operator(NodeProcess):
         except Exception as e:
             self.log.failure("ingesting {name} failed", name=job.name)
             await self._fail(job, "io", f"{type(e).__name__}: {e}")
-        else:
-            now = self.reactor.seconds()
-            self.stats.file_done(job.dbms, job.table, rows, now - start, now)
-            metrics = self._metrics()
-            if metrics is not None:
-                metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
-                metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
-            self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
-            for observer in list(self.observers):
-                try:
-                    observer(job, rows)
-                except Exception:
-                    self.log.failure("an ingest observer failed on {name}", name=job.name)
-        finally:
-            self.in_hand.discard(name)
-            self.in_hand.discard(job.name)
-            self._hashes.discard(job.hash)
+        self._release(job)
+        return None
 
-    async def _ingest(self, job: Job) -> int:
+    def _release(self, job: Job) -> None:
+        self.in_hand.discard(job.first_name)
+        self.in_hand.discard(job.name)
+        self._hashes.discard(job.hash)
+
+    async def _prepare(self, job: Job) -> Job | None:
+        """Everything up to the insert: None when the file is already handled (or was only archived)."""
+        if job.name in self.in_hand or not os.path.isfile(self._path(job.name)):
+            return None  # already handled (a second report of the same file)
+        job.first_name = job.name
+        job.start = self.reactor.seconds()
+        self.in_hand.add(job.name)
         fname = job.fname = parse_file_name(job.name)
         job.dbms, job.table = fname.dbms, fname.table
         if fname.member == "@":  # the streamer inserted these rows already
             job.date = fname.tsd_date or tsd_date(self.reactor.seconds())
             await self._archive(job, fname.registered_as(self.config.member, fname.tsd_id, job.date))
-            return 0
-        db = Databases_find(self.node, fname.dbms)
+            self._done(job, 0)
+            return None
+        db = job.db = Databases_find(self.node, fname.dbms)
         policy = None
         if fname.instructions != "0":
             found = self.link.mapping_policy(fname.instructions)
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
-            policy = MappingPolicy(found)
+            policy = job.policy = MappingPolicy(found)
             job.table = policy.table or job.table
         if not self.config.allows(job.dbms, job.table):
             raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
-        parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
-        columns = await self._ensure_table(db, job, parsed, policy)
-        adapted = None if parsed.big else await self._thread(pipeline.adapt, parsed.batch, columns, db.engine)
+        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
+        job.columns = await self._ensure_table(db, job, parsed, policy)
+        if not parsed.big:
+            job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
+            parsed.batch = None  # the adapted columns are all the insert needs
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
                 await self._archive(job, job.fname)
-                return 0
+                self._done(job, 0)
+                return None
+        return job
+
+    async def _finish(self, job: Job) -> None:
+        """The insert (one transaction), the TSD row marked done, the file archived."""
+        db, parsed = job.db, job.parsed
         if parsed.big:
-            rows = await db.transaction(pipeline.insert_big, job.table, columns, self._path(job.name), job.fname,
-                                        policy, job.tsd_name, job.tsd_id, job.redo)
+            rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
+                                        job.policy, job.tsd_name, job.tsd_id, job.redo)
         else:
-            rows = await db.transaction(pipeline.insert_small, job.table, columns, adapted, job.tsd_name,
+            rows = await db.transaction(pipeline.insert_small, job.table, job.columns, job.adapted, job.tsd_name,
                                         job.tsd_id, job.redo)
+            job.adapted = None
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
         await self._archive(job, job.fname)
-        return rows
+        self._done(job, rows)
+
+    def _done(self, job: Job, rows: int) -> None:
+        now = self.reactor.seconds()
+        self.stats.file_done(job.dbms, job.table, rows, now - job.start, now)
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
+            metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+        self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+        for observer in list(self.observers):
+            try:
+                observer(job, rows)
+            except Exception:
+                self.log.failure("an ingest observer failed on {name}", name=job.name)
+        self._release(job)
 
     # -- TSD -----------------------------------------------------------------------------------
 
