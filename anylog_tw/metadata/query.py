@@ -118,17 +118,21 @@ class Test:
     def __call__(self, policy: dict, ctx: "Context") -> bool:
         actual = resolve(policy, self.path)
         if self.op == "childfrom":
-            return ctx.child_from(policy, self._other(policy))
+            return ctx.child_from(policy, self._other(policy, ctx))
         if actual is MISSING:
             return False
-        other = self._other(policy)
+        other = self._other(policy, ctx)
         if other is MISSING:
             return False
         return compare(actual, self.op, other)
 
-    def _other(self, policy: dict) -> Any:
+    def _other(self, policy: dict, ctx: "Context | None" = None) -> Any:
         if isinstance(self.value, tuple):
-            return resolve(policy, self.value[1])
+            segs = self.value[1]
+            outer = ctx.outer if ctx is not None else None
+            if outer is not None and segs and segs[0] in outer:  # join/merge: a value from the left side
+                return resolve(outer, segs)
+            return resolve(policy, segs)
         return self.value
 
 
@@ -149,11 +153,13 @@ class Query:
     where: Any = None  # a Test / BoolOp tree, or None
     equalities: list = field(default_factory=list)  # form 1 tests usable with an index
     bring: Bring | None = None
+    joins: list = field(default_factory=list)  # ("join" | "merge", Query): the right side, per left record
 
 
 class Context:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, outer: dict | None = None):
         self.store = store
+        self.outer = outer  # the left record of a join/merge: `[type][attr]` values come from it
 
     def child_from(self, policy: dict, ancestor: Any) -> bool:
         """True when following `parent` ids from the policy reaches `ancestor` (an id)."""
@@ -202,20 +208,43 @@ def parse_query(text: str) -> Query:
     if not text:
         raise QueryError("'blockchain get' needs a policy type, '(type1, type2)' or '*'")
     where_at = bring_at = None
+    joins: list[tuple[str, int]] = []
     for pos, word in _top_level_words(text):
         low = word.lower()
-        if low == "where" and where_at is None and bring_at is None:
+        if bring_at is not None:
+            continue
+        if low == "where" and where_at is None and not joins:
             where_at = pos
-        elif (low == "bring" or low.startswith("bring.")) and bring_at is None:
+        elif low in ("join", "merge"):
+            joins.append((low, pos))
+        elif low == "bring" or low.startswith("bring."):
             bring_at = pos
-    head_end = min(p for p in (where_at, bring_at, len(text)) if p is not None)
-    query = Query(types=parse_types(text[:head_end]))
+    ends = [p for p in (where_at, joins[0][1] if joins else None, bring_at) if p is not None]
+    query = Query(types=parse_types(text[:min(ends, default=len(text))]))
     if where_at is not None:
-        where_text = text[where_at + len("where"): bring_at if bring_at is not None else len(text)]
-        query.where, query.equalities = parse_where(where_text)
+        stop = joins[0][1] if joins else bring_at if bring_at is not None else len(text)
+        query.where, query.equalities = parse_where(text[where_at + len("where"):stop])
+    for i, (kind, pos) in enumerate(joins):
+        stop = joins[i + 1][1] if i + 1 < len(joins) else bring_at if bring_at is not None else len(text)
+        query.joins.append((kind, _parse_side(kind, text[pos + len(kind):stop])))
     if bring_at is not None:
         query.bring = parse_bring(text[bring_at:])
     return query
+
+
+def _parse_side(kind: str, text: str) -> Query:
+    """The right side of `join (blockchain get ...)` / `merge (blockchain get ...)`."""
+    s = text.strip()
+    if not (s.startswith("(") and s.endswith(")")):
+        raise QueryError(f"'{kind}' is followed by '(blockchain get <type> where ...)', not {s[:40]!r}")
+    inner = s[1:-1].strip()
+    words = inner.split(None, 2)
+    if len(words) < 3 or words[0].lower() != "blockchain" or words[1].lower() not in ("get", "read"):
+        raise QueryError(f"'{kind} (...)' holds a 'blockchain get' query, not {inner[:40]!r}")
+    side = parse_query(words[2])
+    if side.bring is not None or side.joins:
+        raise QueryError(f"the query inside '{kind} (...)' takes no 'bring' and no further join: put them after it")
+    return side
 
 
 _TYPE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -256,7 +285,7 @@ def parse_where(text: str) -> tuple[Any, list]:
         tree = parser.parse()
         return tree, []
     tests = _parse_form1(toks)
-    equalities = [t for t in tests if t.op == "=" and len(t.path) in (1, 2)]
+    equalities = [t for t in tests if t.op == "=" and len(t.path) in (1, 2) and isinstance(t.value, str)]
     return (tests[0] if len(tests) == 1 else BoolOp("and", tests)), equalities
 
 
@@ -293,7 +322,10 @@ def _parse_form1(toks: list[Tok]) -> list[Test]:
             j += 1
         if not words:
             raise QueryError(f"'{_show(key)} {kind}' has no value")
-        value = " ".join(str(w.value) if w.kind != "path" else _show(w) for w in words)
+        if len(words) == 1 and words[0].kind == "path":
+            value: Any = ("path", list(words[0].value))  # another attribute (in a join: of the left record)
+        else:
+            value = " ".join(str(w.value) if w.kind != "path" else _show(w) for w in words)
         tests.append(Test(path, kind, value))
         i = j + 1
         if j < n and i >= n:
@@ -445,9 +477,10 @@ def check_types(query: Query, store: Store) -> None:
                          f"and not a standard type (types: {listed})")
 
 
-def select(query: Query, store: Store) -> list[dict]:
-    """The policies the type and where clause select, in ledger order."""
-    ctx = Context(store)
+def select(query: Query, store: Store, outer: dict | None = None) -> list[dict]:
+    """The policies the type and where clause select, in ledger order (`outer`: the left record
+    of a join, whose attributes `[type][attr]` values name)."""
+    ctx = Context(store, outer)
     candidates: Sequence[dict] | None = None
     if query.types is not None and len(query.types) == 1 and query.equalities:
         ptype = query.types[0]
@@ -476,9 +509,34 @@ def select(query: Query, store: Store) -> list[dict]:
 def evaluate(query: Query, store: Store) -> Outcome:
     check_types(query, store)
     policies = select(query, store)
+    for kind, side in query.joins:
+        check_types(side, store)
+        policies = join(kind, policies, side, store)
     if query.bring is None:
         return Outcome("json", policies)
     return apply_bring(query.bring, policies, store)
+
+
+def join(kind: str, left: list[dict], side: Query, store: Store) -> list[dict]:
+    """`join`: one record holding both policies per match, left records without a match dropped
+    (an inner join).  `merge`: the matches' attributes added to the left policy where it has none
+    (a left join: a left policy without a match stays as it is)."""
+    out: list[dict] = []
+    for record in left:
+        matched = select(side, store, outer=record)
+        if kind == "join":
+            out.extend({**record, **m} for m in matched)
+            continue
+        if not matched:
+            out.append(record)
+            continue
+        ptype = policy_type(record)
+        merged = dict(record[ptype])
+        for m in matched:
+            for key, value in body(m).items():
+                merged.setdefault(key, value)
+        out.append({ptype: merged, **{k: v for k, v in record.items() if k != ptype}})
+    return out
 
 
 def run_query(text: str, store: Store) -> Outcome:

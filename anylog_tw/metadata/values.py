@@ -126,13 +126,21 @@ def matches(actual: Any, text: str) -> bool:
 
 
 def resolve(policy: dict, segments: Sequence[str]) -> Any:
-    """The value at a path, MISSING when absent; through a list, the list of values found."""
-    ptype = policy_type(policy)
+    """The value at a path, MISSING when absent; through a list, the list of values found.
+
+    A first segment naming a root key of the record (its type; a joined record has several) or
+    `*` starts at that root; any other path starts inside the record's first root.
+    """
     if not segments:
         return policy
-    value: Any = policy[ptype]
-    if segments[0] == ptype or segments[0] == "*":
+    first = segments[0]
+    if first in policy:
+        value: Any = policy[first]
         segments = segments[1:]
+    else:
+        value = policy[policy_type(policy)]
+        if first == "*":
+            segments = segments[1:]
     for seg in segments:
         seg, func = split_function(seg)
         if isinstance(value, dict):

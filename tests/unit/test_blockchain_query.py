@@ -287,3 +287,39 @@ def test_any_text_parses_or_is_a_grammar_error(text):
         run_query(text, MemoryStore(ALL))
     except GrammarError as e:
         assert e.message
+
+
+# --- join and merge ------------------------------------------------------------------------
+
+BUCKET = {"bucket": {"name": "my_bucket", "operator": "cluster2-operator1", "id": "b1", "date": "2026-01-01Z"}}
+LONELY = {"bucket": {"name": "lonely", "operator": "nobody", "id": "b2", "date": "2026-01-02Z"}}
+
+
+def test_join_keeps_both_policies_and_drops_left_records_without_a_match():
+    s = MemoryStore(ALL + [BUCKET, LONELY])
+    out = get(s, "bucket join (blockchain get operator where name = [bucket][operator])")
+    assert out.value == [{**BUCKET, **OP2}]
+    out = get(s, "bucket where name = my_bucket join (blockchain get operator where name = [bucket][operator]) "
+                 "bring.table [bucket][name] [operator][ip] [operator][port]")
+    assert out.columns == ["name", "ip", "port"] and out.value == [["my_bucket", "10.0.0.80", "32158"]]
+
+
+def test_merge_adds_the_right_attributes_and_keeps_left_values_and_unmatched_records():
+    s = MemoryStore(ALL + [BUCKET, LONELY])
+    out = get(s, "bucket merge (blockchain get operator where name = [bucket][operator])")
+    merged, lonely = out.value
+    assert merged["bucket"]["ip"] == "10.0.0.80" and merged["bucket"]["name"] == "my_bucket"
+    assert merged["bucket"]["id"] == "b1" and lonely == LONELY
+    assert get(s, "bucket merge (blockchain get operator where name = [bucket][operator]) bring.ip_port").value == \
+        "10.0.0.80:32158"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("bucket join blockchain get operator", "is followed by '(blockchain get"),
+    ("bucket join (operator where name = x)", "holds a 'blockchain get' query"),
+    ("bucket join (blockchain get operator bring [operator][ip])", "takes no 'bring'"),
+])
+def test_bad_joins(text, fragment):
+    with pytest.raises(QueryError) as e:
+        get(MemoryStore(ALL + [BUCKET]), text)
+    assert fragment in e.value.message
