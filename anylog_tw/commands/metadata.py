@@ -83,7 +83,8 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
             "'[type][attr]' with ==, !=, <, >, <=, >=, contains, startswith, endswith, childfrom, and, or and "
             "parentheses. 'bring' extracts keys ([type][attr], [*][attr], [] for the whole policy) and literal "
             "text; modifiers .unique .first .recent .json .list .table .table.sort(i) .count .null .ip_port .min "
-            ".max .children chain; 'separator = ,' joins the results.")
+            ".max .children chain; 'separator = ,' joins the results. 'join (blockchain get t where k = [left][attr])' "
+            "pairs each policy with the matching ones (inner join); 'merge (...)' adds their attributes (left join).")
 
 
 @command("blockchain get", usage="blockchain get <type|(t1, t2)|*> [where ...] [bring[.modifiers] keys] "
@@ -96,7 +97,9 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
                    "blockchain get operator bring [operator][ip] \":\" [operator][port] separator = ,",
                    "blockchain get operator where [cluster] == abc bring.ip_port",
                    "blockchain get * bring.table [*][name] [*][id]",
-                   "blockchain get cluster where name = c1 bring.children.ip_port"),
+                   "blockchain get cluster where name = c1 bring.children.ip_port",
+                   "blockchain get bucket join (blockchain get operator where name = [bucket][operator]) "
+                   "bring.table [bucket][name] [operator][ip]"),
          keywords=KEYWORDS, raw=True, readonly=True)
 async def blockchain_get(call):
     meta = await metadata(call.node)
