@@ -22,6 +22,7 @@ from anylog_tw.metadata.values import body, policy_type
 
 DBMS = "blockchain"
 TABLE = "ledger"
+COLUMNS = ("policy_type", "policy_id", "company_name", "host", "status", "policy")
 
 
 def ledger_row(policy: dict, host: str = "", status: str = "") -> tuple:
@@ -62,6 +63,19 @@ class MasterLedger:
                 return False
             raise
         return True
+
+    async def push_many(self, policies: Iterable[dict], host: str = "") -> int:
+        """Insert the policies the table lacks, in one transaction (COPY on PostgreSQL)."""
+        have = await self.ids()
+        rows, seen = [], set()
+        for p in policies:
+            pid = body(p)["id"]
+            if pid not in have and pid not in seen:
+                seen.add(pid)
+                rows.append(ledger_row(p, host))
+        if rows:
+            await self.db.bulk_insert(TABLE, COLUMNS, rows)
+        return len(rows)
 
     async def drop(self, ids: Iterable[str]) -> int:
         removed = 0

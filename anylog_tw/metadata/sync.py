@@ -203,10 +203,7 @@ class Synchronizer(NodeProcess):
 
         master = MasterLedger(self.node.component(Databases).get(DBMS))
         await master.ensure_table()
-        have = await master.ids()
-        for p in meta.ledger.all():
-            if next(iter(p.values()))["id"] not in have:
-                await master.push(p)
+        await master.push_many(meta.ledger.all())
 
     async def _push_local(self, meta) -> None:
         """Send the master our local policies.  A policy is sent once per master version: while

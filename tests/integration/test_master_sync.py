@@ -263,3 +263,24 @@ async def test_a_local_policy_the_master_refuses_is_reported_once(cluster):
     assert "refused local policy" in sync.last_failure and sync.status == "Synchronized"
     assert sum("refused local policy" in e[-1] for e in a.errors.entries(None)) == 1
     assert (await ok(a, "blockchain get operator where name = y bring [operator][ledger]")).text == "local"
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "psql"])
+async def test_dest_dbms_keeps_the_nodes_ledger_table_in_step(cluster, engine):
+    master, a, _ = cluster
+    db = await connect_blockchain(a, engine)
+    try:
+        for i in range(3):
+            await ok(master, f'blockchain push {{"config": {{"id": "t{i}"}}}}')
+        await ok(a, f"run blockchain sync where source = master and time = 60 seconds and dest = file and dest = dbms "
+                    f"and connection = {addr(master)}")
+        sync = a.process("Blockchain Sync")
+        await poll(lambda: sync.calls >= 1 and sync._running is None, what="the first sync")
+        assert await MasterLedger(db).ids() == {"t0", "t1", "t2"}
+        await ok(master, 'blockchain push {"config": {"id": "t3"}}')
+        await forced_sync(a)
+        assert sync.deltas == 1 and await MasterLedger(db).ids() == {"t0", "t1", "t2", "t3"}
+        assert sync.last_failure == ""
+    finally:
+        if engine == "psql":
+            await db.execute('DROP TABLE IF EXISTS "ledger"')
