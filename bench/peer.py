@@ -52,6 +52,17 @@ def serve_node(home: str) -> None:
     reactor.run()
 
 
+def serve_proto(home: str) -> None:
+    """The node's peer protocol with commands answered without running them: the protocol's own cost."""
+    from anylog_tw.net import peer, wire
+
+    def answer(self, header, body):
+        self._write(wire.encode_text_reply(header["id"], header["cmd"][5:].encode()))
+
+    peer.PeerProtocol._on_cmd = answer
+    serve_node(home)
+
+
 def serve_line() -> None:
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -192,7 +203,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.serve:
         mode = args.serve[0]
-        {"node": lambda: serve_node(args.serve[1]), "line": serve_line, "sink": serve_sink}[mode]()
+        {"node": lambda: serve_node(args.serve[1]), "proto": lambda: serve_proto(args.serve[1]),
+         "line": serve_line, "sink": serve_sink}[mode]()
         return
 
     from twisted.internet import reactor
@@ -210,7 +222,8 @@ def main() -> None:
         node_proc, node_port = spawn("node", server_home)
         line_proc, line_port = spawn("line")
         sink_proc, sink_port = spawn("sink")
-        procs.extend([node_proc, line_proc, sink_proc])
+        proto_proc, proto_port = spawn("proto", os.path.join(work, "proto"))
+        procs.extend([node_proc, line_proc, sink_proc, proto_proc])
         client = Node(os.path.join(work, "client"), name="bench-client", reactor=reactor, environ={})
         peers = client.component(Peers)
         address = f"127.0.0.1:{node_port}"
@@ -224,6 +237,7 @@ def main() -> None:
         for _ in range(args.runs):
             results.setdefault("line", []).append(await line_pingpong(reactor, line_port, args.rt))
             results.setdefault("seq", []).append(await node_sequential(peers, address, args.rt))
+            results.setdefault("proto", []).append(await node_sequential(peers, f"127.0.0.1:{proto_port}", args.rt))
             results.setdefault("pipe", []).append(await node_pipelined(peers, address, args.pipelined))
             results.setdefault("raw", []).append(raw_socket_send(sink_port, path, size))
             results.setdefault("file", []).append(await node_file(peers, address, path, watch, size, None))
@@ -259,6 +273,8 @@ def main() -> None:
     print(f"  sequential round trips, 100 B: {med('seq'):9,.0f} rt/s   baseline LineReceiver ping-pong "
           f"{med('line'):9,.0f} rt/s   ratio {med('seq') / med('line'):.2f} (target >= 0.70)")
     print(f"      runs: node {[round(x) for x in results['seq']]} line {[round(x) for x in results['line']]}")
+    print(f"  same, protocol only (peer answers without running the command): {med('proto'):9,.0f} rt/s   "
+          f"ratio {med('proto') / med('line'):.2f}   runs {[round(x) for x in results['proto']]}")
     print(f"  pipelined commands ({args.pipelined}):  {med('pipe'):9,.0f} cmd/s  (target >= 20,000)  "
           f"runs {[round(x) for x in results['pipe']]}")
     print(f"  file {args.mb} MB, md5 by sender:    {med('file'):7,.0f} MB/s   with md5 given: "
