@@ -83,6 +83,20 @@ async def test_big_reply_body(pair):
     b.dictionary["big"] = "x" * (20 * 1024 * 1024)
     reply = await a.component(Peers).command(addr(b), "echo !big")
     assert reply.ok and len(reply.text) == 20 * 1024 * 1024
+    # A big table (parsed off the reactor thread on arrival) renders as it does locally.
+    table = await a.component(Peers).command(addr(b), "get dictionary big")
+    assert table.is_table and table.rows == [["big", "x" * (20 * 1024 * 1024)]]
+
+
+async def test_one_way_events(pair):
+    """peers.send_event reaches the handler registered with on_event, with its args and body."""
+    a, b = pair
+    got = []
+    b.component(Peers).on_event("test_ping", lambda peer, args, body: got.append((peer, args, body)))
+    await a.component(Peers).send_event(addr(b), "test_ping", {"n": 1}, b"payload")
+    await a.component(Peers).send_event(addr(b), "nobody_listens", {})
+    await poll(lambda: got, 5, what="the event")
+    assert got == [(addr(a), {"n": 1}, b"payload")]
 
 
 async def test_remote_references_and_assignment(pair):
