@@ -89,6 +89,7 @@ class Job:
     parsed: Any = None
     columns: dict = field(default_factory=dict)
     adapted: list | None = None
+    big: bool = False
 
 
 class Operator(NodeProcess):
@@ -275,7 +276,8 @@ class Operator(NodeProcess):
                                        f"({', '.join(self.config.limit_tables)})")
         parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
         job.columns = await self._ensure_table(db, job, parsed, policy)
-        if not parsed.big:
+        job.big = parsed.big
+        if not job.big:
             job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
             parsed.batch = None  # the adapted columns are all the insert needs
         if self.config.update_tsd_info:
@@ -288,8 +290,8 @@ class Operator(NodeProcess):
 
     async def _finish(self, job: Job) -> None:
         """The insert (one transaction), the TSD row marked done, the file archived."""
-        db, parsed = job.db, job.parsed
-        if parsed.big:
+        db = job.db
+        if job.big:
             rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
                                         job.policy, job.tsd_name, job.tsd_id, job.redo)
         else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from typing import BinaryIO, Iterator
 
 import orjson
@@ -19,8 +18,15 @@ from anylog_tw.ingest.errors import IngestError
 
 CHUNK = 2 << 20  # bytes of whole lines parsed and inserted at a time for big files (bounds memory)
 # orjson reads integers beyond 64 bits as floats (losing digits); text with a run of 20 digits
-# or more is parsed with the standard library instead, which keeps them exact.
-_LONG_NUMBER = re.compile(rb"\d{20,}")
+# or more is parsed with the standard library instead, which keeps them exact.  The check maps
+# every digit to "0" and looks for 20 of them in a row: two C-speed passes (a regex scan of the
+# same text costs twice as much as parsing it).
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_RUN = b"0" * 20
+
+
+def _long_number(data: bytes) -> bool:
+    return _RUN in data.translate(_DIGITS)
 
 
 def open_data(path: str, gz: bool) -> BinaryIO:
@@ -68,7 +74,7 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
     if start == b"[":
         return _parse_array(data, first_line, name)
     lines = data.split(b"\n")
-    loads = json.loads if _LONG_NUMBER.search(data) else orjson.loads
+    loads = json.loads if _long_number(data) else orjson.loads
     try:
         objs = [loads(x) for x in lines if x]
     except ValueError:  # orjson.JSONDecodeError and json.JSONDecodeError are both ValueErrors
@@ -98,7 +104,7 @@ def parse_objects(data: bytes, first_line: int = 1, name: str = "") -> tuple[lis
 
 def _parse_array(data: bytes, first_line: int, name: str) -> tuple[list[dict], list[int]]:
     try:
-        value = json.loads(data) if _LONG_NUMBER.search(data) else orjson.loads(data)
+        value = json.loads(data) if _long_number(data) else orjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise IngestError("json", f"{name}not JSON ({e})") from None
     if type(value) is not list:
