@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from anylog_tw.errors import PeerError, StorageError
 from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, parse_lines, render,
-                                       write_atomically)
+                                       to_line, write_atomically)
 from anylog_tw.metadata.values import body, policy_type
 
 if TYPE_CHECKING:
@@ -116,7 +116,11 @@ class Metadata:
         await self.ready()
         await self.lock.acquire()
         try:
-            stored = self.ledger.add(policy, ledger)
+            stored = self.ledger.complete(policy)
+            next(iter(stored.values()))["ledger"] = ledger
+            # the fsync waits in a thread; the lock keeps other changes out until it is indexed
+            await self.in_thread(self.ledger.write_lines, to_line(stored).encode("utf-8") + b"\n")
+            self.ledger.appended(stored)
         finally:
             self.lock.release()
         self._changed()

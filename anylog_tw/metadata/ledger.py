@@ -257,6 +257,10 @@ class Ledger:
 
     def _append(self, policy: dict) -> None:
         self.write_lines(to_line(policy).encode("utf-8") + b"\n")
+        self.appended(policy)
+
+    def appended(self, policy: dict) -> None:
+        """Take in a policy whose line `write_lines` has just appended."""
         self._index_new(policy)
         self.changes += 1
 

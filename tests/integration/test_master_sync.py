@@ -284,3 +284,17 @@ async def test_dest_dbms_keeps_the_nodes_ledger_table_in_step(cluster, engine):
     finally:
         if engine == "psql":
             await db.execute('DROP TABLE IF EXISTS "ledger"')
+
+
+async def test_concurrent_adds_get_distinct_members_and_a_consistent_file(cluster):
+    from twisted.internet.defer import gatherResults
+
+    _, a, _ = cluster
+    replies = await gatherResults([
+        a.execute(f'blockchain add {{"operator": {{"name": "op{i}", "cluster": "c"}}}}') for i in range(60)])
+    assert all(r.ok for r in replies), [r.text for r in replies if not r.ok]
+    members = json.loads((await ok(a, "blockchain get operator bring.json [operator][member]")).render())
+    assert len({m["member"] for m in members}) == 60
+    version = (await ok(a, "get metadata version")).text
+    assert (await ok(a, "blockchain load metadata")).text.startswith("60 policies")
+    assert (await ok(a, "get metadata version")).text == version
