@@ -82,7 +82,6 @@ class FileChannel:
     def _file_start(self, header: dict) -> None:
         if not self._gate("file"):
             return
-        self._incoming_id = header["id"]
         self._refusal = None
         self.transport.bufferSize = BULK_READ
         try:

@@ -62,7 +62,6 @@ class PeerProtocol(FileChannel, Protocol):
         self._refusal: str | None = None  # why the file being received is refused
         self._awaiting_md5: dict[int, tuple[FileReceiver, dict]] = {}  # bodies whose md5 trails them
         self._sending: tuple[int, object] | None = None  # (id, hasher) of the file body going out
-        self._incoming_id = 0
         self._closed_reason: str | None = None
         self.last_activity = self.clock.seconds()
         self.requests_in = self.requests_out = 0
@@ -81,13 +80,10 @@ class PeerProtocol(FileChannel, Protocol):
         self.open = True
         peer = self.transport.getPeer()
         self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
-        for opt in ("setTcpNoDelay",):
-            setter = getattr(self.transport, opt, None)
-            if setter is not None:
-                try:
-                    setter(True)
-                except OSError:
-                    pass
+        try:
+            self.transport.setTcpNoDelay(True)  # small frames go out at once (no Nagle delay)
+        except (AttributeError, OSError):
+            pass  # not a TCP transport (tests, TLS wrappers that lack it)
         hello = {"kind": "hello", "id": 0, "name": self.node.name, "addr": self.peers.own_address(),
                  "nonce": self._nonce, "role": self.role}
         if self.key:
@@ -149,6 +145,7 @@ class PeerProtocol(FileChannel, Protocol):
     # -- writing -----------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        self.last_activity = self.clock.seconds()
         if self._streaming:
             self._held.append(data)
         else:
