@@ -56,7 +56,8 @@ async def _start(call, push: bool, pull: bool) -> str:
 
     almgm = node.component(Databases).find("almgm")
     if almgm is None:
-        raise CommandError("HA records every file in almgm: connect it first ('connect dbms almgm where type = sqlite')")
+        raise CommandError("HA records every file in almgm: connect it first "
+                           "('connect dbms almgm where type = sqlite')")
     await almgm.create_tsd_table("tsd_info")
     meta = await metadata(node)
     config = HAConfig(push=push, pull=pull, start_date=o["start_date"], push_interval=o["push_interval"],

@@ -110,6 +110,8 @@ class HA(NodeProcess):
 
     def _on_ingested(self, job, rows: int) -> None:
         if job.tsd_table == "tsd_info":
+            if self.push is not None:
+                self.push.need_fetch = True
             self.wake_push()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class HA(NodeProcess):
     def _start_push(self) -> None:
         self.push = Push(self)
         self.push.stale = self.config.stale
+        self.push.fetch_every = self.config.push_interval
 
         async def first_then_tick():
             if not self.push._loaded:

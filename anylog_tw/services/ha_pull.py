@@ -26,7 +26,6 @@ from anylog_tw.services import ha_state as S
 
 BATCH = 200  # ids per deliver request
 SERVE_WINDOW = 8  # files sent at once by one deliver request
-RECENT = 30.0  # seconds a done file may still be on its way to the archive
 
 
 @dataclass
@@ -155,9 +154,8 @@ async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to
                             "instructions": "", "file_time": S.stamp(node.reactor.seconds()),
                             "reason": "no such file in tsd_info"})
             return
-        recent = node.reactor.seconds() - row.file_time <= RECENT
-        path = await deferToThread(S.find_archived, archive_dir, row, member, not recent)
-        if path is None and recent:  # committed a moment ago, being archived now: asked again next time
+        path = await deferToThread(S.find_archived, archive_dir, row, member)
+        if path is None and in_hand(node, row, member):  # committed, being archived now: asked again next time
             failed.append({"file_id": fid, "error": "not archived yet"})
             return
         if path is None:
@@ -180,3 +178,12 @@ def _deferred(coro):
     from twisted.internet.defer import Deferred
 
     return Deferred.fromCoroutine(coro)
+
+
+def in_hand(node, row: S.FileRow, member: str) -> bool:
+    """Whether the operator holds the file now (committed but not archived yet)."""
+    op = node.process("Operator")
+    if op is None:
+        return False
+    prefix = ".".join(row.stem(member).split(".")[:7]) + "."
+    return any(name.startswith(prefix) for name in op.in_hand)

@@ -24,15 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from anylog_tw.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.services import ha_state as S
+from anylog_tw.services.ha_pull import in_hand
 
 WINDOW = 8  # files on their way to one member at once
 FETCH = 5000  # tsd_info rows read per tick
-RECENT = 30.0  # a done row not archived yet is waited for this long before it counts as missing
+SAVE_EVERY = 0.5  # seconds between writes of the push marks
+CACHE = 20000  # tsd_info rows held at most (those not yet acknowledged by every member)
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Push:
         self._dirty = False
         self._loaded = False
         self.stopping = False
+        self.need_fetch = True  # the operator's observer sets it: new rows in tsd_info
+        self.last_fetch = 0.0
+        self.fetch_every = 1.0  # tsd_info is read at least this often anyway
 
     # -- members and marks ---------------------------------------------------------------------
 
@@ -100,6 +106,7 @@ class Push:
                 saved = self.saved.get(member)
                 hwm = saved[1] if saved is not None else await self._first_mark()
                 m = self.members[member] = Member(member, address, name, hwm=hwm, last_id=hwm)
+                self.max_seen = min(self.max_seen, hwm)  # read again what others were past (a joiner)
                 if saved is None:
                     self.saved[member] = (address, hwm)
                     self._dirty = True
@@ -115,8 +122,12 @@ class Push:
         await self.refresh_members(await self.ha.cluster_peers())
         if not self.members:
             return
-        await self._fetch()
         now = self.reactor.seconds()
+        if self.need_fetch or now - self.last_fetch >= self.fetch_every:
+            self.need_fetch = False  # an ack only refills the window from what is read already
+            self.last_fetch = now
+            await self._fetch()
+            now = self.reactor.seconds()
         for m in self.members.values():
             self._advance(m, now)
             if now < m.retry_at:
@@ -136,8 +147,10 @@ class Push:
             del self.rows[fid]
         almgm = self.ha.almgm()
         after = max(self.max_seen, base)
-        _, rows = await almgm.query(f'SELECT {S.ROW_COLUMNS} FROM "tsd_info" WHERE "file_id" > ? '
-                                    f'ORDER BY "file_id" LIMIT {FETCH}', (after,))
+        rows = []
+        if len(self.rows) < CACHE:  # a member down for long: the rest is read as the first ones are acked
+            _, rows = await almgm.query(f'SELECT {S.ROW_COLUMNS} FROM "tsd_info" WHERE "file_id" > ? '
+                                        f'ORDER BY "file_id" LIMIT {FETCH}', (after,))
         for r in rows:
             row = S.file_row(r)
             self.rows[row.file_id] = row
@@ -162,13 +175,11 @@ class Push:
     # -- one file to one member ----------------------------------------------------------------
 
     async def _send(self, m: Member, row: S.FileRow) -> None:
-        now = self.reactor.seconds()
         try:
-            path = await deferToThread(S.find_archived, self.ha.archive_dir(), row, self.ha.member,
-                                       now - row.file_time > RECENT)
+            path = await deferToThread(S.find_archived, self.ha.archive_dir(), row, self.ha.member)
             if path is None:
-                if now - row.file_time <= RECENT:
-                    return  # committed but not archived yet: the next tick finds it
+                if in_hand(self.node, row, self.ha.member):
+                    return  # committed but not archived yet: the operator's observer wakes us when it is
                 m.missing += 1
                 self._error(m, f"file {row.file_id} ({row.dbms}.{row.table}) is not in the archive; "
                                f"the member's pull will record it as missing")
@@ -223,10 +234,15 @@ class Push:
 
     async def _save_loop(self) -> None:
         try:
-            while self._dirty:
+            while self._dirty and not self.stopping:
                 self._dirty = False
                 marks = dict(self.saved)
                 await self.ha.almgm().transaction(S.save_marks, marks, S.stamp(self.reactor.seconds()))
+                # at most one write per SAVE_EVERY: almgm's writer also serves the operator's TSD rows,
+                # and a mark saved late only means a few files resent (and recognised) after a crash
+                await deferLater(self.reactor, SAVE_EVERY, lambda: None)
+        except CancelledError:
+            pass  # stopping: close() saves last
         except Exception as e:
             self.log.error("HA: cannot save the push marks: {error}", error=e)
         finally:

@@ -67,7 +67,8 @@ def cluster(nodes):
     ops = {name: nodes(name, script[name]) for name in ports}
     policies = [{"cluster": {"id": "c1", "name": "c1", "company": "t", "table": [{"dbms": "lsl", "name": "ping"}]}}]
     policies += [{"operator": {"id": name, "name": name, "company": "t", "ip": "127.0.0.1", "port": port,
-                               "cluster": "c1", "member": i}} for i, (name, port) in enumerate(sorted(ports.items()), 1)]
+                               "cluster": "c1", "member": i}}
+                 for i, (name, port) in enumerate(sorted(ports.items()), 1)]
     a = ops["opa"]
     for p in policies:
         reply = a.command(f"blockchain insert where policy = {json.dumps(p)} and master = 127.0.0.1:{master_port}")
