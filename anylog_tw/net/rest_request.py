@@ -122,13 +122,13 @@ def read_request(method: str, headers: dict[str, str], query: str, body: bytes) 
     Priority: headers, then URL fields, then a JSON body.  A GET without any command is a ping,
     answered by `get status` (as AnyLog answers curl).
     """
-    fields = url_fields(query) if query else {}
-    fields.update(headers)
+    fields = {**url_fields(query), **headers} if query else headers  # not changed below without a copy
     body_commands: list[str] = []
     command = fields.get("command", "").strip()
     if body.strip() and method == "POST":
         obj = _json_body(body) if not command else None
         if obj is not None:
+            fields = dict(fields)
             obj = {str(k).lower(): v for k, v in obj.items()}
             for key, value in obj.items():
                 if key not in fields and isinstance(value, (str, int, float, bool)):
