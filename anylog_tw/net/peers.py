@@ -107,6 +107,7 @@ class Peers:
         self.max_file = wire.MAX_FILE
         self.backoff_initial = 1.0
         self.backoff_max = 60.0
+        self.close_grace = 5.0  # seconds a closing connection may take before it is aborted
         self.states: dict[str, PeerState] = {}
         self.live: set[PeerProtocol] = set()
         self._connecting: dict[str, list[Deferred]] = {}
@@ -382,7 +383,15 @@ class Peers:
         for proto in list(self.live):
             proto._closed_reason = proto._closed_reason or "the node is stopping"
             proto.transport.loseConnection()
+        # A peer that stops reading would keep a closing connection (and the node's stop) waiting.
+        abort = self.reactor.callLater(self.close_grace, self._abort_all)
+        d.addBoth(lambda r: (abort.cancel() if abort.active() else None, r)[1])
         return d
+
+    def _abort_all(self) -> None:
+        for proto in list(self.live):
+            self.log.warn("aborting the connection to {peer}: it did not close in time", peer=proto.label)
+            proto.transport.abortConnection()
 
 
 def _direction(proto: PeerProtocol | None) -> str:
