@@ -225,3 +225,17 @@ def test_chunks_split_on_whole_lines(tmp_path):
 
 def test_nan_values_never_reach_a_float_column():
     assert mapping.infer_column([1.0, math.inf]) == "text"
+
+
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=__import__("datetime").datetime(1900, 1, 1)).map(
+    lambda d: d.isoformat(sep="T")), st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.sampled_from(["2026-02-30T00:00:00Z", "2026-09-21T12:53:20+02:00", "2026-01-01T00:00:00.1234567Z",
+                     "2026-01-01T00:00Z", "2026-01-01", "2026-01-01T00:00:00.٣Z"])), max_size=8))
+def test_fast_timestamp_column_agrees_with_schema_adapt(values):
+    """The column fast path gives exactly what schema.adapt gives, or defers to it (ValueError)."""
+    try:
+        fast = mapping._timestamps(values)
+    except ValueError:
+        return
+    slow = [None if v is None else schema.adapt(v, "timestamp") for v in values]
+    assert fast == slow
