@@ -274,7 +274,7 @@ class RestApi:
             return self._fail(request, "/api/status", started, e)
 
     @app.route("/metrics", methods=["GET", "HEAD"])
-    def metrics(self, request):
+    def prometheus(self, request):
         started = time.perf_counter()
         try:
             self._authorize(request)
