@@ -93,7 +93,7 @@ def default_batch(objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Ba
         first = objs[0]
         keys = list(first)
         n = len(keys)
-        if all(len(o) == n for o in objs):
+        if set(map(len, objs)) == {n}:
             try:
                 values = [[o[k] for o in objs] for k in keys]
             except KeyError:
@@ -255,7 +255,8 @@ def _adapt_column(values: Sequence[Any], kind: str, col: str, lines: Sequence[in
         except (ValueError, TypeError):
             pass  # offsets, odd forms, or a bad value: value by value below
     if kind == INTEGER and kinds == {int}:
-        if all(_INT64[0] <= v <= _INT64[1] for v in values if v is not None):
+        present = values if len(values) and None not in values else [v for v in values if v is not None]
+        if not present or _INT64[0] <= min(present) and max(present) <= _INT64[1]:
             return values
     adapt = schema.adapt
     out = []

@@ -127,7 +127,8 @@ class Operator(NodeProcess):
         NodeProcess.startService(self)
         self.started_at = self.reactor.seconds()
         self.stats = OperatorStats(self.started_at)
-        self.pool = ThreadPool(minthreads=0, maxthreads=max(1, self.config.threads), name="operator")
+        # Two threads per worker: one prepares a file while the other archives the previous one.
+        self.pool = ThreadPool(minthreads=0, maxthreads=2 * max(1, self.config.threads), name="operator")
         self.pool.start()
         for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
             os.makedirs(path, exist_ok=True)
