@@ -8,6 +8,7 @@ leaves the file either where it was or complete at its destination, never half-w
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import zlib
@@ -29,6 +30,7 @@ class Outgoing:
     hash: str
     size: int
     send_name: str
+    md5: str | None = None  # of the bytes as they are on disk: the transfer's check, computed here
 
     @property
     def dbms(self) -> str:
@@ -39,14 +41,22 @@ class Outgoing:
         return self.fname.table
 
 
-def _chunks(path: str, gz: bool):
-    opener = gzip.open if gz else open
-    with opener(path, "rb") as f:
-        while True:
-            block = f.read(_BUF)
-            if not block:
-                return
-            yield block
+class _Tee:
+    """A file that hashes what is read from it (gzip reads the compressed bytes through it)."""
+
+    def __init__(self, f, h):
+        self.f = f
+        self.h = h
+
+    def read(self, n=-1):
+        data = self.f.read(n)
+        self.h.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash what gzip left unread (trailing bytes after the last member)."""
+        while block := self.f.read(_BUF):
+            self.h.update(block)
 
 
 def inspect_file(path: str) -> Outgoing:
@@ -55,35 +65,45 @@ def inspect_file(path: str) -> Outgoing:
     Reasons: `name` / `type` (the name does not parse or fails the name rules), `empty` (no
     bytes, or a gzip with no data), `io` (a .gz that does not decompress).  A file whose name
     has no hash (`0`) gets its hash computed the operator's way (md5 of "dbms.table" and the
-    uncompressed bytes).  FileNotFoundError passes through (the file is gone: nothing to do).
+    uncompressed bytes).  The md5 of the bytes on disk, which the peer transfer sends ahead of the
+    file, is computed in the same read, so the reactor thread never hashes a file.
+    FileNotFoundError passes through (the file is gone: nothing to do).
     """
     name = os.path.basename(path)
     fname = parse_file_name(name)
     size = os.path.getsize(path)
     if size == 0:
         raise IngestError("empty", f"{name} is empty: there is nothing to send")
-    digest = fname.hash
-    if digest == "0" or fname.gz:
-        total = 0
+    raw = hashlib.md5()
+    total = 0
 
-        def counted():
-            nonlocal total
-            for block in _chunks(path, fname.gz):
+    def blocks(f):
+        nonlocal total
+        if fname.gz:
+            tee = _Tee(f, raw)
+            with gzip.GzipFile(fileobj=tee, mode="rb") as z:
+                while block := z.read(_BUF):
+                    total += len(block)
+                    yield block
+            tee.drain()
+        else:
+            while block := f.read(_BUF):
                 total += len(block)
+                raw.update(block)
                 yield block
 
-        try:
-            computed = file_hash(fname.dbms, fname.table, counted())
-        except FileNotFoundError:
-            raise
-        except (OSError, EOFError, zlib.error) as e:
-            raise IngestError("io", f"{name} cannot be read as gzip: {e}") from None
-        if total == 0:
-            raise IngestError("empty", f"{name} holds no data once uncompressed")
-        if digest == "0":
-            digest = computed
+    try:
+        with open(path, "rb") as f:
+            computed = file_hash(fname.dbms, fname.table, blocks(f))
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as e:
+        raise IngestError("io", f"{name} cannot be read{' as gzip' if fname.gz else ''}: {e}") from None
+    if total == 0:
+        raise IngestError("empty", f"{name} holds no data once uncompressed")
+    digest = computed if fname.hash == "0" else fname.hash
     send = replace(fname, hash=digest).format() if fname.hash == "0" else name
-    return Outgoing(name, fname, digest, size, send)
+    return Outgoing(name, fname, digest, size, send, raw.hexdigest())
 
 
 def backup(path: str, bkup_dir: str, name: str, compress: bool) -> str:

@@ -285,7 +285,7 @@ class Publisher(NodeProcess):
         path = os.path.join(self.config.watch_dir, out.name)
         start = self.reactor.seconds()
         try:
-            await self.peers.send_file(address, path, dest="watch", name=out.send_name)
+            await self.peers.send_file(address, path, dest="watch", name=out.send_name, md5=out.md5)
         except (PeerError, Timeout) as e:
             self._failed(out, address, e.message)
             return

@@ -4,6 +4,7 @@ with a fake peer layer whose transfers the test acknowledges or fails by hand.""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from types import SimpleNamespace
@@ -33,6 +34,7 @@ def test_inspect_names_the_file_with_the_operators_hash(tmp_path_factory, data, 
     assert out.hash == file_hash("lsl", "ping", [data])
     assert parse_file_name(out.send_name).hash == out.hash
     assert out.send_name.endswith(".json.gz" if gz else ".json") and (out.dbms, out.table) == ("lsl", "ping")
+    assert out.md5 == hashlib.md5((d / name).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("name,data,reason", [
@@ -132,8 +134,9 @@ class FakePeers:
         self.sends: list[tuple[str, str, Deferred]] = []
         self.refuse_connections: set[str] = set()
 
-    async def send_file(self, address, path, dest="watch", name=None):
+    async def send_file(self, address, path, dest="watch", name=None, md5=None):
         assert os.path.exists(path)
+        assert md5 == hashlib.md5(open(path, "rb").read()).hexdigest()
         d = Deferred()
         self.sends.append((address, name, d))
         return await d
