@@ -305,3 +305,21 @@ def test_decoder_pause_after(tmp_path):
     assert [e[1]["kind"] for e in first] == ["hello"] and dec.stashed
     dec.pause_after = frozenset()
     assert [e[1]["kind"] for e in dec.feed(b"")] == ["cmd"] and not dec.stashed
+
+
+def test_reconnect_backoff_doubles_up_to_the_cap_and_resets(tmp_path):
+    node = unit_node(tmp_path)
+    peers = node.component(Peers)
+    st = peers._state("10.0.0.1:32048")
+    st.keep = True
+    delays = []
+    for _ in range(9):
+        peers._mark_down(st, "connection refused")
+        delays.append(st.retry.getTime() - node.reactor.seconds())
+        st.retry.cancel()
+    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert st.status == "not responding" and st.failures == 9
+    peers._mark_up(st)
+    assert (st.status, st.failures, st.backoff, st.retry) == ("active", 0, 0.0, None)
+    row = [r for r in peers.rows() if r[0] == "10.0.0.1:32048"][0]
+    assert row[3] == "active"
