@@ -21,6 +21,8 @@ class Options(usage.Options):
         ["home", "d", None, "the node's home: work directories, databases, ledger (default $ANYLOG_HOME or "
                             f"./{DEFAULT_HOME})"],
         ["name", None, "anylog-node", "the node's name"],
+        ["network-key-file", None, None, "a file holding the network key peers must prove (kept off the command "
+                                          "line; $ANYLOG_NETWORK_KEY works too)"],
     ]
     optFlags = [["no-stdin", None, "do not read commands from the terminal"]]
 
@@ -40,6 +42,15 @@ class Options(usage.Options):
         if missing:
             raise usage.UsageError(f"script not found: {', '.join(missing)}")
         self["scripts"] = [os.path.abspath(p) for p in self["scripts"]]
+        path = self["network-key-file"]
+        if path:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    self["network-key"] = f.read().strip()
+            except OSError as e:
+                raise usage.UsageError(f"cannot read the network key file {path}: {e.strerror}")
+            if not self["network-key"]:
+                raise usage.UsageError(f"the network key file {path} is empty")
 
 
 class StdinConsole(Service):
@@ -68,6 +79,10 @@ def makeService(options):
 
     create_work_directories(options["home"])
     node = Node(options["home"], name=options["name"], scripts=options["scripts"])
+    if options.get("network-key"):
+        from anylog_tw.net.peers import Peers
+
+        node.component(Peers).set_network_key(options["network-key"])
     if not options["no-stdin"] and sys.stdin is not None and sys.stdin.isatty():
         StdinConsole(node).setServiceParent(node)
     return node
