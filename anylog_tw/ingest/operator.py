@@ -263,7 +263,6 @@ class Operator(NodeProcess):
             await self._archive(job, fname.registered_as(self.config.member, fname.tsd_id, job.date))
             self._done(job, 0)
             return None
-        db = job.db = Databases_find(self.node, fname.dbms)
         policy = None
         if fname.instructions != "0":
             found = self.link.mapping_policy(fname.instructions)
@@ -271,7 +270,8 @@ class Operator(NodeProcess):
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
             policy = job.policy = MappingPolicy(found)
-            job.table = policy.table or job.table
+            job.dbms, job.table = policy.dbms or job.dbms, policy.table or job.table
+        db = job.db = _find_dbms(self.node, job.dbms)
         if not self.config.allows(job.dbms, job.table):
             raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
@@ -459,7 +459,7 @@ class Operator(NodeProcess):
         return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
 
 
-def Databases_find(node, dbms: str):
+def _find_dbms(node, dbms: str):
     db = node.component(Databases).find(dbms)
     if db is None:
         raise IngestError("dbms", f"dbms '{dbms}' is not connected (connect dbms {dbms} where type = sqlite)")
