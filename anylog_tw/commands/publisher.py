@@ -41,7 +41,8 @@ _OPTIONS = (
                    "run publisher where watch_dir = !watch_dir and bkup_dir = !bkup_dir and compress_json = true"),
          keywords=("publisher", "background processes", "data"), options=_OPTIONS)
 async def run_publisher(call):
-    from anylog_tw.ingest.publisher import Distribution, Publisher, PublisherConfig
+    from anylog_tw.ingest.distribution import Distribution
+    from anylog_tw.ingest.publisher import Publisher, PublisherConfig
     from anylog_tw.metadata.layer import metadata
     from anylog_tw.net.peers import Peers, canonical
 
@@ -161,7 +162,7 @@ def get_publisher(call):
          options=(Option("dbms", required=True), Option("table", required=True), Option("dest", repeat=True),
                   Option("remove", kind="bool", default=False)))
 def set_data_distribution(call):
-    from anylog_tw.ingest.publisher import Distribution
+    from anylog_tw.ingest.distribution import Distribution
     from anylog_tw.net.peers import canonical
     from anylog_tw.storage.schema import NAME_PATTERN
 
@@ -198,7 +199,7 @@ def _reroute(node) -> None:
          examples=("get publisher distribution",), keywords=("publisher", "monitoring"), options=(FORMAT,),
          readonly=True)
 def get_publisher_distribution(call):
-    from anylog_tw.ingest.publisher import Distribution
+    from anylog_tw.ingest.distribution import Distribution
 
     rows = call.node.component(Distribution).rows()
     return Reply.of_table(("DBMS", "Table", "Destinations"), rows, "Data distribution")

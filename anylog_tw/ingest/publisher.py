@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from anylog_tw.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.ingest import archive, outbox, routing
+from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.errors import IngestError
 from anylog_tw.ingest.outbox import Outgoing
 from anylog_tw.ingest.publisher_stats import PublisherStats
@@ -55,24 +56,6 @@ class PublisherConfig:
     rescan: float = 10.0
     use_inotify: bool = True
     inspect_at_once: int = 8
-
-
-class Distribution:
-    """The `set data distribution` rules of a node (a node component: they outlive the publisher)."""
-
-    def __init__(self, node=None):
-        self.rules: dict[tuple[str, str], tuple[str, ...]] = {}
-
-    def add(self, dbms: str, table: str, dests) -> None:
-        self.rules = routing.add_rule(self.rules, dbms, table, dests)
-
-    def remove(self, dbms: str, table: str, dests=()) -> bool:
-        before = self.rules
-        self.rules = routing.remove_rule(self.rules, dbms, table, tuple(dests))
-        return self.rules != before
-
-    def rows(self) -> list[list[str]]:
-        return [[d, t, ", ".join(dests)] for (d, t), dests in sorted(self.rules.items())]
 
 
 class Publisher(NodeProcess):

@@ -11,7 +11,6 @@ import gzip
 import json
 import os
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 

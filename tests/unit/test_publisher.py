@@ -18,7 +18,8 @@ from anylog_tw.errors import PeerError
 from anylog_tw.ingest import outbox, routing
 from anylog_tw.ingest.errors import IngestError
 from anylog_tw.ingest.filename import file_hash, parse_file_name
-from anylog_tw.ingest.publisher import Distribution, Publisher, PublisherConfig
+from anylog_tw.ingest.distribution import Distribution
+from anylog_tw.ingest.publisher import Publisher, PublisherConfig
 from tests.helpers import run, unit_node
 
 # --- outbox -------------------------------------------------------------------------------------
