@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -37,6 +37,7 @@ from anylog_tw.ingest.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
 from anylog_tw.ingest.stats import OperatorStats
+from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.services.base import NodeProcess
 from anylog_tw.storage import Databases, schema
@@ -108,8 +109,7 @@ class Operator(NodeProcess):
         self.stuck: set[str] = set()
         self._hashes: set[str] = set()
         self._tasks: set[Deferred] = set()
-        self._locks: dict[tuple[str, str], DeferredLock] = {}
-        self._columns: dict[tuple[str, str], dict[str, str]] = {}
+        self.tables = TableKeeper(self)
         self._tsd_tables: set[str] = set()
         self._busy_since: float | None = None
         self.started_at = 0.0
@@ -234,7 +234,7 @@ class Operator(NodeProcess):
         except IngestError as e:
             await self._fail(job, e.reason, e.message)
         except StorageError as e:
-            self._columns.pop((job.dbms, job.table), None)  # the table may have changed under us
+            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
             await self._fail(job, "insert", e.message)
         except AnyLogError as e:
             await self._fail(job, "insert", e.message)
@@ -276,7 +276,7 @@ class Operator(NodeProcess):
             raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
         parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
-        job.columns = await self._ensure_table(db, job, parsed, policy)
+        job.columns = await self.tables.ensure(db, job.table, parsed, policy)
         job.big = parsed.big
         if not job.big:
             job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
@@ -365,53 +365,6 @@ class Operator(NodeProcess):
                 await self._thread(archive.rename_in_place, self.config.watch_dir, job.name, new_name)
                 self.in_hand.discard(job.name)
                 job.name, job.fname = new_name, registered
-
-    # -- tables --------------------------------------------------------------------------------
-
-    async def _ensure_table(self, db, job: Job, parsed: pipeline.Parsed, policy: MappingPolicy | None) -> dict:
-        """The table's columns for this file: created, or widened with new columns, one file at a time."""
-        key = (db.name, job.table)
-        lock = self._locks.setdefault(key, DeferredLock())
-        await lock.acquire()
-        try:
-            existing = self._columns.get(key)
-            if existing is None and await db.has_table(job.table):
-                existing = pipeline.column_types(await db.columns(job.table))
-            fixed = policy.types if policy is not None else None
-            if existing is None:
-                existing = await self._create_table(db, job, parsed, fixed)
-            columns, added = pipeline.new_columns(parsed, existing, fixed)
-            if added:
-                try:
-                    await db.add_columns(job.table, list(added.items()))
-                except StorageError as e:
-                    raise IngestError("table", f"cannot add columns {', '.join(added)} to {db.name}.{job.table}: "
-                                               f"{e.message}") from None
-                existing = {**existing, **added}
-            self._columns[key] = existing
-            return columns
-        finally:
-            lock.release()
-
-    async def _create_table(self, db, job: Job, parsed: pipeline.Parsed, fixed) -> dict:
-        if not self.config.create_table:
-            raise IngestError("table", f"table {db.name}.{job.table} does not exist and create_table is false")
-        source = f"Operator of node {self.node.name}"
-        found = self.link.table_policy(db.name, job.table)
-        try:
-            if found is not None:
-                create = str(found.get("table", {}).get("create", "")).replace("|", '"')
-                await db.script([s for s in create.split(";") if s.strip()])
-                existing = pipeline.column_types(await db.columns(job.table))
-            else:
-                existing, _ = pipeline.new_columns(parsed, {}, fixed)
-                await db.create_table(job.table, existing)
-                ddl = "; ".join(schema.create_table_sql(db.engine, job.table, existing)) + ";"
-                await self.link.publish_table(db.name, job.table, ddl, source)
-        except StorageError as e:
-            raise IngestError("table", f"cannot create table {db.name}.{job.table}: {e.message}") from None
-        await self.link.assign_table(self.config.cluster, db.name, job.table, source)
-        return existing
 
     # -- disposal ------------------------------------------------------------------------------
 
