@@ -287,6 +287,8 @@ class Operator(NodeProcess):
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
+        if not job.big and db.engine == schema.PSQL:
+            job.adapted = await self._thread(pipeline.copy_text, job.adapted, job.tsd_name, job.tsd_id)
         return job
 
     async def _finish(self, job: Job) -> None:

@@ -13,6 +13,7 @@ bounded by the chunk size whatever the file's size.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from anylog_tw.ingest import mapping, reader
 from anylog_tw.ingest.errors import IngestError
 from anylog_tw.ingest.filename import FileName
 from anylog_tw.ingest.mapping import Batch, MappingPolicy
-from anylog_tw.storage import schema
+from anylog_tw.storage import schema, sqlfmt
 
 SMALL = 8 << 20
 TSD_COLUMNS = ("tsd_name", "tsd_id")
@@ -101,11 +102,30 @@ def rows_of(columns: list, tsd_name: str, tsd_id: int):
     return zip(itertools.repeat(tsd_name, n), itertools.repeat(tsd_id, n), *columns)
 
 
-def insert_small(tx, table: str, columns: Mapping[str, str], adapted: list, tsd_name: str, tsd_id: int,
-                 redo: bool, tag_table: str | None = None) -> int:
-    """One file's rows in one transaction; a redo first removes rows of an earlier attempt."""
+def copy_text(adapted: list, tsd_name: str, tsd_id: int) -> tuple[str, int]:
+    """PostgreSQL: the rows as COPY text, made in a worker thread (not on the writer's critical path)."""
+    if not adapted or not len(adapted[0]):
+        return "", 0
+    reader = sqlfmt.CopyReader(rows_of(adapted, tsd_name, tsd_id), len(adapted) + 2)
+    text = reader.read()
+    return text, reader.count
+
+
+def insert_small(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: str, tsd_id: int,
+                 redo: bool) -> int:
+    """One file's rows in one transaction; a redo first removes rows of an earlier attempt.
+
+    `adapted` is the adapted columns, or (PostgreSQL) the rows already as (COPY text, count).
+    """
     if redo:
         _delete_tagged(tx, table, tsd_name, tsd_id)
+    if isinstance(adapted, tuple):
+        text, count = adapted
+        if count:
+            cols = ", ".join(schema.quote(c, "column name") for c in (*TSD_COLUMNS, *columns))
+            tx.cursor.copy_expert(f"COPY {schema.quote(table, 'table name')} ({cols}) FROM STDIN",
+                                  io.StringIO(text), size=1 << 20)
+        return count
     if not adapted or not len(adapted[0]):
         return 0
     return tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))
