@@ -456,3 +456,13 @@ async def test_every_url_of_the_reply_is_json_or_text(node, client):
     code, headers, body = await client.command("get processes where format = json")
     assert json.loads(body)["REST"]["Status"] == "Running"
     assert url(node).startswith("http://127.0.0.1:")
+
+
+async def test_head_answers_like_get_without_a_body(client):
+    code, headers, body = await client.call("HEAD", "/", {"command": "get status"})
+    assert (code, body) == (200, b"")
+    assert headers.getRawHeaders("content-length") == [str(len(b"demo@127.0.0.1 running"))]
+    code, _, body = await client.call("HEAD", "/", {"command": "reset error log"})
+    assert (code, body) == (400, b"")
+    code, _, body = await client.call("GET", "/api/status")
+    assert code == 200 and json.loads(body)["status"] == "running"
