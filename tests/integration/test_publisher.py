@@ -282,3 +282,20 @@ async def test_publisher_and_operator_cannot_share_a_watch_dir(net):
     reply = await node.run(f"run publisher where watch_dir = {net.tmp_path / 'pubwatch'}")
     assert reply.ok, reply.render()
     assert "Publisher" in (await node.run("get processes")).render()
+
+
+async def test_a_file_sent_again_after_a_lost_removal_is_not_ingested_twice(net):
+    """As if the publisher died between the ack and the move to bkup_dir: the same file comes back to
+    the watch dir, is sent again under the same hashed name, and the operator refuses the duplicate."""
+    pub = await two_clusters(net)
+    data = rows_of(7)
+    drop(pub, "lsl.ping.again.0.0.json", data)
+    await delivered(net)
+    op1 = net.ops["op1"]
+    assert await count(op1, "ping") == 5
+    drop(pub, "lsl.ping.again.0.0.json", data)
+    await delivered(net)
+    await poll(lambda: files_in(op1.dictionary["err_dir"]), 10, what="the duplicate in op1's error dir")
+    assert await count(op1, "ping") == 5
+    assert [".err_duplicate." in f for f in files_in(op1.dictionary["err_dir"])] == [True]
+    assert net.pub.process("Publisher").stats.files_sent == 2

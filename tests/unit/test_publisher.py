@@ -268,3 +268,12 @@ def test_routing_uses_the_live_view_of_the_peers(tmp_path):
     r = routing.route("lsl", "ping", "0" * 32, rules, routing.Topology(), pub.live)
     assert r.target == "10.0.0.8:1"
     pub.stopService()
+
+
+def test_rest_put_and_the_streamer_write_into_the_publishers_watch_dir(tmp_path):
+    from anylog_tw.ingest.watchfile import ingest_dirs
+
+    node, pub, _ = start_publisher(tmp_path)
+    assert ingest_dirs(node)[1] == pub.watch_dir == pub.config.watch_dir
+    assert "Watching: " + pub.watch_dir in pub.details()
+    pub.stopService()
