@@ -18,6 +18,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from anylog_tw.ingest.watchfile import announce
+
 CHUNK = 256 * 1024
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -78,17 +80,6 @@ def _fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _announce(path: str) -> None:
-    """Make a watcher of the directory see the file now: a hard link only raises IN_CREATE, which
-    watchers ignore (it also comes when a file is opened to be written); opening the complete
-    file for append and closing it raises IN_CLOSE_WRITE without changing a byte."""
-    try:
-        with open(path, "ab"):
-            pass
-    except OSError:
-        pass  # the file is there; a watcher's rescan will find it
 
 
 class FileReceiver:
@@ -179,7 +170,7 @@ class FileReceiver:
                 raise TransferError(f"a different file named {os.path.basename(self.final)} already exists "
                                     f"in {self.dest_dir}") from None
             _fsync_dir(self.dest_dir)
-            _announce(self.final)
+            announce(self.final)
             return self.final
         finally:
             self.discard()
