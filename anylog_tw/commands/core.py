@@ -8,10 +8,10 @@ import time
 import twisted
 
 from anylog_tw import __version__, layout
-from anylog_tw.commands.grammar import EQ
+from anylog_tw.commands.grammar import EQ, WORD
 from anylog_tw.commands.registry import FORMAT, Option, command, token_text
 from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError
+from anylog_tw.errors import CommandError, GrammarError
 
 LIMIT = Option("limit", kind="int", default=100, help="how many entries, newest last (0 = all)")
 
@@ -176,3 +176,57 @@ def create_work_directories(call):
 def exit_node(call):
     call.node.shutdown()
     return f"Node {call.node.name} is shutting down"
+
+
+def _condition_value(call, tok) -> str:
+    """A condition operand: like any value, but a key missing from the dictionary reads as empty."""
+    try:
+        return token_text(tok, call.node.substitute)
+    except GrammarError:
+        return ""
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() not in ("", "false", "0")
+
+
+@command("if", usage="if [not] <value> [==|!=|>|<|>=|<= <value>] then <command>",
+         text="Run the command only when the condition holds. A value alone is true unless it is empty, false "
+              "or 0; a dictionary key that is not set reads as empty, so 'if not !x then ...' runs when x is "
+              "missing. Comparisons are numeric when both sides are numbers. Scripts use it to stay idempotent: "
+              "insert a policy only when it is not there yet.",
+         examples=("if not !operator_id then blockchain insert where policy = !operator and local = true",
+                   "if !node_name == demo then echo demo node",
+                   "if !count.int > 10 then echo many"),
+         keywords=("script", "cli"), raw=True)
+async def if_(call):
+    tokens = call.tokens
+    then = next((i for i, t in enumerate(tokens) if t.kind == WORD and t.value.lower() == "then"), None)
+    if then is None or then + 1 >= len(tokens):
+        raise CommandError("usage: if [not] <value> [== <value>] then <command>")
+    cond = list(tokens[:then])
+    negate = bool(cond) and cond[0].kind == WORD and cond[0].value.lower() == "not"
+    if negate:
+        cond = cond[1:]
+    if len(cond) == 1:
+        holds = _truthy(_condition_value(call, cond[0]))
+    elif len(cond) == 3 and cond[1].value in _COMPARE:
+        left, right = _condition_value(call, cond[0]), _condition_value(call, cond[2])
+        try:
+            left_v, right_v = float(left), float(right)
+        except ValueError:
+            left_v, right_v = left, right
+        holds = _COMPARE[cond[1].value](left_v, right_v)
+    else:
+        raise CommandError("the condition of 'if' is one value, or 'value <op> value' with ==, !=, >, <, >=, <=")
+    if negate:
+        holds = not holds
+    if not holds:
+        return ""
+    return await call.node.run(call.text[tokens[then + 1].start:], call.origin)
+
+
+_COMPARE = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b,
+}

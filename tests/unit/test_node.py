@@ -151,3 +151,16 @@ def test_exit_node_calls_the_exit_hook(tmp_path):
     stopped = []
     node = unit_node(tmp_path, on_exit=lambda: stopped.append(True))
     assert run(node, "exit node").ok and stopped == [True]
+
+
+def test_if_runs_the_command_only_when_the_condition_holds(node):
+    assert run(node, "if not !x then x = 1").ok and node.dictionary["x"] == "1"
+    assert run(node, "if not !x then x = 2").ok and node.dictionary["x"] == "1"
+    assert run(node, "if !x == 1 then echo one").render() == "one"
+    assert run(node, "if !x.int >= 2 then echo big").render() == ""
+    assert run(node, "if !x > 0.5 then echo numeric").render() == "numeric"  # 1 > 0.5 as numbers
+    assert run(node, 'if "false" then echo no').render() == ""
+    reply = run(node, "if !x then")
+    assert not reply.ok and "usage: if" in reply.text
+    reply = run(node, "if a b then echo x")
+    assert not reply.ok and "condition" in reply.text
