@@ -452,7 +452,7 @@ def create_policy(call):
               "differs, fetches the ledger and swaps it in atomically (the previous file kept as .old); local "
               "policies the master lacks are pushed again. 'connection' defaults to the master policy's address. "
               "'source = dbms' (on a master) rebuilds the ledger file from its blockchain.ledger table. With no "
-              "options, forces a sync now.",
+              "options, syncs now and answers when the local copy is current (or with the failure).",
          examples=("run blockchain sync where source = master and time = 30 seconds and dest = file and "
                    "connection = !master_node",
                    "run blockchain sync"),
@@ -466,8 +466,11 @@ async def run_blockchain_sync(call):
         if running is None:
             raise ServiceError("the synchronizer is not running: start it with 'run blockchain sync where source = "
                                "master and time = 30 seconds and dest = file and connection = ip:port'")
-        running.sync_now()
-        return "Synchronization requested"
+        # Scripts rely on it: once it answers, the local copy is as current as the master's.
+        await running.sync_once()
+        if running.status != "Synchronized":
+            raise PeerError(f"sync with {running.connection or running.source} failed: {running.last_failure}")
+        return f"Synchronized with {running.connection or running.source}"
     if running is not None:
         raise ServiceError("Blockchain Sync is already running (stop it first with 'exit synchronizer')")
     opts = call.opts
