@@ -129,8 +129,10 @@ async def start_sync(node: Node, master: Node, seconds: int = 60):
 async def forced_sync(node: Node) -> None:
     sync = node.process("Blockchain Sync")
     calls = sync.calls
-    await ok(node, "run blockchain sync")
-    await poll(lambda: sync.calls > calls and sync._running is None, what="a forced sync")
+    reply = await node.run("run blockchain sync")  # answers once the sync is done: ok, or its failure
+    assert reply.ok == (sync.status == "Synchronized"), reply.render()
+    assert sync.calls > calls
+    await poll(lambda: sync._running is None, what="the loop's sync, if one ran")
 
 
 async def test_a_policy_inserted_on_one_node_reaches_the_others(cluster):
