@@ -32,6 +32,7 @@ from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.errors import AnyLogError, StorageError
 from anylog_tw.ingest import archive, pipeline, tsd
+from anylog_tw.ingest.batcher import GroupCommit
 from anylog_tw.ingest.errors import IngestError
 from anylog_tw.ingest.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.ingest.ledger_link import LedgerLink
@@ -41,6 +42,12 @@ from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.services.base import NodeProcess
 from anylog_tw.storage import Databases, schema
+
+
+# A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
+# for their insert at once, so they can share a commit (batcher.py).
+SMALL_ROWS = 1000
+SMALL_IN_FLIGHT = 16
 
 
 @dataclass
@@ -91,6 +98,11 @@ class Job:
     columns: dict = field(default_factory=dict)
     adapted: list | None = None
     big: bool = False
+    rows: int = 0
+
+    @property
+    def small(self) -> bool:
+        return not self.big and self.rows <= SMALL_ROWS
 
 
 class Operator(NodeProcess):
@@ -110,6 +122,7 @@ class Operator(NodeProcess):
         self._hashes: set[str] = set()
         self._tasks: set[Deferred] = set()
         self.tables = TableKeeper(self)
+        self._groups: dict[str, GroupCommit] = {}
         self._tsd_tables: set[str] = set()
         self._busy_since: float | None = None
         self.started_at = 0.0
@@ -178,8 +191,17 @@ class Operator(NodeProcess):
         while self.queue and len(self._tasks) < max(1, self.config.threads):
             d = Deferred.fromCoroutine(self._worker())
             self._tasks.add(d)
-            d.addBoth(lambda r, d=d: (self._tasks.discard(d), r)[1])
+            d.addBoth(self._worker_ended, d)
             d.addErrback(lambda f: self.log.failure("operator worker failed", f))
+
+    def _worker_ended(self, result, d: Deferred):
+        """A file offered while the last worker was finishing its final insert found every worker
+        slot taken and was only queued (and the watcher does not offer a queued name again): the
+        slot is free now, so start a worker for it."""
+        self._tasks.discard(d)
+        if self.queue and self.running:
+            self._kick()
+        return result
 
     async def _worker(self) -> None:
         """Take files from the queue; the next file is prepared while the previous one is inserted.
@@ -189,7 +211,7 @@ class Operator(NodeProcess):
         worker starts preparing its next file as soon as it has handed the previous one to its
         finish, so parsing overlaps inserting even with `threads = 1`.
         """
-        finishing: Deferred | None = None
+        finishing: deque[Deferred] = deque()
         try:
             while self.queue and self.running:
                 name = self.queue.popleft()
@@ -197,15 +219,17 @@ class Operator(NodeProcess):
                 if self._busy_since is None:
                     self._busy_since = self.reactor.seconds()
                 job = await self._stage(self._prepare, Job(name))
-                if finishing is not None:
-                    await finishing
-                    finishing = None
                 if job is not None:
-                    finishing = Deferred.fromCoroutine(self._stage(self._finish, job))
+                    finishing.append(Deferred.fromCoroutine(self._stage(self._finish, job)))
+                    # Small files may wait for their insert in numbers (they share a commit);
+                    # any other file waits for the previous one first.
+                    limit = SMALL_IN_FLIGHT if job.small else 1
+                    while len(finishing) > limit:
+                        await finishing.popleft()
                 self._idle_check()
         finally:
-            if finishing is not None:
-                await finishing
+            while finishing:
+                await finishing.popleft()
             self._idle_check()
 
     def _idle_check(self) -> None:
@@ -277,7 +301,7 @@ class Operator(NodeProcess):
                                        f"({', '.join(self.config.limit_tables)})")
         parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
         job.columns = await self.tables.ensure(db, job.table, parsed, policy)
-        job.big = parsed.big
+        job.big, job.rows = parsed.big, parsed.rows
         if not job.big:
             job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
             parsed.batch = None  # the adapted columns are all the insert needs
@@ -298,9 +322,12 @@ class Operator(NodeProcess):
             rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
                                         job.policy, job.tsd_name, job.tsd_id, job.redo)
         else:
-            rows = await db.transaction(pipeline.insert_small, job.table, job.columns, job.adapted, job.tsd_name,
-                                        job.tsd_id, job.redo)
+            item = (job.table, job.columns, job.adapted, job.tsd_name, job.tsd_id, job.redo)
             job.adapted = None
+            group = self._groups.get(db.name)
+            if group is None or group.db is not db:
+                group = self._groups[db.name] = GroupCommit(db)
+            rows = await group.insert(item, job.rows)
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
         await self._archive(job, job.fname)

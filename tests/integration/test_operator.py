@@ -484,3 +484,24 @@ async def test_files_from_a_cluster_peer_go_to_tsd_member(meta_node):
         "select file_id, file_hash, rows, status2 from tsd_77")
     assert [tuple(r) for r in tsd_rows] == [(12, "abc123", 2, "done")]
     assert listing(node.dictionary["archive_dir"])[0].endswith(name + ".gz")
+
+
+@pytest.mark.allow_logged_errors
+async def test_small_files_share_commits_and_a_bad_one_fails_alone(node):
+    """Small files arriving together are inserted in shared transactions; a file the database
+    refuses (PostgreSQL parses the timestamp text itself) fails alone, the others all land once."""
+    await start(node, "threads = 2")
+    drop(node, "lsl.grp.0.0.0.json", [{"t": "2026-11-28T04:00:00Z", "seq": -1}])
+    await wait_empty(node)
+    for i in range(40):
+        t = "2026-02-30T00:00:00Z" if (i == 17 and node.engine == "psql") else "2026-11-28T04:00:01Z"
+        drop(node, f"lsl.grp.s{i}.json", [{"t": t, "seq": i * 3 + j} for j in range(3)])
+    await wait_empty(node, 60)
+    op = node.process("Operator")
+    group = op._groups["lsl"]
+    expected = 39 if node.engine == "psql" else 40
+    assert await count(node, "select count(*) from grp where seq >= 0") == expected * 3
+    assert await count(node, "select count(distinct seq) from grp where seq >= 0") == expected * 3
+    errs = os.listdir(node.dictionary["err_dir"])
+    assert len(errs) == 40 - expected and all(".err_insert." in e for e in errs)
+    assert group.files == 41 and group.transactions < group.files
