@@ -120,16 +120,29 @@ def lag_run(a, b, table: str, files: int) -> tuple[list[float], list[float]]:
     return lags, local
 
 
-def burst(a, b, table: str, files: int, rows: int, with_b: bool) -> tuple[float, float | None]:
+def cpu(node) -> float:
+    """CPU seconds (user + system) the node's process has used."""
+    fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def burst(a, b, table: str, files: int, rows: int, with_b: bool, usage: dict) -> tuple[float, float | None]:
+    ca, cb = cpu(a), cpu(b)
     t0 = time.time()
     for i in range(files):
         drop(a.home, f"lsl.{table}.b{i}.json", rows_of(i, rows))
     wait_for(lambda: count(a, table) == files * rows, 120, "A's rows", 0.05)
     rate_a = files / (max(commits(a, table).values()) - t0)
     if not with_b:
+        usage.setdefault("alone", []).append((cpu(a) - ca) / files * 1000)
         return rate_a, None
     wait_for(lambda: count(b, table) == files * rows, 120, "B's rows", 0.05)
     rate_b = files / (max(commits(b, table).values()) - t0)
+    if with_b:  # A's push is done when B has every file
+        wait_for(lambda: json.loads(a.command("get ha where format = json"))["Push"][0]["Files pending"] == 0,
+                 60, "A's push to drain", 0.1)
+    usage.setdefault("a", []).append((cpu(a) - ca) / files * 1000)
+    usage.setdefault("b", []).append((cpu(b) - cb) / files * 1000)
     return rate_a, rate_b
 
 
@@ -145,8 +158,9 @@ def main() -> None:
         try:
             a, b = start_cluster(Path(base), started)
             alone, with_a, with_b, ratios, lags, local = [], [], [], [], [], []
+            usage: dict[str, list[float]] = {}
             for run in range(args.runs):
-                ra, _ = burst(a, b, f"alone{run}", args.files, args.rows, with_b=False)
+                ra, _ = burst(a, b, f"alone{run}", args.files, args.rows, False, usage)
                 alone.append(ra)
                 time.sleep(1.1)  # the window (whole seconds) starts after the baseline files: B never gets them
                 since = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
@@ -156,7 +170,7 @@ def main() -> None:
                 lg, lc = lag_run(a, b, f"lag{run}", args.lag_files)
                 lags += lg
                 local += lc
-                ra, rb = burst(a, b, f"ha{run}", args.files, args.rows, with_b=True)
+                ra, rb = burst(a, b, f"ha{run}", args.files, args.rows, True, usage)
                 with_a.append(ra)
                 with_b.append(rb)
                 ratios.append(rb / alone[-1])
@@ -174,6 +188,10 @@ def main() -> None:
                   f"B {statistics.median(with_b):.0f} files/s; B / A alone = {statistics.median(ratios):.2f} "
                   f"(target >= 0.8), B / A with HA = "
                   f"{statistics.median([x / y for x, y in zip(with_b, with_a)]):.2f}")
+            med = {k: statistics.median(v) for k, v in usage.items()}
+            print(f"CPU per file (ms, user + system, the console polls included): A alone {med['alone']:.2f}, "
+                  f"A with HA {med['a']:.2f} (push costs {med['a'] - med['alone']:.2f}), B {med['b']:.2f}; "
+                  f"{os.cpu_count()} cores shared by both nodes")
         finally:
             for node in reversed(started):
                 node.stop()

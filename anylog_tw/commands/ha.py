@@ -18,7 +18,9 @@ _RUN_OPTIONS = (
     Option("pull_interval", kind="seconds", default=30.0, help="seconds between pulls from each member"),
     Option("stale", kind="seconds", default=600.0,
            help="a TSD row not done after this long is passed by the push (the members' pull covers it)"),
-    Option("end_date", kind="date", help="accepted for compatibility (the window always ends now)"),
+    Option("grace", kind="seconds", default=10.0,
+           help="the pull asks only for files registered longer ago than this (younger ones are the push's)"),
+    Option("end_date", kind="date", help="accepted for compatibility (the window always ends now - grace)"),
     Option("mode", choices=("active", "suspend"), default="active", help="consumer: active or suspend"),
     Option("distr_dir", help="accepted for compatibility (files are sent from the archive)"),
     Option("archive_dir", help="accepted for compatibility (the operator's archive_dir is used)"),
@@ -61,7 +63,7 @@ async def _start(call, push: bool, pull: bool) -> str:
     await almgm.create_tsd_table("tsd_info")
     meta = await metadata(node)
     config = HAConfig(push=push, pull=pull, start_date=o["start_date"], push_interval=o["push_interval"],
-                      pull_interval=o["pull_interval"], stale=o["stale"])
+                      pull_interval=o["pull_interval"], stale=o["stale"], grace=o["grace"])
     service = HA(config, meta)
     node.add_process(service)
     if service.pull is not None and o["mode"] == "suspend":
@@ -160,20 +162,25 @@ def _local(node):
     return almgm, op.config.archive_dir, op.config.member, op.config.cluster
 
 
-@command("get ha files", usage="get ha files where start_date = DATE [and format = json]",
-         text="The ids of the files this operator registered (done) since start_date, as ranges: what a member's "
-              "pull compares with its tsd_<member> table.",
+@command("get ha files", usage="get ha files where start_date = DATE [and end_date = DATE and format = json]",
+         text="The ids of the files this operator registered (done) since start_date (and before end_date), as "
+              "ranges: what a member's pull compares with its tsd_<member> table.",
          examples=("get ha files where start_date = -7d and format = json",), keywords=("ha",),
-         options=(Option("start_date", kind="date", default="-7d"), FORMAT), readonly=True)
+         options=(Option("start_date", kind="date", default="-7d"), Option("end_date", kind="date"), FORMAT),
+         readonly=True)
 async def get_ha_files(call):
     from anylog_tw.services import ha_pull, ha_state
 
     almgm, _, member, _ = _local(call.node)
-    try:
-        start = grammar.parse_date(call.opts["start_date"], call.node.reactor.seconds())
-    except Exception as e:
-        raise OptionError(f"start_date {call.opts['start_date']!r} is not a date: {e}") from None
-    ids = await ha_pull.list_files(almgm, start)
+    now = call.node.reactor.seconds()
+    dates = {}
+    for name in ("start_date", "end_date"):
+        if call.opts[name]:
+            try:
+                dates[name] = grammar.parse_date(call.opts[name], now)
+            except Exception as e:
+                raise OptionError(f"{name} {call.opts[name]!r} is not a date: {e}") from None
+    ids = await ha_pull.list_files(almgm, dates["start_date"], dates.get("end_date"))
     return Reply.of_json({"member": member, "count": len(ids), "ids": ha_state.format_ranges(ids)})
 
 

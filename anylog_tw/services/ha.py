@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 
 from anylog_tw.commands import grammar
 from anylog_tw.errors import ServiceError
+from anylog_tw.services import ha_state
 from anylog_tw.services.base import NodeProcess
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
@@ -36,6 +37,7 @@ class HAConfig:
     push_interval: float = 1.0
     pull_interval: float = 30.0
     stale: float = 600.0
+    grace: float = 10.0
 
 
 class HA(NodeProcess):
@@ -53,6 +55,12 @@ class HA(NodeProcess):
         self.cluster = ""
         self.member = "0"
         self.started_at = 0.0
+        self._node = None
+
+    @property
+    def node(self):
+        """The node, also while stopping (`stop_process` detaches the service before it has saved)."""
+        return self.parent if self.parent is not None else self._node
 
     # -- what the halves ask -------------------------------------------------------------------
 
@@ -109,9 +117,11 @@ class HA(NodeProcess):
             self._push_task.call_soon()
 
     def _on_ingested(self, job, rows: int) -> None:
-        if job.tsd_table == "tsd_info":
-            if self.push is not None:
-                self.push.need_fetch = True
+        if job.tsd_table == "tsd_info" and self.push is not None and job.tsd_id:
+            try:
+                self.push.offer(ha_state.row_of_job(job, rows))
+            except (ValueError, AttributeError):
+                self.push.need_fetch = True  # read it from tsd_info instead
             self.wake_push()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -140,11 +150,13 @@ class HA(NodeProcess):
 
     def _start_pull(self) -> None:
         self.pull = Pull(self)
+        self.pull.grace = self.config.grace
         self._pull_task = Periodic(self.node.reactor, self.config.pull_interval, self.pull.tick, name="HA pull")
         self._pull_task.start()
 
     def startService(self) -> None:
         NodeProcess.startService(self)
+        self._node = self.parent
         self.started_at = self.node.reactor.seconds()
         self.operator()
         if self.config.push:

@@ -49,6 +49,7 @@ class Pull:
         self.reactor = ha.node.reactor
         self.states: dict[str, PullState] = {}
         self.active = True  # `set consumer mode = suspend` pauses the requests
+        self.grace = 10.0  # seconds the push has to deliver a file before the pull asks for it
 
     async def tick(self) -> None:
         if not self.active:
@@ -76,8 +77,10 @@ class Pull:
         if not own:
             raise CommandError("this node has no TCP server address to receive files on (run tcp server first)")
         start = S.stamp(self.ha.window_start())[:19]
-        reply = await peers.command(st.address, f'get ha files where start_date = "{start}" and format = json',
-                                    timeout=60.0)
+        # files younger than GRACE are the push's: asking for them too would only send second copies
+        end = S.stamp(self.reactor.seconds() - self.grace)[:19]
+        reply = await peers.command(st.address, f'get ha files where start_date = "{start}" and end_date = "{end}" '
+                                                f'and format = json', timeout=60.0)
         data = reply.data if reply.ok else None
         if not isinstance(data, dict) or "ids" not in data:
             raise PeerError(f"member {st.member} at {st.address} did not list its files: "
@@ -120,12 +123,16 @@ class Pull:
 # --- the serving side (the commands `get ha files` and `ha deliver`) --------------------------
 
 
-async def list_files(almgm, start: float) -> list[int]:
-    """Ids of this node's done files registered since `start`."""
+async def list_files(almgm, start: float, end: float | None = None) -> list[int]:
+    """Ids of this node's done files registered since `start` (and before `end`)."""
     if not await almgm.has_table("tsd_info"):
         return []
-    _, rows = await almgm.query('SELECT "file_id" FROM "tsd_info" WHERE "status2" = ? AND "file_time" >= ? '
-                                'ORDER BY "file_id"', (S.DONE, S.stamp(start)))
+    sql = 'SELECT "file_id" FROM "tsd_info" WHERE "status2" = ? AND "file_time" >= ?'
+    params = [S.DONE, S.stamp(start)]
+    if end is not None:
+        sql += ' AND "file_time" < ?'
+        params.append(S.stamp(end))
+    _, rows = await almgm.query(sql + ' ORDER BY "file_id"', tuple(params))
     return [int(r[0]) for r in rows]
 
 

@@ -21,6 +21,7 @@ reaches the members within milliseconds; a periodic tick covers restarts and mem
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
@@ -67,7 +68,9 @@ class Push:
         self.node = ha.node
         self.reactor = ha.node.reactor
         self.members: dict[str, Member] = {}
-        self.rows: dict[int, S.FileRow] = {}
+        self.rows: dict[int, S.FileRow] = {}  # tsd_info rows above the lowest mark
+        self.ids: list[int] = []  # their ids, sorted
+        self.waiting: set[int] = set()  # those not done yet
         self.max_seen = 0
         self.saved: dict[str, tuple[str, int]] = {}
         self.stale = 600.0
@@ -132,7 +135,8 @@ class Push:
             self._advance(m, now)
             if now < m.retry_at:
                 continue
-            for row in S.owed(m.hwm, self.rows.values(), m.acked, m.inflight)[:max(0, WINDOW - len(m.inflight))]:
+            room = WINDOW - len(m.inflight)
+            for row in S.owed(m.hwm, self._above(m.hwm), m.acked, m.inflight, room) if room > 0 else ():
                 m.inflight.add(row.file_id)
                 d = Deferred.fromCoroutine(self._send(m, row))
                 self._sends.add(d)
@@ -143,8 +147,11 @@ class Push:
     async def _fetch(self) -> None:
         """New tsd_info rows since the last tick, and the current state of those not done yet."""
         base = min(m.hwm for m in self.members.values())
-        for fid in [f for f in self.rows if f <= base]:
-            del self.rows[fid]
+        cut = bisect.bisect_right(self.ids, base)
+        for fid in self.ids[:cut]:
+            self.rows.pop(fid, None)
+            self.waiting.discard(fid)
+        del self.ids[:cut]
         almgm = self.ha.almgm()
         after = max(self.max_seen, base)
         rows = []
@@ -152,20 +159,43 @@ class Push:
             _, rows = await almgm.query(f'SELECT {S.ROW_COLUMNS} FROM "tsd_info" WHERE "file_id" > ? '
                                         f'ORDER BY "file_id" LIMIT {FETCH}', (after,))
         for r in rows:
-            row = S.file_row(r)
-            self.rows[row.file_id] = row
-            self.max_seen = max(self.max_seen, row.file_id)
-        waiting = sorted(f for f, row in self.rows.items() if not row.done)[:500]
+            self._keep(S.file_row(r))
+            self.max_seen = max(self.max_seen, int(r[0]))
+        waiting = sorted(self.waiting)[:500]
         if waiting:
             marks = ", ".join("?" * len(waiting))
             _, rows = await almgm.query(f'SELECT {S.ROW_COLUMNS} FROM "tsd_info" WHERE "file_id" IN ({marks})',
                                         tuple(waiting))
             for r in rows:
-                row = S.file_row(r)
-                self.rows[row.file_id] = row
+                self._keep(S.file_row(r))
+
+    def _keep(self, row: S.FileRow) -> None:
+        fid = row.file_id
+        if fid not in self.rows:
+            if not self.ids or fid > self.ids[-1]:
+                self.ids.append(fid)
+            else:
+                bisect.insort(self.ids, fid)
+        self.rows[fid] = row
+        if row.done:
+            self.waiting.discard(fid)
+        else:
+            self.waiting.add(fid)
+
+    def offer(self, row: S.FileRow) -> None:
+        """A file the operator just archived: sent at once, without reading tsd_info (which the next
+        periodic read confirms; until then the marks stay below the rows read from the table)."""
+        if self.members and row.file_id > min(m.hwm for m in self.members.values()):
+            self._keep(row)
+
+    def _above(self, hwm: int):
+        """The cached rows above a mark, in id order."""
+        rows, ids = self.rows, self.ids
+        for i in range(bisect.bisect_right(ids, hwm), len(ids)):
+            yield rows[ids[i]]
 
     def _advance(self, m: Member, now: float) -> None:
-        hwm = S.advance(m.hwm, self.rows.values(), m.acked, now, self.stale)
+        hwm = S.advance(m.hwm, self._above(m.hwm), m.acked, now, self.stale, upto=self.max_seen)
         if hwm != m.hwm:
             m.hwm = hwm
             m.acked = {i for i in m.acked if i > hwm}
@@ -176,7 +206,9 @@ class Push:
 
     async def _send(self, m: Member, row: S.FileRow) -> None:
         try:
-            path = await deferToThread(S.find_archived, self.ha.archive_dir(), row, self.ha.member)
+            path = S.find_archived(self.ha.archive_dir(), row, self.ha.member, search=False)  # a stat or two
+            if path is None:
+                path = await deferToThread(S.find_archived, self.ha.archive_dir(), row, self.ha.member)
             if path is None:
                 if in_hand(self.node, row, self.ha.member):
                     return  # committed but not archived yet: the operator's observer wakes us when it is
@@ -256,6 +288,13 @@ class Push:
             d.cancel()
         if sends:
             await DeferredList(sends, consumeErrors=True)
+        if self._loaded and self.members:
+            try:  # read tsd_info once more so the marks cover every acknowledged file
+                await self._fetch()
+                for m in self.members.values():
+                    self._advance(m, self.reactor.seconds())
+            except Exception as e:
+                self.log.error("HA: cannot read tsd_info: {error}", error=e)
         if self._loaded and self.saved:
             try:
                 await self.ha.almgm().transaction(S.save_marks, dict(self.saved), S.stamp(self.reactor.seconds()))
@@ -268,7 +307,7 @@ class Push:
         out = []
         newest = self.max_seen
         for m in sorted(self.members.values(), key=lambda m: int(m.member) if m.member.isdigit() else 0):
-            pending = [r for r in self.rows.values() if r.file_id > m.hwm and r.done and r.file_id not in m.acked]
+            pending = [r for r in self._above(m.hwm) if r.done and r.file_id not in m.acked]
             out.append({"Member": m.member, "Name": m.name, "Address": m.address, "Status": m.status,
                         "Files pending": len(pending), "In flight": len(m.inflight), "Sent": m.sent,
                         "Last acked": m.last_id, "Acked at": S.stamp(m.last_time)[:19] if m.last_time else "",

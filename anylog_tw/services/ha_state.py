@@ -89,12 +89,22 @@ def file_row(r: Sequence) -> FileRow:
 # --- the push high-water mark ---------------------------------------------------------------
 
 
-def advance(hwm: int, rows: Iterable[FileRow], acked: set[int], now: float, stale: float) -> int:
+def advance(hwm: int, rows: Iterable[FileRow], acked: set[int], now: float, stale: float,
+            upto: int | None = None) -> int:
     """The new mark: moved over each row (in id order) that is acknowledged, or not done and older
     than `stale` seconds (a file the operator failed and will not finish: the pull covers it if it
     ever is), stopping at the first row still owed to the member.  Ids with no row are gaps the
-    database left (PostgreSQL sequences) and are passed over."""
-    for row in sorted((r for r in rows if r.file_id > hwm), key=lambda r: r.file_id):
+    database left (PostgreSQL sequences) and are passed over.
+
+    `rows` must be in id order (the push keeps them so); the walk stops at the first row owed, so
+    a tick costs what moved, not what is cached.  `upto` is the highest id up to which `rows` is
+    known complete (read from the table): rows learnt otherwise may be above it, with unknown
+    rows between, so the mark never passes it."""
+    for row in rows:
+        if row.file_id <= hwm:
+            continue
+        if upto is not None and row.file_id > upto:
+            break
         if row.file_id in acked:
             hwm = row.file_id
         elif not row.done and now - row.file_time > stale:
@@ -104,10 +114,17 @@ def advance(hwm: int, rows: Iterable[FileRow], acked: set[int], now: float, stal
     return hwm
 
 
-def owed(hwm: int, rows: Iterable[FileRow], acked: set[int], inflight: set[int]) -> list[FileRow]:
-    """Done rows above the mark the member has not acknowledged and that are not on their way, by id."""
-    return sorted((r for r in rows if r.file_id > hwm and r.done and r.file_id not in acked
-                   and r.file_id not in inflight), key=lambda r: r.file_id)
+def owed(hwm: int, rows: Iterable[FileRow], acked: set[int], inflight: set[int], limit: int | None = None
+         ) -> list[FileRow]:
+    """Done rows above the mark the member has not acknowledged and that are not on their way, in
+    id order (`rows` must be), at most `limit` of them."""
+    out: list[FileRow] = []
+    for r in rows:
+        if limit is not None and len(out) >= limit:
+            break
+        if r.file_id > hwm and r.done and r.file_id not in acked and r.file_id not in inflight:
+            out.append(r)
+    return out
 
 
 def lag_seconds(pending: Iterable[FileRow], now: float) -> float:
@@ -170,6 +187,14 @@ def batches(ids: Sequence[int], size: int) -> list[list[int]]:
 
 
 # --- where the operator archived a file -----------------------------------------------------
+
+
+def row_of_job(job, rows: int) -> FileRow:
+    """The tsd_info row of a file the operator just ingested, from what its job knows."""
+    f = job.fname
+    when = datetime.datetime.strptime(job.date, "%y%m%d%H%M%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+    return FileRow(int(job.tsd_id), job.dbms, job.table, f.source, job.hash or f.hash, f.instructions, when, DONE,
+                   int(rows))
 
 
 def archive_candidates(archive_dir: str, row: FileRow, member: str) -> list[str]:

@@ -16,7 +16,7 @@ from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
 
-FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds"
+FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds and grace = 0 seconds"
 
 
 async def ok(node: Node, text: str):
@@ -102,7 +102,11 @@ async def test_files_dropped_on_a_appear_on_b_once(cluster):
     for i in range(10):
         drop(a, f"lsl.ping.s{i}.json", i)
     await wait_count(a, "select count(*) from ping", 30, "rows on A")
-    await wait_count(b, "select count(*) from ping", 30, "rows on B")
+    try:
+        await wait_count(b, "select count(*) from ping", 30, "rows on B")
+    except AssertionError:
+        print((await a.run("get ha")).render(), a.process("HA").push.ids, a.process("HA").push.max_seen, os.listdir(b.dictionary["watch_dir"]), os.listdir(b.dictionary["err_dir"]), b.process("Operator").in_hand, b.process("Operator").queued, b.process("Operator").stuck, b.process("Operator")._hashes)
+        raise
     assert await count(b, "select count(distinct seq) from ping") == 30
     assert await count(b, "select count(*) from tsd_1", "almgm") == 10
     assert await count(b, "select count(distinct tsd_name) from ping") == 1
@@ -113,7 +117,7 @@ async def test_files_dropped_on_a_appear_on_b_once(cluster):
     assert ha["Push"][0]["Member"] == "2" and ha["Push"][0]["Last acked"] == 10
     # the marks are persisted
     await a.stop_process("HA")
-    assert await count(a, "select acked_id from ha_push where member = '2'", "almgm") == 10
+    await wait_count(a, "select acked_id from ha_push where member = '2'", 10, "the saved mark", 3, "almgm")
     summary = (await ok(b, "get tsd summary where table = * and format = json")).json_data()
     assert [r["Files Count"] for r in summary if r["TSD"] == "tsd_1"] == [10]
     data = (await ok(a, "test cluster data where format = json")).json_data()

@@ -46,7 +46,7 @@ def test_missing_ids_are_exactly_the_peers_ids_we_lack(peer, local):
 @settings(max_examples=300)
 def test_the_mark_never_passes_a_file_the_member_still_needs(spec, hwm):
     """Every done row at or below the new mark was acked; the mark only moves forward."""
-    rows = [row(i, done) for i, done, _ in spec]
+    rows = sorted((row(i, done) for i, done, _ in spec), key=lambda r: r.file_id)
     acked = {i for i, done, ack in spec if ack and done and i > hwm}
     new = S.advance(hwm, rows, acked, now=1001.0, stale=600.0)
     assert new >= hwm
@@ -68,6 +68,7 @@ def test_a_stale_pending_row_is_passed_and_a_recent_one_holds_the_mark():
     assert S.advance(0, rows, {1, 3}, now=1000.0, stale=600.0) == 1
     assert [r.file_id for r in S.owed(1, rows, {3}, set())] == []
     assert [r.file_id for r in S.owed(0, rows, set(), {1})] == [3]
+    assert [r.file_id for r in S.owed(0, [row(i) for i in range(1, 20)], {2}, {3}, limit=3)] == [1, 4, 5]
 
 
 def test_lag_is_the_age_of_the_oldest_file_owed():
@@ -118,3 +119,22 @@ def test_commands_explain_what_is_missing(tmp_path):
     assert not reply.ok and "almgm" in reply.text
     reply = run(node, "ha deliver where ids = 1-3 and to = 127.0.0.1:1")
     assert not reply.ok and "no operator" in reply.text
+
+
+def test_the_mark_stays_below_rows_not_read_from_the_table():
+    """A row the operator reported (id 5) is sent at once, but ids 3-4 may exist unread: the mark
+    stops at the last id read from tsd_info."""
+    rows = [row(1), row(2), row(5)]
+    assert S.advance(0, rows, {1, 2, 5}, now=1000.0, stale=600.0, upto=2) == 2
+    assert S.advance(0, rows, {1, 2, 5}, now=1000.0, stale=600.0, upto=5) == 5
+
+
+def test_the_row_of_a_job_names_the_archived_file():
+    from anylog_tw.ingest.filename import parse_file_name
+    from anylog_tw.ingest.operator import Job
+
+    name = "lsl.ping.dev.abc.0.3.7.261128044517.json"
+    job = Job(name, fname=parse_file_name(name), dbms="lsl", table="ping", tsd_id=7, date="261128044517",
+              hash="abc")
+    r = S.row_of_job(job, 5)
+    assert r.done and r.rows == 5 and r.stem("3") + ".json" == name
