@@ -122,13 +122,15 @@ class Push:
     async def tick(self) -> None:
         if not self._loaded or self.stopping:
             return
-        await self.refresh_members(await self.ha.cluster_peers())
-        if not self.members:
-            return
         now = self.reactor.seconds()
-        if self.need_fetch or now - self.last_fetch >= self.fetch_every:
-            self.need_fetch = False  # an ack only refills the window from what is read already
+        if self.need_fetch or now - self.last_fetch >= self.fetch_every or not self.members:
+            # membership and tsd_info are read each interval (or when the operator asks for it); an
+            # ack only refills the window from what is read already
+            self.need_fetch = False
             self.last_fetch = now
+            await self.refresh_members(await self.ha.cluster_peers())
+            if not self.members:
+                return
             await self._fetch()
             now = self.reactor.seconds()
         for m in self.members.values():
