@@ -72,7 +72,8 @@ def _text(value) -> str:
 
 async def _tsd(call, topic: str):
     db = _almgm(call.node)
-    tables = await _tsd_tables(db, call.opts["table"].lower())
+    which = call.opts["table"].lower() if topic != "list" or "table" in call.given else "*"
+    tables = await _tsd_tables(db, which)
     where, params = _where(call)
     limit = call.opts["limit"]
     if limit < 0:

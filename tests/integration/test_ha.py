@@ -115,6 +115,18 @@ async def test_files_dropped_on_a_appear_on_b_once(cluster):
     await wait_count(a, "select acked_id from ha_push where member = '2'", 10, "the saved mark", 3, "almgm")
     summary = (await ok(b, "get tsd summary where table = * and format = json")).json_data()
     assert [r["Files Count"] for r in summary if r["TSD"] == "tsd_1"] == [10]
+    details = (await ok(b, "get tsd details where table = tsd_1 and limit = 3 and format = json")).json_data()
+    assert [r["File ID"] for r in details] == [1, 2, 3] and {r["Status 2"] for r in details} == {"done"}
+    one = (await ok(b, f"get tsd details where table = * and hash = {details[1]['Hash']}")).json_data()
+    assert len(one) == 1 and one[0]["TSD"] == "tsd_1"
+    assert [r["TSD table"] for r in (await ok(b, "get tsd list")).json_data()] == ["tsd_info", "tsd_1"]
+    assert (await ok(b, "get tsd summary where table = tsd_1 and start_date = +1d")).rows == []
+    info = (await ok(a, "get cluster info where format = json")).data
+    assert info["Cluster ID"] == "c1" and info["Member ID"] == "1" and info["Tables"] == ["lsl.ping"]
+    assert {(o["Member"], o["Status"]) for o in info["Operators"]} == {("1", "local"), ("2", "active")}
+    nodes = (await ok(a, "get data nodes where dbms = lsl and table = ping")).json_data()
+    assert [(r["Member"], r["Operator"]) for r in nodes] == [("1", "opa"), ("2", "opb")]
+    assert (await ok(a, "get data nodes where table = nothing")).rows == []
     data = (await ok(a, "test cluster data where format = json")).json_data()
     assert {r["Same"] for r in data} == {"yes"} and {r["Rows"] for r in data} == {30}
     assert os.listdir(b.dictionary["err_dir"]) == []
