@@ -63,9 +63,7 @@ class SQLiteDatabase(Database):
         self.path = ":memory:" if memory else os.path.join(directory, f"{self.name}.dbms")
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}")
         self._conn: sqlite3.Connection | None = None
-        self.separate_reads = not memory
-        self._rpool = ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}-read") \
-            if self.separate_reads else None
+        self._rpool = None if memory else ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}-read")
         self._rconn: sqlite3.Connection | None = None
 
     # -- the writer thread -------------------------------------------------------------------
