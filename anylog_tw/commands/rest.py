@@ -12,8 +12,17 @@ from anylog_tw.commands.registry import FORMAT, Option, command
 from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import CommandError, OptionError, ServiceError
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
-from anylog_tw.net.rest import RestApi, RestCalls, RestConfig
-from anylog_tw.net.rest_site import DEFAULT_MAX_BODY, RestService, RestSite
+from anylog_tw.net.rest_request import DEFAULT_MAX_BODY
+
+REST = "REST"  # the process name (REST), kept here so this module stays light to import
+
+
+def _server():
+    """The REST server's modules, imported on first use: Klein and Werkzeug add about 8 MB to a node,
+    which a node without a REST server should not pay."""
+    from anylog_tw.net import rest, rest_site
+
+    return rest, rest_site
 
 DEFAULT_PORT = 32049
 LOOPBACK = "127.0.0.1"
@@ -125,7 +134,7 @@ _OPTIONS = (
 async def run_rest_server(call):
     node = call.node
     opts = call.opts
-    if node.process(RestService.name) is not None:
+    if node.process(REST) is not None:
         raise ServiceError("REST is already running (stop it first with 'exit rest')")
     interface, port, announced = listen_address(opts, call.args)
     timeout = opts["timeout"]
@@ -140,11 +149,12 @@ async def run_rest_server(call):
         raise OptionError("basic auth needs both 'user' and 'password'")
     if opts["max body"] <= 0:
         raise OptionError("'max body' must be positive (e.g. 64MB)")
-    config = RestConfig(timeout=timeout, threads=opts["threads"], read_only=opts["read only"],
+    rest, rest_site = _server()
+    config = rest.RestConfig(timeout=timeout, threads=opts["threads"], read_only=opts["read only"],
                         max_body=opts["max body"], ssl=opts["ssl"], user=opts["user"] or "",
                         password=opts["password"] or "", token=opts["token"] or "", external=announced)
-    api = RestApi(node, config)
-    site = RestSite(api.resource(), max_body=config.max_body, reactor=node.reactor,
+    api = rest.RestApi(node, config)
+    site = rest_site.RestSite(api.resource(), max_body=config.max_body, reactor=node.reactor,
                     on_refused=lambda request: api.metrics.rest_calls.labels(route="/", method=request.method.decode(
                         "latin-1"), status="413").inc())
     if config.ssl:
@@ -158,7 +168,7 @@ async def run_rest_server(call):
     except CannotListenError as e:
         raise CommandError(f"the REST server cannot listen on {interface or '0.0.0.0'}:{port}: {e.socketError}") \
             from None
-    service = RestService(listening, site, api, announced)
+    service = rest_site.RestService(listening, site, api, announced)
     node.add_process(service)
     host, number = service.address
     scheme = "https" if config.ssl else "http"
@@ -169,10 +179,10 @@ async def run_rest_server(call):
          examples=("exit rest",), keywords=("rest", "background processes"))
 async def exit_rest(call):
     node = call.node
-    if node.process(RestService.name) is None:
+    if node.process(REST) is None:
         raise ServiceError("REST is not running")
     # Let the reply of a REST caller that stops its own server go out first.
-    node.reactor.callLater(0, node.stop_process_now, RestService.name)
+    node.reactor.callLater(0, node.stop_process_now, REST)
     return "REST server stopping"
 
 
@@ -186,7 +196,7 @@ def _time(seconds: float | None) -> str:
          examples=("get rest calls", "get rest calls where format = json"),
          keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
 def get_rest_calls(call):
-    calls = call.node.component(RestCalls)
+    calls = call.node.component(_server()[0].RestCalls)
     rows = []
     for (caller, method), r in sorted(calls.rows.items()):
         rows.append((caller, method, r["processed"], r["errors"], r["last_error"], _time(r["first"]),
@@ -201,7 +211,7 @@ def get_rest_calls(call):
          examples=("get rest server info", "get rest server info where format = json"),
          keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
 def get_rest_server_info(call):
-    service = call.node.process(RestService.name)
+    service = call.node.process(REST)
     if service is None:
         raise ServiceError("REST is not running (start it with 'run rest server')")
     c = service.api.config

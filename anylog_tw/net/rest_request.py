@@ -22,6 +22,8 @@ from anylog_tw.commands.grammar import STRING, WORD
 from anylog_tw.commands.registry import Registry
 from anylog_tw.errors import AnyLogError, GrammarError
 
+DEFAULT_MAX_BODY = 64 * 1024 * 1024  # the largest request body taken unless `max body` says otherwise
+
 # Commands that may come by GET or POST whatever their registry entry says (AnyLog's table).
 GET_OR_POST = frozenset({"sql", "print", "echo", "wait"})
 _QUERY_SQL = re.compile(r"^\s*\(?\s*(select|with|show|explain|describe|desc|pragma\s+table_info)\b", re.I)

@@ -14,9 +14,9 @@ import io
 import orjson
 from twisted.web import server
 
+from anylog_tw.net.rest_request import DEFAULT_MAX_BODY
 from anylog_tw.services.base import ListeningProcess
 
-DEFAULT_MAX_BODY = 64 * 1024 * 1024
 
 
 def _too_large(limit: int) -> bytes:
