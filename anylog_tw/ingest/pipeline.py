@@ -16,6 +16,8 @@ import hashlib
 import io
 import itertools
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -119,6 +121,10 @@ def insert_small(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: 
     """
     if redo:
         _delete_tagged(tx, table, tsd_name, tsd_id)
+    return _insert_prepared(tx, table, columns, adapted, tsd_name, tsd_id)
+
+
+def _insert_prepared(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: str, tsd_id: int) -> int:
     if isinstance(adapted, tuple):
         text, count = adapted
         if count:
@@ -133,21 +139,54 @@ def insert_small(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: 
 
 def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: FileName,
                policy: MappingPolicy | None, tsd_name: str, tsd_id: int, redo: bool,
-               chunk: int = reader.CHUNK) -> int:
-    """A big file read again chunk by chunk inside the transaction: parse, adapt, insert each."""
+               chunk: int | None = None) -> int:
+    """A big file read again chunk by chunk inside the transaction: parse, adapt, insert each.
+
+    A helper thread parses and adapts the next chunk (at most two waiting) while this one, the
+    database's writer thread, inserts the current one: memory stays at a few chunks.
+    """
     if redo:
         _delete_tagged(tx, table, tsd_name, tsd_id)
+    size = chunk or reader.CHUNK
+    psql = tx.engine == schema.PSQL
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for first, data in reader.iter_chunks(path, name.gz, size):
+                if stop.is_set():
+                    return
+                objs, lines = reader.parse_objects(data, first)
+                del data
+                batch = _map(objs, lines, policy)
+                del objs
+                adapted = mapping.to_columns(batch, columns, tx.engine)
+                del batch
+                chunks.put(("rows", copy_text(adapted, tsd_name, tsd_id) if psql else adapted))
+            chunks.put(("end", None))
+        except BaseException as e:  # handed to the writer thread, which fails the transaction
+            chunks.put(("error", e))
+
+    helper = threading.Thread(target=produce, name="operator-big-file", daemon=True)
+    helper.start()
     total = 0
-    for first, data in reader.iter_chunks(path, name.gz, chunk):
-        objs, lines = reader.parse_objects(data, first)
-        del data
-        batch = _map(objs, lines, policy)
-        del objs
-        adapted = mapping.to_columns(batch, columns, tx.engine)
-        del batch
-        if adapted and len(adapted[0]):
-            total += tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))
-    return total
+    try:
+        while True:
+            kind, item = chunks.get()
+            if kind == "end":
+                return total
+            if kind == "error":
+                raise item
+            total += _insert_prepared(tx, table, columns, item, tsd_name, tsd_id)
+    finally:
+        stop.set()
+        while helper.is_alive():  # let a helper blocked on a full queue finish
+            try:
+                chunks.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        helper.join()
 
 
 def _delete_tagged(tx, table: str, tsd_name: str, tsd_id: int) -> int:

@@ -533,3 +533,24 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_bad_file(node):
     if node.engine == "psql":
         assert not oks[5]
     assert await count(node, "select count(*) from gc") == 10 + oks.count(True)
+
+
+@pytest.mark.allow_logged_errors
+async def test_big_file_with_a_bad_value_late_fails_whole(node, monkeypatch):
+    """A value that does not fit, far into a big file: the whole file fails, no row of it lands."""
+    from anylog_tw.ingest import pipeline, reader
+
+    monkeypatch.setattr(pipeline, "SMALL", 1000)
+    monkeypatch.setattr(reader, "CHUNK", 2000)
+    await start(node)
+    drop(node, "lsl.bigbad.0.0.0.json", [{"seq": 0, "v": 1}])
+    await wait_empty(node)
+    rows = [{"seq": i, "v": i} for i in range(1, 3000)]
+    rows[2500]["v"] = 2.5
+    drop(node, "lsl.bigbad.1.json", rows)
+    await wait_empty(node, 60)
+    assert await count(node, "select count(*) from bigbad") == 1
+    errs = os.listdir(node.dictionary["err_dir"])
+    assert len(errs) == 1 and ".err_mapping." in errs[0]
+    text = json.dumps((await node.run("get operator error where format = json")).json_data())
+    assert "line 2501" in text and "2.5" in text  # rows[2500] is the 2,501st line
