@@ -359,8 +359,8 @@ class Operator(NodeProcess):
 
     async def _register(self, job: Job, parsed: pipeline.Parsed) -> None:
         fname = job.fname
-        own = fname.member is None or fname.member == self.config.member
         job.tsd_table = tsd.tsd_table(fname.member, self.config.member)
+        own = job.tsd_table == "tsd_info"
         job.hash = parsed.hash if fname.hash == "0" else fname.hash
         if job.hash in self._hashes:
             job.hash = ""
@@ -384,7 +384,7 @@ class Operator(NodeProcess):
                                                f"not {fname.tsd_id}")
             job.done, job.redo = row.done, not row.done
         job.tsd_id = row.file_id
-        job.tsd_name = self.config.member if own else fname.member
+        job.tsd_name = self.config.member if own else str(int(fname.member))
         job.date = fname.tsd_date if same_file and fname.tsd_date else tsd_date(now)
         if own:
             registered = replace(fname, hash=job.hash).registered_as(self.config.member, row.file_id, job.date)

@@ -46,6 +46,8 @@ def tsd_table(member: str | None, own_member: str) -> str:
         return "tsd_info"
     if not re.fullmatch(r"\d{1,9}", member):
         raise StorageError(f"member {member!r} is not a number")
+    if own_member.isdigit() and int(member) == int(own_member):
+        return "tsd_info"  # "007" is member 7
     return f"tsd_{int(member)}"
 
 

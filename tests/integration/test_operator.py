@@ -554,3 +554,29 @@ async def test_big_file_with_a_bad_value_late_fails_whole(node, monkeypatch):
     assert len(errs) == 1 and ".err_mapping." in errs[0]
     text = json.dumps((await node.run("get operator error where format = json")).json_data())
     assert "line 2501" in text and "2.5" in text  # rows[2500] is the 2,501st line
+
+
+async def test_tsd_register_semantics(node):
+    """A hash registers once; done/pending come back as they are; a peer's id reused for another hash is refused."""
+    from anylog_tw.errors import StorageError
+    from anylog_tw.ingest import tsd
+
+    almgm = node.component(Databases).get("almgm")
+    await almgm.create_tsd_table("tsd_info")
+    await almgm.create_tsd_table("tsd_5")
+    args = ("lsl", "t", "0", "h1", "0", "2026-11-28 04:00:00")
+    row, new = await almgm.transaction(tsd.register, "tsd_info", *args, None)
+    assert new and row.status == tsd.PENDING and row.file_id == 1
+    again, new = await almgm.transaction(tsd.register, "tsd_info", *args, None)
+    assert not new and again.file_id == 1 and not again.done
+    await almgm.transaction(tsd.mark_done, "tsd_info", 1, 12)
+    done, _ = await almgm.transaction(tsd.register, "tsd_info", *args, None)
+    assert done.done and done.rows == 12
+    peer, new = await almgm.transaction(tsd.register, "tsd_5", "lsl", "t", "0", "p1", "0", "2026-11-28 04:00:00", 40)
+    assert new and peer.file_id == 40
+    with pytest.raises(StorageError, match="already has file_id 40"):
+        await almgm.transaction(tsd.register, "tsd_5", "lsl", "t", "0", "p2", "0", "2026-11-28 04:00:00", 40)
+    with pytest.raises(StorageError, match="no file_id 99"):
+        await almgm.transaction(tsd.mark_done, "tsd_info", 99, 1)
+    assert tsd.tsd_table(None, "3") == "tsd_info" and tsd.tsd_table("3", "3") == "tsd_info"
+    assert tsd.tsd_table("007", "3") == "tsd_7" and tsd.tsd_table("003", "3") == "tsd_info"
