@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
+import psycopg2
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
@@ -29,11 +32,15 @@ def addr(node: Node) -> tuple[str, int]:
     return node.process("TCP").external_address
 
 
-async def start_node(tmp_path, name: str) -> Node:
+async def start_node(tmp_path, name: str, almgm: str = "") -> Node:
     node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
     node.startService()
     await ok(node, "run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
-    await ok(node, "connect dbms almgm where type = sqlite")
+    if almgm:  # the TSD tables and the push marks on PostgreSQL
+        await node.component(Databases).connect("almgm", "psql", database=almgm, ip="127.0.0.1", port=5432,
+                                                user="postgres", password="")
+    else:
+        await ok(node, "connect dbms almgm where type = sqlite")
     await ok(node, "connect dbms lsl where type = sqlite")
     return node
 
@@ -63,10 +70,11 @@ async def count(node: Node, sql: str, dbms: str = "lsl") -> int:
     return int(rows[0][0] or 0)
 
 
-@pytest_twisted.async_yield_fixture
-async def cluster(tmp_path):
-    a = await start_node(tmp_path, "a")
-    b = await start_node(tmp_path, "b")
+@pytest_twisted.async_yield_fixture(params=["sqlite", pytest.param("psql", marks=pytest.mark.postgres)])
+async def cluster(request, tmp_path):
+    names = {n: "ha_" + n + "_" + uuid.uuid4().hex[:8] if request.param == "psql" else "" for n in "ab"}
+    a = await start_node(tmp_path, "a", names["a"])
+    b = await start_node(tmp_path, "b", names["b"])
     ports = {"opa": addr(a)[1], "opb": addr(b)[1]}
     for node in (a, b):
         await add_policies(node, ports)
@@ -75,6 +83,13 @@ async def cluster(tmp_path):
     yield a, b
     for node in (a, b):
         await node.stopService()
+    if request.param == "psql":
+        c = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        c.autocommit = True
+        with c.cursor() as cur:
+            for name in names.values():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.close()
 
 
 async def wait_count(node, sql, expected, what, timeout=20.0, dbms="lsl"):
