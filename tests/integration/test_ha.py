@@ -125,6 +125,8 @@ async def test_files_dropped_on_a_appear_on_b_once(cluster):
                what="A's push to drain")
     ha = (await ok(a, "get ha where format = json")).data
     assert ha["Push"][0]["Member"] == "2" and ha["Push"][0]["Last acked"] == 10
+    processes = (await ok(a, "get processes")).render()
+    assert "Cluster: c1, Member: 1, Peers: 1, Running: push, pull" in processes
     # the marks are persisted
     await a.stop_process("HA")
     await wait_count(a, "select acked_id from ha_push where member = '2'", 10, "the saved mark", 3, "almgm")
