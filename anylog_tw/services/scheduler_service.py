@@ -153,6 +153,9 @@ class SchedulerService(NodeProcess):
         sched = self.schedulers.scheduler(SYSTEM, create=True)
         if not sched.running:
             sched.start()
+        from anylog_tw.services import housekeeping
+
+        housekeeping.install(self.schedulers, self.node)
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
