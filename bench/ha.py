@@ -152,9 +152,10 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--rows", type=int, default=10)
     ap.add_argument("--lag-files", type=int, default=30)
+    ap.add_argument("--dir", default=None, help="where the nodes live (e.g. /dev/shm: no disk, fsync is free)")
     args = ap.parse_args()
     started: list = []
-    with tempfile.TemporaryDirectory(prefix="ha-bench-") as base:
+    with tempfile.TemporaryDirectory(prefix="ha-bench-", dir=args.dir) as base:
         try:
             a, b = start_cluster(Path(base), started)
             alone, with_a, with_b, ratios, lags, local = [], [], [], [], [], []
