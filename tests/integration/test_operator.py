@@ -471,17 +471,23 @@ async def test_mapping_policy_from_the_instructions_segment(meta_node):
 
 
 async def test_files_from_a_cluster_peer_go_to_tsd_member(meta_node):
-    """A file registered by peer member 77 as its file 12 is recorded in tsd_77 with file_id 12."""
+    """A file registered by peer member 77 as its file 12 is recorded in tsd_77 with file_id 12.
+
+    The same name with this node's own member is this node's own file: a 1-in-255 chance made
+    this test flaky until it picked the peer's member after reading its own.
+    """
     node = meta_node
     await start(node, f"policy = {node.operator_id}")
-    name = "lsl.peer.0.abc123.0.77.12.261128040000.json"
+    own = node.process("Operator").config.member
+    peer = "77" if own != "77" else "78"  # the ledger draws this node's member at random
+    name = f"lsl.peer.0.abc123.0.{peer}.12.261128040000.json"
     drop(node, name, [{"a": 1}, {"a": 2}])
     await wait_empty(node)
     _, rows = await node.component(Databases).get("lsl").query("select tsd_name, tsd_id, count(*) from peer "
                                                              "group by tsd_name, tsd_id")
-    assert [tuple(r) for r in rows] == [("77", 12, 2)]
+    assert [tuple(r) for r in rows] == [(peer, 12, 2)]
     _, tsd_rows = await node.component(Databases).get("almgm").query(
-        "select file_id, file_hash, rows, status2 from tsd_77")
+        f"select file_id, file_hash, rows, status2 from tsd_{peer}")
     assert [tuple(r) for r in tsd_rows] == [(12, "abc123", 2, "done")]
     assert listing(node.dictionary["archive_dir"])[0].endswith(name + ".gz")
 
