@@ -67,7 +67,8 @@ class TCPServer(ListeningProcess):
         ext = "%s:%d" % self.external_address
         internal = "%s:%d" % self.internal_address
         ssl = ", SSL: True" if self.tls else ""
-        return f"Listening on: {ext} and {internal}, Threads Pool: {self.threads}{ssl}"
+        where = ext if ext == internal else f"{ext} and {internal}"  # one address when both are the same, as AnyLog
+        return f"Listening on: {where}, Threads Pool: {self.threads}{ssl}"
 
     def close_connections(self) -> None:
         self.peers.close_inbound()

@@ -21,6 +21,7 @@ async def test_a_peer_back_up_is_marked_active_by_the_ping(tmp_path):
     try:
         start_b = f"run tcp server where external_ip = 127.0.0.1 and external_port = {port} and bind = true"
         assert (await b.run(start_b)).ok
+        assert f"Listening on: {address}, Threads Pool" in b.process("TCP").details()  # one address when equal
         assert (await a.run(f"run client {address} get status")).ok
         peers = a.component(Peers)
         assert peers.states[address].status == "active"
