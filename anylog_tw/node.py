@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from anylog_tw import layout
 from anylog_tw.commands import grammar, load_commands
 from anylog_tw.commands.grammar import EQ, JSON, STRING, Token
-from anylog_tw.commands.registry import FORMAT, Command, Registry, is_assignment, read_options, token_text
+from anylog_tw.commands.registry import Command, Registry, is_assignment, read_options, token_text
 from anylog_tw.commands.reply import JSON_FORMAT, Reply
 from anylog_tw.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
 from anylog_tw.eventlog import EventLog

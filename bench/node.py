@@ -12,7 +12,6 @@ Run: .venv/bin/python bench/node.py [--runs 5]
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import subprocess

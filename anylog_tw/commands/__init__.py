@@ -1,6 +1,6 @@
 """The command language: grammar, registry, replies, and one module of commands per area.
 
-Every module in this package other than the three infrastructure ones registers its commands
+Every module in this package other than the infrastructure ones (grammar, values, registry, reply) registers its commands
 when imported; `load_commands()` imports them all, so adding an area is adding a file.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-_INFRASTRUCTURE = {"grammar", "registry", "reply"}
+_INFRASTRUCTURE = {"grammar", "registry", "reply", "values"}
 
 
 def load_commands():

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.registry import FORMAT, Option, command
 from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import CommandError, OptionError, ServiceError
@@ -35,7 +35,7 @@ async def _start(call, push: bool, pull: bool) -> str:
     node = call.node
     o = call.opts
     try:
-        grammar.parse_date(o["start_date"], node.reactor.seconds())
+        values.parse_date(o["start_date"], node.reactor.seconds())
     except Exception as e:
         raise OptionError(f"start_date {o['start_date']!r} is not a date: {e}") from None
     for name in ("push_interval", "pull_interval"):
@@ -177,7 +177,7 @@ async def get_ha_files(call):
     for name in ("start_date", "end_date"):
         if call.opts[name]:
             try:
-                dates[name] = grammar.parse_date(call.opts[name], now)
+                dates[name] = values.parse_date(call.opts[name], now)
             except Exception as e:
                 raise OptionError(f"{name} {call.opts[name]!r} is not a date: {e}") from None
     ids = await ha_pull.list_files(almgm, dates["start_date"], dates.get("end_date"))

@@ -7,7 +7,7 @@ import re
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.registry import FORMAT, Option, command
 from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import AnyLogError, OptionError, ServiceError
@@ -58,7 +58,7 @@ def _where(call) -> tuple[str, list]:
     for name, op in (("start_date", ">="), ("end_date", "<")):
         if call.opts[name]:
             try:
-                when = grammar.parse_date(call.opts[name], now)
+                when = values.parse_date(call.opts[name], now)
             except Exception as e:
                 raise OptionError(f"{name} {call.opts[name]!r} is not a date: {e}") from None
             conds.append(f'"file_time" {op} ?')

@@ -9,6 +9,7 @@ import re
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeout
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import GROUP, JSON, STRING, WORD
 from anylog_tw.commands.registry import FORMAT, Option, command, token_text
 from anylog_tw.commands.reply import Reply
@@ -261,7 +262,7 @@ async def blockchain_prepare(call):
 
 
 def _ids_option(value: str) -> list[str]:
-    ids = grammar.split_list(value)
+    ids = values.split_list(value)
     if not ids:
         raise OptionError("give at least one policy id")
     return ids
@@ -328,7 +329,7 @@ async def blockchain_wait_for(call):
             if key != "timeout":
                 raise OptionError(f"'blockchain wait for' has no option '{key}' (valid: timeout)")
             try:
-                timeout = grammar.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in value))
+                timeout = values.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in value))
             except grammar.GrammarError as e:
                 raise OptionError(f"option 'timeout': {e.message}") from None
     pid = next(iter(meta.ledger.prepare(read_policy(call, positional)).values()))["id"]
@@ -384,7 +385,7 @@ async def blockchain_test(call):
 
 def _typed_value(tokens) -> object:
     if len(tokens) == 1 and tokens[0].kind == GROUP:
-        return [_scalar(v) for v in grammar.split_list("(" + tokens[0].value + ")")]
+        return [_scalar(v) for v in values.split_list("(" + tokens[0].value + ")")]
     if len(tokens) == 1 and tokens[0].kind == JSON:
         try:
             return json.loads(tokens[0].value)

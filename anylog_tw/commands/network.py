@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import EQ, GROUP, STRING, WORD
 from anylog_tw.commands.registry import Option, command, token_text
 from anylog_tw.commands.reply import Reply, render_table
@@ -176,9 +177,9 @@ def parse_destination(text: str) -> Destination:
                 raise GrammarError(f"'{key} =' has no value in the destination")
             value = tokens[i + 2].value
             if key == "subset":
-                dest.subset = grammar.parse_bool(value)
+                dest.subset = values.parse_bool(value)
             elif key == "timeout":
-                dest.timeout = grammar.parse_seconds(value)
+                dest.timeout = values.parse_seconds(value)
                 if dest.timeout <= 0:
                     raise OptionError("timeout must be more than 0 seconds")
             else:

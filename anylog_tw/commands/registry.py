@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import EQ, GROUP, JSON, STRING, WORD, Token
 from anylog_tw.errors import GrammarError, OptionError, UnknownCommand
 
@@ -20,10 +21,10 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "str": str,
     "int": int,
     "float": float,
-    "bool": grammar.parse_bool,
-    "seconds": grammar.parse_seconds,
-    "size": grammar.parse_size,
-    "list": grammar.split_list,
+    "bool": values.parse_bool,
+    "seconds": values.parse_seconds,
+    "size": values.parse_size,
+    "list": values.split_list,
     "json": str,
     "date": str,  # kept as text: only the caller knows "now"
 }

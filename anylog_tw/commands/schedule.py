@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import EQ, Token
 from anylog_tw.commands.registry import FORMAT, Option, command, tokens_text
 from anylog_tw.commands.reply import Reply
@@ -64,7 +65,7 @@ def schedulers(node) -> Schedulers:
 
 def _interval(text: str) -> float:
     try:
-        seconds = grammar.parse_seconds(text)
+        seconds = values.parse_seconds(text)
     except GrammarError as e:
         raise OptionError(f"option 'time': {e}") from None
     if seconds < MIN_INTERVAL:
@@ -76,7 +77,7 @@ def _start(node, text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return grammar.parse_date(text, node.reactor.seconds())
+        return values.parse_date(text, node.reactor.seconds())
     except GrammarError as e:
         raise OptionError(f"option 'start': {e}") from None
 

@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import STRING, WORD
 from anylog_tw.commands.registry import Registry
 from anylog_tw.errors import AnyLogError, GrammarError
@@ -113,7 +114,7 @@ def _parse_timeout(text: str) -> float:
 
 def _parse_subset(text: str) -> bool:
     try:
-        return grammar.parse_bool(text)
+        return values.parse_bool(text)
     except GrammarError:
         raise RequestError(f"the subset header is {text!r}: use true or false") from None
 

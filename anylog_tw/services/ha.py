@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 
-from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.errors import ServiceError
 from anylog_tw.services import ha_state
 from anylog_tw.services.base import NodeProcess
@@ -95,7 +95,7 @@ class HA(NodeProcess):
         return op.config.archive_dir if op is not None else self.node.dictionary["archive_dir"]
 
     def window_start(self) -> float:
-        return grammar.parse_date(self.config.start_date, self.node.reactor.seconds())
+        return values.parse_date(self.config.start_date, self.node.reactor.seconds())
 
     async def cluster_peers(self) -> list[tuple[str, str, str]]:
         """(member, ip:port, name) of the other operators of our cluster, from the metadata."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import pytest_twisted
 from twisted.conch.telnet import TelnetProtocol, TelnetTransport
 from twisted.internet import reactor

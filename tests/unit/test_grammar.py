@@ -9,6 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from anylog_tw.commands import grammar
+from anylog_tw.commands import values
 from anylog_tw.commands.grammar import EQ, GROUP, JSON, STRING, WORD
 from anylog_tw.errors import GrammarError
 
@@ -118,21 +119,21 @@ def test_json_policies_take_typed_references(name, port):
     assert json.loads(text) == {"operator": {"name": name, "port": port, "addr": f"x:{port}"}}
 
 
-@given(st.integers(0, 10**6), st.sampled_from(sorted(grammar._TIME_UNITS)))
+@given(st.integers(0, 10**6), st.sampled_from(sorted(values._TIME_UNITS)))
 def test_seconds(amount, unit):
-    assert grammar.parse_seconds(f"{amount} {unit}") == amount * grammar._TIME_UNITS[unit]
+    assert values.parse_seconds(f"{amount} {unit}") == amount * values._TIME_UNITS[unit]
 
 
 @pytest.mark.parametrize("bad", ["", "soon", "5 fortnights", "-3 seconds"])
 def test_bad_times(bad):
     with pytest.raises(GrammarError):
-        grammar.parse_seconds(bad)
+        values.parse_seconds(bad)
 
 
 @pytest.mark.parametrize("text,size", [("10KB", 10240), ("10 KB", 10240), ("10,000 bytes", 10000),
                                        ("2MB", 2 * 1024**2), ("512", 512)])
 def test_sizes(text, size):
-    assert grammar.parse_size(text) == size
+    assert values.parse_size(text) == size
 
 
 NOW = 1_764_300_000.0  # 2025-11-28 03:20:00 UTC
@@ -146,22 +147,22 @@ NOW = 1_764_300_000.0  # 2025-11-28 03:20:00 UTC
     ("2026-12-01T10:00:00.500000Z", 1_796_119_200.5),
 ])
 def test_dates(text, expected):
-    assert grammar.parse_date(text, NOW) == pytest.approx(expected)
+    assert values.parse_date(text, NOW) == pytest.approx(expected)
 
 
 def test_bad_date_names_the_forms():
     with pytest.raises(GrammarError, match="start of day"):
-        grammar.parse_date("yesterday-ish", NOW)
+        values.parse_date("yesterday-ish", NOW)
 
 
 @pytest.mark.parametrize("text,value", [("true", True), ("FALSE", False), (" True ", True)])
 def test_booleans(text, value):
-    assert grammar.parse_bool(text) is value
+    assert values.parse_bool(text) is value
 
 
 def test_booleans_refuse_other_words():
     with pytest.raises(GrammarError, match="true or false"):
-        grammar.parse_bool("yes")
+        values.parse_bool("yes")
 
 
 def test_scripts_comments_blocks_and_line_numbers():
@@ -203,5 +204,5 @@ def test_split_script_never_loses_a_command(lines):
 
 
 def test_lists():
-    assert grammar.split_list("(a.b, c.d)") == ["a.b", "c.d"]
-    assert grammar.split_list("x,y") == ["x", "y"]
+    assert values.split_list("(a.b, c.d)") == ["a.b", "c.d"]
+    assert values.split_list("x,y") == ["x", "y"]
