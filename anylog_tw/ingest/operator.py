@@ -132,9 +132,6 @@ class Operator(NodeProcess):
 
     # -- life cycle --------------------------------------------------------------------------
 
-    @property
-    def reactor(self):
-        return self.node.reactor
 
     def startService(self) -> None:
         NodeProcess.startService(self)

@@ -93,9 +93,6 @@ class Publisher(NodeProcess):
         """Where new data files go on this node (REST PUT and the streamer read it)."""
         return self.config.watch_dir
 
-    @property
-    def reactor(self):
-        return self.node.reactor
 
     # -- life cycle ----------------------------------------------------------------------------
 

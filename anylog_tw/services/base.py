@@ -22,6 +22,10 @@ class NodeProcess(Service):
     def node(self):
         return self.parent
 
+    @property
+    def reactor(self):
+        return self.parent.reactor
+
     def details(self) -> str:
         return ""
 
