@@ -67,7 +67,8 @@ def delete_archive(archive_dir: str, days: int, now: float) -> list[str]:
         if midnight + 86400 <= cutoff:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-    for path in {os.path.dirname(p) for p in removed} | {os.path.dirname(os.path.dirname(p)) for p in removed}:
+    months = {os.path.dirname(p) for p in removed}
+    for path in [*months, *{os.path.dirname(m) for m in months}]:  # months first: a year empties after them
         try:
             os.rmdir(path)  # only when empty
         except OSError:
