@@ -25,6 +25,7 @@ from anylog_tw.errors import PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_fields, reply_from_frame
 from anylog_tw.net.deadlines import Deadlines
+from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
 from anylog_tw.net.transfer import FileReceiver
 
@@ -69,6 +70,7 @@ class PeerProtocol(FileChannel, Protocol):
         self.open = False  # between connectionMade and connectionLost
         self._origin = ""  # the origin of the peer's commands in the event log
         self._deadlines = Deadlines(self.clock, self._expire, self._waiting)
+        self._send = None  # set when connected: transport.write, or the eager writer over it
 
     # -- connection --------------------------------------------------------------------------
 
@@ -78,6 +80,7 @@ class PeerProtocol(FileChannel, Protocol):
 
     def connectionMade(self) -> None:
         self.open = True
+        self._send = eager_writer(self.transport)
         peer = self.transport.getPeer()
         self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         try:
@@ -149,7 +152,7 @@ class PeerProtocol(FileChannel, Protocol):
         if self._streaming:
             self._held.append(data)
         else:
-            self.transport.write(data)
+            self._send(data)
 
     def _send_error(self, message: str, code: str, re: int | None = None) -> None:
         header = {"kind": "error", "id": 0, "code": code}

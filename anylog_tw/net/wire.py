@@ -206,6 +206,10 @@ class Decoder:
                             self._stash = data[pos:]
                             return events
                     continue
+                if n - pos >= size and kind not in self.streamed:  # the whole body is here: no buffering
+                    events.append((FRAME, header, data[pos:pos + size]))
+                    pos += size
+                    continue
                 self._header = header
                 self._need = size
                 self._stream = kind in self.streamed
