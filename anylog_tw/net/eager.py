@@ -20,27 +20,51 @@ from typing import Callable
 from twisted.internet import tcp
 
 EAGER_MAX = 64 * 1024  # bigger writes are buffered as usual (no copying of a partly sent big body)
-_NEEDED = ("socket", "dataBuffer", "_tempDataBuffer", "_writeDisconnected", "connected", "disconnecting")
+_NEEDED = ("socket", "dataBuffer", "offset", "_tempDataBuffer", "_tempDataLen", "_writeDisconnected", "connected",
+           "disconnecting")
 
 
-def eager_writer(transport) -> Callable[[bytes], None]:
-    """A `write(bytes)` for `transport` that sends small frames at once where it safely can."""
+def _tcp(transport):
+    """The TCP connection under `transport` (TLS wraps it), when it has what this module reads."""
+    for _ in range(3):
+        if isinstance(transport, tcp.Connection):
+            return transport if all(hasattr(transport, a) for a in _NEEDED) else None
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def eager_writer(transport) -> Callable[[bytes], bool | None]:
+    """A `write(bytes)` for `transport` that sends small frames at once where it safely can.
+
+    It returns False when the bytes have all left, True when some wait in Twisted's buffer;
+    the plain `transport.write` it falls back to returns None (not known).
+    """
     write = transport.write
-    if not isinstance(transport, tcp.Connection) or not all(hasattr(transport, a) for a in _NEEDED):
+    if not isinstance(transport, tcp.Connection) or _tcp(transport) is None:
         return write
     send = transport.socket.send
 
-    def eager(data: bytes) -> None:
+    def eager(data: bytes) -> bool:
         t = transport
         if (len(data) > EAGER_MAX or t.dataBuffer or t._tempDataBuffer or not t.connected
                 or t.disconnecting or t._writeDisconnected):
             write(data)
-            return
+            return True
         try:
             sent = send(data)
         except OSError:  # would block, interrupted, or broken: Twisted's path retries or reports it
             sent = 0
         if sent < len(data):
             write(data[sent:] if sent else data)
+            return True
+        return False
 
     return eager
+
+
+def buffered_bytes(transport) -> int:
+    """Bytes written to `transport` that Twisted has not handed to the kernel yet (0 when unknown)."""
+    t = _tcp(transport)
+    if t is None:
+        return 0
+    return len(t.dataBuffer) - t.offset + t._tempDataLen

@@ -68,6 +68,7 @@ class FileChannel:
             self.transport.write(wire.encode_header({"kind": "file", "id": ident, "trailer": True,
                                                      "md5": hasher.hexdigest()}))
         held, self._held = self._held, []
+        self._held_bytes = 0
         if held:
             self.transport.writeSequence(held)
         if self._files:
@@ -91,8 +92,8 @@ class FileChannel:
             self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
                                            self.node.dictionary.get("tmp_dir"))
             if header.get("size", 0) >= THREADED:
-                self._receiving.use_worker(self.clock, self.transport.pauseProducing,
-                                           self.transport.resumeProducing)
+                self._receiving.use_worker(self.clock, lambda: self.reading.hold("disk"),
+                                           lambda: self.reading.release("disk"))
         except TransferError as e:
             self._refusal = e.reason
         except OSError as e:

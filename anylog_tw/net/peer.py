@@ -24,6 +24,7 @@ from anylog_tw.commands.reply import TEXT, Reply
 from anylog_tw.errors import PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_fields, reply_from_frame
+from anylog_tw.net.backpressure import Backpressure, ReadGate
 from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
@@ -33,7 +34,7 @@ PRE_AUTH_BODY = 64 * 1024  # the largest body accepted before the hello handshak
 THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
 
 
-class PeerProtocol(FileChannel, Protocol):
+class PeerProtocol(FileChannel, Backpressure, Protocol):
     """One peer connection (`role` is "client" for connections we dialled, "server" otherwise)."""
 
     log = Logger()
@@ -58,6 +59,7 @@ class PeerProtocol(FileChannel, Protocol):
         self._waiting: dict[int, Deferred] = {}
         self._streaming = False
         self._held: list[bytes] = []  # frames written while a file body streams
+        self._held_bytes = 0
         self._files: deque = deque()
         self._receiving: FileReceiver | None = None
         self._refusal: str | None = None  # why the file being received is refused
@@ -81,6 +83,7 @@ class PeerProtocol(FileChannel, Protocol):
     def connectionMade(self) -> None:
         self.open = True
         self._send = eager_writer(self.transport)
+        self.reading = ReadGate(self.transport)
         peer = self.transport.getPeer()
         self.remote = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
         try:
@@ -122,6 +125,7 @@ class PeerProtocol(FileChannel, Protocol):
                 t.cancel()
         self._timers = []
         self._deadlines.clear()
+        self._stop_pressure()
         why = self._closed_reason or (reason.getErrorMessage() if reason is not None else "closed")
         pending = self.decoder.pending() if self.decoder.dead is None else ""
         if pending:
@@ -147,12 +151,14 @@ class PeerProtocol(FileChannel, Protocol):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> bool | None:
+        """Send a frame; False when it has left at once, else True or None (some may wait)."""
         self.last_activity = self.clock.seconds()
         if self._streaming:
             self._held.append(data)
-        else:
-            self._send(data)
+            self._held_bytes += len(data)
+            return True
+        return self._send(data)
 
     def _send_error(self, message: str, code: str, re: int | None = None) -> None:
         header = {"kind": "error", "id": 0, "code": code}
@@ -179,24 +185,33 @@ class PeerProtocol(FileChannel, Protocol):
             except wire.WireError as e:
                 self._refuse(e.reason, e.code)
                 return
-            for event in events:
-                if self._closed_reason is not None:
-                    return
-                kind = event[0]
-                if kind == wire.FRAME:
-                    self._frame(event[1], event[2])
-                elif kind == wire.CHUNK:
-                    self._file_chunk(event[1])
-                elif kind == wire.START:
-                    if event[1].get("trailer"):
-                        self._file_trailer(event[1])
-                    else:
-                        self._file_start(event[1])
-                elif not event[1].get("trailer"):
-                    self._file_end(event[1])
+            if self._backlog is not None:  # replies are piling up: these wait (see backpressure.py)
+                self._backlog.extend(events)
+            else:
+                self._handle(events)
             if not self.decoder.stashed or self._closed_reason is not None:
                 return
             data = b""  # the decoder paused after a hello: go on with the rest under the new limits
+
+    def _handle(self, events: list) -> None:
+        for i, event in enumerate(events):
+            if self._closed_reason is not None:
+                return
+            if self._backlog is not None:
+                self._backlog.extend(events[i:])
+                return
+            kind = event[0]
+            if kind == wire.FRAME:
+                self._frame(event[1], event[2])
+            elif kind == wire.CHUNK:
+                self._file_chunk(event[1])
+            elif kind == wire.START:
+                if event[1].get("trailer"):
+                    self._file_trailer(event[1])
+                else:
+                    self._file_start(event[1])
+            elif not event[1].get("trailer"):
+                self._file_end(event[1])
 
     def _frame(self, header: dict, body: bytes) -> None:
         kind = header["kind"]
@@ -288,11 +303,13 @@ class PeerProtocol(FileChannel, Protocol):
         if not self.open or self._closed_reason:
             return
         if reply.ok and reply.fmt == TEXT and reply.columns is None and reply.data is None:
-            self._write(wire.encode_text_reply(ident, (reply.text or "").encode("utf-8")))
-            return
-        fields, body = reply_fields(reply)
-        fields.update(kind="reply", id=0, re=ident)
-        self._write(wire.encode(fields, body))
+            waiting = self._write(wire.encode_text_reply(ident, (reply.text or "").encode("utf-8")))
+        else:
+            fields, body = reply_fields(reply)
+            fields.update(kind="reply", id=0, re=ident)
+            waiting = self._write(wire.encode(fields, body))
+        if waiting is not False:
+            self._check_pressure()
 
     def _on_reply(self, header: dict, body: bytes) -> None:
         d = self._waiting.pop(header.get("re"), None)
