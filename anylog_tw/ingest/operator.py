@@ -415,6 +415,8 @@ class Operator(NodeProcess):
         metrics = self._metrics()
         if metrics is not None:
             metrics.ingest_errors.labels(stage=reason).inc()
+        if job.tsd_id and not job.done and self.config.update_tsd_info:
+            await self._mark_failed(job, f"{reason}: {message}")
         try:
             await self._thread(archive.move_to_error, self._path(job.name), self.config.err_dir, job.name, reason,
                                int(time.time()))
@@ -423,6 +425,14 @@ class Operator(NodeProcess):
         except OSError as e:
             self.stuck.add(job.name)  # never retried in a loop; it stays in the watch dir
             self.log.error("cannot move {name} to the error dir: {error}", name=job.name, error=e)
+
+    async def _mark_failed(self, job: Job, why: str) -> None:
+        """The file's TSD row says it failed (before the file moves: a crash in between redoes it)."""
+        try:
+            await self._almgm().transaction(tsd.mark_failed, job.tsd_table, job.tsd_id, why)
+        except Exception as e:  # almgm itself may be what failed; the file still goes to the error dir
+            self.log.error("cannot record the failure of {name} in {table}: {error}", name=job.name,
+                           table=job.tsd_table, error=e)
 
     def _metrics(self):
         try:

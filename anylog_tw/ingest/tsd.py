@@ -24,6 +24,8 @@ from anylog_tw.storage import schema
 
 PENDING = "pending"
 DONE = "done"
+FAILED_STATUS = "02"  # status1 of a file registered here that could not be ingested (01: missing, see HA)
+RETRIES = 3  # failed attempts after which the HA pull stops asking a member for the file again
 TSD_DBMS = "almgm"
 
 
@@ -98,10 +100,35 @@ def register(tx, table: str, dbms: str, tbl: str, source: str, file_hash: str, i
 
 
 def mark_done(tx, table: str, file_id: int, rows: int) -> None:
-    n = tx.execute(f'UPDATE {schema.quote(table)} SET "rows" = ?, "status2" = ? WHERE "file_id" = ?',
+    n = tx.execute(f'UPDATE {schema.quote(table)} SET "rows" = ?, "status1" = NULL, "status2" = ? WHERE "file_id" = ?',
                    (int(rows), DONE, int(file_id)))
     if n == 0:
         raise StorageError(f"{table} has no file_id {file_id} to mark done")
+
+
+def mark_failed(tx, table: str, file_id: int, reason: str) -> int:
+    """Record that a registered file could not be ingested; returns the attempts so far (0: the row is done).
+
+    A pending row would read as "in progress" forever: the HA pull would never ask for the file
+    again, and `get tsd errors` would not show it.  The row keeps the file's hash, so the same file
+    dropped again (or sent again by a member) is taken over and redone like a pending one.
+    """
+    q = schema.quote(table)
+    _, rows = tx.query(f'SELECT "status1", "status2" FROM {q} WHERE "file_id" = ?', (int(file_id),))
+    if not rows or rows[0][1] == DONE:
+        return 0
+    n = failed_attempts(rows[0][0], rows[0][1]) + 1
+    tx.execute(f'UPDATE {q} SET "status1" = ?, "status2" = ? WHERE "file_id" = ? AND "status2" <> ?',
+               (FAILED_STATUS, f"failed {n}: {reason}"[:500], int(file_id), DONE))
+    return n
+
+
+def failed_attempts(status1: str | None, status2: str | None) -> int:
+    """How many times a file failed here, from its row's statuses (0 when it did not)."""
+    if status1 != FAILED_STATUS:
+        return 0
+    m = re.match(r"failed (\d+):", status2 or "")
+    return int(m.group(1)) if m else 1
 
 
 def delete_tagged(tx, table: str, tsd_name: str, tsd_id: int) -> int:

@@ -4,7 +4,8 @@ For each other member M of the cluster, every `pull_interval`:
 
 1. ask M `get ha files where start_date = ...`: the ids of M's done `tsd_info` rows in the window,
    as ranges (`1-500,502`);
-2. compare with our `tsd_<M>` (any row counts: done, in progress, or recorded missing);
+2. compare with our `tsd_<M>` (a row counts when done, in progress or recorded missing; a file
+   our operator failed to ingest is asked for again, up to `tsd.RETRIES` attempts);
 3. ask M `ha deliver where ids = ... and to = <our address>` in batches: M sends each archived
    file to our watch dir under its 8-segment name (our operator ingests it into `tsd_<M>`), and
    answers with the files it no longer has, which we record with `status1 = '01'` and the reason.
@@ -22,6 +23,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from anylog_tw.errors import AnyLogError, CommandError, PeerError, Timeout
+from anylog_tw.ingest import tsd
 from anylog_tw.services import ha_state as S
 
 BATCH = 200  # ids per deliver request
@@ -94,8 +96,9 @@ class Pull:
         almgm = self.ha.almgm()
         local: list[int] = []
         if await almgm.has_table(table):
-            _, rows = await almgm.query(f'SELECT "file_id" FROM "{table}" WHERE "file_id" >= ?', (peer_ids[0],))
-            local = [int(r[0]) for r in rows]
+            _, rows = await almgm.query(f'SELECT "file_id", "status1", "status2" FROM "{table}" WHERE "file_id" >= ?',
+                                        (peer_ids[0],))
+            local = [int(r[0]) for r in rows if not 0 < tsd.failed_attempts(r[1], r[2]) < tsd.RETRIES]
         wanted = S.missing_ids(peer_ids, local)
         for batch in S.batches(wanted, BATCH):
             st.requested += len(batch)

@@ -189,3 +189,38 @@ async def test_a_file_a_member_no_longer_has_is_recorded_missing(cluster):
     errors = (await ok(b, "get tsd errors where table = * and format = json")).json_data()
     assert len(errors) == 1 and errors[0]["File ID"] == 2 and "Missing archived data with member 1" in \
         errors[0]["Status 2"]
+
+
+@pytest.mark.allow_logged_errors
+async def test_a_file_b_failed_to_ingest_is_asked_for_again_up_to_the_retries(cluster):
+    """B's operator fails one of A's files once and another every time: the pull asks again, the
+    first lands once, the second is given up after tsd.RETRIES attempts and shows in `get tsd errors`."""
+    from anylog_tw.errors import StorageError
+    from anylog_tw.ingest import tsd
+
+    a, b = cluster
+    for i in range(4):
+        drop(a, f"lsl.ping.r{i}.json", i)
+    await wait_count(a, "select count(*) from tsd_info where status2 = 'done'", 4, "A's files done", dbms="almgm")
+    op = b.process("Operator")
+    finish = op._finish
+    attempts: dict[str, int] = {}
+
+    async def flaky(job):
+        key = job.name.split(".")[2]  # the source segment: r0 .. r3
+        attempts[key] = attempts.get(key, 0) + 1
+        if key == "r3" or (key == "r1" and attempts[key] == 1):
+            raise StorageError(f"simulated failure of {key}")
+        return await finish(job)
+
+    op._finish = flaky
+    await ok(b, f"run data consumer where {FAST}")
+    await wait_count(b, "select count(*) from ping", 9, "files r0, r1 (second try) and r2 on B", timeout=30)
+    pull = b.process("HA").pull.states["1"]
+    await poll(lambda: attempts.get("r3", 0) >= tsd.RETRIES, 30, what="r3 to be tried RETRIES times")
+    runs = pull.runs
+    await poll(lambda: pull.runs >= runs + 3, 30, what="three more pulls")
+    assert attempts["r3"] == tsd.RETRIES and attempts["r1"] == 2
+    assert await count(b, "select count(distinct seq) from ping") == 9
+    errors = (await ok(b, "get tsd errors where table = tsd_1 and format = json")).json_data()
+    assert len(errors) == 1 and errors[0]["Status 2"].startswith(f"failed {tsd.RETRIES}: insert")

@@ -586,3 +586,61 @@ async def test_tsd_register_semantics(node):
         await almgm.transaction(tsd.mark_done, "tsd_info", 99, 1)
     assert tsd.tsd_table(None, "3") == "tsd_info" and tsd.tsd_table("3", "3") == "tsd_info"
     assert tsd.tsd_table("007", "3") == "tsd_7" and tsd.tsd_table("003", "3") == "tsd_info"
+
+
+async def test_a_failed_file_is_recorded_and_redone_when_dropped_again(node):
+    """A file that fails after it was registered leaves a failed TSD row (shown by `get tsd errors`),
+    not a pending one; dropped again, it is taken over and its rows land once."""
+    from anylog_tw.errors import StorageError
+    from anylog_tw.ingest import tsd
+
+    await start(node)
+    op = node.process("Operator")
+    finish = op._finish
+    calls = []
+
+    async def flaky(job):
+        calls.append(job.name)
+        if len(calls) == 1:
+            raise StorageError("disk full (simulated)")
+        return await finish(job)
+
+    op._finish = flaky
+    rows = [{"t": "2026-11-28T04:00:00Z", "seq": i} for i in range(5)]
+    drop(node, "lsl.flaky.0.0.json", rows)
+    await wait_empty(node)
+    [failed] = os.listdir(node.dictionary["err_dir"])
+    assert ".err_insert." in failed
+    _, found = await node.component(Databases).get("almgm").query(
+        'select "file_id", "status1", "status2" from tsd_info')
+    assert len(found) == 1 and found[0][1] == tsd.FAILED_STATUS and found[0][2].startswith("failed 1: insert")
+    errors = (await node.run("get tsd errors where table = tsd_info and format = json")).json_data()
+    assert [e["File ID"] for e in errors] == [found[0][0]] and "disk full" in errors[0]["Status 2"]
+
+    drop(node, "lsl.flaky.0.0.json", rows)  # the same file again, once the cause is gone
+    await wait_empty(node)
+    assert await count(node, "select count(*) from flaky") == 5
+    _, found = await node.component(Databases).get("almgm").query(
+        'select "file_id", "status1", "status2", "rows" from tsd_info')
+    assert [(r[1], r[2], r[3]) for r in found] == [(None, tsd.DONE, 5)]
+    assert (await node.run("get tsd errors where table = tsd_info and format = json")).json_data() == []
+
+
+async def test_mark_failed_counts_attempts_and_never_touches_a_done_row(node):
+    from anylog_tw.ingest import tsd
+
+    almgm = node.component(Databases).get("almgm")
+    await almgm.create_tsd_table("tsd_info")
+    args = ("lsl", "t", "0", "h1", "0", "2026-11-28 04:00:00")
+    row, _ = await almgm.transaction(tsd.register, "tsd_info", *args, None)
+    assert await almgm.transaction(tsd.mark_failed, "tsd_info", row.file_id, "insert: x") == 1
+    assert await almgm.transaction(tsd.mark_failed, "tsd_info", row.file_id, "insert: y") == 2
+    again, new = await almgm.transaction(tsd.register, "tsd_info", *args, None)
+    assert not new and not again.done  # taken over like a pending row
+    _, found = await almgm.query('select "status1", "status2" from tsd_info')
+    assert tsd.failed_attempts(*found[0]) == 2 and found[0][1] == "failed 2: insert: y"
+    await almgm.transaction(tsd.mark_done, "tsd_info", row.file_id, 3)
+    assert await almgm.transaction(tsd.mark_failed, "tsd_info", row.file_id, "late") == 0
+    _, found = await almgm.query('select "status1", "status2", "rows" from tsd_info')
+    assert [tuple(r) for r in found] == [(None, tsd.DONE, 3)]
+    assert tsd.failed_attempts(None, "pending") == 0 and tsd.failed_attempts("01", "Missing ...") == 0
