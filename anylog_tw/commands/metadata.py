@@ -1,25 +1,21 @@
-"""Metadata commands: `blockchain get/read/insert/add/push/...`, `get metadata version`,
-`create policy`, and the synchronizer (`run blockchain sync`, `get synchronizer`, `exit synchronizer`)."""
+"""Metadata commands: `blockchain get/read/insert/add/push/...` and `get metadata version`.
+
+`create policy` is in `policy_builder.py`, the synchronizer's commands in `metadata_sync.py`."""
 
 from __future__ import annotations
-
-import json
-import re
 
 from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeout
 
 from anylog_tw.commands import grammar
 from anylog_tw.commands import values
-from anylog_tw.commands.grammar import GROUP, JSON, STRING, WORD
+from anylog_tw.commands.grammar import JSON, WORD
 from anylog_tw.commands.registry import FORMAT, Option, command, token_text
 from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, PeerError, ServiceError, Timeout
-from anylog_tw.metadata import policies as policy_helpers
+from anylog_tw.errors import CommandError, OptionError, PeerError, Timeout
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
-from anylog_tw.metadata.sync import Synchronizer
 
 KEYWORDS = ("metadata", "blockchain")
 
@@ -378,142 +374,3 @@ async def blockchain_test(call):
         return Reply.of_json(report)
     rows = [(k, v if not isinstance(v, list) else "; ".join(v) or "none") for k, v in report.items()]
     return Reply.of_table(("Check", "Result"), rows)
-
-
-# --- building policies ----------------------------------------------------------------------
-
-
-def _typed_value(tokens) -> object:
-    if len(tokens) == 1 and tokens[0].kind == GROUP:
-        return [_scalar(v) for v in values.split_list("(" + tokens[0].value + ")")]
-    if len(tokens) == 1 and tokens[0].kind == JSON:
-        try:
-            return json.loads(tokens[0].value)
-        except ValueError as e:
-            raise OptionError(f"{tokens[0].value[:40]!r} is not valid JSON: {e}") from None
-    if len(tokens) == 1 and tokens[0].kind == STRING:
-        return tokens[0].value
-    return _scalar(" ".join(t.value for t in tokens))
-
-
-def _scalar(text: str) -> object:
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text) if any(c in text for c in ".eE") and text[:1] not in ("e", "E") else text
-    except ValueError:
-        return text
-
-
-@command("create policy", usage="create policy <type> [with defaults] where k = v and ...",
-         text="Build a policy from key = value pairs (numbers and true/false are typed, (a, b) is a list, {...} "
-              "is JSON) and print it as JSON; assign it to use it: 'p = create policy ...'. 'with defaults' adds "
-              "the node's name, hostname and ip.",
-         examples=("p = create policy operator where name = op1 and ip = 10.0.0.5 and port = 32148 and "
-                   "cluster = !cluster_id",
-                   "p = create policy cluster with defaults where name = c1 and company = acme"),
-         keywords=KEYWORDS, raw=True, readonly=True)
-def create_policy(call):
-    node = call.node
-    positional, clause = grammar.split_where(call.tokens)
-    words = [token_text(t, node.substitute) for t in positional]
-    if not words:
-        raise CommandError("usage: create policy <type> [with defaults] where k = v and ...")
-    ptype = words[0]
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_\-]*$", ptype):
-        raise CommandError(f"{ptype!r} is not a policy type name")
-    extra = [w.lower() for w in words[1:]]
-    if extra and extra != ["with", "defaults"]:
-        raise CommandError(f"unexpected '{' '.join(words[1:])}' after the type (only 'with defaults')")
-    inner: dict = {}
-    if extra:
-        inner.update({"name": node.name, "hostname": node.dictionary.get("hostname", ""),
-                      "ip": node.dictionary.get("external_ip") or node.dictionary.get("ip"),
-                      "local_ip": node.dictionary.get("ip")})
-    if clause is not None:
-        for key, value in grammar.parse_where(clause):
-            resolved = [t._replace(value=node.substitute(t.value)) if t.kind in (WORD, GROUP) else t
-                        for t in value]
-            inner[key] = _typed_value(resolved)
-    return Reply.of_json({ptype: inner})
-
-
-# --- the synchronizer -----------------------------------------------------------------------
-
-
-@command("run blockchain sync",
-         usage="run blockchain sync [where source = master and time = 30 seconds and dest = file and "
-               "connection = ip:port]",
-         text="Start the synchronizer: every 'time' it asks the master for its metadata version and, when it "
-              "differs, fetches the ledger and swaps it in atomically (the previous file kept as .old); local "
-              "policies the master lacks are pushed again. 'connection' defaults to the master policy's address. "
-              "'source = dbms' (on a master) rebuilds the ledger file from its blockchain.ledger table. With no "
-              "options, syncs now and answers when the local copy is current (or with the failure).",
-         examples=("run blockchain sync where source = master and time = 30 seconds and dest = file and "
-                   "connection = !master_node",
-                   "run blockchain sync"),
-         keywords=KEYWORDS + ("background processes",),
-         options=(Option("source", choices=("master", "dbms", "blockchain")), Option("time", kind="seconds"),
-                  Option("dest", repeat=True), Option("connection"), Option("platform")))
-async def run_blockchain_sync(call):
-    node = call.node
-    running = node.process(Synchronizer.name)
-    if not call.given:
-        if running is None:
-            raise ServiceError("the synchronizer is not running: start it with 'run blockchain sync where source = "
-                               "master and time = 30 seconds and dest = file and connection = ip:port'")
-        # Scripts rely on it: once it answers, the local copy is as current as the master's.
-        await running.sync_once()
-        if running.status != "Synchronized":
-            raise PeerError(f"sync with {running.connection or running.source} failed: {running.last_failure}")
-        return f"Synchronized with {running.connection or running.source}"
-    if running is not None:
-        raise ServiceError("Blockchain Sync is already running (stop it first with 'exit synchronizer')")
-    opts = call.opts
-    for name in ("source", "time", "dest"):
-        if name not in call.given:
-            raise OptionError(f"'run blockchain sync' needs option '{name}' (usage: {call.command.usage})")
-    if opts["source"] == "blockchain":
-        raise OptionError("blockchain platforms are not supported: use 'source = master'")
-    if opts["time"] < 1:
-        raise OptionError("option 'time' must be at least 1 second")
-    dests = tuple(d.lower() for d in opts["dest"])
-    bad = [d for d in dests if d not in ("file", "dbms")]
-    if bad:
-        raise OptionError(f"option 'dest' is {bad[0]!r}; it must be file or dbms")
-    connection = opts["connection"] or ""
-    if opts["source"] == "master" and not connection:
-        meta = await metadata(node)
-        connection = policy_helpers.master_address(meta.ledger) or ""
-        if not connection:
-            raise OptionError("give 'connection = ip:port' (there is no master policy to take it from)")
-    sync = Synchronizer(opts["source"], opts["time"], connection, dests)
-    node.add_process(sync)
-    return f"Blockchain Sync started: every {opts['time']:g} seconds from {opts['source']}" + (
-        f" using {connection}" if connection else "")
-
-
-@command("get synchronizer", usage="get synchronizer [where format = json]",
-         text="The synchronizer's state: source, connection, interval, metadata version, calls, loads, policies, "
-              "and the last failure.",
-         examples=("get synchronizer", "get synchronizer where format = json"),
-         keywords=KEYWORDS + ("monitor",), options=(FORMAT,), readonly=True)
-async def get_synchronizer(call):
-    sync = call.node.process(Synchronizer.name)
-    if sync is None:
-        raise ServiceError("the synchronizer is not running (start it with 'run blockchain sync where ...')")
-    await metadata(call.node)
-    info = sync.info()
-    return Reply.of_table(("Key", "Value"), list(info.items()), data=info)
-
-
-@command("exit synchronizer", usage="exit synchronizer", text="Stop the synchronizer; the local copy stays.",
-         examples=("exit synchronizer",), keywords=KEYWORDS + ("background processes",))
-async def exit_synchronizer(call):
-    await call.node.stop_process(Synchronizer.name)
-    return "Blockchain Sync stopped"
