@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from anylog_tw.fileops import fsync_dir
 from anylog_tw.ingest.watchfile import announce
 
 CHUNK = 256 * 1024
@@ -67,19 +68,6 @@ def destination_dir(dictionary: dict, dest: object) -> str:
     if not os.path.isdir(path):
         raise TransferError(f"destination directory {path} ('{dest}_dir') does not exist")
     return path
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class FileReceiver:
@@ -169,7 +157,7 @@ class FileReceiver:
                     return self.final
                 raise TransferError(f"a different file named {os.path.basename(self.final)} already exists "
                                     f"in {self.dest_dir}") from None
-            _fsync_dir(self.dest_dir)
+            fsync_dir(self.dest_dir)
             announce(self.final)
             return self.final
         finally:
