@@ -380,6 +380,10 @@ class Operator(NodeProcess):
                 raise IngestError("duplicate", f"hash {job.hash} is file {row.file_id} in {job.tsd_table}, "
                                                f"not {fname.tsd_id}")
             job.done, job.redo = row.done, not row.done
+        elif not own:
+            # A peer's (member, file_id) names one file for good: rows with its tag can only be an
+            # earlier copy whose TSD row was deleted (`time file delete`, then an HA pull): replace them.
+            job.redo = True
         job.tsd_id = row.file_id
         job.tsd_name = self.config.member if own else str(int(fname.member))
         job.date = fname.tsd_date if same_file and fname.tsd_date else tsd_date(now)
