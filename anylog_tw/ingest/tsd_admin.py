@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, replace
 
 from anylog_tw import fileops
+from anylog_tw.atomic import rename_no_replace
 from anylog_tw.errors import CommandError, NotFound
 from anylog_tw.ingest import tsd
 from anylog_tw.ingest.errors import IngestError
@@ -106,7 +107,7 @@ def rename_file(path: str, plan: FileName) -> str:
     if os.path.abspath(target) == os.path.abspath(path):
         return target
     try:
-        fileops.rename_no_replace(path, target)
+        rename_no_replace(path, target)
     except FileExistsError:
         raise CommandError(f"{target!r} exists already: it is not replaced (move one of the files away first)") \
             from None

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from anylog_tw.fileops import fsync_dir
+from anylog_tw.atomic import fsync_dir
 from anylog_tw.ingest.watchfile import announce
 
 CHUNK = 256 * 1024

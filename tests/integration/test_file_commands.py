@@ -156,7 +156,7 @@ async def test_a_peer_is_kept_inside_the_home(node, tmp_path):
     for text in (f"file copy {secret} !tmp_dir/", f"file copy {src} {outside}/", f"file delete {secret}",
                  f"file move {secret} !tmp_dir", f"file hash {secret}", f"file test {secret}",
                  f"get files {outside}", f"get directories {outside}", f"file compress {src} {outside}/",
-                 f"file copy !prep_dir/../../../outside/secret.json !tmp_dir/"):
+                 "file copy !prep_dir/../../../outside/secret.json !tmp_dir/"):
         message = await error(node, text, PEER)
         assert "outside this node's home" in message and PEER in message, text
     assert secret.read_bytes() == b"secret" and os.listdir(outside) == ["secret.json"]

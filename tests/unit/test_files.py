@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from anylog_tw import fileops
+from anylog_tw import atomic, fileops
 from anylog_tw.commands.files import EXAMPLE_NAMES, FILE_STRUCT
 from anylog_tw.errors import CommandError, NotFound
 from anylog_tw.ingest.filename import parse_file_name
@@ -97,7 +97,7 @@ def test_a_copy_that_fails_half_way_leaves_no_file(src, tmp_path, monkeypatch):
 
 def test_without_renameat2_an_existing_destination_is_still_kept(src, tmp_path, monkeypatch):
     """The fallback for kernels and C libraries without RENAME_NOREPLACE: check, then rename."""
-    monkeypatch.setattr(fileops, "_RENAMEAT2", None)
+    monkeypatch.setattr(atomic, "_RENAMEAT2", None)
     assert fileops.copy_file(str(src), str(tmp_path / "a.json")) == str(tmp_path / "a.json")
     with pytest.raises(CommandError, match="exists"):
         fileops.copy_file(str(src), str(tmp_path / "a.json"))
@@ -110,9 +110,9 @@ def test_rename_no_replace_refuses_an_existing_name_and_links_nothing(tmp_path):
     (tmp_path / "a").write_bytes(b"a")
     (tmp_path / "b").write_bytes(b"b")
     with pytest.raises(FileExistsError):
-        fileops.rename_no_replace(str(tmp_path / "a"), str(tmp_path / "b"))
+        atomic.rename_no_replace(str(tmp_path / "a"), str(tmp_path / "b"))
     assert (tmp_path / "a").read_bytes() == b"a" and (tmp_path / "b").read_bytes() == b"b"
-    fileops.rename_no_replace(str(tmp_path / "a"), str(tmp_path / "c"))
+    atomic.rename_no_replace(str(tmp_path / "a"), str(tmp_path / "c"))
     assert os.stat(tmp_path / "c").st_nlink == 1 and not (tmp_path / "a").exists()
 
 
@@ -141,7 +141,7 @@ def test_move_to_another_file_system_copies_then_removes(src, tmp_path, monkeypa
         os.rename(old, new)  # the copy's temporary file, on the "other" device
         return 0
 
-    monkeypatch.setattr(fileops, "_RENAMEAT2", cross_device)
+    monkeypatch.setattr(atomic, "_RENAMEAT2", cross_device)
     out = fileops.move_file(str(src), str(tmp_path / "moved.json"))
     assert not src.exists() and open(out, "rb").read() == DATA and leftovers(tmp_path) == []
 
