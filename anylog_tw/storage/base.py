@@ -157,6 +157,21 @@ class Database:
             await self.script(schema.add_columns_sql(self.engine, table, new))
         return [n for n, _ in new]
 
+    async def drop_table(self, table: str) -> bool:
+        """Drop a table with its indexes; False when it did not exist (nothing happens then)."""
+        existed = await self.has_table(table)
+        await self.execute(f"DROP TABLE IF EXISTS {schema.quote(table, 'table name')}")
+        return existed
+
+    async def scan(self, sql: str, params: Params, fn: Callable[..., Any], *args: Any, batch: int = 5000) -> Any:
+        """`fn(columns, batches, *args)` in a thread, where `batches` yields the query's rows `batch` at a time.
+
+        For reading a whole table (backup) without holding it in memory: the rows come from one
+        consistent snapshot on a connection of the scan's own, so neither the writer nor the
+        readers of `query` wait behind it.  `fn` must not touch the reactor; it returns plain data.
+        """
+        raise NotImplementedError
+
     async def create_tsd_table(self, table: str = "tsd_info") -> bool:
         existed = await self.has_table(table)
         await self.script(schema.tsd_table_sql(self.engine, table))

@@ -15,6 +15,7 @@ another, and it is created (from the `postgres` maintenance database) when missi
 
 from __future__ import annotations
 
+import itertools
 import select
 from typing import Any, Callable, Iterable, Sequence
 
@@ -315,6 +316,33 @@ class PostgresDatabase(Database):
                 raise
 
         return await deferToThreadPool(self.reactor, self._pool, run)
+
+    async def scan(self, sql: str, params: Params, fn: Callable[..., Any], *args: Any, batch: int = 5000) -> Any:
+        """On a connection of its own with a server-side cursor: the server holds the snapshot and
+        sends `batch` rows at a time, and the writer thread stays free for ingest meanwhile."""
+        self._check_open()
+
+        def run() -> Any:
+            try:
+                conn = psycopg2.connect(self.dsn())
+            except psycopg2.Error as e:
+                raise StorageError(f"dbms '{self.name}': cannot connect to {self.where}: "
+                                   f"{' '.join(str(e).split())}") from None
+            try:
+                conn.set_session(readonly=True)
+                with conn.cursor(name="anylog_tw_scan") as cur:
+                    cur.itersize = batch
+                    cur.execute(*_params(sql, params))
+                    first = cur.fetchmany(batch)
+                    columns = [d[0] for d in cur.description or ()]
+                    rest = iter(lambda: cur.fetchmany(batch), [])
+                    return fn(columns, itertools.chain([first] if first else [], rest), *args)
+            except psycopg2.Error as e:
+                raise self.failed(e, sql) from None
+            finally:
+                conn.close()
+
+        return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), run)
 
     # -- tables ------------------------------------------------------------------------------
 

@@ -218,6 +218,33 @@ class SQLiteDatabase(Database):
 
         return await self._call(run)
 
+    async def scan(self, sql: str, params: Params, fn: Callable[..., Any], *args: Any, batch: int = 5000) -> Any:
+        self._check_open()
+        if self.memory:  # the writer's connection is the only one that sees a memory database
+            return await self._call(self._guard(self._scan_on, sql), self._cursor, sql, params, fn, args, batch)
+
+        def scan_file() -> Any:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            try:
+                conn.execute("PRAGMA query_only = 1")
+                conn.execute("BEGIN")  # one WAL snapshot for the whole read
+                return self._scan_on(conn.cursor, sql, params, fn, args, batch)
+            finally:
+                conn.close()
+
+        return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._guard(scan_file, sql))
+
+    @staticmethod
+    def _scan_on(cursor: Callable[[], sqlite3.Cursor], sql: str, params: Params, fn: Callable[..., Any],
+                 args: tuple, batch: int) -> Any:
+        cur = cursor()
+        try:
+            cur.execute(sql, params or ())
+            columns = [d[0] for d in cur.description or ()]
+            return fn(columns, iter(lambda: cur.fetchmany(batch), []), *args)
+        finally:
+            cur.close()
+
     # -- tables ------------------------------------------------------------------------------
 
     async def tables(self) -> list[str]:
