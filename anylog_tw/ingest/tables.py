@@ -15,7 +15,7 @@ from twisted.internet.defer import DeferredLock
 from anylog_tw.errors import StorageError
 from anylog_tw.ingest import pipeline
 from anylog_tw.ingest.errors import IngestError
-from anylog_tw.storage import schema
+from anylog_tw.storage import policy_ddl, schema
 
 
 class TableKeeper:
@@ -60,9 +60,10 @@ class TableKeeper:
         source = f"Operator of node {op.node.name}"
         found = op.link.table_policy(db.name, table)
         try:
-            if found is not None:
-                create = str(found.get("table", {}).get("create", "")).replace("|", '"')
-                await db.script([s for s in create.split(";") if s.strip()])
+            if found is not None:  # its columns, in this engine's layout (the policy's SQL is never run)
+                columns = policy_ddl.policy_columns(found.get("table", {}).get("create", ""), table,
+                                                    f"the table policy of {db.name}.{table}")
+                await db.create_table(table, columns)
                 existing = pipeline.column_types(await db.columns(table))
             else:
                 existing, _ = pipeline.new_columns(parsed, {}, fixed)

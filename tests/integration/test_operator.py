@@ -451,6 +451,22 @@ async def test_table_policy_creates_the_table(meta_node):
     assert await count(node, "select count(*) from fixed where v = 1.0 and note = 'a'") == 1
 
 
+async def test_a_table_policy_is_read_for_its_columns_never_run(meta_node):
+    """A PostgreSQL policy (SERIAL, now(), |quotes|) creates the table on SQLite, and a statement
+    smuggled into the policy's text is not run."""
+    node = meta_node
+    await node.component(Databases).get("lsl").create_table("keep", {"x": "integer"})
+    create = ('CREATE TABLE IF NOT EXISTS |pg_made| (row_id SERIAL PRIMARY KEY, insert_timestamp TIMESTAMP '
+              'NOT NULL DEFAULT NOW(), tsd_name CHAR(3), tsd_id INT, |reading| DOUBLE PRECISION, '
+              'site VARCHAR(20) NOT NULL); DROP TABLE keep;')
+    await _insert_policy(node, {"table": {"name": "pg_made", "dbms": "lsl", "create": create}})
+    await start(node)
+    drop(node, "lsl.pg_made.0.0.0.json", [{"reading": 2.5, "site": "north"}])
+    await wait_empty(node)
+    assert await count(node, "select count(*) from pg_made where reading = 2.5 and site = 'north'") == 1
+    assert await node.component(Databases).get("lsl").has_table("keep")
+
+
 async def test_mapping_policy_from_the_instructions_segment(meta_node):
     node = meta_node
     await _insert_policy(node, {"mapping": {
