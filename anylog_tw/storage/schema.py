@@ -243,6 +243,9 @@ def engine_type(engine: str, kind: str) -> str:
         raise StorageError(f"unknown column type {kind!r} (one of {', '.join(TYPES)})") from None
 
 
+_INTEGER_TYPE = re.compile(r"\b(tiny|small|medium|big)?int(eger|[248])?\b|\b(small|big)?serial\b")
+
+
 def logical_type(declared: str) -> str:
     """The logical type of a column as the database declares it (for tables made elsewhere)."""
     d = (declared or "").strip().lower()
@@ -250,7 +253,7 @@ def logical_type(declared: str) -> str:
         return TIMESTAMP
     if d in ("boolean", "bool"):
         return BOOLEAN
-    if "int" in d or d == "serial" or d == "bigserial":
+    if _INTEGER_TYPE.search(d):  # a word, so that interval and point are not integers
         return INTEGER
     if any(w in d for w in ("real", "double", "float", "numeric", "decimal")):
         return FLOAT

@@ -279,3 +279,13 @@ def test_hms(seconds, text):
                                       ("(select 1)", "select"), ("", "")])
 def test_statement_kind(sql, kind):
     assert sqlfmt.statement_kind(sql) == kind
+
+
+@pytest.mark.parametrize("declared, logical", [
+    ("INTEGER", "integer"), ("int", "integer"), ("BIGINT", "integer"), ("int8", "integer"), ("int(11)", "integer"),
+    ("unsigned big int", "integer"), ("SERIAL", "integer"), ("bigserial", "integer"), ("interval", "text"),
+    ("point", "text"), ("DOUBLE PRECISION", "float"), ("numeric(10,2)", "float"), ("timestamp with time zone",
+    "timestamp"), ("varchar(20)", "text"), ("boolean", "boolean"), ("", "text"),
+])
+def test_logical_type_reads_declared_types_by_word(declared, logical):
+    assert schema.logical_type(declared) == logical
