@@ -282,6 +282,7 @@ class Publisher(NodeProcess):
             metrics.files.labels(operator=address).inc()
             metrics.bytes.labels(operator=address).inc(out.size)
         self.backoff = self.config.retry_initial
+        self._pump()  # the slot is free: the next transfer overlaps this file's removal
         try:
             if self.config.delete_json:
                 await run_blocking(self.reactor, outbox.discard, path)
