@@ -230,8 +230,9 @@ def _file_struct(call):
     return FILE_STRUCT
 
 
-for _name in ("get json file struct", "get json file structure"):
+for _name in ("get json file struct", "get json file structure", "show json file structure"):
     command(_name, usage=_name,
             text="Show the naming convention of data files (what each dot-separated segment means), with examples. "
-                 "'get json file struct' and 'get json file structure' are the same command.",
+                 "'get json file struct', 'get json file structure' and 'show json file structure' (spellings "
+                 "seen in AnyLog's documentation) are the same command.",
             examples=(_name,), keywords=KEYWORDS + ("ingest",), readonly=True)(_file_struct)

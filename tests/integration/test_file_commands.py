@@ -144,6 +144,7 @@ async def test_json_file_struct_under_both_names(node):
     struct = (await ok(node, "get json file struct")).render()
     assert struct.startswith("[dbms name].[table name].[data source].[hash value]")
     assert (await ok(node, "get json file structure")).render() == struct
+    assert (await ok(node, "show json file structure")).render() == struct
 
 
 async def test_a_peer_is_kept_inside_the_home(node, tmp_path):
