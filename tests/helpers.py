@@ -52,3 +52,18 @@ async def poll(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await task.deferLater(reactor, interval, lambda: None)
+
+
+async def ok(node: Node, text: str, origin: str = "local"):
+    """Run a command on a node and fail the test unless it succeeds; returns the Reply."""
+    reply = await node.run(text, origin)
+    assert reply.ok, f"{text}: {reply.render()}"
+    return reply
+
+
+async def refused(node: Node, text: str, origin: str = "local") -> str:
+    """Run a command that must fail with a message for the user (no traceback); returns the message."""
+    reply = await node.run(text, origin)
+    assert not reply.ok, f"{text} should fail: {reply.render()}"
+    assert "Traceback" not in reply.text and "internal error" not in reply.text, reply.text
+    return reply.text

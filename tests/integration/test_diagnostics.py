@@ -19,22 +19,9 @@ from twisted.internet.protocol import Factory, Protocol
 from anylog_tw import diagnostics as diag
 from anylog_tw.metadata.ledger import Ledger
 from anylog_tw.node import Node
-from tests.helpers import poll
+from tests.helpers import ok, poll, refused
 
 TCP = "run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true"
-
-
-async def ok(node: Node, text: str):
-    reply = await node.run(text)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply
-
-
-async def error(node: Node, text: str) -> str:
-    reply = await node.run(text)
-    assert not reply.ok, f"{text} should fail: {reply.render()}"
-    assert "Traceback" not in reply.text
-    return reply.text
 
 
 async def start_node(tmp_path, name: str, *setup: str) -> Node:
@@ -138,7 +125,7 @@ async def test_node_finds_an_external_address_that_does_not_answer(nodes):
 
 async def test_node_rejects_a_timeout_of_zero(nodes):
     node = await nodes("n4")
-    assert "more than 0" in await error(node, "test node where timeout = 0 seconds")
+    assert "more than 0" in await refused(node, "test node where timeout = 0 seconds")
 
 
 # --- test network ------------------------------------------------------------------------------
@@ -176,11 +163,11 @@ async def test_network_asks_every_node_and_reports_the_silent_and_the_dead(nodes
 
 async def test_network_errors_name_the_problem(nodes):
     a = await nodes("alpha")
-    assert "no node policies" in await error(a, "test network")
+    assert "no node policies" in await refused(a, "test network")
     await ok(a, node_policy("query", "q", "127.0.0.1:1"))
-    assert "no node in the metadata matches 'master'" in await error(a, "test network with master")
-    assert "node type" in await error(a, "test network with nonsense")
-    assert "with <node type>" in await error(a, "test network operator")
+    assert "no node in the metadata matches 'master'" in await refused(a, "test network with master")
+    assert "node type" in await refused(a, "test network with nonsense")
+    assert "with <node type>" in await refused(a, "test network operator")
 
 
 async def test_network_metadata_compares_versions(nodes):
@@ -246,7 +233,7 @@ async def test_cluster_setup_and_databases(nodes):
 
 async def test_cluster_databases_needs_a_cluster_operator(nodes):
     node = await nodes("plain")
-    assert "not an operator of a cluster" in await error(node, "test cluster databases")
+    assert "not an operator of a cluster" in await refused(node, "test cluster databases")
 
 
 # --- addresses, pools, threads, metadata info ------------------------------------------------------

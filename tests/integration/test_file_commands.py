@@ -13,7 +13,7 @@ from twisted.internet import reactor
 
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.node import Node
-from tests.helpers import poll
+from tests.helpers import ok, poll, refused
 
 DATA = b'{"ts": "2026-11-28 05:00:00", "v": 1}\n{"ts": "2026-11-28 05:00:01", "v": 2}\n'
 PEER = "peer 10.0.0.7:32048"
@@ -25,19 +25,6 @@ async def node(tmp_path):
     node.startService()
     yield node
     await node.stopService()
-
-
-async def ok(node, text: str, origin: str = "local"):
-    reply = await node.run(text, origin)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply
-
-
-async def error(node, text: str, origin: str = "local") -> str:
-    reply = await node.run(text, origin)
-    assert not reply.ok, f"{text} should fail: {reply.render()}"
-    assert "Traceback" not in reply.text and "internal error" not in reply.text, reply.text
-    return reply.text
 
 
 def prep_file(node, name="lsl_demo.ping_sensor.json", data=DATA) -> str:
@@ -58,7 +45,7 @@ async def test_copy_move_test_delete_with_dictionary_paths(node):
     assert (await ok(node, "file test !tmp_dir/lsl_demo.ping_sensor.json")).render() == "False"
     await ok(node, "file delete !bkup_dir/lsl_demo.ping_sensor.json")
     assert os.listdir(node.dictionary["bkup_dir"]) == []
-    assert "does not exist" in await error(node, "file delete !bkup_dir/lsl_demo.ping_sensor.json")
+    assert "does not exist" in await refused(node, "file delete !bkup_dir/lsl_demo.ping_sensor.json")
 
 
 async def test_files_moved_or_copied_into_the_watch_dir_are_seen_at_once(node):
@@ -82,7 +69,7 @@ async def test_files_moved_or_copied_into_the_watch_dir_are_seen_at_once(node):
 async def test_an_existing_destination_needs_overwrite(node):
     src = prep_file(node)
     dest = prep_file(node, "other.json", b"keep me")
-    message = await error(node, f"file copy {src} {dest}")
+    message = await refused(node, f"file copy {src} {dest}")
     assert "exists" in message and "overwrite = true" in message
     assert open(dest, "rb").read() == b"keep me"
     await ok(node, f"file copy {src} {dest} where overwrite = true")
@@ -94,10 +81,10 @@ async def test_file_hash_prints_the_operators_hash(node):
     expected = hashlib.md5(b"lsl_demo.ping_sensor" + DATA).hexdigest()
     assert (await ok(node, "file hash !prep_dir/lsl_demo.ping_sensor.json")).render() == expected
     prep_file(node, "readings.txt")
-    assert "where dbms = <dbms> and table = <table>" in await error(node, "file hash !prep_dir/readings.txt")
+    assert "where dbms = <dbms> and table = <table>" in await refused(node, "file hash !prep_dir/readings.txt")
     reply = await ok(node, "file hash !prep_dir/readings.txt where dbms = lsl_demo and table = ping_sensor")
     assert reply.render() == expected
-    assert "both" in await error(node, "file hash !prep_dir/readings.txt where dbms = lsl_demo")
+    assert "both" in await refused(node, "file hash !prep_dir/readings.txt where dbms = lsl_demo")
 
 
 async def test_compress_and_decompress_round_trip(node):
@@ -109,7 +96,7 @@ async def test_compress_and_decompress_round_trip(node):
     assert open(os.path.join(node.dictionary["tmp_dir"], "lsl_demo.ping_sensor.json"), "rb").read() == DATA
     assert os.path.exists(src) and os.path.exists(gz)
     bad = prep_file(node, "broken.json.gz", b"no gzip here")
-    assert "not a complete gzip file" in await error(node, f"file decompress {bad}")
+    assert "not a complete gzip file" in await refused(node, f"file decompress {bad}")
     assert not os.path.exists(bad[:-3])
 
 
@@ -125,7 +112,7 @@ async def test_listings_as_tables_and_json(node):
     assert [(r["File"], r["Size"]) for r in rows] == [("a.json", 0), ("b.json", 2)]
     dirs = json.loads((await ok(node, "get directories !prep_dir where format = json")).render())
     assert [d["Directory"] for d in dirs] == ["sub"]
-    assert "does not exist" in await error(node, "get files !prep_dir/nope")
+    assert "does not exist" in await refused(node, "get files !prep_dir/nope")
 
 
 async def test_get_archived_files_reads_the_day_folder(node):
@@ -137,7 +124,7 @@ async def test_get_archived_files_reads_the_day_folder(node):
     rows = json.loads((await ok(node, "get archived files 2026-11-28 where format = json")).render())
     assert [r["File"] for r in rows] == [name]
     assert json.loads((await ok(node, "get archived files 2026-11-27 where format = json")).render()) == []
-    assert "YYYY-MM-DD" in await error(node, "get archived files 28/11/2026")
+    assert "YYYY-MM-DD" in await refused(node, "get archived files 28/11/2026")
 
 
 async def test_json_file_struct_under_both_names(node):
@@ -158,7 +145,7 @@ async def test_a_peer_is_kept_inside_the_home(node, tmp_path):
                  f"file move {secret} !tmp_dir", f"file hash {secret}", f"file test {secret}",
                  f"get files {outside}", f"get directories {outside}", f"file compress {src} {outside}/",
                  "file copy !prep_dir/../../../outside/secret.json !tmp_dir/"):
-        message = await error(node, text, PEER)
+        message = await refused(node, text, PEER)
         assert "outside this node's home" in message and PEER in message, text
     assert secret.read_bytes() == b"secret" and os.listdir(outside) == ["secret.json"]
     assert os.listdir(node.dictionary["tmp_dir"]) == []
@@ -177,6 +164,6 @@ async def test_a_peer_may_use_a_work_directory_moved_out_of_the_home(node, tmp_p
 
 
 async def test_wrong_arguments_are_errors(node):
-    assert "usage" in await error(node, "file copy !prep_dir/a.json")
-    assert "usage" in await error(node, "file test")
-    assert "overwrite" in await error(node, "file copy a b where overwrite = maybe")
+    assert "usage" in await refused(node, "file copy !prep_dir/a.json")
+    assert "usage" in await refused(node, "file test")
+    assert "overwrite" in await refused(node, "file copy a b where overwrite = maybe")

@@ -18,7 +18,7 @@ from twisted.web import resource, server
 from anylog_tw.errors import OptionError
 from anylog_tw.net import http_client
 from anylog_tw.node import Node
-from tests.helpers import poll
+from tests.helpers import ok, poll
 
 
 class Remote(resource.Resource):
@@ -84,12 +84,6 @@ async def node(tmp_path):
     node.startService()
     yield node
     await node.stopService()
-
-
-async def ok(node, text: str):
-    reply = await node.run(text)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply
 
 
 async def error_text(node, text: str) -> str:

@@ -12,6 +12,7 @@ from twisted.internet import reactor
 
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
+from tests.helpers import ok, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
 
 PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
@@ -36,19 +37,6 @@ async def dbms(request, node):
     await node.run(f"disconnect dbms {name}")
     if request.param == "psql":
         drop_pg_database(name)
-
-
-async def ok(node, text: str):
-    reply = await node.run(text)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply
-
-
-async def error(node, text: str) -> str:
-    reply = await node.run(text)
-    assert not reply.ok, f"{text} should fail: {reply.render()}"
-    assert "Traceback" not in reply.text
-    return reply.text
 
 
 async def fill(node, name: str) -> None:
@@ -90,13 +78,13 @@ async def test_sql_statements_without_rows_report_changes(dbms):
 async def test_sql_errors_are_readable_and_the_dbms_stays_usable(dbms):
     node, name = dbms
     await fill(node, name)
-    msg = await error(node, f'sql {name} "selec count(*) frm ping"')
+    msg = await refused(node, f'sql {name} "selec count(*) frm ping"')
     assert f"dbms '{name}'" in msg and "selec" in msg
-    assert "nosuchtable" in await error(node, f'sql {name} "select * from nosuchtable"')
-    assert "transaction statements are not allowed" in await error(node, f'sql {name} "begin"')
-    assert "no option 'timeout'" in await error(node, f'sql {name} timeout = 3 "select 1"')
-    assert "must be one of" in await error(node, f'sql {name} format = xml "select 1"')
-    assert "no statement" in await error(node, f"sql {name}")
+    assert "nosuchtable" in await refused(node, f'sql {name} "select * from nosuchtable"')
+    assert "transaction statements are not allowed" in await refused(node, f'sql {name} "begin"')
+    assert "no option 'timeout'" in await refused(node, f'sql {name} timeout = 3 "select 1"')
+    assert "must be one of" in await refused(node, f'sql {name} format = xml "select 1"')
+    assert "no statement" in await refused(node, f"sql {name}")
     await ok(node, f'sql {name} "select 1"')
 
 
@@ -107,7 +95,7 @@ async def test_tables_columns_and_databases(dbms):
     assert json.loads(reply.render()) == [{"Database": name, "Table name": "ping"}]
     reply = await ok(node, f"get table columns where dbms = {name} and table = ping")
     assert [row[0] for row in reply.rows] == ["device", "value", "seq"]
-    assert "does not exist" in await error(node, f"get table columns where dbms = {name} and table = nope")
+    assert "does not exist" in await refused(node, f"get table columns where dbms = {name} and table = nope")
     reply = await ok(node, "get databases where format = json")
     entry = [d for d in json.loads(reply.render()) if d["Logical DBMS"] == name][0]
     assert entry["Database Type"] in ("sqlite", "psql")
@@ -127,7 +115,7 @@ async def test_system_tables_are_created_once(dbms):
 
 
 async def test_default_system_dbms_names(node):
-    assert "dbms 'almgm' is not connected" in await error(node, "create table tsd_info")
+    assert "dbms 'almgm' is not connected" in await refused(node, "create table tsd_info")
     await ok(node, "connect dbms almgm where type = sqlite and memory = true")
     await ok(node, "connect dbms blockchain where type = sqlite and memory = true")
     await ok(node, "create table tsd_info")
@@ -138,21 +126,21 @@ async def test_default_system_dbms_names(node):
 async def test_connect_sqlite_file_and_disconnect(node):
     await ok(node, "connect dbms lsl_demo where type = sqlite")
     assert os.path.exists(os.path.join(node.dictionary["dbms_dir"], "lsl_demo.dbms"))
-    assert "already connected" in await error(node, "connect dbms LSL_demo where type = sqlite")
+    assert "already connected" in await refused(node, "connect dbms LSL_demo where type = sqlite")
     await ok(node, 'sql lsl_demo "create table t (a integer)"')
     await ok(node, "disconnect dbms lsl_demo")
-    assert "not connected" in await error(node, 'sql lsl_demo "select 1"')
-    assert "not connected" in await error(node, "disconnect dbms lsl_demo")
+    assert "not connected" in await refused(node, 'sql lsl_demo "select 1"')
+    assert "not connected" in await refused(node, "disconnect dbms lsl_demo")
     await ok(node, "connect dbms lsl_demo where type = sqlite")
     assert (await ok(node, "get tables where dbms = lsl_demo")).rows == [["lsl_demo", "t"]]
 
 
 async def test_connect_refuses_bad_input_clearly(node):
-    assert "not allowed" in await error(node, 'connect dbms "x; drop" where type = sqlite')
-    assert "must be one of" in await error(node, "connect dbms a where type = oracle")
-    assert "needs option 'type'" in await error(node, "connect dbms a")
-    assert "for psql" in await error(node, "connect dbms a where type = sqlite and ip = 1.2.3.4")
-    assert "sqlite only" in await error(node, "connect dbms a where type = psql and memory = true")
+    assert "not allowed" in await refused(node, 'connect dbms "x; drop" where type = sqlite')
+    assert "must be one of" in await refused(node, "connect dbms a where type = oracle")
+    assert "needs option 'type'" in await refused(node, "connect dbms a")
+    assert "for psql" in await refused(node, "connect dbms a where type = sqlite and ip = 1.2.3.4")
+    assert "sqlite only" in await refused(node, "connect dbms a where type = psql and memory = true")
     assert (await node.run("get databases")).rows == []
 
 
@@ -167,7 +155,7 @@ async def test_connect_psql_creates_the_database_and_refuses_a_missing_server(no
     finally:
         await node.run(f"disconnect dbms {name}")
         drop_pg_database(name)
-    msg = await error(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = postgres")
+    msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = postgres")
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in msg
     assert "far" not in [r[0] for r in (await node.run("get databases")).rows]
 

@@ -20,7 +20,7 @@ from anylog_tw.ingest.filename import file_hash, parse_file_name
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from anylog_tw.storage.policy_ddl import policy_columns
-from tests.helpers import poll
+from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
 
 PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
@@ -52,19 +52,6 @@ async def node(request, tmp_path):
         drop_pg_database(database)
 
 
-async def ok(node, text: str):
-    reply = await node.run(text)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply
-
-
-async def error(node, text: str) -> str:
-    reply = await node.run(text)
-    assert not reply.ok, f"{text} should fail: {reply.render()}"
-    assert "Traceback" not in reply.text
-    return reply.text
-
-
 async def tables(node, dbms: str) -> list[str]:
     return await node.component(Databases).get(dbms).tables()
 
@@ -88,10 +75,10 @@ async def test_drop_table_drops_a_user_table_and_says_what_is_wrong(node):
     await ok(node, f'sql {d} "create table keep (a integer)"')
     assert (await ok(node, f"drop table PING where dbms = {d}")).render() == f"Table {d}.ping dropped"
     assert await tables(node, d) == ["keep"]
-    assert "table 'ping' does not exist" in await error(node, f"drop table ping where dbms = {d}")
-    assert "dbms 'nodb' is not connected" in await error(node, "drop table keep where dbms = nodb")
-    assert "not allowed" in await error(node, f'drop table "keep; drop" where dbms = {d}')
-    assert "needs option 'dbms'" in await error(node, "drop table keep")
+    assert "table 'ping' does not exist" in await refused(node, f"drop table ping where dbms = {d}")
+    assert "dbms 'nodb' is not connected" in await refused(node, "drop table keep where dbms = nodb")
+    assert "not allowed" in await refused(node, f'drop table "keep; drop" where dbms = {d}')
+    assert "needs option 'dbms'" in await refused(node, "drop table keep")
     assert await tables(node, d) == ["keep"]
 
 
@@ -101,9 +88,9 @@ async def test_system_tables_are_not_dropped_by_accident(node):
     await ok(node, "create table ledger where dbms = blockchain")
     await ok(node, "create table tsd_12 where dbms = almgm")  # a member's TSD table, as the operator makes it
     for table in ("tsd_info", "tsd_12"):
-        msg = await error(node, f"drop table {table} where dbms = {almgm} and system = true")
+        msg = await refused(node, f"drop table {table} where dbms = {almgm} and system = true")
         assert "TSD table" in msg and f"time file drop {table}" in msg
-    assert "system = true" in await error(node, f"drop table ledger where dbms = {chain}")
+    assert "system = true" in await refused(node, f"drop table ledger where dbms = {chain}")
     assert await tables(node, almgm) == ["tsd_12", "tsd_info"] and await tables(node, chain) == ["ledger"]
     await ok(node, f"drop table ledger where dbms = {chain} and system = true")
     assert await tables(node, chain) == []
@@ -149,16 +136,16 @@ async def test_create_table_runs_nothing_but_the_column_list(node):
 
 async def test_create_table_errors_name_the_problem(node):
     d = node.dbms
-    msg = await error(node, f"create table nopolicy where dbms = {d}")
+    msg = await refused(node, f"create table nopolicy where dbms = {d}")
     assert f"no table policy for {d}.nopolicy" in msg and "blockchain get table" in msg
     await add_policy(node, {"table": {"name": "other", "dbms": d, "create": "CREATE TABLE elsewhere (a int)"}})
-    assert "no CREATE TABLE statement for table 'other'" in await error(node, f"create table other where dbms = {d}")
+    assert "no CREATE TABLE statement for table 'other'" in await refused(node, f"create table other where dbms = {d}")
     await add_policy(node, {"table": {"name": "sysonly", "dbms": d,
                                       "create": "CREATE TABLE sysonly (row_id int, tsd_id int)"}})
-    assert "no data columns" in await error(node, f"create table sysonly where dbms = {d}")
+    assert "no data columns" in await refused(node, f"create table sysonly where dbms = {d}")
     await add_policy(node, {"table": {"name": "bad", "dbms": d, "create": 'CREATE TABLE bad ("a;b" int)'}})
-    assert "'a;b' is not allowed" in await error(node, f"create table bad where dbms = {d}")
-    assert "is not connected" in await error(node, "create table other where dbms = nodb")
+    assert "'a;b' is not allowed" in await refused(node, f"create table bad where dbms = {d}")
+    assert "is not connected" in await refused(node, "create table other where dbms = nodb")
     assert await tables(node, d) == []
 
 
@@ -271,22 +258,22 @@ async def test_backup_refuses_bad_input_and_leaves_no_file(node, tmp_path):
     inf = "9e999" if node.engine == "sqlite" else "'Infinity'::float8"
     await ok(node, f'sql {d} "create table t (row_id integer, a real, b text)"')
     await ok(node, f"sql {d} \"insert into t values (1, 1.5, 'x'), (2, {inf}, 'y'), (3, 2.5, 'z')\"")
-    msg = await error(node, f"backup table where dbms = {d} and table = t and dest = {dest}")
+    msg = await refused(node, f"backup table where dbms = {d} and table = t and dest = {dest}")
     assert "row_id 2, column 'a' holds inf" in msg.lower()
     assert files(str(dest)) == []
     base = f"backup table where dbms = {d} and table = t and dest = {dest}"
-    assert "is not a directory" in await error(node, base.replace(str(dest), str(dest / "missing")))
-    assert "partitions are not supported" in await error(node, base + " and partition = par_t_2026_01")
-    assert "table 'nope' does not exist" in await error(node, base.replace("table = t", "table = nope"))
-    assert "is not connected" in await error(node, base.replace(f"dbms = {d}", "dbms = nodb"))
-    assert "needs option 'dest'" in await error(node, f"backup table where dbms = {d} and table = t")
+    assert "is not a directory" in await refused(node, base.replace(str(dest), str(dest / "missing")))
+    assert "partitions are not supported" in await refused(node, base + " and partition = par_t_2026_01")
+    assert "table 'nope' does not exist" in await refused(node, base.replace("table = t", "table = nope"))
+    assert "is not connected" in await refused(node, base.replace(f"dbms = {d}", "dbms = nodb"))
+    assert "needs option 'dest'" in await refused(node, f"backup table where dbms = {d} and table = t")
     await ok(node, f'sql {d} "create table empty_t (a integer)"')
     reply = await ok(node, base.replace("table = t", "table = empty_t"))
     assert "is empty: no backup file written" in reply.render() and files(str(dest)) == []
     chain = await node.connect("blockchain")
     await ok(node, f"create table ledger where dbms = {chain}")
     ledger = base.replace(f"dbms = {d} and table = t", f"dbms = {chain} and table = ledger")
-    assert "system table" in await error(node, ledger)
+    assert "system table" in await refused(node, ledger)
 
 
 def test_policy_columns_reads_both_engines_ddl_and_anylogs():

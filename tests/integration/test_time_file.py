@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from anylog_tw.ingest.filename import file_hash
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
-from tests.helpers import poll
+from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import PG, drop_pg_database
 
 ROWS = [{"ts": "2026-11-28 05:00:00", "v": 1}, {"ts": "2026-11-28 05:00:01", "v": 2}]
@@ -32,19 +32,6 @@ async def node(tmp_path):
     os.makedirs(node.dictionary["prep_dir"], exist_ok=True)
     yield node
     await node.stopService()
-
-
-async def ok(node, text: str) -> str:
-    reply = await node.run(text)
-    assert reply.ok, f"{text}: {reply.render()}"
-    return reply.render()
-
-
-async def error(node, text: str) -> str:
-    reply = await node.run(text)
-    assert not reply.ok, f"{text} should fail: {reply.render()}"
-    assert "Traceback" not in reply.text
-    return reply.text
 
 
 async def query(node, sql: str, dbms: str = "almgm") -> list[tuple]:
@@ -82,7 +69,7 @@ async def ingest(node, path: str) -> None:
 async def test_rename_adds_the_operators_hash_and_keeps_the_data(node):
     """The hash in the new name is the one the operator computes; the file's bytes are untouched."""
     path = prep(node, "lsl.ping.json")
-    new = await ok(node, f"time file rename {path}")
+    new = (await ok(node, f"time file rename {path}")).render()
     digest = file_hash("lsl", "ping", [DATA])
     assert new == os.path.join(node.dictionary["prep_dir"], f"lsl.ping.0.{digest}.0.json")
     assert not os.path.exists(path) and read(new) == DATA
@@ -91,9 +78,9 @@ async def test_rename_adds_the_operators_hash_and_keeps_the_data(node):
 async def test_rename_to_other_parts_keeps_source_and_instructions_and_rehashes(node):
     """A new table changes the hash (it covers 'dbms.table'); source and mapping id stay unless given."""
     path = prep(node, "lsl.ping.dev7.abc.my_map.json")
-    new = await ok(node, f"time file rename {path} to table = heat_sensor")
+    new = (await ok(node, f"time file rename {path} to table = heat_sensor")).render()
     assert os.path.basename(new) == f"lsl.heat_sensor.dev7.{file_hash('lsl', 'heat_sensor', [DATA])}.my_map.json"
-    newer = await ok(node, f"time file rename {new} to source = dev8 and hash = h1 and instructions = 0")
+    newer = (await ok(node, f"time file rename {new} to source = dev8 and hash = h1 and instructions = 0")).render()
     assert os.path.basename(newer) == "lsl.heat_sensor.dev8.h1.0.json" and read(newer) == DATA
 
 
@@ -107,7 +94,7 @@ async def test_rename_stores_the_new_path_in_the_dictionary(node):
 async def test_rename_of_a_gzipped_file_hashes_the_data_inside(node):
     """Compressed or not, the same data gets the same hash (the operator's duplicate key)."""
     path = prep(node, "lsl.ping.json.gz", gzip.compress(DATA))
-    new = await ok(node, f"time file rename {path}")
+    new = (await ok(node, f"time file rename {path}")).render()
     assert os.path.basename(new) == f"lsl.ping.0.{file_hash('lsl', 'ping', [DATA])}.0.json.gz"
 
 
@@ -124,20 +111,20 @@ async def test_rename_of_a_gzipped_file_hashes_the_data_inside(node):
 ])
 async def test_rename_refuses_bad_input_and_leaves_the_file(node, name, to, says):
     path = prep(node, name)
-    assert says in await error(node, f"time file rename {path} {to}")
+    assert says in await refused(node, f"time file rename {path} {to}")
     assert os.listdir(node.dictionary["prep_dir"]) == [name] and read(path) == DATA
 
 
 async def test_rename_never_replaces_an_existing_file(node):
     path = prep(node, "lsl.ping.json")
     taken = prep(node, f"lsl.ping.0.{file_hash('lsl', 'ping', [DATA])}.0.json", b'{"other": 1}\n')
-    assert "exists already" in await error(node, f"time file rename {path}")
+    assert "exists already" in await refused(node, f"time file rename {path}")
     assert read(path) == DATA and read(taken) == b'{"other": 1}\n'
 
 
 async def test_rename_of_a_missing_file_names_it(node):
     missing = os.path.join(node.dictionary["prep_dir"], "lsl.ping.json")
-    assert missing in await error(node, f"time file rename {missing}")
+    assert missing in await refused(node, f"time file rename {missing}")
 
 
 # --- new / add -------------------------------------------------------------------------------------------
@@ -147,7 +134,7 @@ async def test_new_registers_a_pending_row_that_the_operator_takes_over(node):
     """The row made by hand is the one the operator uses: same file_id, ingested once, then done."""
     digest = file_hash("lsl", "ping", [DATA])
     path = prep(node, f"lsl.ping.dev1.{digest}.0.json")
-    text = await ok(node, f"time file new {path}")
+    text = (await ok(node, f"time file new {path}")).render()
     assert "tsd_info as file_id 1" in text and "'pending'" in text
     assert await query(node, "select file_id, dbms_name, table_name, source, file_hash, status2 from tsd_info") == \
         [(1, "lsl", "ping", "dev1", digest, "pending")]
@@ -162,7 +149,7 @@ async def test_new_with_status2_done_makes_the_operator_refuse_the_file(node):
     """status2 'done' means ingested: the file is a duplicate and no row of it is inserted."""
     digest = file_hash("lsl", "ping", [DATA])
     path = prep(node, f"lsl.ping.0.{digest}.0.json")
-    text = await ok(node, f'time file new {path} "from publisher 7" done')
+    text = (await ok(node, f'time file new {path} "from publisher 7" done')).render()
     assert "never ingests" in text
     assert await query(node, "select status1, status2 from tsd_info") == [("from publisher 7", "done")]
     await start_operator(node)
@@ -176,13 +163,13 @@ async def test_new_refuses_a_hash_already_recorded_and_keeps_the_row(node):
     path = prep(node, "lsl.ping.0.h1.0.json")
     await ok(node, f"time file new {path} a b")
     other = prep(node, "lsl.other.5.h1.0.json")
-    assert "already in tsd_info as file_id 1" in await error(node, f"time file new {other} c d")
+    assert "already in tsd_info as file_id 1" in await refused(node, f"time file new {other} c d")
     assert await query(node, "select file_id, table_name, status1, status2 from tsd_info") == [(1, "ping", "a", "b")]
 
 
 async def test_new_needs_a_hash_in_the_name_and_add_computes_it(node):
     path = prep(node, "lsl.ping.json")
-    assert "has no hash" in await error(node, f"time file new {path}")
+    assert "has no hash" in await refused(node, f"time file new {path}")
     assert "tsd_info" not in await node.component(Databases).get("almgm").tables()
     await ok(node, f"time file add {path}")
     assert await query(node, "select file_hash from tsd_info") == [(file_hash("lsl", "ping", [DATA]),)]
@@ -190,7 +177,7 @@ async def test_new_needs_a_hash_in_the_name_and_add_computes_it(node):
 
 async def test_add_checks_that_the_file_exists(node):
     missing = os.path.join(node.dictionary["prep_dir"], "lsl.ping.0.h1.0.json")
-    assert "no file" in await error(node, f"time file add {missing}")
+    assert "no file" in await refused(node, f"time file add {missing}")
     assert "tsd_info" not in await node.component(Databases).get("almgm").tables()
     await ok(node, f"time file new {missing}")  # new takes the name alone
     assert await query(node, "select file_hash from tsd_info") == [("h1",)]
@@ -199,13 +186,13 @@ async def test_add_checks_that_the_file_exists(node):
 async def test_new_of_a_peers_file_goes_to_its_member_table_with_its_id(node):
     """An 8-segment name of member 7 is recorded in tsd_7 under member 7's file_id."""
     peer = "lsl.ping.0.h7.0.7.42.261128050000.json"
-    assert "start the operator" in await error(node, f"time file new {peer}")
+    assert "start the operator" in await refused(node, f"time file new {peer}")
     await start_operator(node)  # member 0
     await ok(node, f"time file new {peer}")
     assert await query(node, "select file_id, file_hash, status2 from tsd_7") == [(42, "h7", "pending")]
     own = "lsl.ping.0.h0.0.0.3.261128050000.json"
-    assert "registered by this node" in await error(node, f"time file new {own}")
-    assert "streamer" in await error(node, "time file new lsl.ping.0.h0.0.@.3.261128050000.json")
+    assert "registered by this node" in await refused(node, f"time file new {own}")
+    assert "streamer" in await refused(node, "time file new lsl.ping.0.h0.0.@.3.261128050000.json")
 
 
 @pytest.mark.parametrize("name, says", [
@@ -214,7 +201,7 @@ async def test_new_of_a_peers_file_goes_to_its_member_table_with_its_id(node):
     ("9x.ping.0.h.0.json", "not a valid name"),
 ])
 async def test_new_refuses_names_that_break_the_convention(node, name, says):
-    assert says in await error(node, f"time file new {name}")
+    assert says in await refused(node, f"time file new {name}")
 
 
 # --- update ----------------------------------------------------------------------------------------------
@@ -230,11 +217,11 @@ async def test_update_sets_the_given_statuses_only(node):
 
 async def test_update_refuses_unknown_hashes_and_tables(node):
     await ok(node, "time file new lsl.ping.0.h1.0.json")
-    assert "no file with hash 'nope'" in await error(node, "time file update nope x")
-    assert "give status1" in await error(node, "time file update h1")
-    assert "not a TSD table" in await error(node, "time file update h1 x where table = ping")
-    assert "no table tsd_9" in await error(node, "time file update h1 x where table = tsd_9")
-    assert "cannot be empty" in await error(node, 'time file update h1 x ""')
+    assert "no file with hash 'nope'" in await refused(node, "time file update nope x")
+    assert "give status1" in await refused(node, "time file update h1")
+    assert "not a TSD table" in await refused(node, "time file update h1 x where table = ping")
+    assert "no table tsd_9" in await refused(node, "time file update h1 x where table = tsd_9")
+    assert "cannot be empty" in await refused(node, 'time file update h1 x ""')
     assert await query(node, "select status1, status2 from tsd_info") == [(None, "pending")]
 
 
@@ -244,7 +231,7 @@ async def test_update_of_a_done_file_lets_it_be_ingested_again_without_duplicate
     await ingest(node, prep(node, "lsl.ping.json"))
     digest = file_hash("lsl", "ping", [DATA])
     assert await query(node, "select file_id, status2 from tsd_info") == [(1, "done")]
-    text = await ok(node, f"time file update {digest} redo again")
+    text = (await ok(node, f"time file update {digest} redo again")).render()
     assert "no longer recorded as ingested" in text and "2 earlier rows" in text
     await ingest(node, prep(node, "lsl.ping.json"))
     assert await query(node, "select file_id, rows, status2 from tsd_info") == [(1, 2, "done")]
@@ -270,14 +257,14 @@ async def test_drop_refuses_tables_that_are_not_tsd_tables(node):
     await ok(node, 'sql almgm "create table ping (v integer)"')
     await ok(node, 'sql almgm "insert into ping values (1)"')
     for name in ("ping", "tsd_info_old", "tsd_x", "ledger"):
-        assert "not a TSD table" in await error(node, f"time file drop {name}")
+        assert "not a TSD table" in await refused(node, f"time file drop {name}")
     assert await query(node, "select v from ping") == [(1,)]
-    assert "no table tsd_5" in await error(node, "time file drop tsd_5")
+    assert "no table tsd_5" in await refused(node, "time file drop tsd_5")
 
 
 async def test_drop_refuses_a_table_without_the_tsd_columns(node):
     await ok(node, 'sql almgm "create table tsd_9 (v integer)"')
-    assert "does not have the TSD columns" in await error(node, "time file drop all")
+    assert "does not have the TSD columns" in await refused(node, "time file drop all")
     assert "tsd_9" in await node.component(Databases).get("almgm").tables()
 
 
@@ -285,7 +272,7 @@ async def test_drop_of_tsd_info_keeps_its_numbering(node):
     """Emptied, not dropped: the next file gets a new file_id, so rows' tsd_id tags never repeat."""
     await ok(node, "time file new lsl.ping.0.h1.0.json")
     await ok(node, "time file new lsl.ping.0.h2.0.json")
-    text = await ok(node, "time file drop tsd_info")
+    text = (await ok(node, "time file drop tsd_info")).render()
     assert "Emptied tsd_info (2 rows)" in text and "duplicated" in text
     assert await query(node, "select count(*) from tsd_info") == [(0,)]
     await ok(node, "time file new lsl.ping.0.h1.0.json")
@@ -315,11 +302,11 @@ async def test_drop_all_and_drop_one_member_table(node):
     await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json")
     await ok(node, "time file new lsl.ping.0.h8.0.8.43.261128050000.json")
     await ok(node, "time file new lsl.ping.0.h1.0.json")
-    assert "refused while Operator" in await error(node, "time file drop tsd_7")
+    assert "refused while Operator" in await refused(node, "time file drop tsd_7")
     await ok(node, "exit operator")
-    assert "Dropped tsd_7 (1 rows)" in await ok(node, "time file drop tsd_7")
+    assert "Dropped tsd_7 (1 rows)" in (await ok(node, "time file drop tsd_7")).render()
     assert "tsd_7" not in await node.component(Databases).get("almgm").tables()
-    text = await ok(node, "time file drop all")
+    text = (await ok(node, "time file drop all")).render()
     assert "emptied tsd_info (1 rows)" in text.lower() and "dropped tsd_8 (1 rows)" in text
     assert [t for t in await node.component(Databases).get("almgm").tables() if t.startswith("tsd")] == ["tsd_info"]
 
@@ -327,14 +314,14 @@ async def test_drop_all_and_drop_one_member_table(node):
 async def test_delete_removes_one_row_and_says_what_it_means(node):
     await ok(node, "time file new lsl.ping.0.h1.0.json")
     await ok(node, "time file new lsl.ping.0.h2.0.json x done")
-    text = await ok(node, "time file delete 2 from tsd_info")
+    text = (await ok(node, "time file delete 2 from tsd_info")).render()
     assert "Deleted file_id 2" in text and "duplicated" in text
     assert await query(node, "select file_id from tsd_info") == [(1,)]
-    assert "no file_id 2" in await error(node, "time file delete 2 from tsd_info")
-    assert "not a TSD table" in await error(node, "time file delete 1 from ping")
-    assert "expected 'from'" in await error(node, "time file delete 1 in tsd_info")
-    assert "positive number" in await error(node, "time file delete x from tsd_info")
-    assert "wrong number of arguments" in await error(node, "time file delete 1")
+    assert "no file_id 2" in await refused(node, "time file delete 2 from tsd_info")
+    assert "not a TSD table" in await refused(node, "time file delete 1 from ping")
+    assert "expected 'from'" in await refused(node, "time file delete 1 in tsd_info")
+    assert "positive number" in await refused(node, "time file delete x from tsd_info")
+    assert "wrong number of arguments" in await refused(node, "time file delete 1")
     assert await query(node, "select file_id from tsd_info") == [(1,)]
 
 
@@ -342,7 +329,7 @@ async def test_delete_of_a_row_not_done_waits_for_the_operator_to_stop(node):
     """A pending row may be a file in the operator's hands: deleting it then is refused."""
     await ok(node, "time file new lsl.ping.0.h1.0.json")
     await start_operator(node)
-    assert "exit operator" in await error(node, "time file delete 1 from tsd_info")
+    assert "exit operator" in await refused(node, "time file delete 1 from tsd_info")
     assert await query(node, "select file_id from tsd_info") == [(1,)]
     await ok(node, "exit operator")
     await ok(node, "time file delete 1 from tsd_info")
@@ -353,7 +340,7 @@ async def test_commands_need_almgm(node):
     await node.component(Databases).disconnect("almgm")
     for cmd in ("time file tables", "time file new lsl.ping.0.h1.0.json", "time file drop all",
                 "time file delete 1 from tsd_info", "time file update h1 x"):
-        assert "almgm is not connected" in await error(node, cmd), cmd
+        assert "almgm is not connected" in await refused(node, cmd), cmd
 
 
 async def test_a_peers_file_ingested_again_after_its_row_is_deleted_replaces_its_rows(node):
