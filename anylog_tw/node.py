@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from anylog_tw import layout
@@ -107,6 +108,12 @@ class Node(MultiService):
             "external_ip": "127.0.0.1",
         }
         self.dictionary.update(layout.work_dictionary(self.home))
+
+    def in_thread(self, fn: Callable, *args: Any) -> Deferred:
+        """Run blocking `fn(*args)` in the reactor's thread pool (inline on a memory reactor in unit tests)."""
+        if hasattr(self.reactor, "getThreadPool"):
+            return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        return maybeDeferred(fn, *args)
 
     # -- shared state of the areas (storage, metadata, ...) -----------------------------------
 

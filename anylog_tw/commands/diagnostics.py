@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from twisted.internet import threads
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred, gatherResults
 from twisted.internet.error import ConnectError
 
@@ -61,10 +60,6 @@ async def ask(node, address: str, text: str, timeout: float) -> tuple[Reply | No
     if reply is not None and not reply.ok:
         return None, f"answered with an error: {reply.text}", ms
     return reply, why, ms
-
-
-def in_thread(node, fn, *args) -> Deferred:
-    return threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), fn, *args)
 
 
 async def local_ledger(node):
@@ -186,7 +181,7 @@ async def _check_dbms(node, timeout: float) -> list[list]:
 
 async def _check_directories(node, timeout: float) -> list[list]:
     dirs = [(key, node.dictionary.get(key, "")) for key in layout.DIRECTORIES]
-    problems, why, _ = await timed(node, lambda: in_thread(node, diag.check_directories, dirs), timeout)
+    problems, why, _ = await timed(node, lambda: node.in_thread(diag.check_directories, dirs), timeout)
     if problems is None:
         return [["Work directories", diag.FAILED, f"could not check them: {why}"]]
     if not problems:

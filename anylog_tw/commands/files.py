@@ -10,7 +10,6 @@ may use any path.
 
 from __future__ import annotations
 
-from twisted.internet import threads
 
 from anylog_tw import fileops, layout
 from anylog_tw.commands.registry import FORMAT, Option, command
@@ -39,11 +38,6 @@ def path_check(call):
     return fileops.absolute
 
 
-def in_thread(call, work, *args):
-    node = call.node
-    return threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), work, *args)
-
-
 # --- file ... --------------------------------------------------------------------------------
 
 
@@ -62,7 +56,7 @@ async def file_copy(call):
     def work():
         return fileops.copy_file(check(src), check(dest), call.opts["overwrite"])
 
-    return f"Copied {src} to {await in_thread(call, work)}"
+    return f"Copied {src} to {await call.node.in_thread(work)}"
 
 
 @command("file move", usage="file move <source file> <destination file or directory> [where overwrite = true]",
@@ -78,7 +72,7 @@ async def file_move(call):
     def work():
         return fileops.move_file(check(src), check(dest), call.opts["overwrite"])
 
-    return f"Moved {src} to {await in_thread(call, work)}"
+    return f"Moved {src} to {await call.node.in_thread(work)}"
 
 
 @command("file delete", usage="file delete <file>",
@@ -87,7 +81,7 @@ async def file_move(call):
 async def file_delete(call):
     check = path_check(call)
     path = call.args[0]
-    await in_thread(call, lambda: fileops.delete_file(check(path)))
+    await call.node.in_thread(lambda: fileops.delete_file(check(path)))
     return f"Deleted {path}"
 
 
@@ -98,7 +92,7 @@ async def file_delete(call):
 async def file_test(call):
     check = path_check(call)
     path = call.args[0]
-    exists = await in_thread(call, lambda: fileops.file_exists(check(path)))
+    exists = await call.node.in_thread(lambda: fileops.file_exists(check(path)))
     return "True" if exists else "False"
 
 
@@ -117,7 +111,7 @@ async def file_hash(call):
     dbms, table = call.opts["dbms"], call.opts["table"]
     if (dbms is None) != (table is None):
         raise CommandError("file hash: give both dbms and table, or neither (then the file's name gives them)")
-    return await in_thread(call, lambda: fileops.hash_file(check(path), dbms, table))
+    return await call.node.in_thread(lambda: fileops.hash_file(check(path), dbms, table))
 
 
 def _gzip_command(name: str, action: str, work):
@@ -129,7 +123,7 @@ def _gzip_command(name: str, action: str, work):
         def run():
             return work(check(src), check(dest) if dest else None, call.opts["overwrite"])
 
-        return f"{action} {src} to {await in_thread(call, run)}"
+        return f"{action} {src} to {await call.node.in_thread(run)}"
 
     handler.__name__ = name.replace(" ", "_")
     return handler
@@ -165,7 +159,7 @@ FILE_COLUMNS = ("File", "Size", "Modified UTC")
 async def get_files(call):
     check = path_check(call)
     path = call.args[0]
-    rows = await in_thread(call, lambda: fileops.list_files(check(path)))
+    rows = await call.node.in_thread(lambda: fileops.list_files(check(path)))
     return Reply.of_table(FILE_COLUMNS, rows, title=f"Files in {path}")
 
 
@@ -177,7 +171,7 @@ async def get_files(call):
 async def get_directories(call):
     check = path_check(call)
     path = call.args[0]
-    rows = await in_thread(call, lambda: fileops.list_directories(check(path)))
+    rows = await call.node.in_thread(lambda: fileops.list_directories(check(path)))
     return Reply.of_table(("Directory", "Modified UTC"), rows, title=f"Directories in {path}")
 
 
@@ -195,7 +189,7 @@ def archive_dir(node) -> str:
          keywords=KEYWORDS + ("archive", "high availability"), nargs=(1, 1), options=(FORMAT,), readonly=True)
 async def get_archived_files(call):
     day = fileops.parse_day(call.args[0])
-    folder, rows = await in_thread(call, fileops.archived_files, archive_dir(call.node), day)
+    folder, rows = await call.node.in_thread(fileops.archived_files, archive_dir(call.node), day)
     return Reply.of_table(FILE_COLUMNS, rows, title=f"Archived on {day.isoformat()} ({folder})")
 
 

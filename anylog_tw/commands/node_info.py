@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 from anylog_tw import diagnostics as diag
-from anylog_tw.commands.diagnostics import in_thread, local_ledger
+from anylog_tw.commands.diagnostics import local_ledger
 from anylog_tw.commands.registry import FORMAT, command
 from anylog_tw.commands.reply import Reply
 
@@ -19,7 +19,7 @@ from anylog_tw.commands.reply import Reply
          examples=("get ip list", "get ip list where format = json"), keywords=("network", "configuration"),
          options=(FORMAT,), readonly=True)
 async def get_ip_list(call):
-    addresses = await in_thread(call.node, diag.interface_addresses)
+    addresses = await call.node.in_thread(diag.interface_addresses)
     rows = diag.ip_rows(addresses, call.node.dictionary)
     return Reply.of_table(("Interface", "Family", "Address", "Dictionary Key"), rows)
 
@@ -94,7 +94,7 @@ def get_system_threads(call):
 async def get_metadata_info(call):
     node = call.node
     ledger = await local_ledger(node)
-    facts = await in_thread(node, diag.file_facts, ledger.path)
+    facts = await node.in_thread(diag.file_facts, ledger.path)
     info = diag.metadata_info(ledger, facts, node.process("Blockchain Sync"))
     rows = [[k, v] for k, v in info.items() if k != "Policies by type"]
     rows[2:2] = [[f"Policies: {t}", n] for t, n in info["Policies by type"].items()]

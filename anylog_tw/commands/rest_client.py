@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import threads
 from twisted.logger import Logger
 
 from anylog_tw import fileops
@@ -69,11 +68,6 @@ def where_pairs(call) -> list[tuple[str, str]]:
     return pairs
 
 
-def in_thread(call, work, *args):
-    node = call.node
-    return threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), work, *args)
-
-
 def save_reply(path: str, value, body: bytes, keyed: bool, overwrite: bool) -> tuple[int, int | None]:
     """Write the reply to `path` through a temporary file: (bytes written, rows or None)."""
     if os.path.isdir(path):
@@ -102,12 +96,12 @@ async def rest_call(call, verb: str) -> Reply:
                                        response.content_type)
     big = len(response.body) > _THREAD_ABOVE
     if big:
-        value = await in_thread(call, http_client.reply_value, response.body, response.content_type)
+        value = await call.node.in_thread(http_client.reply_value, response.body, response.content_type)
     else:
         value = http_client.reply_value(response.body, response.content_type)
     value = http_client.select_key(value, output.key, request.url)
     if dest is not None:
-        size, rows = await in_thread(call, save_reply, dest, value, response.body, output.key is not None,
+        size, rows = await call.node.in_thread(save_reply, dest, value, response.body, output.key is not None,
                                      output.overwrite)
         what = f"{rows:,} rows ({size:,} bytes)" if rows is not None else f"{size:,} bytes"
         return Reply.of_text(f"Wrote {what} from {request.url} to {dest}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-from twisted.internet import threads
 
 from anylog_tw.commands.registry import Option, command
 from anylog_tw.errors import CommandError, NotFound, OptionError, ServiceError
@@ -140,8 +139,7 @@ async def backup_table(call):
         raise CommandError(f"{db.name}.{table} has only system columns: there is no data to back up")
     has_row_id = backup.ROW_ID in {n.lower() for n, _ in declared}
     node = call.node
-    dest = await threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), backup.check_dest,
-                                           call.opts["dest"])
+    dest = await node.in_thread(backup.check_dest, call.opts["dest"])
     sql = backup.select_sql(table, [n for n, _ in columns], has_row_id)
     result = await db.scan(sql, None, backup.write_backup, dest, db.name, table, [t for _, t in columns], has_row_id)
     if result.path is None:

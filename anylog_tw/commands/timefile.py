@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import os
 
-from twisted.internet import threads
 
 from anylog_tw import fileops
 from anylog_tw.commands.registry import FORMAT, Option, command, read_options, token_text
@@ -29,10 +28,6 @@ def _almgm(node):
         raise ServiceError("dbms almgm is not connected: the TSD tables live there "
                            "(connect dbms almgm where type = sqlite)")
     return db
-
-
-def _in_thread(node, fn, *args):
-    return threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), fn, *args)
 
 
 def _status(text: str | None) -> str | None:
@@ -83,7 +78,7 @@ async def time_file_rename(call):
     opts, _ = read_options(call.command, None if cut is None else tokens[cut + 1:], call.node.substitute)
     plan = tsd_admin.plan_rename(path, opts["dbms"], opts["table"], opts["source"], opts["hash"],
                                  opts["instructions"])
-    return await _in_thread(call.node, tsd_admin.rename_file, path, plan)
+    return await call.node.in_thread(tsd_admin.rename_file, path, plan)
 
 
 # --- new / add / update ---------------------------------------------------------------------------------
@@ -103,7 +98,7 @@ async def _register(call, check_file: bool):
     node = call.node
     path = call.args[0]
     name = tsd_admin.parse_name(path)
-    if check_file and not await _in_thread(node, os.path.isfile, path):
+    if check_file and not await node.in_thread(os.path.isfile, path):
         raise CommandError(f"no file {path!r}: 'time file add' registers only a file that exists "
                            f"('time file new' takes the name alone)")
     if name.member == "@":
@@ -125,7 +120,7 @@ async def _register(call, check_file: bool):
         if not check_file:
             raise CommandError(f"{path!r} has no hash in its name: give it one ('time file rename {path}') or use "
                                f"'time file add', which computes it from the file")
-        file_hash = await _in_thread(node, fileops.hash_file, path, name.dbms, name.table)
+        file_hash = await node.in_thread(fileops.hash_file, path, name.dbms, name.table)
     status1 = _status(call.args[1] if len(call.args) > 1 else None)
     status2 = _status(call.args[2] if len(call.args) > 2 else None)
     db = _almgm(node)

@@ -14,7 +14,6 @@ import os
 import shutil
 import time
 
-from twisted.internet import threads
 from twisted.logger import Logger
 
 from anylog_tw.errors import AnyLogError, OptionError
@@ -102,8 +101,7 @@ async def clean_archive(node) -> int:
     except ValueError:
         raise OptionError(f"'{ARCHIVE_DAYS_KEY}' is {days!r}: set it to a whole number of days") from None
     archive = node.dictionary["archive_dir"]
-    removed = await threads.deferToThreadPool(node.reactor, node.reactor.getThreadPool(), delete_archive, archive,
-                                              n, node.reactor.seconds())
+    removed = await node.in_thread(delete_archive, archive, n, node.reactor.seconds())
     if removed:
         log.info("archive clean-up removed {n} day folders older than {days} days", n=len(removed), days=n)
     return len(removed)
