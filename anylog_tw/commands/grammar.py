@@ -346,3 +346,36 @@ def quote(value: str) -> str:
     if value and not any(c in value for c in ' \t\r\n"\'()={}'):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_OUTPUT_TARGET = re.compile(r"^\[([^\[\]]*)\]\s*=\s*(\S.*)$", re.S)
+
+
+def split_output_target(text: str) -> tuple[list[tuple[str, str]], str] | None:
+    """AnyLog's `[file = path, key = k, show = true] = <command>`: (the bracket's pairs, the command).
+
+    None when the line does not start that way.  The pairs become options of the command
+    (`with_options`), so the command itself decides which it takes.
+    """
+    m = _OUTPUT_TARGET.match(text)
+    if m is None:
+        return None
+    pairs = []
+    for part in m.group(1).split(","):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise GrammarError(f"'{part.strip()}' in '[...] = <command>' is not key = value (e.g. [file = !prep_dir/"
+                               f"out.json, key = results] = rest get where url = ...)")
+        pairs.append((key.strip().lower(), value.strip().strip("\"'")))
+    return pairs, m.group(2).strip()
+
+
+def with_options(command: str, pairs: list[tuple[str, str]]) -> str:
+    """`command` with `key = value` options added to its where clause (or a new one)."""
+    if not pairs:
+        return command
+    _, clause = split_where(tokenize(command))
+    added = " and ".join(f"{key} = {quote(value)}" for key, value in pairs)
+    return f"{command} {'and' if clause is not None else 'where'} {added}"

@@ -5,9 +5,9 @@ AnyLog, so the clause is read here rather than by the registry (the commands are
 request building and reply mapping are in `anylog_tw.net.http_client`; this module reads the
 call, sends, and saves a reply to a file through the thread pool.
 
-AnyLog writes a reply to a file with `[file=path, key=k, show=true] = rest get ...`; the command
-grammar takes `[file=...]` for a malformed dictionary key, so here it is `... and file = path
-[and key = k]` on the command itself.
+AnyLog writes a reply to a file with `[file=path, key=k, show=true] = rest get ...`; the node turns
+that line into `rest get ... and file = path and key = k` (`grammar.split_output_target`), so the
+options are read here like any other.
 """
 
 from __future__ import annotations

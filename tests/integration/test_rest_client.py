@@ -355,3 +355,15 @@ async def test_https_certificates_are_verified(node, tmp_path):
     host, port = node.process("REST").address
     text = await error_text(node, f'rest get where url = https://{host}:{port} and command = "get status"')
     assert text == f"rest get https://{host}:{port}: the TLS handshake failed (certificate verify failed)"
+
+
+async def test_anylogs_bracket_form_saves_the_reply(node, remote, tmp_path):
+    """`[file = F, key = K, show = true] = rest get where url = ...` is the same as `... and file = F and key = K`."""
+    base, _, _ = remote
+    dest = tmp_path / "london.readings.json"
+    node.dictionary["out_file"] = str(dest)
+    reply = await ok(node, f"[file = !out_file, key = results, show = true] = rest get where url = {base}/json")
+    assert reply.render() == f"Wrote 2 rows (24 bytes) from {base}/json to {dest}"
+    assert dest.read_text() == '{"a":1}\n{"a":2,"b":"x"}\n'
+    assert "not key = value" in await error_text(node, f"[file] = rest get where url = {base}/json")
+    assert "file" in await error_text(node, "[file = x.json] = get status")  # a command without the option

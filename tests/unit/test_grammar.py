@@ -206,3 +206,14 @@ def test_split_script_never_loses_a_command(lines):
 def test_lists():
     assert values.split_list("(a.b, c.d)") == ["a.b", "c.d"]
     assert values.split_list("x,y") == ["x", "y"]
+
+
+def test_output_target_and_options():
+    assert grammar.split_output_target("get status") is None
+    pairs, command = grammar.split_output_target('[file = !prep_dir/a b.json, key = "results", show = true] = rest get '
+                                                 "where url = http://h/x?a=1&b=2")
+    assert pairs == [("file", "!prep_dir/a b.json"), ("key", "results"), ("show", "true")]
+    assert command == "rest get where url = http://h/x?a=1&b=2"
+    assert grammar.with_options(command, pairs[:2]) == ('rest get where url = http://h/x?a=1&b=2 and '
+                                                        'file = "!prep_dir/a b.json" and key = results')
+    assert grammar.with_options("get status", [("format", "json")]) == "get status where format = json"
