@@ -11,7 +11,8 @@ echo server, a raw socket sink); the client side runs in this process.  Figures:
   fsync and rename by the receiver) vs a raw blocking socket send of the same bytes (target
   >= 200 MB/s).
 
-Medians of --runs runs; the machine is shared, so run it a few times.
+Medians of --runs runs; the round-trip ratio is the median of each run's figure over the baseline
+measured right before it (the machine is shared: pairs cancel its drift). Run it a few times.
 """
 
 from __future__ import annotations
