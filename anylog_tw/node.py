@@ -177,7 +177,8 @@ class Node(MultiService):
         target = grammar.split_output_target(text) if text[0] == "[" else None
         if target is not None:  # `[file = f, key = k, show = true] = rest get ...`: `show` is AnyLog's progress bar
             pairs, command = target
-            return await self._dispatch(grammar.with_options(command, [p for p in pairs if p[0] != "show"]), origin)
+            pairs = [(k, self.substitute(v)) for k, v in pairs if k != "show"]  # before quoting hides the !key
+            return await self._dispatch(grammar.with_options(command, pairs), origin)
         tokens = grammar.tokenize(text)
         if is_assignment(tokens):
             return await self._assign(tokens[0].value, tokens[2:], text, origin)

@@ -91,8 +91,13 @@ def print_(call):
          examples=("process !local_scripts/operator.al", "process conf/demo.al"),
          keywords=("script", "configuration"), nargs=(1, 1))
 async def process_script(call):
+    from anylog_tw.commands.files import path_check
+
     path = call.node.resolve_script(call.args[0])
-    ran, failed = await call.node.run_script(path, origin=None)
+    peer = call.origin.startswith("peer ")
+    if peer:
+        path = path_check(call)(path)
+    ran, failed = await call.node.run_script(path, origin=f"{call.origin} (script {path})" if peer else None)
     if failed:
         return Reply.of_text(f"Script {path}: {ran} commands, {failed} failed (see 'get error log')")
     return f"Script {path}: {ran} commands"

@@ -290,7 +290,10 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
          options=(Option("dest", default="watch", help="the peer's <dest>_dir"), Option("name"),
                   Option("timeout", kind="seconds")))
 async def file_send(call):
+    from anylog_tw.commands.files import path_check
+
     path, destination = call.args
+    path = path_check(call)(path)
     text = destination[1:-1] if destination.startswith("(") and destination.endswith(")") else destination
     dest = parse_destination(text)
     peers = call.node.component(Peers)

@@ -118,7 +118,7 @@ def schedule(call):
     sched = schedulers(node).scheduler(sid, create=True)
     name = values.get("name")
     try:
-        task = sched.add(interval, command=text, name=name, start=start)
+        task = sched.add(interval, command=text, name=name, start=start, owner=call.origin)
     except KeyError:
         raise CommandError(f"scheduler {sid} already has a task named '{name}': pick another name, or remove it "
                            f"first with 'task remove where scheduler = {sid} and name = {grammar.quote(name)}'") from None

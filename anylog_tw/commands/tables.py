@@ -6,11 +6,12 @@ longest command a line starts with, so those lines never reach `create table <t>
 
 from __future__ import annotations
 
-import re
 
 
+from anylog_tw.commands.files import path_check
 from anylog_tw.commands.registry import Option, command
 from anylog_tw.errors import CommandError, NotFound, OptionError, ServiceError
+from anylog_tw.ingest.tsd_admin import TSD_TABLE
 from anylog_tw.metadata import policies
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.storage import backup, policy_ddl, schema
@@ -22,7 +23,7 @@ TSD_DBMS, LEDGER_DBMS = "almgm", "blockchain"
 
 def system_table(dbms: str, table: str) -> str | None:
     """"tsd" or "ledger" for the tables the node keeps for itself, None for a user table."""
-    if dbms == TSD_DBMS and (table == "tsd_info" or re.fullmatch(r"tsd_\d+", table)):
+    if dbms == TSD_DBMS and TSD_TABLE.match(table):
         return "tsd"
     if dbms == LEDGER_DBMS and table == "ledger":
         return "ledger"
@@ -139,7 +140,7 @@ async def backup_table(call):
         raise CommandError(f"{db.name}.{table} has only system columns: there is no data to back up")
     has_row_id = backup.ROW_ID in {n.lower() for n, _ in declared}
     node = call.node
-    dest = await node.in_thread(backup.check_dest, call.opts["dest"])
+    dest = await node.in_thread(backup.check_dest, path_check(call)(call.opts["dest"]))
     sql = backup.select_sql(table, [n for n, _ in columns], has_row_id)
     result = await db.scan(sql, None, backup.write_backup, dest, db.name, table, [t for _, t in columns], has_row_id)
     if result.path is None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 
 from anylog_tw import fileops
+from anylog_tw.commands.files import path_check
 from anylog_tw.commands.registry import FORMAT, Option, command, read_options, token_text
 from anylog_tw.commands.reply import Reply
 from anylog_tw.errors import CommandError, OptionError, ServiceError
@@ -74,7 +76,7 @@ async def time_file_rename(call):
         raise OptionError(f"'time file rename' takes one file, then 'to key = value ...' (usage: {call.command.usage})")
     if cut is not None and cut + 1 == len(tokens):
         raise OptionError(f"'{tokens[cut].value}' must be followed by 'key = value' (usage: {call.command.usage})")
-    path = token_text(positional[0], call.node.substitute)
+    path = path_check(call)(token_text(positional[0], call.node.substitute))
     opts, _ = read_options(call.command, None if cut is None else tokens[cut + 1:], call.node.substitute)
     plan = tsd_admin.plan_rename(path, opts["dbms"], opts["table"], opts["source"], opts["hash"],
                                  opts["instructions"])
@@ -96,7 +98,7 @@ async def _register(call, check_file: bool):
     from anylog_tw.storage import schema
 
     node = call.node
-    path = call.args[0]
+    path = path_check(call)(call.args[0]) if check_file else call.args[0]  # `new` reads no file
     name = tsd_admin.parse_name(path)
     if check_file and not await node.in_thread(os.path.isfile, path):
         raise CommandError(f"no file {path!r}: 'time file add' registers only a file that exists "
@@ -263,7 +265,7 @@ async def time_file_delete(call):
     raw_id, word, name = call.args
     if word.lower() != "from":
         raise OptionError(f"expected 'from' after the row id, got {word!r} (usage: {call.command.usage})")
-    if not raw_id.isdigit() or int(raw_id) == 0:
+    if not re.fullmatch(r"[0-9]{1,18}", raw_id) or int(raw_id) == 0:
         raise OptionError(f"row id {raw_id!r} must be a positive number (the file_id of 'get tsd details')")
     table = tsd_admin.check_tsd_table(name)
     db = _almgm(call.node)

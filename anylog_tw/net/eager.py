@@ -47,7 +47,7 @@ def eager_writer(transport) -> Callable[[bytes], bool | None]:
     def eager(data: bytes) -> bool:
         t = transport
         if (len(data) > EAGER_MAX or t.dataBuffer or t._tempDataBuffer or not t.connected
-                or t.disconnecting or t._writeDisconnected):
+                or t.disconnecting or t._writeDisconnected or getattr(t, "_aborting", False)):
             write(data)
             return True
         try:

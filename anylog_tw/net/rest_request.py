@@ -19,7 +19,7 @@ import orjson
 
 from anylog_tw.commands import grammar
 from anylog_tw.commands import values
-from anylog_tw.commands.grammar import STRING, WORD
+from anylog_tw.commands.grammar import STRING, WORD, split_output_target, with_options
 from anylog_tw.commands.registry import Registry
 from anylog_tw.errors import AnyLogError, GrammarError
 
@@ -213,6 +213,9 @@ def command_kind(registry: Registry, text: str) -> tuple[str, bool]:
     Raises GrammarError if the text does not parse.  Cached: dashboards send the same few
     commands again and again (commands are registered at import, before any request).
     """
+    target = split_output_target(text.strip()) if text.strip().startswith("[") else None
+    if target is not None:  # `[file = f] = <command>` is that command with those options: judge it
+        return command_kind(registry, with_options(target[1], target[0]))
     tokens = _tokens(text)
     if not tokens:
         return "", True
@@ -222,6 +225,8 @@ def command_kind(registry: Registry, text: str) -> tuple[str, bool]:
         return "sql", is_query_sql(tokens)
     match = registry.match(tokens)
     if match is None:
+        if len(tokens) >= 3 and tokens[0].is_word("set") and tokens[2].kind == "eq":
+            return "assignment", False  # `set key = value`, as the node reads it
         return "", True  # unknown: running it changes nothing (the node answers 404 with hints)
     cmd, _ = match
     return cmd.name, cmd.readonly

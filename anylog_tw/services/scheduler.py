@@ -83,11 +83,11 @@ class Task:
 
     __slots__ = ("id", "name", "command", "function", "interval", "next_run", "last_run", "last_result",
                  "runs", "failures", "skipped", "active", "running", "removed", "generation", "created",
-                 "system", "scheduler_id")
+                 "system", "scheduler_id", "owner")
 
     def __init__(self, task_id: int, name: str, interval: float, next_run: float, created: float,
                  command: str = "", function: Callable[[], Any] | None = None, system: bool = False,
-                 scheduler_id: int = 1):
+                 scheduler_id: int = 1, owner: str = ""):
         self.id = task_id
         self.name = name
         self.command = command
@@ -106,6 +106,7 @@ class Task:
         self.created = created
         self.system = system
         self.scheduler_id = scheduler_id
+        self.owner = owner  # the origin of the command that declared it (a peer's task runs as that peer)
 
     @property
     def status(self) -> str:
@@ -172,7 +173,7 @@ class Scheduler:
         return by_name if name is not None else by_id
 
     def add(self, interval: float, command: str = "", name: str | None = None, start: float | None = None,
-            function: Callable[[], Any] | None = None, system: bool = False) -> Task:
+            function: Callable[[], Any] | None = None, system: bool = False, owner: str = "") -> Task:
         """Declare a task; it runs first at `start`, or one interval from now."""
         if not interval or interval < MIN_INTERVAL or math.isinf(interval) or math.isnan(interval):
             raise ValueError(f"the interval must be at least {MIN_INTERVAL} seconds, not {interval}")
@@ -188,7 +189,7 @@ class Scheduler:
         now = self.clock.seconds()
         first = start if start is not None else now + interval
         task = Task(task_id, name, interval, first, now, command=command, function=function, system=system,
-                    scheduler_id=self.id)
+                    scheduler_id=self.id, owner=owner)
         self._tasks[name.lower()] = task
         self._by_id[task_id] = task
         self._push(task)

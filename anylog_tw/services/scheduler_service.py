@@ -119,6 +119,8 @@ class Schedulers:
     def _runner(self, sid: int):
         async def run(task: Task, previous: float) -> tuple[bool, str]:
             origin = f"scheduler {sid} task {task.name}"
+            if task.owner.startswith("peer "):  # keeps a peer's limits (file commands stay inside the home)
+                origin = f"{task.owner} (scheduler {sid} task {task.name})"
             if task.command:
                 text = expand_time_marks(task.command, previous, self.node.reactor.seconds())
                 reply = await self.node.run(text, origin)

@@ -167,3 +167,33 @@ async def test_wrong_arguments_are_errors(node):
     assert "usage" in await refused(node, "file copy !prep_dir/a.json")
     assert "usage" in await refused(node, "file test")
     assert "overwrite" in await refused(node, "file copy a b where overwrite = maybe")
+
+
+async def test_a_peer_is_kept_inside_the_home_by_every_command_that_touches_files(node, tmp_path):
+    """time file rename/add, backup table, file send and process take the same limit; a task a peer
+    schedules, and the lines of a script a peer runs, keep the peer's limit."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data_file = outside / "lsl.ping.json"
+    data_file.write_bytes(DATA)
+    script = outside / "grab.al"
+    script.write_text(f"file copy {data_file} !tmp_dir/\n")
+    await ok(node, "connect dbms almgm where type = sqlite")
+    await ok(node, "connect dbms lsl where type = sqlite")
+    await ok(node, 'sql lsl "create table t (v int)"')
+    await ok(node, 'sql lsl "insert into t (v) values (1)"')
+    for text in (f"time file rename {data_file} to table = other", f"time file add {data_file}",
+                 f"backup table where dbms = lsl and table = t and dest = {outside}",
+                 f"file send {data_file} 127.0.0.1:1", f"process {script}"):
+        assert "outside this node's home" in await refused(node, text, PEER), text
+    assert sorted(os.listdir(outside)) == ["grab.al", "lsl.ping.json"]
+
+    home_script = os.path.join(node.dictionary["prep_dir"], "grab.al")
+    with open(home_script, "w") as f:
+        f.write(f"file copy {data_file} !tmp_dir/\n")
+    await ok(node, f"process {home_script}", PEER)  # the script may run; its line keeps the peer's limit
+    await ok(node, "run scheduler 1", PEER)
+    await ok(node, f"schedule time = 1 hour and name = grab and scheduler = 1 task file copy {data_file} !tmp_dir/",
+             PEER)
+    assert "outside this node's home" in await refused(node, "task run where scheduler = 1 and name = grab", PEER)
+    assert os.listdir(node.dictionary["tmp_dir"]) == []

@@ -337,6 +337,10 @@ async def test_read_only_server_refuses_changes_and_put(tmp_path):
     try:
         code, _, body = await c.command("reset error log", method="POST")
         assert code == 403 and error_of(body)["code"] == "read_only"
+        for text in ("[ ] = set victim = 2", "[ show = true] = reset error log"):  # the bracket hides nothing
+            code, _, body = await c.command(text, method="POST")
+            assert code == 403 and error_of(body)["code"] == "read_only", text
+        assert "victim" not in node.dictionary
         code, _, body = await c.call("POST", "/", {"command": "echo !x"}, b"<x = 1>")
         assert code == 403  # the assignment in the body changes the dictionary
         code, _, body = await c.call("PUT", "/", {"dbms": "d", "table": "t"}, b'{"a": 1}')

@@ -360,7 +360,8 @@ async def test_https_certificates_are_verified(node, tmp_path):
 async def test_anylogs_bracket_form_saves_the_reply(node, remote, tmp_path):
     """`[file = F, key = K, show = true] = rest get where url = ...` is the same as `... and file = F and key = K`."""
     base, _, _ = remote
-    dest = tmp_path / "london.readings.json"
+    dest = tmp_path / "with space" / "london.readings.json"
+    dest.parent.mkdir()
     node.dictionary["out_file"] = str(dest)
     reply = await ok(node, f"[file = !out_file, key = results, show = true] = rest get where url = {base}/json")
     assert reply.render() == f"Wrote 2 rows (24 bytes) from {base}/json to {dest}"
