@@ -24,12 +24,13 @@ from anylog_tw.commands.reply import TEXT, Reply
 from anylog_tw.errors import PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_fields, reply_from_frame
-from anylog_tw.net.backpressure import Backpressure, ReadGate
+from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
 from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
 from anylog_tw.net.transfer import FileReceiver
 
+_WAITING_KINDS = frozenset({"cmd", "event"})  # frames that wait while the peer does not read its replies
 PRE_AUTH_BODY = 64 * 1024  # the largest body accepted before the hello handshake completes
 THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
 
@@ -185,23 +186,20 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             except wire.WireError as e:
                 self._refuse(e.reason, e.code)
                 return
-            if self._backlog is not None:  # replies are piling up: these wait (see backpressure.py)
-                self._backlog.extend(events)
-            else:
-                self._handle(events)
+            self._handle(events)
             if not self.decoder.stashed or self._closed_reason is not None:
                 return
             data = b""  # the decoder paused after a hello: go on with the rest under the new limits
 
     def _handle(self, events: list) -> None:
-        for i, event in enumerate(events):
+        for event in events:
             if self._closed_reason is not None:
-                return
-            if self._backlog is not None:
-                self._backlog.extend(events[i:])
                 return
             kind = event[0]
             if kind == wire.FRAME:
+                if self._backlog is not None and event[1]["kind"] in _WAITING_KINDS:  # see backpressure.py
+                    self._defer(event, len(event[1].get("cmd") or "") + len(event[2]) + 64)
+                    continue
                 self._frame(event[1], event[2])
             elif kind == wire.CHUNK:
                 self._file_chunk(event[1])
@@ -297,7 +295,14 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             self._send_reply(Reply.of_error("the cmd frame has no command text", "bad_frame"), ident)
             return
         self.requests_in += 1
-        drive(self.node.run(text, self._origin or f"peer {self.label}"), self._send_reply, ident)
+        self.running += 1
+        drive(self.node.run(text, self._origin or f"peer {self.label}"), self._command_done, ident)
+        if self.running > MAX_RUNNING:
+            self._check_pressure()
+
+    def _command_done(self, reply: Reply, ident: int) -> None:
+        self.running -= 1
+        self._send_reply(reply, ident)
 
     def _send_reply(self, reply: Reply, ident: int) -> None:
         if not self.open or self._closed_reason:
