@@ -162,10 +162,11 @@ class Node(MultiService):
                 "internal", 500)
         self.commands_run += 1
         if reply.ok:
-            self.events.add(origin, text, "ok")
+            self.events.add(origin, _for_log(text), "ok")
         else:
-            self.events.add(origin, text, "error")
-            self.errors.add(origin, text, reply.text or "")
+            logged = _for_log(text)
+            self.events.add(origin, logged, "error")
+            self.errors.add(origin, logged, reply.text or "")
         return reply
 
     async def _dispatch(self, text: str, origin: str) -> Reply:
@@ -339,3 +340,13 @@ class Node(MultiService):
 
 def now_text(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds if seconds is not None else time.time()))
+
+
+_SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+)""", re.IGNORECASE)
+
+
+def _for_log(text: str) -> str:
+    """The command as the event and error logs keep it: passwords and the network key hidden."""
+    if "assword" not in text and "ASSWORD" not in text and "key" not in text and "KEY" not in text:
+        return text
+    return _SECRET.sub(r"\1***", text)

@@ -87,8 +87,9 @@ async def time_file_rename(call):
 
 _NEW_TEXT = ("Register a data file in its TSD table, from its name. A short name "
              "(dbms.table.source.hash.instructions.json) goes to tsd_info; a name a cluster peer registered "
-             "(8 segments) goes to tsd_<member> under that member's file_id (the operator must be running, to know "
-             "this node's own member). status2 defaults to 'pending': when the file reaches the operator it takes "
+             "(8 segments) goes to tsd_<member> under that member's file_id, and only as done (the operator must be "
+             "running, to know this node's own member; a pending row there would keep the HA pull from fetching "
+             "the file). status2 defaults to 'pending': when the file reaches the operator it takes "
              "the row over and ingests the file once. status2 'done' records the file as ingested: the operator "
              "then never ingests it (a copy is a duplicate). A hash already recorded is refused, never overwritten.")
 
@@ -125,6 +126,10 @@ async def _register(call, check_file: bool):
         file_hash = await node.in_thread(fileops.hash_file, path, name.dbms, name.table)
     status1 = _status(call.args[1] if len(call.args) > 1 else None)
     status2 = _status(call.args[2] if len(call.args) > 2 else None)
+    if table != "tsd_info" and status2 != tsd.DONE:
+        # a pending row of a peer's file reads as "in progress" to the HA pull, which would never ask for it
+        raise CommandError(f"a peer's file ({table}) can only be recorded as done here (status2 done): the HA pull "
+                           f"fetches the files of member {name.member} that this node does not have")
     db = _almgm(node)
     await db.create_tsd_table(table)
     now = datetime.datetime.fromtimestamp(node.reactor.seconds(), datetime.UTC)

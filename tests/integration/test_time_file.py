@@ -188,8 +188,9 @@ async def test_new_of_a_peers_file_goes_to_its_member_table_with_its_id(node):
     peer = "lsl.ping.0.h7.0.7.42.261128050000.json"
     assert "start the operator" in await refused(node, f"time file new {peer}")
     await start_operator(node)  # member 0
-    await ok(node, f"time file new {peer}")
-    assert await query(node, "select file_id, file_hash, status2 from tsd_7") == [(42, "h7", "pending")]
+    assert "can only be recorded as done" in await refused(node, f"time file new {peer}")  # HA would never fetch it
+    await ok(node, f'time file new {peer} "" done')
+    assert await query(node, "select file_id, file_hash, status2 from tsd_7") == [(42, "h7", "done")]
     own = "lsl.ping.0.h0.0.0.3.261128050000.json"
     assert "registered by this node" in await refused(node, f"time file new {own}")
     assert "streamer" in await refused(node, "time file new lsl.ping.0.h0.0.@.3.261128050000.json")
@@ -247,10 +248,10 @@ async def test_tables_lists_only_tsd_tables_with_their_counts(node):
     await ok(node, "time file new lsl.ping.0.h1.0.json")
     await ok(node, "time file new lsl.ping.0.h2.0.json x done")
     await start_operator(node)
-    await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json")
+    await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json \"\" done")
     reply = await node.run("time file tables where format = json")
     assert reply.json_data() == [{"TSD table": "tsd_info", "Files": 2, "Done": 1, "Rows": 0},
-                                 {"TSD table": "tsd_7", "Files": 1, "Done": 0, "Rows": 0}]
+                                 {"TSD table": "tsd_7", "Files": 1, "Done": 1, "Rows": 0}]
 
 
 async def test_drop_refuses_tables_that_are_not_tsd_tables(node):
@@ -299,8 +300,8 @@ async def test_drop_of_tsd_info_keeps_its_numbering_on_postgresql(node):
 
 async def test_drop_all_and_drop_one_member_table(node):
     await start_operator(node)
-    await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json")
-    await ok(node, "time file new lsl.ping.0.h8.0.8.43.261128050000.json")
+    await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json \"\" done")
+    await ok(node, "time file new lsl.ping.0.h8.0.8.43.261128050000.json \"\" done")
     await ok(node, "time file new lsl.ping.0.h1.0.json")
     assert "refused while Operator" in await refused(node, "time file drop tsd_7")
     await ok(node, "exit operator")

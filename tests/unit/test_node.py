@@ -164,3 +164,12 @@ def test_if_runs_the_command_only_when_the_condition_holds(node):
     assert not reply.ok and "usage: if" in reply.text
     reply = run(node, "if a b then echo x")
     assert not reply.ok and "condition" in reply.text
+
+
+def test_logs_keep_commands_without_their_secrets(tmp_path):
+    node = unit_node(tmp_path)
+    run(node, "set network key = abcdefgh12")
+    run(node, 'bogus command where password = "s3 cret"')
+    logged = " ".join(str(e) for e in node.events.entries() + node.errors.entries())
+    assert "abcdefgh12" not in logged and "s3 cret" not in logged
+    assert "set network key = ***" in logged and "password = ***" in logged
