@@ -97,17 +97,13 @@ async def _check_tcp(node, timeout: float) -> list[list]:
     return [["TCP server", diag.OK, f"{own} answered '{text}' in {ms} ms"]]
 
 
-async def _http_get(node, url: str) -> int:
-    import treq  # twisted.web.client is only loaded when a node is tested
-    from twisted.web.client import Agent, HTTPConnectionPool, RequestTransmissionFailed, ResponseFailed
+async def _http_get(node, url: str, timeout: float) -> int:
+    """The status of a GET, through the `rest get` client (its deadline, body bound and wording)."""
+    from anylog_tw.net.http_client import Request
+    from anylog_tw.net.http_exchange import exchange
 
-    agent = Agent(node.reactor, pool=HTTPConnectionPool(node.reactor, persistent=False))
-    try:
-        response = await treq.client.HTTPClient(agent).get(url, headers={"User-Agent": "anylog-tw test node"})
-        await treq.content(response)
-    except (ResponseFailed, RequestTransmissionFailed) as e:
-        raise ConnectError(string=f"the HTTP exchange broke off ({e})") from None
-    return response.code
+    request = Request("GET", url, (("User-Agent", "anylog-tw test node"),), None, timeout, 64 * 1024)
+    return (await exchange(node.reactor, request, "get")).code
 
 
 async def _tcp_connect(node, host: str, port: int) -> None:
@@ -130,7 +126,7 @@ async def _check_rest(node, timeout: float) -> list[list]:
         if why:
             return [["REST server", diag.FAILED, f"{where} does not accept connections: {why}"]]
         return [["REST server", diag.OK, f"{where} accepts connections in {ms} ms (HTTPS, certificate not checked)"]]
-    code, why, ms = await timed(node, lambda: _http_get(node, f"http://{where}/health"), timeout)
+    code, why, ms = await timed(node, lambda: _http_get(node, f"http://{where}/health", timeout), timeout + 1)
     if why:
         return [["REST server", diag.FAILED, f"http://{where}/health: {why}"]]
     if code != 200:

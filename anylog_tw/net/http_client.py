@@ -196,6 +196,14 @@ def build_request(verb: str, options: list[tuple[str, str]]) -> tuple[Request, O
     return request, output
 
 
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@")
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages and `rest view` show it: a password in it (`user:secret@host`) masked."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
+
+
 def describe_request(request: Request) -> dict[str, Any]:
     """What `rest view` shows: the request as it would go out, with the password masked."""
     headers = {}
@@ -210,7 +218,7 @@ def describe_request(request: Request) -> dict[str, Any]:
             value = value.split(" ", 1)[0] + " ***"
         headers[name] = value
     body = None if request.body is None else request.body.decode("utf-8", "replace")
-    return {"method": request.method, "url": request.url, "headers": headers, "body": body,
+    return {"method": request.method, "url": shown_url(request.url), "headers": headers, "body": body,
             "timeout": request.timeout, "max_body": request.max_body}
 
 
@@ -253,10 +261,10 @@ def select_key(value: Any, key: str | None, url: str) -> Any:
         return value
     if not isinstance(value, dict):
         kind = "text" if isinstance(value, str) else type(value).__name__
-        raise CommandError(f"key = {key!r}: the reply of {url} is {kind}, not a JSON object")
+        raise CommandError(f"key = {key!r}: the reply of {shown_url(url)} is {kind}, not a JSON object")
     if key not in value:
         keys = ", ".join(list(map(str, value))[:10]) or "none"
-        raise CommandError(f"key = {key!r}: the reply of {url} has no such key (its keys: {keys})")
+        raise CommandError(f"key = {key!r}: the reply of {shown_url(url)} has no such key (its keys: {keys})")
     return value[key]
 
 
@@ -284,7 +292,7 @@ def excerpt(body: bytes, content_type: str | None, limit: int = ERROR_EXCERPT) -
 
 def status_error(verb: str, url: str, code: int, phrase: str, body: bytes, content_type: str | None) -> PeerError:
     start = excerpt(body, content_type)
-    return PeerError(f"rest {verb} {url}: HTTP {code} {phrase}".rstrip() + (f": {start}" if start else ""))
+    return PeerError(f"rest {verb} {shown_url(url)}: HTTP {code} {phrase}".rstrip() + (f": {start}" if start else ""))
 
 
 def failure_message(verb: str, url: str, exc: BaseException, timeout: float) -> str:
@@ -320,7 +328,7 @@ def failure_message(verb: str, url: str, exc: BaseException, timeout: float) -> 
         what = f"cannot connect ({_one_line(exc)})"
     else:
         what = f"{type(exc).__name__}: {_one_line(exc)}"
-    return f"rest {verb} {url}: {what}"
+    return f"rest {verb} {shown_url(url)}: {what}"
 
 
 def _tls_reason(exc: BaseException) -> str:

@@ -368,3 +368,10 @@ async def test_anylogs_bracket_form_saves_the_reply(node, remote, tmp_path):
     assert dest.read_text() == '{"a":1}\n{"a":2,"b":"x"}\n'
     assert "not key = value" in await error_text(node, f"[file] = rest get where url = {base}/json")
     assert "file" in await error_text(node, "[file = x.json] = get status")  # a command without the option
+
+
+def test_a_password_in_the_url_is_masked_wherever_the_url_is_shown():
+    from anylog_tw.net.http_client import shown_url
+
+    assert shown_url("http://al:s3cret@h:1/x?a=b@c") == "http://al:***@h:1/x?a=b@c"
+    assert shown_url("https://h/x") == "https://h/x" and shown_url("http://al@h/") == "http://al@h/"
