@@ -85,6 +85,9 @@ class _Connection(txpostgres.Connection):
         return not self.lost and self._connection is not None and not self._connection.closed
 
 
+DROP_WAIT = 5.0  # seconds a drop table waits for a table another session holds
+
+
 class PostgresDatabase(Database):
     engine = schema.PSQL
 
@@ -343,6 +346,20 @@ class PostgresDatabase(Database):
                 conn.close()
 
         return await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), run)
+
+    async def drop_table(self, table: str) -> bool:
+        """As on SQLite, but a table another session holds (a backup's scan, a long query) is an error
+        after DROP_WAIT seconds instead of a DROP that waits, with every later statement behind it."""
+        existed = await self.has_table(table)
+        try:
+            await self.script([f"SET LOCAL lock_timeout = '{DROP_WAIT * 1000:.0f}ms'",
+                               f"DROP TABLE IF EXISTS {schema.quote(table, 'table name')}"])
+        except StorageError as e:
+            if "lock timeout" in e.message:
+                raise StorageError(f"dbms '{self.name}': table {table} is in use (a backup or a long query reads "
+                                   f"it): nothing was dropped; try again when it is done") from None
+            raise
+        return existed
 
     # -- tables ------------------------------------------------------------------------------
 

@@ -291,3 +291,31 @@ async def test_help_covers_the_table_commands(node):
     for name in ("drop table", "create table", "backup table"):
         text = (await ok(node, f"help {name}")).render()
         assert "Usage:" in text and "Examples:" in text and name in text, name
+
+
+async def test_drop_of_a_table_another_session_holds_is_refused_not_left_waiting(node, monkeypatch):
+    """PostgreSQL: a table read in another session's open transaction (a backup's scan) cannot be dropped
+    now; the drop says so after a short wait instead of blocking every later statement of the dbms."""
+    if node.engine != "psql":
+        return
+    import psycopg2
+
+    from anylog_tw.storage import postgres
+
+    monkeypatch.setattr(postgres, "DROP_WAIT", 0.3)
+    db = node.component(Databases).get(node.dbms)
+    await db.create_table("held", {"v": "integer"})
+    other = psycopg2.connect(db.dsn())
+    try:
+        with other.cursor() as cur:
+            cur.execute('SELECT count(*) FROM "held"')  # the open transaction keeps its lock on the table
+            from twisted.internet.defer import Deferred
+
+            attempt = Deferred.fromCoroutine(refused(node, f"drop table held where dbms = {node.dbms}"))
+            text = await attempt.addTimeout(10, reactor)  # without the lock timeout the drop would wait for ever
+            assert "in use" in text and "nothing was dropped" in text
+        other.rollback()
+        await ok(node, f"drop table held where dbms = {node.dbms}")
+        assert not await db.has_table("held")
+    finally:
+        other.close()
