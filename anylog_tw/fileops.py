@@ -205,6 +205,7 @@ def move_file(src: str, dest: str, overwrite: bool = False) -> str:
     with _os_errors(f"move {src} to {target}"):
         try:
             _publish(src, target, overwrite)  # a rename: the source is never copied
+            fsync_dir(os.path.dirname(target))  # the new name made durable, as every write here is
             return target
         except OSError as e:
             if e.errno != errno.EXDEV:
