@@ -319,3 +319,33 @@ async def test_drop_of_a_table_another_session_holds_is_refused_not_left_waiting
         assert not await db.has_table("held")
     finally:
         other.close()
+
+
+async def test_scan_reads_one_snapshot_while_the_writer_goes_on(node):
+    """Rows committed while a scan is between batches are not in it, and the commit does not wait for it."""
+    import threading
+
+    db = node.component(Databases).get(node.dbms)
+    await db.create_table("snap", {"n": "integer"})
+    await db.bulk_insert("snap", ["n"], [(i,) for i in range(6)])
+
+    half_way, inserted = threading.Event(), threading.Event()
+
+    def collect(columns, batches):
+        got = []
+        for i, batch in enumerate(batches):
+            got += [r[0] for r in batch]
+            if i == 0:
+                half_way.set()
+                assert inserted.wait(20), "the insert waited for the scan"
+        return got
+
+    from twisted.internet.defer import Deferred
+
+    scan = Deferred.fromCoroutine(db.scan('SELECT "n" FROM "snap" ORDER BY "n"', None, collect, batch=2))
+    await poll(half_way.is_set, what="the scan's first batch")
+    await db.bulk_insert("snap", ["n"], [(100,), (101,)])  # the writer commits while the scan is open
+    inserted.set()
+    assert await scan == [0, 1, 2, 3, 4, 5]
+    _, rows = await db.query('SELECT count(*) FROM "snap"')
+    assert rows[0][0] == 8
