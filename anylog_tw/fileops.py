@@ -181,24 +181,26 @@ def _copy_from(src: str) -> Callable[[BinaryIO], None]:
 # --- the commands' work -------------------------------------------------------------------------
 
 
-def copy_file(src: str, dest: str, overwrite: bool = False) -> str:
-    """Copy `src` to `dest` (a file, or a directory for the same name); returns the new path."""
+def _source_and_target(src: str, dest: str, done: str) -> tuple[str, str]:
+    """(the source, checked to be a regular file; where it lands), never the same file."""
     src = absolute(src)
     _regular_file(src)
     target = destination(src, dest)
     if _same_file(src, target):
-        raise CommandError(f"{src!r} cannot be copied onto itself")
+        raise CommandError(f"{src!r} cannot be {done} onto itself")
+    return src, target
+
+
+def copy_file(src: str, dest: str, overwrite: bool = False) -> str:
+    """Copy `src` to `dest` (a file, or a directory for the same name); returns the new path."""
+    src, target = _source_and_target(src, dest, "copied")
     with _os_errors(f"copy {src} to {target}"):
         return write_atomically(target, _copy_from(src), overwrite, mode_from=src)
 
 
 def move_file(src: str, dest: str, overwrite: bool = False) -> str:
     """Move `src` to `dest`: a rename on the same file system, else a complete copy, then the removal."""
-    src = absolute(src)
-    _regular_file(src)
-    target = destination(src, dest)
-    if _same_file(src, target):
-        raise CommandError(f"{src!r} cannot be moved onto itself")
+    src, target = _source_and_target(src, dest, "moved")
     _target_dir(target)
     if os.path.isdir(target):
         raise CommandError(f"{target!r} is a directory")
