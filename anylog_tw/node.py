@@ -20,13 +20,13 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from anylog_tw import layout
-from anylog_tw.commands import grammar, load_commands
-from anylog_tw.commands.grammar import EQ, JSON, STRING, Token
-from anylog_tw.commands.registry import Command, Registry, is_assignment, read_options, token_text
-from anylog_tw.commands.reply import JSON_FORMAT, Reply
-from anylog_tw.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
-from anylog_tw.eventlog import EventLog
+from anylog_tw.base import grammar, layout
+from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
+from anylog_tw.base.eventlog import EventLog
+from anylog_tw.base.grammar import EQ, JSON, STRING, Token
+from anylog_tw.base.registry import Command, Registry, is_assignment, read_options, token_text
+from anylog_tw.base.reply import JSON_FORMAT, Reply
+from anylog_tw.commands import load_commands
 
 # The rows of `get processes`, in order; other running processes are listed after them.
 PROCESS_ROWS = ("TCP", "REST", "Operator", "Publisher", "Blockchain Sync", "Scheduler", "HA", "Console")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.error import CannotListenError
 
-from anylog_tw.commands.registry import Option, command
-from anylog_tw.errors import CommandError, ServiceError
-from anylog_tw.net.console import ConsoleService, ManholeService, ShellFactory, manhole_factory
+from anylog_tw.base.errors import CommandError, ServiceError
+from anylog_tw.base.registry import Option, command
+from anylog_tw.front.console import ConsoleService, ManholeService, ShellFactory, manhole_factory
 from anylog_tw.net.endpoints import tcp_server_endpoint
 
 LOOPBACK = "127.0.0.1"

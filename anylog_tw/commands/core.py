@@ -6,12 +6,12 @@ import platform
 import time
 
 import twisted
-
-from anylog_tw import __version__, layout
-from anylog_tw.commands.grammar import EQ, WORD
-from anylog_tw.commands.registry import FORMAT, Option, command, token_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, GrammarError
+from anylog_tw import __version__
+from anylog_tw.base import layout
+from anylog_tw.base.errors import CommandError, GrammarError
+from anylog_tw.base.grammar import EQ, WORD
+from anylog_tw.base.registry import FORMAT, Option, command, token_text
+from anylog_tw.base.reply import Reply
 
 LIMIT = Option("limit", kind="int", default=100, help="how many entries, newest last (0 = all)")
 

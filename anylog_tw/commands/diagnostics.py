@@ -3,7 +3,7 @@ The status commands that only read this node (`get ip list`, pools, threads, met
 in `node_info.py`.
 
 Every network question has a deadline: a node or a service that does not answer becomes a row
-that says why, never a hang.  The plain-data parts live in `anylog_tw/diagnostics.py`.
+that says why, never a hang.  The plain-data parts live in `anylog_tw/commands/_probes.py`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any, Awaitable, Callable
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred, gatherResults
 from twisted.internet.error import ConnectError
 
-from anylog_tw import diagnostics as diag
-from anylog_tw import layout
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import AnyLogError, CommandError, OptionError, ServiceError
+from anylog_tw.base import layout
+from anylog_tw.base.errors import AnyLogError, CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
+from anylog_tw.commands import _probes as diag
 
 KEYWORDS = ("monitor", "test", "network")
 _NETWORK_ERRORS = (OSError, ConnectError)

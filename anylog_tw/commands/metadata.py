@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeout
+from twisted.internet.defer import CancelledError
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import JSON, WORD
-from anylog_tw.commands.registry import FORMAT, Option, command, token_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, PeerError, Timeout
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import CommandError, OptionError, PeerError, Timeout
+from anylog_tw.base.grammar import JSON, WORD
+from anylog_tw.base.registry import FORMAT, Option, command, token_text
+from anylog_tw.base.reply import Reply
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from anylog_tw.base.errors import OptionError, PeerError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
 from anylog_tw.commands.metadata import KEYWORDS
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import OptionError, PeerError, ServiceError
 from anylog_tw.metadata import policies as policy_helpers
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.sync import Synchronizer
+
 
 @command("run blockchain sync",
          usage="run blockchain sync [where source = master and time = 30 seconds and dest = file and "

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import EQ, GROUP, STRING, WORD
-from anylog_tw.commands.registry import Option, command, token_text
-from anylog_tw.commands.reply import Reply, render_table
-from anylog_tw.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
+from anylog_tw.base.registry import Option, command, token_text
+from anylog_tw.base.reply import Reply, render_table
+from anylog_tw.front.tcpserver import TCPServer, listen_plan
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 from anylog_tw.net.peers import Peers, canonical
-from anylog_tw.net.tcpserver import TCPServer, listen_plan
 
 DEFAULT_TIMEOUT = 20.0
 

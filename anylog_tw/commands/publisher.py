@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
 
 PROCESS = "Publisher"
 

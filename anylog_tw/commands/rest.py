@@ -8,11 +8,11 @@ import time
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.error import CannotListenError
 
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
+from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
-from anylog_tw.net.rest_request import DEFAULT_MAX_BODY
 
 REST = "REST"  # the process name (REST), kept here so this module stays light to import
 
@@ -20,7 +20,7 @@ REST = "REST"  # the process name (REST), kept here so this module stays light t
 def _server():
     """The REST server's modules, imported on first use: Klein and Werkzeug add about 8 MB to a node,
     which a node without a REST server should not pay."""
-    from anylog_tw.net import rest, rest_site
+    from anylog_tw.front import rest, rest_site
 
     return rest, rest_site
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import EQ, Token
-from anylog_tw.commands.registry import FORMAT, Option, command, tokens_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, GrammarError, NotFound, OptionError, ServiceError
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import CommandError, GrammarError, NotFound, OptionError, ServiceError
+from anylog_tw.base.grammar import EQ, Token
+from anylog_tw.base.registry import FORMAT, Option, command, tokens_text
+from anylog_tw.base.reply import Reply
 from anylog_tw.services.scheduler import MIN_INTERVAL, Scheduler, Task, format_interval, format_time
 from anylog_tw.services.scheduler_service import MAX_ID, SYSTEM, Schedulers, attach
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, ServiceError
+from anylog_tw.base.errors import CommandError, ServiceError
+from anylog_tw.base.process import NodeProcess
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
 from anylog_tw.ingest.streamer import ALL, Streamer
-from anylog_tw.services.base import NodeProcess
 
 
 def _volume_text(volume: int) -> str:

@@ -30,19 +30,18 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.errors import AnyLogError, StorageError
+from anylog_tw.base.errors import AnyLogError, StorageError
+from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, pipeline, tsd
 from anylog_tw.ingest.batcher import GroupCommit
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
-from anylog_tw.services.base import NodeProcess
 from anylog_tw.storage import Databases, schema
-
 
 # A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
 # for their insert at once, so they can share a commit (batcher.py).
@@ -440,7 +439,7 @@ class Operator(NodeProcess):
 
     def _metrics(self):
         try:
-            from anylog_tw.metrics import Metrics
+            from anylog_tw.base.metrics import Metrics
         except ImportError:  # pragma: no cover
             return None
         return self.node.component(Metrics)

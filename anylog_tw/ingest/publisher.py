@@ -29,15 +29,15 @@ from dataclasses import dataclass
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError, PeerError, Timeout
+from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
-from anylog_tw.ingest.errors import IngestError
+from anylog_tw.ingest.dropfile import run_blocking
 from anylog_tw.ingest.outbox import Outgoing
 from anylog_tw.ingest.publisher_stats import PublisherStats
 from anylog_tw.ingest.watcher import DirectoryWatcher
-from anylog_tw.ingest.watchfile import run_blocking
-from anylog_tw.services.base import NodeProcess
 
 
 @dataclass
@@ -413,7 +413,7 @@ class Publisher(NodeProcess):
         return rows
 
     def _metrics(self):
-        from anylog_tw.metrics import Metrics
+        from anylog_tw.base.metrics import Metrics
 
         return self.node.component(Metrics)
 

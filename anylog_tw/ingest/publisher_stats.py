@@ -82,7 +82,7 @@ class PublisherMetrics:
     def __init__(self, node) -> None:
         from prometheus_client import Counter
 
-        from anylog_tw.metrics import Metrics
+        from anylog_tw.base.metrics import Metrics
 
         r = node.component(Metrics).registry
         self.files = Counter("anylog_publisher_files", "Files the publisher delivered, by operator",

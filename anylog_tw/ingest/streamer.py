@@ -20,11 +20,17 @@ from dataclasses import dataclass, field, replace
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError
+from anylog_tw.base.errors import AnyLogError
+from anylog_tw.base.metrics import Metrics
+from anylog_tw.ingest.dropfile import (
+    DuplicateFile,
+    data_file_name,
+    ingest_dirs,
+    run_blocking,
+    write_error_file,
+    write_file,
+)
 from anylog_tw.ingest.jsonrows import join_rows
-from anylog_tw.ingest.watchfile import (DuplicateFile, data_file_name, ingest_dirs, run_blocking, write_error_file,
-                                        write_file)
-from anylog_tw.metrics import Metrics
 
 ALL = "*"
 

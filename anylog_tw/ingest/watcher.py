@@ -26,7 +26,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
-from anylog_tw.ingest.filename import is_temporary
+from anylog_tw.base.filename import is_temporary
 
 try:
     from twisted.internet import inotify

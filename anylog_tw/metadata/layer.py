@@ -20,13 +20,22 @@ from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from anylog_tw.errors import PeerError, StorageError
-from anylog_tw.metadata.ledger import (Ledger, Parsed, State, build_state, parse_and_build, parse_lines, render,
-                                       to_line, write_atomically)
+from anylog_tw.base.errors import PeerError, StorageError
+from anylog_tw.metadata.ledger import (
+    Ledger,
+    Parsed,
+    State,
+    build_state,
+    parse_and_build,
+    parse_lines,
+    render,
+    to_line,
+    write_atomically,
+)
 from anylog_tw.metadata.values import body, policy_type
 
 if TYPE_CHECKING:
-    from anylog_tw.commands.reply import Reply
+    from anylog_tw.base.reply import Reply
 
 Ask = Callable[[str, str], Awaitable["Reply"]]
 
@@ -260,7 +269,7 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
 async def metadata_destination(node, text: str) -> list[str] | None:
     """`ip:port` of the nodes a `run client (...)` destination names through the metadata, or None
     when the text is not a metadata form (then it is a list of addresses)."""
-    from anylog_tw.errors import OptionError
+    from anylog_tw.base.errors import OptionError
     from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 
     if not is_metadata_destination(text):

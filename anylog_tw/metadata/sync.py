@@ -29,11 +29,11 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 
-from anylog_tw.errors import AnyLogError, PeerError
+from anylog_tw.base.errors import AnyLogError, PeerError
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.metadata.layer import Metadata, metadata
 from anylog_tw.metadata.ledger import to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
-from anylog_tw.services.base import NodeProcess
 
 VERSION_COMMAND = "get metadata version"
 PULL_COMMAND = "blockchain pull to stdout"

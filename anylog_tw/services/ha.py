@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 
-from anylog_tw.commands import values
-from anylog_tw.errors import ServiceError
+from anylog_tw.base import values
+from anylog_tw.base.errors import ServiceError
+from anylog_tw.base.periodic import Periodic
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.services import ha_state
-from anylog_tw.services.base import NodeProcess
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
-from anylog_tw.services.periodic import Periodic
 
 PROCESS = "HA"
 

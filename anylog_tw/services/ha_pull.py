@@ -22,7 +22,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError, CommandError, PeerError, Timeout
+from anylog_tw.base.errors import AnyLogError, CommandError, PeerError, Timeout
 from anylog_tw.ingest import tsd
 from anylog_tw.services import ha_state as S
 

@@ -29,7 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError, PeerError, Timeout
+from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.services import ha_state as S
 from anylog_tw.services.ha_pull import in_hand
 

@@ -16,7 +16,7 @@ import time
 
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError, OptionError
+from anylog_tw.base.errors import AnyLogError, OptionError
 
 PING_INTERVAL = 60.0
 ARCHIVE_INTERVAL = 3600.0

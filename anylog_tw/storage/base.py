@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.logger import Logger
 
-from anylog_tw.errors import CommandError, NotFound, StorageError
+from anylog_tw.base.errors import CommandError, NotFound, StorageError
 from anylog_tw.storage import schema
 
 Params = Sequence[Any] | None

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
 
 SQLITE = "sqlite"
 PSQL = "psql"

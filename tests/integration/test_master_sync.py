@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from anylog_tw.errors import PeerError
+from anylog_tw.base.errors import PeerError
 from anylog_tw.metadata import ledger as ledger_module
 from anylog_tw.metadata.layer import Metadata
 from anylog_tw.metadata.master import MasterLedger

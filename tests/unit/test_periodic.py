@@ -6,7 +6,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from anylog_tw.services.periodic import Periodic, PeriodicService
+from anylog_tw.base.periodic import Periodic, PeriodicService
 from tests.helpers import fired
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 

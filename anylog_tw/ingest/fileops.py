@@ -24,10 +24,10 @@ import zlib
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from anylog_tw.atomic import fsync_dir, rename_no_replace
-from anylog_tw.errors import CommandError, NotFound
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import archive_subdir, file_hash, parse_file_name
+from anylog_tw.base.atomic import fsync_dir, rename_no_replace
+from anylog_tw.base.errors import CommandError, NotFound
+from anylog_tw.base.filename import archive_subdir, file_hash, parse_file_name
+from anylog_tw.base.ingest_errors import IngestError
 
 _BUF = 1 << 20
 

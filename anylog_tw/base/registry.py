@@ -11,10 +11,9 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import EQ, GROUP, JSON, STRING, WORD, Token
-from anylog_tw.errors import GrammarError, OptionError, UnknownCommand
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import GrammarError, OptionError, UnknownCommand
+from anylog_tw.base.grammar import EQ, GROUP, JSON, STRING, WORD, Token
 
 # Option kinds and how their text becomes a value.
 _CONVERT: dict[str, Callable[[str], Any]] = {

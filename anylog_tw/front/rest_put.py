@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anylog_tw.errors import CommandError
+from anylog_tw.base.errors import CommandError
+from anylog_tw.base.metrics import Metrics
+from anylog_tw.ingest.dropfile import data_file_name, ingest_dirs, run_blocking, write_file
 from anylog_tw.ingest.jsonrows import json_rows, rows_text
 from anylog_tw.ingest.streamer import Streamer
-from anylog_tw.ingest.watchfile import data_file_name, ingest_dirs, run_blocking, write_file
-from anylog_tw.metrics import Metrics
 
 INLINE_LIMIT = 64 * 1024  # bodies up to this size are parsed on the reactor thread
 MODES = ("file", "streaming")

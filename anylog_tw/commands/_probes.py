@@ -16,7 +16,7 @@ import struct
 import time
 from typing import Any, Iterable, Sequence
 
-from anylog_tw.errors import OptionError
+from anylog_tw.base.errors import OptionError
 from anylog_tw.metadata import policies
 from anylog_tw.metadata.values import policy_type
 

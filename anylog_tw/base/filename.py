@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from anylog_tw.ingest.errors import IngestError
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.storage.schema import NAME_PATTERN
 
 TYPES = ("json",)

@@ -17,9 +17,9 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThreadPool
 
-from anylog_tw.errors import AnyLogError, CommandError
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName, error_name, file_hash, parse_file_name
+from anylog_tw.base.errors import AnyLogError, CommandError
+from anylog_tw.base.filename import FileName, error_name, file_hash, parse_file_name
+from anylog_tw.base.ingest_errors import IngestError
 
 
 class DuplicateFile(CommandError):
