@@ -158,7 +158,7 @@ async def _check_ledger(node, timeout: float) -> list[list]:
 
 
 async def _check_dbms(node, timeout: float) -> list[list]:
-    from anylog_tw.storage.base import Databases
+    from anylog_tw.storage.engines import Databases
 
     dbs = node.component(Databases)
     if not dbs.names():
@@ -290,7 +290,7 @@ async def _members(node) -> tuple[Any, list[tuple[str, str, str]]]:
          keywords=("ha", "cluster", "test"), options=(FORMAT,), readonly=True)
 async def test_cluster_setup(call):
     from anylog_tw.metadata import policies
-    from anylog_tw.storage.base import Databases
+    from anylog_tw.storage.engines import Databases
 
     node = call.node
     op = node.process("Operator")

@@ -50,7 +50,7 @@ def outcome_reply(outcome: Outcome) -> Reply:
 def _master_store(node):
     """The master's `blockchain.ledger` table, when dbms blockchain is connected; else None."""
     try:
-        from anylog_tw.storage.base import Databases
+        from anylog_tw.storage.engines import Databases
     except ImportError:
         return None
     db = node.component(Databases).find(DBMS)
@@ -159,7 +159,7 @@ async def blockchain_pull(call):
         raise OptionError("usage: blockchain pull to stdout | blockchain pull to json <file>")
     from anylog_tw.metadata.ledger import write_atomically
 
-    await meta.in_thread(write_atomically, call.args[1], data, False)
+    await call.node.in_thread(write_atomically, call.args[1], data, False)
     return f"{len(meta.ledger)} policies written to {call.args[1]}"
 
 
@@ -365,8 +365,8 @@ async def blockchain_test(call):
     from anylog_tw.metadata.ledger import parse_lines
 
     meta = await metadata(call.node)
-    data = await meta.in_thread(meta.ledger.read_file)
-    parsed = await meta.in_thread(parse_lines, data.decode("utf-8", "replace"))
+    data = await call.node.in_thread(meta.ledger.read_file)
+    parsed = await call.node.in_thread(parse_lines, data.decode("utf-8", "replace"))
     report = {"file": meta.ledger.path, "lines": parsed.lines, "policies": len(parsed.policies),
               "duplicates": parsed.lines - len(parsed.policies) - len(parsed.errors),
               "errors": [f"line {n}: {m}" for n, m in parsed.errors], "valid": not parsed.errors}

@@ -99,8 +99,7 @@ async def exit_tcp(call):
     if node.process(TCPServer.name) is None:
         raise ServiceError("TCP is not running")
     await node.stop_process(TCPServer.name)
-    if node.has_component(Peers):
-        node.component(Peers).tls = None
+    node.component(Peers).tls = None
     return "TCP server stopped"
 
 
@@ -135,7 +134,7 @@ PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests
 def get_connections(call):
     node = call.node
     listening = _listening_rows(node)
-    peers = node.component(Peers).rows() if node.has_component(Peers) else []
+    peers = node.component(Peers).rows()
     data = {
         "listening": {r[0]: {"External Address": r[1], "Internal Address": r[2], "Bind Address": r[3]}
                       for r in listening},

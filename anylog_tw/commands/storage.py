@@ -11,7 +11,7 @@ from anylog_tw.base.grammar import EQ, STRING, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
 from anylog_tw.storage import schema, sqlfmt
-from anylog_tw.storage.base import Databases
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("dbms", "sql", "configuration")
 

@@ -34,7 +34,6 @@ from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
-from anylog_tw.ingest.dropfile import run_blocking
 from anylog_tw.ingest.outbox import Outgoing
 from anylog_tw.ingest.publisher_stats import PublisherStats
 from anylog_tw.ingest.watcher import DirectoryWatcher
@@ -165,7 +164,7 @@ class Publisher(NodeProcess):
         try:
             path = os.path.join(self.config.watch_dir, name)
             try:
-                out = await run_blocking(self.reactor, outbox.inspect_file, path)
+                out = await self.node.in_thread(outbox.inspect_file, path)
             except FileNotFoundError:
                 self.known.discard(name)
                 return
@@ -190,7 +189,7 @@ class Publisher(NodeProcess):
         self.node.errors.add("publisher", name, message)
         self.log.warn("publisher: {name} not sent ({reason}): {message}", name=name, reason=reason, message=message)
         try:
-            await run_blocking(self.reactor, archive.move_to_error, os.path.join(self.config.watch_dir, name),
+            await self.node.in_thread(archive.move_to_error, os.path.join(self.config.watch_dir, name),
                                self.config.err_dir, name, reason, int(time.time()))
         except FileNotFoundError:
             pass
@@ -285,9 +284,9 @@ class Publisher(NodeProcess):
         self._pump()  # the slot is free: the next transfer overlaps this file's removal
         try:
             if self.config.delete_json:
-                await run_blocking(self.reactor, outbox.discard, path)
+                await self.node.in_thread(outbox.discard, path)
             else:
-                await run_blocking(self.reactor, outbox.backup, path, self.config.bkup_dir, out.send_name,
+                await self.node.in_thread(outbox.backup, path, self.config.bkup_dir, out.send_name,
                                    self.config.compress_json)
         except OSError as e:
             # Delivered, but still in the watch dir: never sent again by this run (a restart would

@@ -177,7 +177,7 @@ class Synchronizer(NodeProcess):
         raise PeerError(f"the master at {self.connection} sent a change set this node cannot read: {header[:80]!r}")
 
     async def _from_dbms(self) -> bool:
-        from anylog_tw.storage.base import Databases
+        from anylog_tw.storage.engines import Databases
 
         meta = await metadata(self.node)
         db = self.node.component(Databases).get(DBMS)
@@ -199,7 +199,7 @@ class Synchronizer(NodeProcess):
 
     async def _copy_to_dbms(self, meta) -> None:
         """`dest = dbms`: keep the node's own `blockchain.ledger` table in step with the file."""
-        from anylog_tw.storage.base import Databases
+        from anylog_tw.storage.engines import Databases
 
         master = MasterLedger(self.node.component(Databases).get(DBMS))
         await master.ensure_table()

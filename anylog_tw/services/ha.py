@@ -55,12 +55,6 @@ class HA(NodeProcess):
         self.cluster = ""
         self.member = "0"
         self.started_at = 0.0
-        self._node = None
-
-    @property
-    def node(self):
-        """The node, also while stopping (`stop_process` detaches the service before it has saved)."""
-        return self.parent if self.parent is not None else self._node
 
     # -- what the halves ask -------------------------------------------------------------------
 
@@ -156,7 +150,6 @@ class HA(NodeProcess):
 
     def startService(self) -> None:
         NodeProcess.startService(self)
-        self._node = self.parent
         self.started_at = self.node.reactor.seconds()
         self.operator()
         if self.config.push:

@@ -14,7 +14,7 @@ from anylog_tw.metadata import ledger as ledger_module
 from anylog_tw.metadata.layer import Metadata
 from anylog_tw.metadata.master import MasterLedger
 from anylog_tw.node import Node
-from anylog_tw.storage.base import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import poll
 
 PG_DATABASE = "anylog_metadata_test"
