@@ -50,7 +50,7 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Call:
     """One command being run: the node, the matched command, and its arguments read for it."""
 
-    __slots__ = ("node", "command", "tokens", "text", "origin", "args", "opts", "given")
+    __slots__ = ("node", "command", "tokens", "text", "origin", "grant", "args", "opts", "given")
 
     def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: str):
         self.node = node
@@ -58,6 +58,7 @@ class Call:
         self.tokens = tokens  # what follows the command words, unresolved
         self.text = text
         self.origin = origin
+        self.grant = "owner"  # what the caller holds (one of registry.GRANTS); the security model sets it
         self.args: list[str] = []
         self.opts: dict[str, Any] = {}
         self.given: set[str] = set()

@@ -59,6 +59,13 @@ _KIND_NAMES = {"int": "a whole number", "float": "a number", "str": "text", "jso
 # in), `admin` (process control, paths, keys) and `owner` (the Python manhole).
 GRANTS = ("read", "write", "admin", "owner")
 
+
+
+def grant_allows(held: str, needed: str) -> bool:
+    """Whether a caller holding `held` may run what needs `needed` (each grant includes the weaker)."""
+    return GRANTS.index(held) >= GRANTS.index(needed)
+
+
 FORMAT = Option("format", choices=("json", "table"), default="table", help="json or table")
 
 
