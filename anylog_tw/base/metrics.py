@@ -11,6 +11,7 @@ Get it with `node.component(Metrics)` and increment what your area does:
     metrics.peer_messages.labels(direction="in", kind="cmd").inc()      # peer protocol, per frame kind
     metrics.watch_queue("operator", lambda: len(pending))               # a gauge read at scrape time
     metrics.queue_depth.labels(queue="publisher").set(7)                # or set it yourself
+    metrics.ingest_history.add("lsl", "ping", rows=120, files=1)         # the last hour, per table (web page)
 
 Counters are exported with Prometheus' `_total` suffix (`anylog_rows_ingested_total`).  Label
 values come from users and files (dbms, table names): keep them to names that already passed the
@@ -20,10 +21,13 @@ so thread-pool code may count too.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from anylog_tw.base.rates import RateHistory
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -62,6 +66,8 @@ class Metrics:
         # -- queues --------------------------------------------------------------------------
         self.queue_depth = Gauge("anylog_queue_depth", "Items waiting, by queue (operator, publisher, streaming ...)",
                                  ("queue",), registry=r)
+        # -- per table over the last hour (`get ingest rate`, the web page) ---------------------
+        self.ingest_history = RateHistory(node.reactor.seconds if node is not None else time.time)
         # -- the node ------------------------------------------------------------------------
         if node is not None:
             up = Gauge("anylog_uptime_seconds", "Seconds since the node started", registry=r)

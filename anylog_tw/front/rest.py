@@ -312,13 +312,24 @@ class RestApi:
         return self._error(request, "other", time.perf_counter(), 405, "method_not_allowed",
                            f"{path} answers GET only, not {method}")
 
+    # The answering helpers, shared with the page (front/web) and the Grafana data source.
+    send = _send
+    within = _within
+    authorize = _authorize
+
     def resource(self):
         """The site's root: `/` straight to `root`, every other path through the Klein app.
 
         Klein's routing and request adapters cost about half of a bare twisted.web request
-        (measured by bench/rest.py); the command route is the hot one, so it skips them.
+        (measured by bench/rest.py); the command route is the hot one, so it skips them.  A
+        browser asking for `/` gets the node's page, and `/web/...` is the page's; the Grafana
+        data source answers its POSTs (front/grafana.py).
         """
-        return _Root(self, self.app.resource())
+        from anylog_tw.front.grafana import GRAFANA_PATHS, GrafanaApi
+        from anylog_tw.front.web.app import WebApp, wants_page
+
+        web, grafana = WebApp(self), GrafanaApi(self)
+        return _Root(self, self.app.resource(), web.resource(), grafana.resource(), wants_page, GRAFANA_PATHS)
 
 
 class _Root(resource.Resource):
@@ -326,14 +337,25 @@ class _Root(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, api: RestApi, klein_resource):
+    def __init__(self, api: RestApi, klein_resource, web, grafana, wants_page, grafana_paths):
         resource.Resource.__init__(self)
         self.api = api
         self.klein = klein_resource
+        self.web = web
+        self.grafana = grafana
+        self.wants_page = wants_page
+        self.grafana_paths = grafana_paths
 
     def render(self, request):
-        if request.path != b"/":
+        path = request.path
+        if path != b"/":
+            if path.startswith(b"/web/"):
+                return self.web.render(request)
+            if request.method == b"POST" and path in self.grafana_paths:
+                return self.grafana.render(request)
             return self.klein.render(request)
+        if request.method in (b"GET", b"HEAD") and self.wants_page(request):
+            return self.web.render(request)
         result = self.api.root(request)
         if isinstance(result, bytes):
             return result

@@ -336,6 +336,7 @@ class Operator(NodeProcess):
         if metrics is not None:
             metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
             metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+            metrics.ingest_history.add(job.dbms, job.table, rows=rows, files=1)
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         for observer in list(self.observers):
             try:
@@ -418,6 +419,8 @@ class Operator(NodeProcess):
         metrics = self._metrics()
         if metrics is not None:
             metrics.ingest_errors.labels(stage=reason).inc()
+            if job.dbms and job.table:
+                metrics.ingest_history.add(job.dbms, job.table, errors=1)
         if job.tsd_id and not job.done and self.config.update_tsd_info:
             await self._mark_failed(job, f"{reason}: {message}")
         try:
