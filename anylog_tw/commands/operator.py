@@ -50,8 +50,7 @@ async def run_operator(call):
     from anylog_tw.storage import Databases
 
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Operator is already running (stop it first with 'exit operator')")
+    node.check_free(PROCESS)
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")

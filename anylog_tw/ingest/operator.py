@@ -34,6 +34,7 @@ from anylog_tw.base.errors import AnyLogError, StorageError
 from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.process import NodeProcess
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, tsd
 from anylog_tw.ingest.batcher import GroupCommit
 from anylog_tw.ingest.ledger_link import LedgerLink
@@ -142,7 +143,8 @@ class Operator(NodeProcess):
         for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
             os.makedirs(path, exist_ok=True)
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
         if metrics is not None:
@@ -150,8 +152,7 @@ class Operator(NodeProcess):
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
@@ -159,6 +160,8 @@ class Operator(NodeProcess):
             metrics.forget_queue("operator")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             if self._tasks:  # files in hand finish (a transaction cannot be abandoned half-way)
                 await DeferredList(list(self._tasks), consumeErrors=True)
             if self.pool is not None:
@@ -448,7 +451,7 @@ class Operator(NodeProcess):
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
+        return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
 
 
 def _find_dbms(node, dbms: str):
@@ -464,5 +467,3 @@ def _utc(seconds: float):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""

@@ -102,7 +102,8 @@ class Publisher(NodeProcess):
             os.makedirs(path, exist_ok=True)
         self._arm_metadata()
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
         if metrics is not None:
@@ -110,8 +111,7 @@ class Publisher(NodeProcess):
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
@@ -124,6 +124,8 @@ class Publisher(NodeProcess):
             metrics.forget_queue("publisher")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             # Transfers in flight end (acknowledged, or failed by their timeout); what was not
             # acknowledged stays in the watch dir for the next start.
             while self._tasks:
