@@ -59,7 +59,7 @@ async def run_operator(call):
     for entry in o["limit_tables"] or []:
         if entry.count(".") != 1 and entry != "*":
             raise OptionError(f"limit_tables entry {entry!r} must be dbms.table (or dbms.*)")
-    link = LedgerLink(node)
+    link = await LedgerLink.open(node)
     cluster, member, company = await link.operator(o["policy"])
     dbs = node.component(Databases)
     if o["update_tsd_info"]:
@@ -68,7 +68,6 @@ async def run_operator(call):
             raise CommandError("update_tsd_info needs dbms almgm: connect it first "
                                "('connect dbms almgm where type = sqlite'), or set update_tsd_info = false")
         await almgm.create_tsd_table("tsd_info")
-    await link.open()
     d = node.dictionary
     config = OperatorConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], err_dir=o["err_dir"] or d["err_dir"],
