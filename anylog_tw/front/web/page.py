@@ -115,8 +115,14 @@ class PageElement(Element):
 
     @renderer
     def dbms_options(self, request, tag):
-        for name in self.data.get("databases") or []:
-            tag(tags.option(name, value=name))
+        tables = self.data.get("tables_rows") or []
+        chosen = tables[0]["dbms"] if tables else None
+        names = sorted(self.data.get("databases") or [], key=lambda n: (n in ("almgm", "system_query"), n))
+        for name in names:
+            option = tags.option(name, value=name)
+            if name == chosen:
+                option(selected="selected")
+            tag(option)
         if not self.data.get("databases"):
             tag(tags.option("(no dbms connected)", value=""))
         return tag
