@@ -12,12 +12,12 @@ rule, so the page can do exactly what its user could do with curl, and no more.
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 
 import orjson
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web import static
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from anylog_tw.base import errors
@@ -60,16 +60,20 @@ class LoginNeeded(AnyLogError):
     status = 401
 
 
-class _Static(static.File):
-    """The shipped assets, cached by the browser for an hour (they change only with the package)."""
+ASSET_TYPES = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8",
+               ".svg": b"image/svg+xml", ".LICENSE": b"text/plain; charset=utf-8"}
 
-    contentTypes = {**static.File.contentTypes, ".js": "text/javascript; charset=utf-8",
-                    ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
-    def render_GET(self, request):
-        request.setHeader(b"cache-control", b"public, max-age=3600")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        return static.File.render_GET(self, request)
+def load_assets() -> dict[bytes, tuple[bytes, bytes, bytes]]:
+    """The shipped assets, read once: {name: (content type, ETag, bytes)}; they are small (~60 KB)."""
+    out = {}
+    folder = package_dir("static")
+    for child in folder.children():
+        ctype = ASSET_TYPES.get(child.splitext()[1])
+        if ctype is not None:
+            data = child.getContent()
+            out[child.basename().encode()] = (ctype, b'"%s"' % hashlib.sha256(data).hexdigest()[:16].encode(), data)
+    return out
 
 
 def _peer(request) -> str:
@@ -101,7 +105,7 @@ class WebApp:
         self.api = api
         self.node = api.node
         self.sessions = Sessions(self.node.reactor.seconds)
-        self.static = _Static(package_dir("static").path)
+        self.assets = load_assets()
 
     # -- answering ------------------------------------------------------------------------------
 
@@ -239,9 +243,22 @@ class WebApp:
         request.setHeader(b"location", b"/")
         return self._send(request, "/web/login", started, 303, b"", HTML_TYPE)
 
-    @app.route("/web/static/", branch=True, methods=["GET", "HEAD"])
-    def assets(self, request):
-        return self.static
+    @app.route("/web/static/<name>", methods=["GET", "HEAD"])
+    def asset(self, request, name):
+        """A shipped asset, cached by the browser for an hour (assets change only with the package)."""
+        started = time.perf_counter()
+        found = self.assets.get(name.encode("utf-8", "replace"))
+        if found is None:
+            return self._error(request, "/web/static", started, errors.NotFound(f"no asset {name[:100]}"))
+        ctype, etag, data = found
+        request.setHeader(b"etag", etag)
+        if request.getHeader(b"if-none-match") == etag:
+            self._send(request, "/web/static", started, 304, b"", ctype)
+            request.responseHeaders.removeHeader(b"content-length")
+            return b""
+        self._send(request, "/web/static", started, 200, data, ctype)
+        request.setHeader(b"cache-control", b"public, max-age=3600")
+        return data
 
     # -- live data ------------------------------------------------------------------------------
 
