@@ -15,6 +15,9 @@ def test_a_table_reply_keeps_its_columns_and_rows():
 
 def test_json_text_and_errors_are_told_apart():
     assert reply_payload(Reply.of_json({"a": [1]})) == {"ok": True, "kind": "json", "data": {"a": [1]}}
+    asked = Reply.of_table(("Process", "Status"), [("TCP", "Running")], data={"TCP": {"Status": "Running"}})
+    asked.fmt = "json"  # `where format = json`
+    assert reply_payload(asked) == {"ok": True, "kind": "json", "data": {"TCP": {"Status": "Running"}}}
     assert reply_payload(Reply.of_text("hi")) == {"ok": True, "kind": "text", "text": "hi"}
     assert reply_payload(Reply.of_error("no such dbms", "not_found", 404)) == {
         "ok": False, "error": {"code": "not_found", "message": "no such dbms"}, "status": 404}

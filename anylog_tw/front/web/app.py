@@ -115,7 +115,7 @@ class WebApp:
         headers.removeHeader(b"access-control-allow-origin")  # the page is same-origin only
         headers.setRawHeaders(b"cache-control", [b"no-store"])
         headers.setRawHeaders(b"x-content-type-options", [b"nosniff"])
-        headers.setRawHeaders(b"referrer-policy", [b"no-referrer"])
+        headers.setRawHeaders(b"referrer-policy", [b"same-origin"])  # no-referrer would make Origin "null"
         if ctype == HTML_TYPE:
             headers.setRawHeaders(b"content-security-policy", [CSP])
             headers.setRawHeaders(b"x-frame-options", [b"DENY"])

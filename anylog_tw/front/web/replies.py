@@ -21,12 +21,12 @@ def reply_payload(reply) -> dict:
     if not reply.ok:
         return {"ok": False, "error": {"code": reply.error_code or "error", "message": reply.text or ""},
                 "status": reply.status}
+    if reply.renders_json():  # JSON asked for (`where format = json`), or JSON data
+        return {"ok": True, "kind": "json", "data": reply.json_data()}
     if reply.is_table:
         rows = reply.rows[:MAX_ROWS]
         return {"ok": True, "kind": "table", "title": reply.title or "", "columns": list(reply.columns),
                 "rows": rows, "truncated": len(reply.rows) > len(rows)}
-    if reply.data is not None:
-        return {"ok": True, "kind": "json", "data": reply.data}
     return {"ok": True, "kind": "text", "text": reply.text or ""}
 
 
