@@ -35,6 +35,7 @@ def shot(driver, tmp_path, name: str) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, min(max(height, 600), 4000))
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
     path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1400, 1000)
@@ -42,8 +43,9 @@ def shot(driver, tmp_path, name: str) -> pathlib.Path:
 
 
 def text_of(driver, selector: str) -> str:
-    found = driver.find_elements("css selector", selector)
-    return found[0].text if found else ""
+    """The element's visible text, read in one step in the page (the live poll replaces rows under us)."""
+    return driver.execute_script("var e = document.querySelector(arguments[0]);"
+                                 "return e ? e.innerText.replace(/\\s+/g, ' ').trim() : '';", selector)
 
 
 def until(driver, predicate, what: str, timeout: float = 15.0):
