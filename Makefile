@@ -1,11 +1,11 @@
 # make run:  bootstrap .venv and start a demo node (console on this terminal and on telnet 127.0.0.1 32051)
-# make test: bootstrap .venv, make sure PostgreSQL answers, run the whole suite
+# make test: bootstrap .venv, make sure PostgreSQL answers and headless Chromium is installed, run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: bootstrap run test test-fast bench postgres clean
+.PHONY: bootstrap run test test-fast bench postgres chromium clean
 
 bootstrap: $(STAMP)
 
@@ -22,14 +22,17 @@ run: bootstrap
 postgres:
 	tools/ensure-postgres
 
-test: bootstrap postgres
+chromium:
+	tools/ensure-chromium
+
+test: bootstrap postgres chromium
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n auto --durations=15
 
 test-fast: bootstrap
 	$(BIN)/pytest -q -n auto -m "not e2e"
 
-bench: bootstrap postgres
+bench: bootstrap postgres chromium
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
