@@ -185,3 +185,27 @@ async def test_with_credentials_grafana_must_send_them(tmp_path):
     finally:
         await client.close()
         await node.stopService()
+
+
+def dashboard() -> dict:
+    """The dashboard JSON of docs/grafana.md (the first ```json block)."""
+    text = (pathlib.Path(__file__).parent.parent.parent / "docs" / "grafana.md").read_text()
+    block = text.split("```json\n", 1)[1].split("\n```", 1)[0]
+    return json.loads(block)
+
+
+async def test_the_dashboard_in_the_docs_imports_and_each_panel_gets_data(client):
+    board = dashboard()
+    assert board["__inputs"][0]["pluginId"] == "simpod-json-datasource" and board["uid"]
+    base = fixture("query_increments")
+    for panel in board["panels"]:
+        body = dict(base["body"], panelId=panel["id"])
+        body["targets"] = [dict(t, datasource={"type": "simpod-json-datasource", "uid": "node"})
+                           for t in panel["targets"]]
+        headers = {k: v for k, v in base["headers"].items() if not k.startswith("Al.")}
+        code, _, reply = await client.call("POST", "/query", headers, json.dumps(body).encode())
+        reply = json.loads(reply)
+        assert code == 200 and reply and not any(item.get("error") for item in reply), (panel["title"], reply)
+        for item in reply:
+            check(item, TABLE if panel["type"] == "table" else SERIES)
+            assert item.get("rows") or item.get("datapoints"), panel["title"]
