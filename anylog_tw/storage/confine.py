@@ -26,9 +26,15 @@ from anylog_tw.base.registry import GRANTS, grant_allows
 class SQLRefused(StorageError):
     """A statement the caller's grant does not allow; nothing of it ran."""
 
+    code = "forbidden"
+    status = 403
+
 
 class SQLDeadline(StorageError):
     """A statement stopped at its deadline (or because the node is stopping); its work is undone."""
+
+    code = "timeout"
+    status = 408
 
 
 # --- SQLite -------------------------------------------------------------------------------------
@@ -200,9 +206,6 @@ def pg_owner_only(sql: str) -> str | None:
     strings = {TokenType.STRING, TokenType.NATIONAL_STRING, TokenType.RAW_STRING, TokenType.HEREDOC_STRING,
                TokenType.BYTE_STRING, TokenType.BIT_STRING, TokenType.HEX_STRING}
     names = [w for w, kind in words if kind not in strings]
-    if len([kind for _, kind in words if kind == TokenType.SEMICOLON]) > (1 if words and
-                                                                            words[-1][1] == TokenType.SEMICOLON else 0):
-        return "more than one statement"
     if names and names[0] in PG_OWNER_STATEMENTS:
         return names[0].upper()
     for i, w in enumerate(names):
