@@ -14,8 +14,8 @@ from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.pg import PSQL
 
-PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
 
 
 @pytest_twisted.async_yield_fixture
@@ -155,7 +155,7 @@ async def test_connect_psql_creates_the_database_and_refuses_a_missing_server(no
     finally:
         await node.run(f"disconnect dbms {name}")
         drop_pg_database(name)
-    msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = postgres")
+    msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = anylog")
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in msg
     assert "far" not in [r[0] for r in (await node.run("get databases")).rows]
 
