@@ -112,7 +112,7 @@ async def exit_ha(call):
          text="Pause (suspend) or resume (active) the pull requests of HA.",
          examples=("set consumer mode = suspend",), keywords=("ha",), raw=True)
 def set_consumer_mode(call):
-    words = call.rest.replace("=", " ").split()
+    words = call.remainder.replace("=", " ").split()
     if len(words) != 1 or words[0].lower() not in ("active", "suspend"):
         raise OptionError("usage: set consumer mode = active|suspend")
     ha = call.node.process(PROCESS)

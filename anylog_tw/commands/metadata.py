@@ -97,7 +97,7 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
          keywords=KEYWORDS, raw=True, readonly=True)
 async def blockchain_get(call):
     meta = await metadata(call.node)
-    return outcome_reply(evaluate(parse_query(call.node.substitute(call.rest)), meta.ledger))
+    return outcome_reply(evaluate(parse_query(call.node.substitute(call.remainder)), meta.ledger))
 
 
 @command("blockchain get id", usage="blockchain get id <policy>",
