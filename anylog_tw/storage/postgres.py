@@ -1,6 +1,7 @@
 """PostgreSQL: txpostgres for statements and DDL, psycopg2 COPY on a writer thread for bulk work.
 
-Two connections per dbms, each with one job:
+Users' `sql` has connections of its own (pg_user.py: psycopg 3, read-only for `read`, a deadline).
+Besides those, two connections per dbms, each with one job:
 * a txpostgres (non-blocking psycopg2) connection for `execute`, `query`, `statement`, DDL and
   catalog reads.  It is opened by `connect dbms` (so a server that is not there is an error at
   once) and re-opened lazily by the next call after it was lost (server restart, terminated

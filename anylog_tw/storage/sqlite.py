@@ -13,6 +13,9 @@ while the writer is inside a long transaction, so a user's query does not wait b
 million-row insert (measured in bench/storage.py: the latency of a count during a bulk insert).
 Every write is committed before its call returns, so a read issued after it sees it.  A memory
 database has only the writer connection (a second connection would see another database).
+
+Users' `sql` (`statement`) has reader connections of its own, an authorizer for the caller's grant
+and a deadline (sqlite_user.py); it reaches the writer only for what the grant lets it write.
 """
 
 from __future__ import annotations
