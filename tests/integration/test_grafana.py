@@ -16,10 +16,10 @@ import pytest_twisted
 
 from tests.helpers import ok
 from tests.integration.rest_support import Client, start_node
-from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.integration.test_storage_engines import ENGINES
+from tests.pg import PSQL, drop_pg_database
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "grafana"
-PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
 
 # Grafana's shapes (the JSON data source's API definition): a series, a table, an error.
 SERIES = {"type": "object", "required": ["target", "datapoints"], "properties": {

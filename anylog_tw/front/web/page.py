@@ -46,6 +46,7 @@ def package_dir(name: str) -> FilePath:
 
 
 TEMPLATES = package_dir("templates")
+STYLE = package_dir("static").child("app.css").getContent().decode("utf-8")
 
 
 def _hms(seconds: float) -> str:
@@ -73,6 +74,11 @@ class PageElement(Element):
                              uptime=_hms(status["uptime"]) if isinstance(status.get("uptime"), (int, float)) else "",
                              version=f"v{status['version']}" if status.get("version") else "",
                              example_table=example)
+
+    @renderer
+    def style(self, request, tag):
+        """The page's style inlined: nothing to fetch before the first paint (the charts' style comes with them)."""
+        return tag(self._splice("style", STYLE))
 
     @renderer
     def logout(self, request, tag):
