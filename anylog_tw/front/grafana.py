@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from klein import Klein
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -93,12 +94,16 @@ class GrafanaApi:
             raise gs.GrafanaError("the body must be a JSON object")
         return body
 
-    def _origin(self, request) -> str:
-        peer = request.getClientAddress()
-        return f"REST {getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+    async def _caller(self, request) -> str:
+        """The origin of a Grafana request: its credentials checked (401), the REST origin.
+
+        Grafana's calls are POSTs that only read (queries, lists); they run as reads."""
+        identity = await maybeDeferred(self.api.identify, request)
+        request.anylog_origin = self.api.origin(request, identity, "GET")
+        return request.anylog_origin
 
     async def _run(self, request, text: str):
-        d = self.node.execute(text, self._origin(request))
+        d = self.node.execute(text, request.anylog_origin)
         if self.api.config.timeout:
             d = self.api.within(d, self.api.config.timeout, text)
         reply = await d
@@ -154,7 +159,7 @@ class GrafanaApi:
     async def _list(self, request, route: str, rich: bool) -> bytes:
         started = time.perf_counter()
         try:
-            self.api.authorize(request)
+            await self._caller(request)
             self._body(request)
             names = await self._table_names(request, default_dbms(request))
             if not names:
@@ -170,7 +175,7 @@ class GrafanaApi:
         """Column names for time_column and value_column, read from the local table when there is one."""
         started = time.perf_counter()
         try:
-            self.api.authorize(request)
+            await self._caller(request)
             body = self._body(request)
             if body.get("name") not in ("time_column", "value_column"):
                 return self._send(request, "/metric-payload-options", started, [])
@@ -192,11 +197,11 @@ class GrafanaApi:
     @app.route("/tag-keys", methods=["POST"])
     @app.route("/tag-values", methods=["POST"])
     @app.route("/variable", methods=["POST"])
-    def nothing(self, request):
+    async def nothing(self, request):
         """Optional routes of the data source: nothing to offer (no annotations or ad hoc filters)."""
         started = time.perf_counter()
         try:
-            self.api.authorize(request)
+            await self._caller(request)
             return self._send(request, request.path.decode("latin-1"), started, [])
         except Exception as e:
             return self._error(request, "/annotations", started, e)
@@ -205,7 +210,7 @@ class GrafanaApi:
     async def query(self, request):
         started = time.perf_counter()
         try:
-            self.api.authorize(request)
+            await self._caller(request)
             body = self._body(request)
             targets = body.get("targets")
             if not isinstance(targets, list):

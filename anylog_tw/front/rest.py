@@ -12,6 +12,7 @@ while it runs.
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
-from anylog_tw.front.rest_auth import Credentials
+from anylog_tw.front.rest_auth import AuthError, Credentials
 from anylog_tw.front.rest_openapi import openapi_document
 from anylog_tw.front.rest_put import put_data
 from anylog_tw.front.rest_request import (
@@ -309,10 +310,37 @@ class RestApi:
         return self._error(request, "other", time.perf_counter(), 405, "method_not_allowed",
                            f"{path} answers GET only, not {method}")
 
-    # The answering helpers, shared with the page (front/web) and the Grafana data source.
+    # -- shared with the page (front/web) and the Grafana data source (front/grafana) ---------------
+
     send = _send
     within = _within
-    authorize = _authorize
+
+    def identify(self, request):
+        """Who a request is, from its Authorization header: None while the server keeps no identities
+        (no credentials, or one shared user); AuthError (401) when credentials are needed and wrong."""
+        self._authorize(request)
+        return None
+
+    def login(self, user: str, password: str):
+        """The identity a login form proves (the user, or "token"), or None: the server's user and
+        password, or its token typed as the password."""
+        if self.credentials.password:
+            try:
+                self.credentials.check(b"Basic " + base64.b64encode(f"{user}:{password}".encode()))
+                return user
+            except AuthError:
+                pass
+        if self.credentials.token:
+            try:
+                self.credentials.check(b"Bearer " + password.encode())
+                return user or "token"
+            except AuthError:
+                pass
+        return None
+
+    def origin(self, request, identity, verb: str) -> str:
+        """The origin the request's commands run with (the security model gives it the identity's grant)."""
+        return f"REST {_peer(request)}"
 
     def resource(self):
         """The site's root: `/` straight to `root`, every other path through the Klein app.

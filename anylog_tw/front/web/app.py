@@ -11,12 +11,12 @@ rule, so the page can do exactly what its user could do with curl, and no more.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 
 import orjson
 from klein import Klein
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -24,7 +24,6 @@ from anylog_tw.base import errors
 from anylog_tw.base.errors import AnyLogError
 from anylog_tw.base.grammar import quote
 from anylog_tw.base.names import is_name
-from anylog_tw.front.rest_auth import AuthError
 from anylog_tw.front.rest_request import ReadOnlyError, RequestError, check_read_only
 from anylog_tw.front.web import live
 from anylog_tw.front.web.page import LoginElement, PageElement, package_dir, render
@@ -79,6 +78,10 @@ def load_assets() -> dict[bytes, tuple[bytes, bytes, bytes]]:
 def _peer(request) -> str:
     peer = request.getClientAddress()
     return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+
+
+def _own_origin(request) -> bytes:
+    return (b"https" if request.isSecure() else b"http") + b"://" + (request.getHeader(b"host") or b"")
 
 
 def _json_body(request) -> dict:
@@ -141,28 +144,24 @@ class WebApp:
             return None  # an anonymous session from before credentials were set
         return session
 
-    def _reader(self, request) -> None:
-        """A read needs a session, or the REST server's credentials when it has them."""
-        if self._session(request) is None and self.api.credentials.required:
-            self.api.authorize(request)
+    async def _reader(self, request) -> str:
+        """A read needs a session, or the REST server's credentials when it has them: the origin."""
+        session = self._session(request)
+        identity = session.identity if session is not None else await maybeDeferred(self.api.identify, request)
+        return self.api.origin(request, identity, "GET")
 
-    def _writer(self, request) -> Session:
-        """A write needs the page's session, its CSRF token, and a same-origin request."""
+    def _writer(self, request) -> str:
+        """A write needs the page's session, its CSRF token, and a same-origin request: the origin."""
         session = self._session(request)
         if session is None:
             raise LoginNeeded("no session: open (or reload) the node's page" +
                               (" and log in" if self.api.credentials.required else ""))
         origin = request.getHeader(b"origin")
-        if origin is not None:
-            scheme = b"https" if request.isSecure() else b"http"
-            if origin != scheme + b"://" + (request.getHeader(b"host") or b""):
-                raise CsrfError(f"a request from {origin.decode('latin-1')[:100]} may not act on this node's page")
+        if origin is not None and origin != _own_origin(request):
+            raise CsrfError(f"a request from {origin.decode('latin-1')[:100]} may not act on this node's page")
         if not session.token_ok(request.getHeader(CSRF_HEADER)):
             raise CsrfError("the page's token is missing or stale: reload the page")
-        return session
-
-    def _origin(self, request) -> str:
-        return f"REST {_peer(request)}"
+        return self.api.origin(request, session.identity, "POST")
 
     # -- the page -------------------------------------------------------------------------------
 
@@ -176,7 +175,7 @@ class WebApp:
             if session is None:
                 session = self.sessions.new()
                 request.setHeader(b"set-cookie", cookie_header(session, request.isSecure()))
-            data = await self._first_render(self._origin(request))
+            data = await self._first_render(self.api.origin(request, session.identity, "GET"))
             data["csrf"], data["user"] = session.csrf, session.user
             body = await render(PageElement(data))
             return self._send(request, "/", started, 200, body, HTML_TYPE)
@@ -203,29 +202,17 @@ class WebApp:
         user = (request.args.get(b"user") or [b""])[0]
         password = (request.args.get(b"password") or [b""])[0]
         origin = request.getHeader(b"origin")
-        scheme = b"https" if request.isSecure() else b"http"
-        if origin is not None and origin != scheme + b"://" + (request.getHeader(b"host") or b""):
+        if origin is not None and origin != _own_origin(request):
             return await self._login_page(request, started, "Log in from the node's own page.", 403)
-        credentials = self.api.credentials
-        if not credentials.required:
+        if not self.api.credentials.required:
             return self._redirect(request, started)
-        who = None
-        if credentials.password:
-            try:
-                credentials.check(b"Basic " + base64.b64encode(user + b":" + password))
-                who = user.decode("utf-8", "replace")
-            except AuthError:
-                pass
-        if who is None and credentials.token:
-            try:
-                credentials.check(b"Bearer " + password)
-                who = user.decode("utf-8", "replace") or "token"
-            except AuthError:
-                pass
-        if who is None:
-            self.node.errors.add(self._origin(request), "web login", "wrong user or password")
+        identity = await maybeDeferred(self.api.login, user.decode("utf-8", "replace"),
+                                       password.decode("utf-8", "replace"))
+        if identity is None:
+            self.node.errors.add(f"REST {_peer(request)}", "web login", "wrong user or password")
             return await self._login_page(request, started, "Wrong user or password.", 401)
-        session = self.sessions.new(who)
+        who = user.decode("utf-8", "replace") or str(identity)
+        session = self.sessions.new(who, identity)
         request.setHeader(b"set-cookie", cookie_header(session, request.isSecure()))
         return self._redirect(request, started)
 
@@ -266,8 +253,8 @@ class WebApp:
     async def live_data(self, request):
         started = time.perf_counter()
         try:
-            self._reader(request)
-            return self._json(request, "/web/live", started, await live.live(self.node, self._origin(request)))
+            origin = await self._reader(request)
+            return self._json(request, "/web/live", started, await live.live(self.node, origin))
         except Exception as e:
             return self._error(request, "/web/live", started, e)
 
@@ -275,8 +262,8 @@ class WebApp:
     async def rates(self, request):
         started = time.perf_counter()
         try:
-            self._reader(request)
-            return self._json(request, "/web/rates", started, await live.rates(self.node, self._origin(request)))
+            origin = await self._reader(request)
+            return self._json(request, "/web/rates", started, await live.rates(self.node, origin))
         except Exception as e:
             return self._error(request, "/web/rates", started, e)
 
@@ -284,18 +271,18 @@ class WebApp:
     async def network(self, request):
         started = time.perf_counter()
         try:
-            self._reader(request)
-            return self._json(request, "/web/network", started, await live.network(self.node, self._origin(request)))
+            origin = await self._reader(request)
+            return self._json(request, "/web/network", started, await live.network(self.node, origin))
         except Exception as e:
             return self._error(request, "/web/network", started, e)
 
     # -- actions --------------------------------------------------------------------------------
 
-    async def _run(self, request, text: str):
+    async def _run(self, origin: str, text: str):
         """Run one command for the page, with the REST server's read-only rule and timeout."""
         if self.api.config.read_only:
             check_read_only(self.node.registry, text)
-        d = self.node.execute(text, self._origin(request))
+        d = self.node.execute(text, origin)
         timeout = self.api.config.timeout
         if timeout:
             d = self.api.within(d, timeout, text)
@@ -305,13 +292,13 @@ class WebApp:
     async def command(self, request):
         started = time.perf_counter()
         try:
-            self._writer(request)
+            origin = self._writer(request)
             text = _json_body(request).get("command")
             if not isinstance(text, str) or not text.strip():
                 raise RequestError("the body needs a 'command' (e.g. {\"command\": \"get status\"})")
             if len(text) > MAX_COMMAND:
                 raise RequestError(f"the command is over {MAX_COMMAND:,} characters")
-            reply = await self._run(request, text.strip())
+            reply = await self._run(origin, text.strip())
             return self._json(request, "/web/command", started, reply_payload(reply))
         except ReadOnlyError as e:
             return self._json(request, "/web/command", started,
@@ -323,7 +310,7 @@ class WebApp:
     async def query(self, request):
         started = time.perf_counter()
         try:
-            self._writer(request)
+            origin = self._writer(request)
             body = _json_body(request)
             dbms, sql = str(body.get("dbms") or "").strip().lower(), str(body.get("sql") or "").strip()
             if not is_name(dbms):
@@ -333,7 +320,7 @@ class WebApp:
             text = f"sql {dbms} format = json {quote(sql)}"
             if body.get("destination") == "network":
                 text = f"run client () {text}"
-            reply = await self._run(request, text)
+            reply = await self._run(origin, text)
             if not reply.ok:
                 payload = reply_payload(reply)
             else:

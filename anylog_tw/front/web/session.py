@@ -31,6 +31,7 @@ class Session:
     csrf: str
     user: str  # "" for the anonymous session of a node without credentials
     last: float
+    identity: object = None  # what the REST server's login proved (the security model's identity)
 
     def token_ok(self, token: str | bytes | None) -> bool:
         """Whether `token` is this session's CSRF token (constant-time)."""
@@ -50,9 +51,9 @@ class Sessions:
         self.limit = limit
         self._by_id: OrderedDict[str, Session] = OrderedDict()
 
-    def new(self, user: str = "") -> Session:
+    def new(self, user: str = "", identity: object = None) -> Session:
         session = Session(sid=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), user=user,
-                          last=self.clock())
+                          last=self.clock(), identity=identity)
         self._by_id[session.sid] = session
         while len(self._by_id) > self.limit:
             self._by_id.popitem(last=False)

@@ -367,8 +367,13 @@
 
   // -- start ------------------------------------------------------------------------------------
 
-  every(LIVE_MS, pollLive);
-  every(NETWORK_MS, pollNetwork);
-  every(RATES_MS, pollRates);
-  pollRates().catch(function (e) { setLive(false, "not updating: " + e.message); });
+  function start() {
+    every(LIVE_MS, pollLive);
+    every(NETWORK_MS, pollNetwork);
+    every(RATES_MS, pollRates);
+    pollRates().catch(function (e) { setLive(false, "not updating: " + e.message); });
+  }
+
+  // The server's page is complete: let the browser paint it before the first chart is drawn.
+  requestAnimationFrame(function () { setTimeout(start, 0); });
 })();
