@@ -58,6 +58,7 @@ def serve(kind: str, home: str) -> None:
             for i in range(PEERS):
                 node = Node(os.path.join(home, f"peer{i}"), name=f"peer{i}", reactor=reactor)
                 node.startService()
+                reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
                 reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and "
                                        "bind = true")
                 assert reply.ok, reply.render()
@@ -66,6 +67,7 @@ def serve(kind: str, home: str) -> None:
             return
         node = Node(home, name="bench", reactor=reactor)
         node.startService()
+        reactor.addSystemEventTrigger("before", "shutdown", node.stopService)  # its threads end with it
         for text in ("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true",
                      "run rest server where internal_ip = 127.0.0.1 and internal_port = 0",
                      "connect dbms lsl_bench where type = sqlite", "connect dbms almgm where type = sqlite",
