@@ -79,7 +79,7 @@ class Streamer:
         self.stats: dict[tuple[str, str], TableStats] = {}
         self.flushed_rows = 0
         self.flushed_files = 0
-        self.dirs: dict[str, str] = {}  # prep_dir / watch_dir / err_dir given to `run streamer`
+        self.dirs: dict[str, str] = {}  # watch_dir / err_dir given to `run streamer`
         self._timer = None
         self._writing: set[Deferred] = set()
         self._closed = False
@@ -175,13 +175,12 @@ class Streamer:
         dbms, table, source, instructions = key
         stats = self.table_stats(dbms, table)
         data = join_rows(buf.rows)
-        prep, watch, err = ingest_dirs(self.node)
-        prep, watch, err = self.dirs.get("prep_dir", prep), self.dirs.get("watch_dir", watch), \
-            self.dirs.get("err_dir", err)
+        watch, err = ingest_dirs(self.node)
+        watch, err = self.dirs.get("watch_dir", watch), self.dirs.get("err_dir", err)
         name = "?"
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            await self.node.in_thread(write_file, prep, watch, name, data)
+            await self.node.in_thread(write_file, watch, name, data)
         except AnyLogError as e:
             stats.errors += 1
             reason = "duplicate" if isinstance(e, DuplicateFile) else "io"
