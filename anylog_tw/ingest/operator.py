@@ -34,10 +34,11 @@ from anylog_tw.base.errors import AnyLogError, StorageError
 from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.process import NodeProcess
-from anylog_tw.ingest import archive, pipeline, tsd
+from anylog_tw.ingest import archive, pipeline, reader, tsd
 from anylog_tw.ingest.batcher import GroupCommit
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.reader import Limits
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
@@ -67,6 +68,8 @@ class OperatorConfig:
     master_node: str = ""
     rescan: float = 10.0
     use_inotify: bool = True
+    limits: Limits = field(default_factory=Limits)
+    durable: bool = True
 
     def allows(self, dbms: str, table: str) -> bool:
         if not self.limit_tables:
@@ -295,7 +298,8 @@ class Operator(NodeProcess):
         if not self.config.allows(job.dbms, job.table):
             raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
-        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
+        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
+                                                 pipeline.SMALL, reader.CHUNK, self.config.limits)
         job.columns = await self.tables.ensure(db, job.table, parsed, policy)
         job.big, job.rows = parsed.big, parsed.rows
         if not job.big:
@@ -316,7 +320,7 @@ class Operator(NodeProcess):
         db = job.db
         if job.big:
             rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
-                                        job.policy, job.tsd_name, job.tsd_id, job.redo)
+                                        job.policy, job.tsd_name, job.tsd_id, job.redo, None, self.config.limits)
         else:
             item = (job.table, job.columns, job.adapted, job.tsd_name, job.tsd_id, job.redo)
             job.adapted = None
