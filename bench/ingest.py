@@ -7,6 +7,10 @@
    transaction per file.  Both engines; medians of several runs and the ratio.
 2. Latency: one small file dropped into an idle operator until its row is queryable (median).
 3. Peak RSS of a node process ingesting one 200 MB file (a fresh process per engine).
+4. Durability (issue 16): the same throughput run with `durable = true` (the default: rows,
+   TSD marks and archived copies synced before a file is archived) against `durable = false`
+   (synced by nobody, as before), alternating in the same run; the ratio is the cost of
+   surviving a power loss.
 
 Run: .venv/bin/python bench/ingest.py [--runs 3] [--files 200] [--rows 5000] [--engines sqlite,psql]
 """
@@ -240,7 +244,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=3)
     ap.add_argument("--engines", default="sqlite,psql")
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss")
+    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss,durable")
     ap.add_argument("--opts", default="", help="more operator options, e.g. ' and compress_json = false'")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -286,6 +290,34 @@ def main() -> None:
                 print(f"{engine:6s} throughput: operator {mo:,.0f} rows/s | plain script {mp:,.0f} rows/s | "
                       f"ratio {mo / mp:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | "
                       f"goal {goal:,} rows/s")
+        if "durable" not in skip:
+            for engine in engines:
+                rates: dict[bool, list[float]] = {False: [], True: []}
+                for run in range(args.runs):
+                    for durable in ((False, True) if run % 2 == 0 else (True, False)):
+                        work = os.path.join(base, f"dur-{engine}-{run}-{durable}")
+                        src = os.path.join(work, "src")
+                        shutil.copytree(master, src)
+                        dbname = "bench_" + uuid.uuid4().hex[:8]
+                        if engine == "psql":
+                            pg_create(dbname)
+                        try:
+                            opts = args.opts + f" and durable = {str(durable).lower()}"
+                            r = spawn("throughput", engine, work, src, names, args.threads,
+                                      {"dbname": dbname, "opts": opts})
+                        finally:
+                            if engine == "psql":
+                                pg_drop(dbname)
+                            shutil.rmtree(work, ignore_errors=True)
+                        if r["rows"] != total or r["errors"]:
+                            print(f"  !! {engine} run {run}: {r['rows']} rows, {r['errors']} errors")
+                        rates[durable].append(r["rows"] / r["elapsed"])
+                    print(f"  {engine} run {run + 1}: durable {rates[True][-1]:,.0f} rows/s, "
+                          f"not durable {rates[False][-1]:,.0f} rows/s")
+                on, off = median(rates[True]), median(rates[False])
+                paired = median([a / b for a, b in zip(rates[True], rates[False])])
+                print(f"{engine:6s} durable ingest: {on:,.0f} rows/s | durable = false {off:,.0f} rows/s | "
+                      f"ratio {on / off:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.9)")
         if "latency" not in skip:
             for engine in engines:
                 work = os.path.join(base, f"lat-{engine}")

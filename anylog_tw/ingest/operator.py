@@ -10,7 +10,10 @@ Each file goes through one pipeline (spec §2.4, DESIGN "Data flow of a file"):
 and any failure moves the file to the error dir with the reason, and the operator goes on.
 
 Exactly once across a crash: every step is either idempotent or recorded before the next one
-(see `tsd.py`).  On restart the scan at start finds what was left in the watch dir: a file
+(see `tsd.py`).  With `durable` (the default) that holds across a power loss too: the rows'
+commit is synced before the TSD row is marked done, that mark is synced, and the archived copy
+is synced with its directory, all before the source file is removed (`Database.sync` shares one
+flush among the files committing at the same time).  On restart the scan at start finds what was left in the watch dir: a file
 whose TSD row is done is only archived; one whose row is pending is inserted again, after the
 rows of the earlier attempt are deleted in the same transaction.
 
@@ -308,6 +311,8 @@ class Operator(NodeProcess):
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
+                if self.config.durable:
+                    await self._almgm().sync()  # the done row may be in the OS's cache only
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
@@ -328,8 +333,12 @@ class Operator(NodeProcess):
             if group is None or group.db is not db:
                 group = self._groups[db.name] = GroupCommit(db)
             rows = await group.insert(item, job.rows)
+        if self.config.durable:
+            await db.sync()  # the rows on disk before the TSD row says so
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
+            if self.config.durable:
+                await self._almgm().sync()  # "done" on disk before the source file goes
         await self._archive(job, job.fname)
         self._done(job, rows)
 
@@ -407,7 +416,7 @@ class Operator(NodeProcess):
             if self.config.archive_json:
                 await self._thread(archive.archive, path, self.config.archive_dir,
                                    job.date or tsd_date(self.reactor.seconds()), fname.format(gz=False),
-                                   fname.gz, self.config.compress_json)
+                                   fname.gz, self.config.compress_json, self.config.durable)
             else:
                 await self._thread(archive.delete, path)
         except OSError as e:
