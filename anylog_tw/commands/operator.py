@@ -122,8 +122,9 @@ _TOPICS = ("config", "summary", "json", "inserts", "error")
 
 @command("get operator", usage="get operator [config|summary|json|inserts|error] [where format = json]",
          text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (files "
-              "per table), inserts (rows per table), error (the last failure of each kind). With no topic: json, "
-              "inserts and error.",
+              "per table), inserts (rows per table), error (the last failure of each kind). With no topic: the "
+              "status (Running, or why ingest is paused: no space left, and when it tries again), json, inserts "
+              "and error.",
          examples=("get operator", "get operator summary", "get operator error where format = json"),
          keywords=("operator", "monitoring"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_operator(call):
@@ -142,7 +143,7 @@ def get_operator(call):
         return _table(("Status", "Time", "Policy", "Cluster", "Member"), [op.config_row()], "Operator config")
     st = op.stats
     if topic == "summary":
-        return _table(S.SUMMARY, [st.summary_row(node.name, "Running", node.reactor.seconds(), True)],
+        return _table(S.SUMMARY, [st.summary_row(node.name, op.status(), node.reactor.seconds(), True)],
                       "Operator summary")
     if topic == "json":
         return _table(S.JSON, st.json_rows(), "JSON files")
@@ -153,8 +154,10 @@ def get_operator(call):
     parts = [("JSON files", S.JSON, st.json_rows()), ("Inserts", S.INSERTS, st.insert_rows()),
              ("Errors", S.ERRORS, st.error_rows())]
     if call.wants_json:
-        return Reply.of_json({title: [dict(zip(cols, r)) for r in rows] for title, cols, rows in parts})
-    text = "\n\n".join(Reply.of_table(cols, rows, title).render() for title, cols, rows in parts)
+        return Reply.of_json({"Status": op.status(),
+                              **{title: [dict(zip(cols, r)) for r in rows] for title, cols, rows in parts}})
+    text = "\n\n".join([f"Status: {op.status()}"] +
+                       [Reply.of_table(cols, rows, title).render() for title, cols, rows in parts])
     return Reply.of_text(text)
 
 

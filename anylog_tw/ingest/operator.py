@@ -26,89 +26,27 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.base.errors import AnyLogError, StorageError
+from anylog_tw.base.errors import AnyLogError, StorageError, no_space
 from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, pipeline, reader, tsd
 from anylog_tw.ingest.batcher import GroupCommit
+from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
-from anylog_tw.ingest.reader import Limits
+from anylog_tw.ingest.pause import SpacePause
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.storage import Databases, schema
-
-# A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
-# for their insert at once, so they can share a commit (batcher.py).
-SMALL_ROWS = 1000
-SMALL_IN_FLIGHT = 16
-
-
-@dataclass
-class OperatorConfig:
-    watch_dir: str
-    err_dir: str
-    archive_dir: str
-    policy: str = ""
-    cluster: str = ""
-    member: str = "0"
-    company: str = ""
-    create_table: bool = True
-    update_tsd_info: bool = True
-    archive_json: bool = True
-    compress_json: bool = True
-    limit_tables: list[str] = field(default_factory=list)
-    threads: int = 1
-    master_node: str = ""
-    rescan: float = 10.0
-    use_inotify: bool = True
-    limits: Limits = field(default_factory=Limits)
-    durable: bool = True
-
-    def allows(self, dbms: str, table: str) -> bool:
-        if not self.limit_tables:
-            return True
-        return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
-
-
-@dataclass
-class Job:
-    """One file in hand: its current name (it changes when registered) and what is known of it."""
-
-    name: str
-    fname: FileName | None = None
-    dbms: str = ""
-    table: str = ""
-    tsd_table: str = "tsd_info"
-    tsd_name: str = "0"
-    tsd_id: int = 0
-    date: str = ""
-    redo: bool = False
-    done: bool = False
-    hash: str = ""
-    first_name: str = ""
-    start: float = 0.0
-    db: Any = None
-    policy: MappingPolicy | None = None
-    parsed: Any = None
-    columns: dict = field(default_factory=dict)
-    adapted: list | None = None
-    big: bool = False
-    rows: int = 0
-
-    @property
-    def small(self) -> bool:
-        return not self.big and self.rows <= SMALL_ROWS
-
 
 class Operator(NodeProcess):
     name = "Operator"
@@ -131,6 +69,7 @@ class Operator(NodeProcess):
         self._tsd_tables: set[str] = set()
         self._busy_since: float | None = None
         self.started_at = 0.0
+        self.pause: SpacePause | None = None
         # Called as fn(job, rows) after each file is committed and archived (job.tsd_table and
         # job.tsd_id say which TSD row, job.name its 8-segment name): HA pushes on it.
         self.observers: list = []
@@ -142,6 +81,7 @@ class Operator(NodeProcess):
         NodeProcess.startService(self)
         self.started_at = self.reactor.seconds()
         self.stats = OperatorStats(self.started_at)
+        self.pause = SpacePause(self.reactor, self._kick)
         # Two threads per worker: one prepares a file while the other archives the previous one.
         self.pool = ThreadPool(minthreads=0, maxthreads=2 * max(1, self.config.threads), name="operator")
         self.pool.start()
@@ -158,6 +98,8 @@ class Operator(NodeProcess):
         NodeProcess.stopService(self)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.pause is not None:
+            self.pause.stop()
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
@@ -172,9 +114,15 @@ class Operator(NodeProcess):
 
         return Deferred.fromCoroutine(drain())
 
+    def status(self) -> str:
+        """`Running`, or why ingest is paused (`get operator`, `get processes`, `test node`)."""
+        return self.pause.status() if self.pause is not None else ("Running" if self.running else "Stopped")
+
     def details(self) -> str:
         c = self.config
         text = f"Cluster Member: {bool(c.cluster)}, Using Master: {c.master_node or 'none'}"
+        if self.pause is not None and self.pause.since is not None:
+            text = f"{self.pause.status()}. {text}"
         if self.watcher is not None:
             text += f", Watching: {c.watch_dir} ({self.watcher.mode}), Threads: {c.threads}"
         return text
@@ -190,6 +138,8 @@ class Operator(NodeProcess):
         self._kick()
 
     def _kick(self) -> None:
+        if self.pause is not None and self.pause.paused:
+            return  # the pause's timer kicks again
         while self.queue and len(self._tasks) < max(1, self.config.threads):
             d = Deferred.fromCoroutine(self._worker())
             self._tasks.add(d)
@@ -215,7 +165,7 @@ class Operator(NodeProcess):
         """
         finishing: deque[Deferred] = deque()
         try:
-            while self.queue and self.running:
+            while self.queue and self.running and not self.pause.paused:
                 name = self.queue.popleft()
                 self.queued.discard(name)
                 if self._busy_since is None:
@@ -254,21 +204,38 @@ class Operator(NodeProcess):
             await self._stage(self._finish, job)
 
     async def _stage(self, step, job: Job) -> Job | None:
-        """Run one stage of a file; on failure the file goes to the error dir and None comes back."""
+        """Run one stage of a file; on failure the file goes to the error dir and None comes back.
+
+        No space left (the disk, a quota, the database) is not the file's fault: the file stays
+        in the watch dir for the retry, and ingest pauses (`_wait_for_space`).
+        """
         try:
             return await step(job)
-        except IngestError as e:
-            await self._fail(job, e.reason, e.message)
-        except StorageError as e:
-            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
-            await self._fail(job, "insert", e.message)
-        except AnyLogError as e:
-            await self._fail(job, "insert", e.message)
         except Exception as e:
-            self.log.failure("ingesting {name} failed", name=job.name)
-            await self._fail(job, "io", f"{type(e).__name__}: {e}")
+            failure = e
+        if no_space(failure):
+            self._wait_for_space(job, failure)
+            return None
+        if isinstance(failure, IngestError):
+            await self._fail(job, failure.reason, failure.message)
+        elif isinstance(failure, StorageError):
+            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
+            await self._fail(job, "insert", failure.message)
+        elif isinstance(failure, AnyLogError):
+            await self._fail(job, "insert", failure.message)
+        else:
+            self.log.failure("ingesting {name} failed", Failure(failure), name=job.name)
+            await self._fail(job, "io", f"{type(failure).__name__}: {failure}")
         self._release(job)
         return None
+
+    def _wait_for_space(self, job: Job, error: BaseException) -> None:
+        """Keep the file in the watch dir, first in the queue, and pause until the retry."""
+        self._release(job)
+        if job.name and job.name not in self.queued:
+            self.queued.add(job.name)
+            self.queue.appendleft(job.name)
+        self.pause.hold(getattr(error, "message", None) or str(error))
 
     def _release(self, job: Job) -> None:
         self.in_hand.discard(job.first_name)
@@ -350,6 +317,7 @@ class Operator(NodeProcess):
             metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
             metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+        self.pause.succeeded()
         for observer in list(self.observers):
             try:
                 observer(job, rows)
@@ -420,6 +388,8 @@ class Operator(NodeProcess):
             else:
                 await self._thread(archive.delete, path)
         except OSError as e:
+            if no_space(e):
+                raise  # a pause, not a bad file
             raise IngestError("archive", f"cannot archive {job.name}: {e}") from None
 
     async def _fail(self, job: Job, reason: str, message: str) -> None:
@@ -461,7 +431,8 @@ class Operator(NodeProcess):
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
+        return [self.status() if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster,
+                c.member]
 
 
 def _find_dbms(node, dbms: str):
