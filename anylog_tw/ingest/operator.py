@@ -88,7 +88,8 @@ class Operator(NodeProcess):
         for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
             os.makedirs(path, exist_ok=True)
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
         if metrics is not None:

@@ -102,7 +102,8 @@ class Publisher(NodeProcess):
             os.makedirs(path, exist_ok=True)
         self._arm_metadata()
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
         if metrics is not None:

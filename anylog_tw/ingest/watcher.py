@@ -15,6 +15,11 @@ A file is "complete" when INotify reports `IN_CLOSE_WRITE` (written in place) or
 Hidden and temporary names (`.x`, `*.part`, `*.tmp`, `*~` ...) are never reported.  The
 watcher only says "this name looks complete"; it may say so twice, so its user keeps track of
 the files it has in hand.  Time comes from the reactor given (a Clock in tests).
+
+The listings (a `scandir` and a `stat` per file: long for a backlog of 100k files after a
+downtime) run through `in_thread` (the node's `in_thread` in a service), never on the reactor
+thread; only the comparison of two listings, which is pure, runs there.  Without `in_thread`
+(unit tests on a Clock) they run inline.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
@@ -53,14 +59,22 @@ def list_files(path: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _relist(path: str) -> dict[str, tuple[int, int]]:
+    """The rescan's blocking half: the directory made again if it went, then listed."""
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+    return list_files(path)
+
+
 class DirectoryWatcher:
     """Calls `on_file(name)` for each complete file that appears in `path`."""
 
     log = Logger()
 
     def __init__(self, reactor, path: str, on_file: Callable[[str], None], rescan: float = 10.0,
-                 use_inotify: bool = True, poll: float = 1.0):
+                 use_inotify: bool = True, poll: float = 1.0, in_thread: Callable[..., Deferred] | None = None):
         self.reactor = reactor
+        self.in_thread = in_thread or maybeDeferred
         self.path = os.path.abspath(path)
         self.on_file = on_file
         self.rescan_interval = rescan
@@ -86,8 +100,7 @@ class DirectoryWatcher:
             except Exception as e:
                 self.log.warn("INotify is not usable on {path} ({error}); polling instead", path=self.path, error=e)
                 self.use_inotify = False
-        for name in sorted(list_files(self.path)):
-            self._report(name)
+        self._report_all()
         self._seen = {}
         interval = self.rescan_interval if self.use_inotify else self.poll_interval
         self._loop = LoopingCall(self._tick)
@@ -150,33 +163,46 @@ class DirectoryWatcher:
             self.log.error("cannot watch {path} again ({error}); the rescan keeps trying", path=self.path, error=e)
             return
         self.log.info("watching {path} again (the directory was removed or moved)", path=self.path)
-        for name in sorted(list_files(self.path)):
-            self._report(name)
+        self._report_all()
 
     # -- scanning --------------------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        """The rescan (or the poll): report files whose size and time held still since last time."""
-        try:
-            self._rescan()
-        except Exception:  # a LoopingCall that raises stops for good: log and go on
-            self.log.failure("rescanning {path} failed", path=self.path)
+    def _tick(self) -> Deferred:
+        """The rescan (or the poll): report files whose size and time held still since last time.
 
-    def _rescan(self) -> None:
+        The LoopingCall waits for the listing in its thread before it plans the next tick.
+        """
+        d = Deferred.fromCoroutine(self._rescan())
+        d.addErrback(lambda f: self.log.failure("rescanning {path} failed", f, path=self.path))
+        return d  # never fails: a LoopingCall that fails stops for good
+
+    async def _rescan(self) -> None:
         if self.use_inotify and (self.notifier is None or not self.notifier.connected):
             self._rebuild()
-        if not os.path.isdir(self.path):
-            os.makedirs(self.path, exist_ok=True)
-        now = list_files(self.path)
+        now = await self.in_thread(_relist, self.path)
+        if not self.running:
+            return
         for name in sorted(now):
             if self._seen.get(name) == now[name]:
                 self._report(name)
         self._seen = now
 
-    def scan_now(self) -> None:
-        """Report every file there now (used when the user asks, and by tests)."""
-        for name in sorted(list_files(self.path)):
-            self._report(name)
+    def _report_all(self) -> Deferred:
+        """Report every file there now (at start, after a rebuild), listed in a thread."""
+        d = self.in_thread(list_files, self.path)
+
+        def report(found: dict) -> None:
+            if self.running:
+                for name in sorted(found):
+                    self._report(name)
+
+        d.addCallback(report)
+        d.addErrback(lambda f: self.log.failure("listing {path} failed", f, path=self.path))
+        return d
+
+    def scan_now(self) -> Deferred:
+        """Report every file there now."""
+        return self._report_all()
 
     def _report(self, name: str) -> None:
         try:
