@@ -23,7 +23,7 @@ class NodeProcess(Service):
     _node = None
 
     def setServiceParent(self, parent):
-        self._node = parent  # first: adding to a running parent starts the service at once
+        self._node = parent  # before: a running parent starts the service inside setServiceParent
         Service.setServiceParent(self, parent)
 
     @property
@@ -54,6 +54,12 @@ class ListeningProcess(NodeProcess):
     def address(self) -> tuple[str, int]:
         host = self.port.getHost()
         return host.host, host.port
+
+    def startService(self) -> None:
+        NodeProcess.startService(self)
+        host, port = self.address
+        # With port 0 the kernel chose the port: the log is where scripts and tests learn it.
+        self.log.info("{process} listening on {host}:{port}", process=self.name, host=host, port=port)
 
     def close_connections(self) -> None:
         """Subclasses close their live connections here."""
