@@ -346,7 +346,11 @@ class Operator(NodeProcess):
         now = self.reactor.seconds()
         row, new = await almgm.transaction(
             tsd.register, job.tsd_table, job.dbms, job.table, fname.source, job.hash, fname.instructions,
-            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id)
+            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id, True)
+        if row.table != job.tsd_table:  # the cluster holds this data under another identity
+            state = "already ingested" if row.done else "being ingested"
+            raise IngestError("duplicate", f"the same data as file {row.file_id} of {row.table} (hash {job.hash}), "
+                                           f"{state}: the cluster keeps one copy")
         same_file = fname.registered and fname.tsd_id == row.file_id
         if not new:
             if row.done and not same_file:
