@@ -175,11 +175,11 @@ def test_members_killed_mid_stream_end_with_every_row_once_on_every_member(shipp
             victim.start()
     total = files * 4
     for node in (a, b):
-        wait_for(lambda: count(node) == total, 120, f"every row on {node.name}", interval=0.5)
+        wait_for(lambda: count(node) >= total, 120, f"every row on {node.name}", interval=0.5)
     wait_for(lambda: files_in(pub.home / "data" / "watch") == [], 30, "the publisher to ship everything")
     for node in (a, b):
-        wait_for(lambda: count(node) == total, 30, f"{node.name} settled", interval=0.5)
         assert count(node, "select count(distinct seq) as n from ping") == total, node.name
+        assert count(node) == total, f"{node.name} holds {count(node) - total} rows twice"
     time.sleep(3)  # a late HA copy would double rows now: look again after two pulls
     for node in (a, b):
         assert count(node) == total and count(node, "select count(distinct seq) as n from ping") == total
