@@ -197,3 +197,25 @@ def move(src: str, final: str, replace: bool = False, fsync: bool = True) -> str
     if fsync:
         fsync_dir(os.path.dirname(os.path.abspath(final)))
     return final
+
+
+def remove_stale_temps(directory: str, older_than: float) -> int:
+    """Remove the temp files `publish` left in `directory` when its process was killed (SIGKILL
+    cannot clean up), those last changed before `older_than` (a wall-clock time: the start of the
+    process that sweeps, so its own temps are never touched).  The number removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < older_than:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            continue
+    return removed

@@ -35,7 +35,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.base.errors import AnyLogError, StorageError, no_space
-from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base import atomic
+from anylog_tw.base.filename import FileName, archive_subdir, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
@@ -94,6 +95,8 @@ class Operator(NodeProcess):
                                         rescan=self.config.rescan, use_inotify=self.config.use_inotify,
                                         in_thread=self.node.in_thread)
         self.watcher.start()
+        sweep = self.node.in_thread(_sweep, self.config, time.time())
+        sweep.addErrback(lambda f: self.log.failure("removing stale temp files failed", f))
         metrics = self._metrics()
         metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
 
@@ -428,6 +431,15 @@ class Operator(NodeProcess):
         c = self.config
         return [self.status() if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster,
                 c.member]
+
+
+def _sweep(config: OperatorConfig, started: float) -> None:
+    """Temp files a killed node left where the operator publishes (the archive days a restart
+    finishes into, the error dir, the watch dir); only those older than this start."""
+    days = {tsd_date(started - back)[:6] for back in (0, 86400)}
+    dirs = [config.watch_dir, config.err_dir] + [os.path.join(config.archive_dir, archive_subdir(d)) for d in days]
+    for directory in dirs:
+        atomic.remove_stale_temps(directory, started)
 
 
 def _find_dbms(node, dbms: str):

@@ -105,7 +105,8 @@ def test_bombs_and_a_long_line_keep_the_node_up_and_under_its_memory_bound(nodes
     reasons = sorted(f.split(".err_")[1].split(".")[0] for f in files_in(err))
     assert reasons == ["expanded", "expanded", "line"], files_in(err)  # the one-line bomb trips the ratio first
     drop(node.home, "lsl.good.s.0.0.json", rows_of(1))
-    wait_for(lambda: count(node) == 4, 20, "a good file after the attacks", interval=0.2)
+    wait_for(lambda: count(node, "select count(*) as n from good") == 4, 20, "a good file after the attacks",
+             interval=0.2)
     assert node.proc.poll() is None
 
 

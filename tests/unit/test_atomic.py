@@ -190,3 +190,15 @@ def test_a_backup_is_named_after_its_content_and_a_failed_one_leaves_nothing(tmp
     with pytest.raises(Exception, match="no backup file was left"):
         backup.write_backup(["a"], batches(), str(tmp_path), "d", "t2", ["int"], False)
     assert listing(tmp_path) == [os.path.basename(out.path)]
+
+
+def test_stale_temps_of_a_killed_process_are_swept_but_not_new_ones(tmp_path):
+    old = tmp_path / ".a.json.k2j4h5g6.tmp"
+    old.write_bytes(b"half")
+    os.utime(old, (1000, 1000))
+    new = tmp_path / ".b.json.x8y7z6w5.tmp"
+    new.write_bytes(b"being written")
+    (tmp_path / "c.json").write_bytes(b"{}")
+    os.utime(tmp_path / "c.json", (1000, 1000))
+    assert atomic.remove_stale_temps(str(tmp_path), 2000) == 1
+    assert listing(tmp_path) == [".b.json.x8y7z6w5.tmp", "c.json"]
