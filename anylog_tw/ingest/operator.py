@@ -7,7 +7,9 @@ Each file goes through one pipeline (spec §2.4, DESIGN "Data flow of a file"):
     file renamed to its 8-segment name -> rows inserted in one transaction tagged with
     (tsd_name, tsd_id) -> TSD row marked done -> file archived (or deleted)
 
-and any failure moves the file to the error dir with the reason, and the operator goes on.
+and any failure moves the file to the error dir with the reason, and the operator goes on; but
+no space left (disk, quota, database) is no fault of the file: it stays in the watch dir and
+ingest pauses until the retry goes through (`pause.py`).
 
 Exactly once across a crash: every step is either idempotent or recorded before the next one
 (see `tsd.py`).  With `durable` (the default) that holds across a power loss too: the rows'
