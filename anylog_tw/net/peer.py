@@ -8,6 +8,11 @@ connection is lost and time out on the node's clock.
 
 The first frames are the `hello` handshake (see `auth.py`); until it succeeds the peer can run
 nothing.  A malformed frame is answered with an `error` frame and the connection is closed.
+
+What a peer can make the node hold is bounded: commands, events and errors have small bodies
+(`wire.KIND_LIMITS`), a reply body is buffered only when one of our requests waits for it, it is
+under `max reply` and it fits in the node's memory budget (else it is read and dropped and the
+request fails with the reason), and file bodies stream to disk.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         # Until the peer is authenticated, no frame may carry more than a short error message.
         self.decoder = wire.Decoder(max_body=PRE_AUTH_BODY, max_file=0)
         self.decoder.pause_after = frozenset({"hello"})
+        self.decoder.admit = self._admit
+        self.budget = peers.budget
+        self._reserved = 0  # bytes of reply bodies being buffered, held in the node's budget
         self.key = peers.network_key
         self._ready_waiters: list[Deferred] = []
         self.authenticated = False
@@ -127,6 +135,9 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         self._timers = []
         self._deadlines.clear()
         self._stop_pressure()
+        if self._reserved:
+            self.budget.release(self._reserved)
+            self._reserved = 0
         why = self._closed_reason or (reason.getErrorMessage() if reason is not None else "closed")
         pending = self.decoder.pending() if self.decoder.dead is None else ""
         if pending:
@@ -197,12 +208,19 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
                 return
             kind = event[0]
             if kind == wire.FRAME:
-                if self._backlog is not None and event[1]["kind"] in _WAITING_KINDS:  # see backpressure.py
-                    self._defer(event, len(event[1].get("cmd") or "") + len(event[2]) + 64)
+                header = event[1]
+                if header["kind"] == "reply" and event[2]:  # buffered under the budget: now the handler's
+                    self.budget.release(len(event[2]))
+                    self._reserved -= len(event[2])
+                if self._backlog is not None and header["kind"] in _WAITING_KINDS:  # see backpressure.py
+                    self._defer(event, len(header.get("cmd") or "") + len(event[2]) + 64)
                     continue
-                self._frame(event[1], event[2])
+                self._frame(header, event[2])
             elif kind == wire.CHUNK:
                 self._file_chunk(event[1])
+            elif kind == wire.SKIP:
+                self.log.debug("dropping a {kind} body of {size} bytes from {peer}: {why}", kind=event[1]["kind"],
+                               size=event[1].get("size"), peer=self.label, why=event[2])
             elif kind == wire.START:
                 if event[1].get("trailer"):
                     self._file_trailer(event[1])
@@ -254,9 +272,37 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             return None
         return self._authenticated()
 
+    def _admit(self, header: dict) -> str | None:
+        """Whether to buffer a frame's body (see wire.Decoder.admit); only replies are big enough to ask.
+
+        A reply nobody waits for is dropped quietly (it came after a timeout); one over `max
+        reply`, or that does not fit in the node's budget, fails its request with the reason.
+        """
+        if header["kind"] != "reply":
+            return None  # the other kinds are held to wire.KIND_LIMITS at the header
+        d = self._waiting.get(header.get("re"))
+        if d is None:
+            return "no request waits for it (it timed out or was cancelled)"
+        size = header["size"]
+        if size > self.peers.max_reply:
+            reason = (f"peer {self.label} sent a reply of {size:,} bytes, over this node's 'max reply' of "
+                      f"{self.peers.max_reply:,} bytes (ask for less, or raise it: run tcp server where max reply "
+                      f"= ...)")
+        elif not self.budget.reserve(size):
+            reason = (f"a reply of {size:,} bytes from peer {self.label} does not fit in the node's frame budget "
+                      f"({self.budget.used:,} of {self.budget.limit:,} bytes are held by other replies): try again")
+        else:
+            self._reserved += size
+            return None
+        del self._waiting[header["re"]]
+        d.errback(Failure(PeerError(reason)))
+        return reason
+
     def _authenticated(self) -> None:
         self.authenticated = True
-        self.decoder.max_body = self.peers.max_body
+        # Reply bodies are judged by `_admit` (a too-big one is skipped, not a broken stream), so the
+        # decoder's own ceiling is the file limit.
+        self.decoder.max_body = self.peers.max_file
         self.decoder.max_file = self.peers.max_file
         self.decoder.pause_after = frozenset()
         self._origin = f"peer {self.label}"

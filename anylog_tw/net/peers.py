@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from anylog_tw.base.errors import OptionError, PeerError, Timeout
 from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
+from anylog_tw.net.budget import MemoryBudget
 from anylog_tw.net.peer import PeerProtocol
 from anylog_tw.net.transfer import TransferError, check_file_name
 
@@ -103,8 +104,9 @@ class Peers:
         self.connect_timeout = 5.0
         self.handshake_timeout = 10.0
         self.idle_timeout = 600.0
-        self.max_body = wire.MAX_BODY
+        self.max_reply = wire.MAX_BODY  # the largest reply body buffered (`run tcp server where max reply`)
         self.max_file = wire.MAX_FILE
+        self.budget = MemoryBudget()  # bytes all peer connections together may hold (`frame budget`)
         self.backoff_initial = 1.0
         self.backoff_max = 60.0
         self.close_grace = 5.0  # seconds a closing connection may take before it is aborted
