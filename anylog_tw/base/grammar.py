@@ -80,8 +80,22 @@ def _unescape(body: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
-@lru_cache(maxsize=2048)
+CACHED_TEXT = 1024  # longer lines are tokenized each time: a cache of 2048 REST bodies would pin gigabytes
+
+
 def tokenize(text: str) -> tuple[Token, ...]:
+    """Split one command line into tokens (see `_tokenize`); short lines come from a cache."""
+    if len(text) <= CACHED_TEXT:
+        return _cached_tokenize(text)
+    return _tokenize(text)
+
+
+@lru_cache(maxsize=2048)
+def _cached_tokenize(text: str) -> tuple[Token, ...]:
+    return _tokenize(text)
+
+
+def _tokenize(text: str) -> tuple[Token, ...]:
     """Split one command line into tokens.
 
     Words end at white space, at a lone `=`, at a quote that opens a word, or at `(`.  `==`,

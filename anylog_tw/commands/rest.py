@@ -11,6 +11,7 @@ from twisted.internet.error import CannotListenError
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.front.rest_calls import MAX_ROWS, RestCalls, method_label
 from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 
@@ -155,8 +156,8 @@ async def run_rest_server(call):
                         password=opts["password"] or "", token=opts["token"] or "", external=announced)
     api = rest.RestApi(node, config)
     site = rest_site.RestSite(api.resource(), max_body=config.max_body, reactor=node.reactor,
-                    on_refused=lambda request: api.metrics.rest_calls.labels(route="/", method=request.method.decode(
-                        "latin-1"), status="413").inc())
+                    on_refused=lambda request: api.metrics.rest_calls.labels(
+                        route="/", method=method_label(request.method.decode("latin-1")), status="413").inc())
     if config.ssl:
         cert, key = _tls_files(node, opts)
         endpoint = SSL4ServerEndpoint(node.reactor, port, _tls_options(cert, key), backlog=BACKLOG,
@@ -192,11 +193,13 @@ def _time(seconds: float | None) -> str:
 
 @command("get rest calls", usage="get rest calls [where format = json]",
          text="Count the REST calls per caller (the client product of User-Agent) and verb: processed, errors, the "
-              "last error, the first and last call and the last caller's address.",
+              f"last error, the first and last call and the last caller's address. At most {MAX_ROWS} rows are kept: "
+              "the callers used least recently, agents that are not a short product name and unusual verbs are "
+              "counted under 'other'.",
          examples=("get rest calls", "get rest calls where format = json"),
          keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
 def get_rest_calls(call):
-    calls = call.node.component(_server()[0].RestCalls)
+    calls = call.node.component(RestCalls)
     rows = []
     for (caller, method), r in sorted(calls.rows.items()):
         rows.append((caller, method, r["processed"], r["errors"], r["last_error"], _time(r["first"]),

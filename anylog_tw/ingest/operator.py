@@ -334,8 +334,9 @@ class Operator(NodeProcess):
         self.stats.file_done(job.dbms, job.table, rows, now - job.start, now)
         metrics = self._metrics()
         if metrics is not None:
-            metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
-            metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+            labels = metrics.table_labels(job.dbms, job.table)
+            metrics.rows_ingested.labels(**labels).inc(rows)
+            metrics.files_ingested.labels(**labels).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         for observer in list(self.observers):
             try:

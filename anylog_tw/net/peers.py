@@ -35,9 +35,15 @@ from anylog_tw.net.transfer import TransferError, check_file_name
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
 
-@lru_cache(maxsize=4096)
 def parse_address(text: str) -> tuple[str, int]:
     """`ip:port` (or `[v6]:port`, or `host:port`) -> (host, port), strictly, with a clear error."""
+    if isinstance(text, str) and len(text) > 300:  # no address is this long; and the cache keeps only short texts
+        raise OptionError(f"{text[:60]!r}... ({len(text)} characters) is not a peer address: write ip:port")
+    return _parse_address(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_address(text: str) -> tuple[str, int]:
     s = text.strip() if isinstance(text, str) else ""
     m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$", s) or re.match(r"^([^:\s]+):(\d{1,5})$", s)
     if not m:
@@ -57,8 +63,14 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@lru_cache(maxsize=4096)
 def canonical(text: str) -> str:
+    if isinstance(text, str) and len(text) > 300:
+        parse_address(text)  # raises
+    return _canonical(text)
+
+
+@lru_cache(maxsize=4096)
+def _canonical(text: str) -> str:
     return format_address(*parse_address(text))
 
 
