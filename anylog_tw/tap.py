@@ -74,11 +74,32 @@ class StdinConsole(Service):
             self._stdio.loseConnection()
 
 
+def _raise_fd_limit(node) -> None:
+    """Take the file descriptors the system allows (the soft limit is often 1024 of a far larger hard
+    limit), and say how many: every connection and open file uses one (see net/limits.py)."""
+    from twisted.logger import Logger
+
+    from anylog_tw.net.limits import ConnectionGuard, raise_fd_limit
+
+    limits = raise_fd_limit()
+    if limits is None:
+        return
+    before, after = limits
+    guard = node.component(ConnectionGuard)
+    if after > before:
+        guard.raised_from = before
+        Logger().info("file descriptor limit raised from {before} to {after}", before=before, after=after)
+    else:
+        Logger().info("file descriptor limit: {after} ({reserve} kept free for the node's own files)", after=after,
+                      reserve=guard.reserve)
+
+
 def makeService(options):
     from anylog_tw.node import Node
 
     create_work_directories(options["home"])
     node = Node(options["home"], name=options["name"], scripts=options["scripts"])
+    _raise_fd_limit(node)
     if options.get("network-key"):
         from anylog_tw.net.peers import Peers
 

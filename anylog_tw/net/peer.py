@@ -32,6 +32,7 @@ from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
 from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
+from anylog_tw.net.limits import NO_TICKET, find_ticket
 from anylog_tw.net.payload import reply_fields, reply_from_frame
 from anylog_tw.net.transfer import FileReceiver
 
@@ -82,6 +83,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         self._origin = ""  # the origin of the peer's commands in the event log
         self._deadlines = Deadlines(self.clock, self._expire, self._waiting)
         self._send = None  # set when connected: transport.write, or the eager writer over it
+        self.ticket = NO_TICKET  # what the TCP server's connection gate knows of us (net/limits.py)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     def connectionMade(self) -> None:
         self.open = True
+        self.ticket = find_ticket(self)
         self._send = eager_writer(self.transport)
         self.reading = ReadGate(self.transport)
         peer = self.transport.getPeer()
@@ -191,6 +194,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.last_activity = self.clock.seconds()
+        self.ticket.touch()
         while True:
             try:
                 events = self.decoder.feed(data)
@@ -311,6 +315,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
                 t.cancel()
         self._timers = []
         self._schedule_idle()
+        self.ticket.idle()  # the handshake is done: the gate's deadline is over
         self.peers.connection_ready(self)
         ready, self._ready_waiters = self._ready_waiters, []
         for d in ready:
