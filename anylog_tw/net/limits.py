@@ -5,7 +5,9 @@ Each open connection holds a file descriptor, and the process has a fixed number
 then the node can neither accept its users nor open its databases and files.  So each listener
 (REST, TCP, console; the MQTT broker can use the same) goes through a `Gate`:
 
-- at most `max_connections` open connections, and `max_per_address` from one IP address;
+- at most `max_connections` open connections, and `max_per_address` from one IP address (past it,
+  that address's longest-waiting unfinished connection makes room, so a flood from a shared address
+  does not lock out the next user there);
 - a connection must finish its request or handshake within `idle_timeout` seconds of starting it
   (a slow body keeps its connection while at least `PROGRESS` bytes arrive per period);
 - the node keeps `reserve` descriptors free: when a new connection would eat into them, or a
@@ -227,10 +229,13 @@ class Gate:
         """Whether a connection from `host` may be served, after making room if need be."""
         limits = self.limits
         if self.per_address.get(host, 0) >= limits.max_per_address:
-            self.refused_address += 1
-            self._warn("refused a connection from {host}: it has {n} open (max per address = {max})",
-                       host=host, n=self.per_address[host], max=limits.max_per_address)
-            return False
+            victim = self._oldest_of(host)
+            if victim is None:
+                self.refused_address += 1
+                self._warn("refused a connection from {host}: it has {n} open, all busy (max per address = {max})",
+                           host=host, n=self.per_address[host], max=limits.max_per_address)
+                return False
+            self.drop(victim, f"{host} is at its {limits.max_per_address} connections (max per address)")
         if self.open >= limits.max_connections and not self.guard.make_room(self):
             self.refused_full += 1
             self._warn("refused a connection from {host}: {n} connections are open and all are busy "
@@ -337,6 +342,15 @@ class Gate:
         for queue in (self._unsettled, self._idle):
             for ticket in queue:
                 return ticket
+        return None
+
+    def _oldest_of(self, host: str) -> Ticket | None:
+        """The connection of `host` to drop first (so a flood from one address makes room for that
+        address's newest connection, often the user's, instead of locking the address out)."""
+        for queue in (self._unsettled, self._idle):
+            for ticket in queue:
+                if ticket.host == host:
+                    return ticket
         return None
 
     def drop(self, ticket: Ticket, why: str) -> None:

@@ -64,7 +64,7 @@ async def test_rest_half_request_is_closed_at_the_deadline_while_real_requests_a
 
 
 @pytest_twisted.ensureDeferred
-async def test_rest_per_address_cap_and_get_connections(tmp_path):
+async def test_rest_per_address_cap_makes_room_and_get_connections_shows_it(tmp_path):
     node = await start_node(tmp_path, "max per address = 3")
     client = Client(node)
     held = []
@@ -72,15 +72,16 @@ async def test_rest_per_address_cap_and_get_connections(tmp_path):
         port = node.process("REST").address[1]
         status, _, _ = await client.command("get status")  # one keep-alive connection of the 3
         held = [await raw(port) for _ in range(2)]
-        refused = await raw(port)
-        await refused.closed
-        assert refused.received == b""
+        newest = await raw(port)  # the address is at its cap: its longest-waiting half-open connection goes
+        held.append(newest)
+        await held[0].closed
+        assert not held[1].closed.called and not newest.closed.called
         reply = await ok(node, "get connections")
         text = reply.render()
         assert "Max Per Address" in text and "File descriptors:" in text and "Peer frame budget" in text
         data = (await ok(node, "get connections where format = json")).data
         [rest] = data["limits"]["listeners"]
-        assert rest["Listener"] == "REST" and rest["Refused"] == 1 and rest["Open"] == 3
+        assert rest["Listener"] == "REST" and rest["Dropped"] == 1 and rest["Open"] == 3
         assert rest["Max Per Address"] == 3 and data["limits"]["file_descriptors"]["reserve"] > 0
     finally:
         await close_all(held)

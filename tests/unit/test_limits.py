@@ -112,15 +112,18 @@ def test_a_keep_alive_connection_gets_a_new_deadline_for_each_request():
     _lose(proto)
 
 
-def test_per_address_cap_refuses_the_next_connection_of_that_address_only():
+def test_per_address_cap_makes_room_within_that_address_and_refuses_when_all_are_busy():
     guard, _ = _guard()
     gate, factory = _gate(guard, max_per_address=2)
-    a1, a2 = _connect(factory, "10.0.0.1", 1), _connect(factory, "10.0.0.1", 2)
-    assert _connect(factory, "10.0.0.1", 3) is None and gate.refused_address == 1
     b = _connect(factory, "10.0.0.2", 1)
-    assert b is not None
+    a1, a2 = _connect(factory, "10.0.0.1", 1), _connect(factory, "10.0.0.1", 2)
+    a3 = _connect(factory, "10.0.0.1", 3)  # the address's oldest unfinished one goes, not b's
+    assert a3 is not None and _closed(a1) and not _closed(a2) and not _closed(b)
     _lose(a1)
-    assert _connect(factory, "10.0.0.1", 4) is not None
+    find_ticket(a2).working()
+    find_ticket(a3).working()
+    assert _connect(factory, "10.0.0.1", 4) is None and gate.refused_address == 1
+    assert _connect(factory, "10.0.0.2", 2) is not None
 
 
 def test_a_full_listener_drops_its_longest_waiting_unfinished_connection_first():
