@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base import grammar, layout
 from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
-from anylog_tw.base.eventlog import EventLog, clip
+from anylog_tw.base.eventlog import MAX_TEXT, EventLog, clip
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.registry import Command, Registry, is_assignment, read_options, token_text
@@ -371,6 +371,8 @@ _SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+
 def _for_log(text: str) -> str:
     """The command as the event and error logs keep it: passwords and the network key hidden (before
     the log cuts it, so a cut cannot leave half a secret showing)."""
+    if len(text) > grammar.MAX_COMMAND:  # refused unread: the log keeps its start, without a regex over megabytes
+        text = text[:2 * MAX_TEXT]
     if "assword" not in text and "ASSWORD" not in text and "key" not in text and "KEY" not in text:
         return text
     return _SECRET.sub(r"\1***", text)

@@ -13,16 +13,24 @@ from anylog_tw.node import MAX_ERROR
 from tests.helpers import run, unit_node
 
 
-def test_a_huge_command_is_cut_in_the_logs_and_in_its_error(tmp_path):
-    """A 4 MB command (as a REST body can be): its error says where it starts, and the logs keep 2 KB."""
+def test_a_long_command_is_cut_in_the_logs_and_in_its_error(tmp_path):
+    """A 900 KB command (as a REST body can hold): its error quotes only its start, the logs keep 2 KB."""
     node = unit_node(tmp_path)
-    text = "get version " + "A" * 4_000_000
+    text = "get version " + "A" * 900_000
     reply = run(node, text)
     assert not reply.ok and "takes no argument" in reply.text and len(reply.text) < MAX_ERROR + 100
     [entry] = node.errors.entries()
     assert all(len(field) < MAX_TEXT + 100 for field in entry[2:])
-    assert "4,000,012 characters, cut" in entry[3]
+    assert "900,012 characters, cut" in entry[3]
     assert len(node.events.entries()[-1][3]) < MAX_TEXT + 100
+
+
+def test_a_command_over_the_limit_is_refused_unread(tmp_path):
+    """40 MB in one command: refused before tokenizing (which would hold the reactor for ~20 s)."""
+    node = unit_node(tmp_path)
+    reply = run(node, "get version " + "A" * 40_000_000)
+    assert not reply.ok and "over the 1,048,576 character limit" in reply.text and len(reply.text) < 200
+    assert len(node.errors.entries()[-1][3]) < MAX_TEXT + 100
 
 
 def test_event_log_hides_a_password_before_cutting(tmp_path):
