@@ -26,6 +26,8 @@ the gate builds the listener's own protocols and only watches them.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -310,6 +312,10 @@ class Gate:
             self._close(ticket)
 
     def _lost(self, ticket: Ticket) -> None:
+        self._forget(ticket)
+
+    def _forget(self, ticket: Ticket) -> None:
+        """The connection no longer counts (lost, or dropped: its descriptor is closed already)."""
         if ticket.proto is None:
             return
         self._disarm(ticket)
@@ -326,14 +332,24 @@ class Gate:
         self.guard.closed()
 
     def _close(self, ticket: Ticket) -> None:
-        """Drop a connection now (abort: a client that does not read would hold a graceful close)."""
-        self._unsettled.pop(ticket, None)
-        self._idle.pop(ticket, None)
-        self._disarm(ticket)
-        ticket.state = CLOSED
+        """Drop a connection now (abort: a client that does not read would hold a graceful close).
+
+        Twisted completes an abort on the reactor's next turn, but one turn may accept a hundred
+        connections, each dropping another to make room: so the socket is reset and its descriptor
+        freed here (the abort has already taken it out of the reactor).
+        """
         transport = getattr(ticket.proto, "transport", None)
-        if transport is not None:
-            transport.abortConnection()
+        self._forget(ticket)
+        if transport is None:
+            return
+        transport.abortConnection()
+        sock = getattr(transport, "socket", None)
+        if isinstance(sock, socket.socket):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            sock.close()
 
     # -- making room -----------------------------------------------------------------------------
 

@@ -107,8 +107,8 @@ def check_header(header: Any, max_body: int = MAX_BODY, max_file: int = MAX_FILE
         limit = max_file if kind in STREAMED else min(KIND_LIMITS.get(kind, max_body), max_body)
         if size > limit:
             if limit == 0:
-                raise WireError(f"a {kind} frame carries no body (this one announced {size} bytes)", "too_large")
-            raise WireError(f"a {kind} body of {size} bytes is over the {limit} byte limit", "too_large")
+                raise WireError(f"{kind} frame: it carries no body (this one announced {size} bytes)", "too_large")
+            raise WireError(f"{kind} frame: a body of {size} bytes is over the {limit} byte limit", "too_large")
     elif size != 0 or type(size) is not int:
         raise WireError("'size' must be a non-negative integer")
     return header
