@@ -38,10 +38,10 @@ def script(tcp_port: int, rest_port: int) -> str:
 class AttackedNode(NodeProcess):
     """A node with TCP and REST on free ports, optionally under a file descriptor limit (prlimit)."""
 
-    def __init__(self, base, name: str, nofile: int | None = None):
+    def __init__(self, base, name: str, nofile: int | None = None, env: dict | None = None):
         self.tcp_port, self.rest_port = free_port(), free_port()
         self.nofile = nofile
-        NodeProcess.__init__(self, base, name, script(self.tcp_port, self.rest_port))
+        NodeProcess.__init__(self, base, name, script(self.tcp_port, self.rest_port), env=env)
 
     def argv(self) -> list[str]:
         argv = NodeProcess.argv(self)
