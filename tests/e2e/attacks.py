@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from tests.e2e.harness import NodeProcess, free_port
+from tests.e2e.harness import NodeProcess
 
 MB = 1024 * 1024
 
@@ -39,9 +39,9 @@ class AttackedNode(NodeProcess):
     """A node with TCP and REST on free ports, optionally under a file descriptor limit (prlimit)."""
 
     def __init__(self, base, name: str, nofile: int | None = None, env: dict | None = None):
-        self.tcp_port, self.rest_port = free_port(), free_port()
+        self.tcp_port = self.rest_port = 0  # the kernel picks; read from the node's log once it is ready
         self.nofile = nofile
-        NodeProcess.__init__(self, base, name, script(self.tcp_port, self.rest_port), env=env)
+        NodeProcess.__init__(self, base, name, script(0, 0), env=env)
 
     def argv(self) -> list[str]:
         argv = NodeProcess.argv(self)
@@ -51,6 +51,7 @@ class AttackedNode(NodeProcess):
 
     def wait_ready(self, timeout: float = 15.0) -> None:
         NodeProcess.wait_ready(self, timeout)
+        self.tcp_port, self.rest_port = self.listening("TCP"), self.listening("REST")
         deadline = time.monotonic() + timeout
         while rest_get(self.rest_port, "get status", 2.0)[0] != 200:  # the script's servers are up
             if time.monotonic() > deadline:
