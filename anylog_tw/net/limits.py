@@ -110,7 +110,7 @@ class ConnectionLimits:
 class Ticket:
     """What a gate knows of one accepted connection; the protocol reports its progress here."""
 
-    __slots__ = ("gate", "proto", "host", "state", "since", "deadline", "progress")
+    __slots__ = ("gate", "proto", "host", "state", "since", "due", "progress")
 
     def __init__(self, gate: "Gate", proto, host: str, now: float):
         self.gate = gate
@@ -118,7 +118,7 @@ class Ticket:
         self.host = host
         self.state = NEW
         self.since = now  # when the current state began (for NEW, the connection's start)
-        self.deadline = None
+        self.due: float | None = None  # when an unfinished request or handshake times out
         self.progress = 0
 
     def idle(self) -> None:
@@ -221,6 +221,7 @@ class Gate:
         self.accepted = self.refused_full = self.refused_address = self.refused_fds = 0
         self.timed_out = self.dropped = self.peak = 0
         self._warned = -WARN_EVERY
+        self._sweep_call = None  # the one timer of the gate's deadlines (see _arm)
 
     def factory(self, inner) -> GuardedFactory:
         return GuardedFactory(self, inner)
@@ -291,25 +292,40 @@ class Gate:
         ticket.since = self.clock.seconds()
         self._idle.move_to_end(ticket)
 
+    # Deadlines: `_unsettled` is kept in the order of `due` (every deadline is now + the same timeout,
+    # and a re-armed ticket moves to the end), so one timer per gate, set for the head, serves them
+    # all: no timer is made or cancelled per request.
+
     def _arm(self, ticket: Ticket) -> None:
-        self._disarm(ticket)
-        if self.limits.idle_timeout:
-            ticket.deadline = self.clock.callLater(self.limits.idle_timeout, self._expire, ticket)
+        if not self.limits.idle_timeout:
+            return
+        ticket.due = self.clock.seconds() + self.limits.idle_timeout
+        self._unsettled.move_to_end(ticket)
+        if self._sweep_call is None:
+            self._sweep_call = self.clock.callLater(self.limits.idle_timeout, self._sweep)
 
     @staticmethod
     def _disarm(ticket: Ticket) -> None:
-        if ticket.deadline is not None and ticket.deadline.active():
-            ticket.deadline.cancel()
-        ticket.deadline = None
+        ticket.due = None
+
+    def _sweep(self) -> None:
+        self._sweep_call = None
+        now = self.clock.seconds()
+        while self._unsettled:
+            head = next(iter(self._unsettled))
+            if head.due is None:
+                return  # not armed (no timeout on this gate)
+            if head.due > now:
+                self._sweep_call = self.clock.callLater(head.due - now, self._sweep)
+                return
+            self._expire(head)
 
     def _expire(self, ticket: Ticket) -> None:
-        ticket.deadline = None
-        if ticket.state in (NEW, READING):
-            self.timed_out += 1
-            what = "its first request or handshake" if ticket.state == NEW else "a request"
-            self._warn("closed a connection from {host} that did not finish {what} within {t:g} s",
-                       host=ticket.host, what=what, t=self.limits.idle_timeout)
-            self._close(ticket)
+        self.timed_out += 1
+        what = "its first request or handshake" if ticket.state == NEW else "a request"
+        self._warn("closed a connection from {host} that did not finish {what} within {t:g} s",
+                   host=ticket.host, what=what, t=self.limits.idle_timeout)
+        self._close(ticket)  # and out of the queue
 
     def _lost(self, ticket: Ticket) -> None:
         self._forget(ticket)
@@ -384,6 +400,9 @@ class Gate:
 
     def close(self) -> None:
         """The listener stopped: forget the gate (its connections are closed by the listener)."""
+        if self._sweep_call is not None and self._sweep_call.active():
+            self._sweep_call.cancel()
+        self._sweep_call = None
         self.guard.remove(self)
 
     def summary(self) -> dict:

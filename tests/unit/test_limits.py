@@ -218,3 +218,23 @@ def test_the_descriptor_count_is_sampled_not_read_at_every_accept():
     guard.clock.advance(0.2)
     _connect(factory, port=99)
     assert len(calls) == 2
+
+
+def test_deadlines_cost_no_timer_per_request():
+    """A keep-alive connection's requests arm and clear deadlines without making a timer each."""
+    guard, _ = _guard()
+    gate, factory = _gate(guard, idle_timeout=10)
+    proto = _connect(factory)
+    ticket = find_ticket(proto)
+    ticket.working()
+    made = []
+    real = guard.clock.callLater
+    guard.clock.callLater = lambda *a, **k: made.append(1) or real(*a, **k)
+    for _ in range(100):
+        ticket.idle()
+        ticket.receiving(200)
+        ticket.working()
+    assert len(made) <= 1 and len(guard.clock.getDelayedCalls()) <= 1
+    gate.close()
+    assert not [c for c in guard.clock.getDelayedCalls() if c.active()]
+    _lose(proto)
