@@ -21,6 +21,14 @@ finished and it waits for the next one, `working()` while a request is answered 
 `receiving(n)` when bytes of a new request arrive, and `touch()` on activity.  A protocol that
 reports nothing is held to `idle_timeout` from its start.  Nothing here wraps the transport:
 the gate builds the listener's own protocols and only watches them.
+
+A new listener (the MQTT broker, say) takes its gate from the node and listens through it::
+
+    gate = node.component(ConnectionGuard).gate("Broker", ConnectionLimits(256, 32, 10.0))
+    port = await listen_guarded(node.reactor, ip, port_number, factory, gate)   # net/endpoints.py
+    service.gate = gate                      # ListeningProcess forgets it when the process stops
+    ...
+    find_ticket(self).idle()                 # in the protocol, once CONNECT is accepted
 """
 
 from __future__ import annotations
