@@ -33,7 +33,6 @@ A new listener (the MQTT broker, say) takes its gate from the node and listens t
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 from collections import OrderedDict
@@ -42,10 +41,7 @@ from dataclasses import dataclass
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-try:
-    import resource
-except ImportError:  # not on Windows: no descriptor limit to read or raise
-    resource = None
+from anylog_tw.net.descriptors import count_open_fds, fd_limits
 
 NEW, READING, WORKING, IDLE, CLOSED = "new", "reading", "working", "idle", "closed"
 PROGRESS = 64 * 1024  # bytes of an unfinished request that buy it another `idle_timeout`
@@ -53,44 +49,6 @@ DEFAULT_RESERVE = 64  # descriptors kept free for databases, files and outbound 
 SAMPLE_EVERY = 0.1  # seconds between exact counts of the open descriptors
 WARN_EVERY = 10.0  # seconds between log lines about refused or dropped connections, per listener
 _log = Logger()
-
-
-# -- the process's descriptor limit -----------------------------------------------------------------
-
-
-def fd_limits() -> tuple[int, int] | None:
-    """(soft, hard) RLIMIT_NOFILE, or None where the platform has none."""
-    if resource is None:
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft, hard
-
-
-def raise_fd_limit(target: int = 65536) -> tuple[int, int] | None:
-    """Raise the soft descriptor limit toward `target` (never past the hard limit): (before, after)."""
-    limits = fd_limits()
-    if limits is None:
-        return None
-    soft, hard = limits
-    want = target if hard == resource.RLIM_INFINITY else min(target, hard)
-    if want > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        except (ValueError, OSError):
-            return soft, soft
-        return soft, want
-    return soft, soft
-
-
-def count_open_fds() -> int | None:
-    """Descriptors open in this process right now (Linux /proc; None elsewhere)."""
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1  # listdir's own descriptor
-    except OSError:
-        return None
-
-
-# -- options --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -110,9 +68,6 @@ class ConnectionLimits:
         if self.idle_timeout < 0:
             out.append("'idle timeout' cannot be negative (0: no deadline)")
         return out
-
-
-# -- one connection ----------------------------------------------------------------------------------
 
 
 class Ticket:
@@ -181,9 +136,6 @@ def find_ticket(proto) -> Ticket | _NoTicket:
             return ticket
         proto = getattr(proto, "transport", None)
     return NO_TICKET
-
-
-# -- one listener ---------------------------------------------------------------------------------
 
 
 class GuardedFactory(Factory):
@@ -419,9 +371,6 @@ class Gate:
                 "Max Per Address": limits.max_per_address, "Idle Timeout": limits.idle_timeout,
                 "Accepted": self.accepted, "Refused": self.refused_full + self.refused_address + self.refused_fds,
                 "Timed Out": self.timed_out, "Dropped": self.dropped}
-
-
-# -- the node's listeners together --------------------------------------------------------------------
 
 
 class ConnectionGuard:
