@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base import grammar, layout
 from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
-from anylog_tw.base.eventlog import EventLog
+from anylog_tw.base.eventlog import MAX_TEXT, EventLog, clip
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.registry import Command, Registry, is_assignment, read_options, token_text
@@ -44,6 +44,7 @@ PROCESS_ROWS = ("TCP", "REST", "Operator", "Publisher", "Blockchain Sync", "Sche
 PARTS = (Metrics, Databases, Metadata, Peers, Streamer, Schedulers)
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ERROR = 16 * 1024  # characters of an error reply (an error that quotes a huge input says where it starts)
 
 
 class Call:
@@ -173,9 +174,10 @@ class Node(MultiService):
         try:
             reply = await self._dispatch(text, origin)
         except AnyLogError as e:
-            reply = Reply.of_error(e.message, e.code, e.status)
+            # An error may quote its input, and input can be a 64 MB REST body: answer with the start of it.
+            reply = Reply.of_error(clip(e.message, MAX_ERROR), e.code, e.status)
         except Exception as e:
-            self.log.failure("command {command!r} from {origin} failed", command=text, origin=origin)
+            self.log.failure("command {command!r} from {origin} failed", command=clip(text), origin=origin)
             reply = Reply.of_error(
                 f"internal error running '{text[:80]}': {type(e).__name__}: {e} (the traceback is in the log)",
                 "internal", 500)
@@ -369,7 +371,10 @@ _SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+
 
 
 def _for_log(text: str) -> str:
-    """The command as the event and error logs keep it: passwords and the network key hidden."""
+    """The command as the event and error logs keep it: passwords and the network key hidden (before
+    the log cuts it, so a cut cannot leave half a secret showing)."""
+    if len(text) > grammar.MAX_COMMAND:  # refused unread: the log keeps its start, without a regex over megabytes
+        text = text[:2 * MAX_TEXT]
     if "assword" not in text and "ASSWORD" not in text and "key" not in text and "KEY" not in text:
         return text
     return _SECRET.sub(r"\1***", text)

@@ -6,14 +6,18 @@ import os
 import sys
 
 from twisted.application.service import Service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from anylog_tw.base.layout import create_work_directories
 from anylog_tw.front.console import StdioShell
+from anylog_tw.net.descriptors import raise_fd_limit
+from anylog_tw.net.limits import ConnectionGuard
 from anylog_tw.net.peers import Peers
 from anylog_tw.node import Node
 
 DEFAULT_HOME = "anylog-data"
+_log = Logger()
 
 
 class Options(usage.Options):
@@ -76,9 +80,26 @@ class StdinConsole(Service):
             self._stdio.loseConnection()
 
 
+def _raise_fd_limit(node) -> None:
+    """Take the file descriptors the system allows (the soft limit is often 1024 of a far larger hard
+    limit), and say how many: every connection and open file uses one (see net/limits.py)."""
+    limits = raise_fd_limit()
+    if limits is None:
+        return
+    before, after = limits
+    guard = node.component(ConnectionGuard)
+    if after > before:
+        guard.raised_from = before
+        _log.info("file descriptor limit raised from {before} to {after}", before=before, after=after)
+    else:
+        _log.info("file descriptor limit: {after} ({reserve} kept free for the node's own files)", after=after,
+                      reserve=guard.reserve)
+
+
 def makeService(options):
     create_work_directories(options["home"])
     node = Node(options["home"], name=options["name"], scripts=options["scripts"])
+    _raise_fd_limit(node)
     if options.get("network-key"):
 
         node.component(Peers).set_network_key(options["network-key"])

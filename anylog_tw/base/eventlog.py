@@ -1,10 +1,24 @@
-"""Bounded, newest-last logs of what a node did: `get event log` and `get error log`."""
+"""Bounded, newest-last logs of what a node did: `get event log` and `get error log`.
+
+Bounded in entries and in each entry's size: a command or an error can be as long as a REST body
+(64 MB), and a log that kept it whole would pin it for the next thousand commands.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import deque
 from typing import Callable
+
+MAX_TEXT = 2048  # characters kept of each logged command, origin or result
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` cut to about `limit` characters, saying how long it was (a new, small string: the long
+    one is not kept alive by a slice of it)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters, cut)"
 
 
 class EventLog:
@@ -17,7 +31,7 @@ class EventLog:
 
     def add(self, origin: str, command: str, result: str) -> None:
         self.total += 1
-        self._entries.append((self.total, self._clock(), origin, command, result))
+        self._entries.append((self.total, self._clock(), clip(origin, 256), clip(command), clip(result)))
 
     def entries(self, limit: int | None = None) -> list[tuple]:
         items = list(self._entries)

@@ -80,8 +80,28 @@ def _unescape(body: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
-@lru_cache(maxsize=2048)
+CACHED_TEXT = 1024  # longer lines are tokenized each time: a cache of 2048 REST bodies would pin gigabytes
+# The longest command: data goes in files, PUT bodies and policies, never in a 40 MB command line
+# (tokenizing one takes the reactor thread about 0.6 s per MiB).
+MAX_COMMAND = 1024 * 1024
+
+
 def tokenize(text: str) -> tuple[Token, ...]:
+    """Split one command line into tokens (see `_tokenize`); short lines come from a cache."""
+    if len(text) <= CACHED_TEXT:
+        return _cached_tokenize(text)
+    if len(text) > MAX_COMMAND:
+        raise GrammarError(f"a command of {len(text):,} characters is over the {MAX_COMMAND:,} character limit "
+                           f"(send data with PUT or in a file, not in a command)")
+    return _tokenize(text)
+
+
+@lru_cache(maxsize=2048)
+def _cached_tokenize(text: str) -> tuple[Token, ...]:
+    return _tokenize(text)
+
+
+def _tokenize(text: str) -> tuple[Token, ...]:
     """Split one command line into tokens.
 
     Words end at white space, at a lone `=`, at a quote that opens a word, or at `(`.  `==`,

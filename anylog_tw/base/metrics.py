@@ -15,8 +15,9 @@ Get it with `node.component(Metrics)` and increment what your area does:
 
 Counters are exported with Prometheus' `_total` suffix (`anylog_rows_ingested_total`).  Label
 values come from users and files (dbms, table names): keep them to names that already passed the
-area's own checks, so a bad file cannot mint unbounded label sets.  Incrementing is thread-safe,
-so thread-pool code may count too.
+area's own checks, and put table names through `table_labels`, which counts the tables past the
+first `MAX_TABLES` as "other", so files and PUTs naming ever new tables cannot grow the metrics
+without bound.  Incrementing is thread-safe, so thread-pool code may count too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from anylog_tw.base.rates import RateHistory
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_TABLES = 500  # distinct (dbms, table) label pairs; the rest are counted as ("other", "other")
+_OTHER_TABLE = {"dbms": "other", "table": "other"}
 
 # REST latency buckets (seconds): most commands answer in a millisecond, queries take longer.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -41,6 +44,7 @@ class Metrics:
     def __init__(self, node=None):
         self.node = node
         self.registry = CollectorRegistry(auto_describe=True)
+        self._tables: set[tuple[str, str]] = set()
         r = self.registry
         # -- ingest (operator, streamer, REST PUT) ----------------------------------------------
         self.rows_ingested = Counter("anylog_rows_ingested", "Rows inserted into local tables",
@@ -74,6 +78,16 @@ class Metrics:
             up.set_function(node.uptime)
             ran = Gauge("anylog_commands_run", "Commands the node has run", registry=r)
             ran.set_function(lambda: node.commands_run)
+
+    def table_labels(self, dbms: str, table: str) -> dict:
+        """The labels of a (dbms, table) pair: itself for the first `MAX_TABLES` pairs seen, then "other"."""
+        key = (dbms, table)
+        if key in self._tables:
+            return {"dbms": dbms, "table": table}
+        if len(self._tables) >= MAX_TABLES:
+            return _OTHER_TABLE
+        self._tables.add(key)
+        return {"dbms": dbms, "table": table}
 
     def watch_queue(self, queue: str, depth: Callable[[], float]) -> None:
         """Report `depth()` as the queue's depth, read when /metrics is scraped (no bookkeeping)."""

@@ -46,6 +46,8 @@ class ListeningProcess(NodeProcess):
     process stops listening, and `close_connections` ends the sessions it accepted.
     """
 
+    gate = None  # the listener's connection gate (net/limits.py), set by the `run ...` command
+
     def __init__(self, port, factory=None):
         self.port = port
         self.factory = factory
@@ -67,4 +69,6 @@ class ListeningProcess(NodeProcess):
     def stopService(self):
         NodeProcess.stopService(self)
         self.close_connections()
+        if self.gate is not None:
+            self.gate.close()
         return maybeDeferred(self.port.stopListening)

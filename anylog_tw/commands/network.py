@@ -13,14 +13,20 @@ from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerEr
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
 from anylog_tw.base.registry import Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
+from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.commands.files import path_check
 from anylog_tw.front.tcpserver import TCPServer, listen_plan
 from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
+from anylog_tw.net import wire
 from anylog_tw.net.auth import TLSConfig
-from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
+from anylog_tw.net.budget import DEFAULT_BUDGET
+from anylog_tw.net.endpoints import listen_guarded
+from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 from anylog_tw.net.peers import Peers, canonical
 
 DEFAULT_TIMEOUT = 20.0
+# Peers keep one connection per pair of nodes: a few per address is plenty; a hello takes milliseconds.
+TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_timeout=10.0)
 
 
 # --- run tcp server / exit tcp ---------------------------------------------------------------
@@ -29,12 +35,17 @@ DEFAULT_TIMEOUT = 20.0
 @command("run tcp server",
          usage="run tcp server where external_ip = IP and external_port = P [and internal_ip = IP and "
                "internal_port = P and bind = true|false and threads = N and ssl = true and cert = F and key = F "
-               "and ca = F] | run tcp server [ip] [port] [local_ip] [local_port] [threads]",
+               "and ca = F and max connections = 1024 and max per address = 64 and idle timeout = 10 and "
+               "max reply = 64MB and frame budget = 256MB] | run tcp server [ip] [port] [local_ip] [local_port] "
+               "[threads]",
          text="Start the peer messaging server. The external IP and port are the node's identity for peers "
               "(get status shows name@ip:port). With bind = true it listens on the internal IP when both IPs are "
               "given, else on the one given; with bind = false (the default) on every interface. It listens on the "
               "internal port when given, else the external one (0 picks a free port). With ssl = true, peers must "
-              "present a certificate signed by the CA, and the node presents its own when it dials out.",
+              "present a certificate signed by the CA, and the node presents its own when it dials out. "
+              "Limits: at most 'max connections' peers at once and 'max per address' from one IP; a peer must "
+              "finish its hello within 'idle timeout' seconds; a reply body over 'max reply' is refused (the "
+              "request fails), and all peers together may make the node hold at most 'frame budget' bytes.",
          examples=("run tcp server where external_ip = !external_ip and external_port = 32048",
                    "run tcp server !external_ip 32048 !ip 32048",
                    "run tcp server where external_ip = 10.0.0.5 and external_port = 32048 and ssl = true and "
@@ -43,7 +54,11 @@ DEFAULT_TIMEOUT = 20.0
          options=(Option("external_ip"), Option("external_port", kind="int"), Option("internal_ip"),
                   Option("internal_port", kind="int"), Option("bind", kind="bool", default=False),
                   Option("threads", kind="int", default=6, help="kept for AnyLog scripts; one reactor serves all"),
-                  Option("ssl", kind="bool", default=False), Option("cert"), Option("key"), Option("ca")))
+                  Option("ssl", kind="bool", default=False), Option("cert"), Option("key"), Option("ca"),
+                  *limit_options(TCP_LIMITS),
+                  Option("max reply", kind="size", default=wire.MAX_BODY, help="the largest reply body taken"),
+                  Option("frame budget", kind="size", default=DEFAULT_BUDGET,
+                         help="bytes all peer connections together may make the node hold")))
 async def run_tcp_server(call):
     node = call.node
     node.check_free(TCPServer.name)
@@ -67,21 +82,23 @@ async def run_tcp_server(call):
             tls = TLSConfig(opts["cert"], opts["key"], opts["ca"])
         except ValueError as e:
             raise OptionError(str(e)) from None
+    limits = read_limits(opts)
+    if opts["max reply"] <= 0 or opts["frame budget"] < opts["max reply"]:
+        raise OptionError("'max reply' must be positive and 'frame budget' at least as large (e.g. max reply = "
+                          "64MB and frame budget = 256MB)")
     factory = peers.server_factory()
-    if tls is not None:
-        from twisted.internet.endpoints import SSL4ServerEndpoint
-
-        endpoint = SSL4ServerEndpoint(node.reactor, plan.port, tls.options(), backlog=BACKLOG,
-                                      interface=plan.bind_ip)
-    else:
-        endpoint = tcp_server_endpoint(node.reactor, plan.bind_ip, plan.port)
+    gate = node.component(ConnectionGuard).gate(TCPServer.name, limits)
     try:
-        port = await endpoint.listen(factory)
+        port = await listen_guarded(node.reactor, plan.bind_ip, plan.port, factory, gate,
+                                    tls.options() if tls is not None else None)
     except CannotListenError as e:
         where = f"{plan.bind_ip or '0.0.0.0'}:{plan.port}"
         raise ServiceError(f"the TCP server cannot listen on {where}: {e.socketError}") from None
     peers.tls = tls
+    peers.max_reply = opts["max reply"]
+    peers.budget.limit = opts["frame budget"]
     service = TCPServer(port, factory, peers, plan, opts["threads"], tls is not None)
+    service.gate = gate
     node.add_process(service)
     return f"TCP server listening on {service.details()[len('Listening on: '):]}"
 
@@ -126,9 +143,11 @@ PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests
 
 
 @command("get connections", usage="get connections [where format = json]",
-         text="Show the node's listening addresses (TCP, REST, Messaging: external, internal and bound) and its "
-              "peer connections: status (active, not responding, idle), requests each way, failures and the last "
-              "error. Peers that stop answering are marked 'not responding' and redialled with backoff.",
+         text="Show the node's listening addresses (TCP, REST, Messaging: external, internal and bound), each "
+              "listener's connection limits with what it accepted, refused, timed out and dropped to make room, the "
+              "file descriptors in use against the process limit, the peer frame budget, and the peer connections: "
+              "status (active, not responding, idle), requests each way, failures and the last error. Peers that "
+              "stop answering are marked 'not responding' and redialled with backoff.",
          examples=("get connections", "get connections where format = json"),
          keywords=("network", "monitor"), options=(Option("format", choices=("json", "table"), default="table"),),
          readonly=True)
@@ -141,8 +160,29 @@ def get_connections(call):
                       for r in listening},
         "peers": [dict(zip(PEER_COLUMNS, r)) for r in peers],
     }
+    guard = node.component(ConnectionGuard)
+    gates = [g.summary() for _, g in sorted(guard.gates.items())]
+    fds = guard.summary()
+    budget = node.component(Peers).budget
+    data["limits"] = {"listeners": gates, "file_descriptors": fds,
+                      "frame_budget": {"limit": budget.limit, "used": budget.used, "peak": budget.peak,
+                                       "refused": budget.refused}}
     title = render_table(("Type", "External Address", "Internal Address", "Bind Address"), listening) + "\n"
+    if gates:
+        title += render_table(tuple(gates[0]), [tuple(g.values()) for g in gates]) + "\n"
+    title += _limits_line(fds, budget) + "\n\n"
     return Reply.of_table(PEER_COLUMNS, peers, title=title, data=data)
+
+
+def _limits_line(fds: dict, budget) -> str:
+    if fds["soft_limit"] is None:
+        text = "File descriptors: no limit on this platform"
+    else:
+        raised = f", raised from {fds['raised_from']}" if fds["raised_from"] else ""
+        text = (f"File descriptors: {fds['open_fds']} open of {fds['soft_limit']} (hard limit {fds['hard_limit']}"
+                f"{raised}), {fds['reserve']} kept free")
+    return (f"{text}\nPeer frame budget: {budget.used:,} of {budget.limit:,} bytes held (peak {budget.peak:,}, "
+            f"{budget.refused} refused)")
 
 
 # --- run client ------------------------------------------------------------------------------

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.error import CannotListenError
 
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
 from anylog_tw.base.timefmt import format_utc
+from anylog_tw.front.rest_calls import MAX_ROWS, RestCalls, method_label
 from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
-from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
+from anylog_tw.commands._limits import limit_options, read_limits
+from anylog_tw.net.endpoints import BACKLOG, listen_guarded
+from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 
 REST = "REST"  # the process name (REST), kept here so this module stays light to import
 
@@ -25,6 +27,7 @@ def _server():
     return rest, rest_site
 
 DEFAULT_PORT = 32049
+REST_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=256, idle_timeout=20.0)
 LOOPBACK = "127.0.0.1"
 
 
@@ -111,6 +114,7 @@ _OPTIONS = (
     Option("token", help="bearer token"),
     Option("read only", kind="bool", default=False, help="refuse commands that change the node, and PUT"),
     Option("max body", kind="size", default=DEFAULT_MAX_BODY, help="the largest body taken (413 above)"),
+    *limit_options(REST_LIMITS),
 )
 
 
@@ -118,13 +122,17 @@ _OPTIONS = (
          usage="run rest server [ip] [port] [timeout] | run rest server where external_ip = IP and external_port = P "
                "[and internal_ip = IP and internal_port = P and bind = true and timeout = 20 and threads = 5 and "
                "ssl = false and cert = F and key = F and user = U and password = W and token = T and "
-               "read only = false and max body = 64MB]",
+               "read only = false and max body = 64MB and max connections = 1024 and max per address = 256 and "
+               "idle timeout = 20]",
          text="Start the REST server: AnyLog's header contract (the command in the 'command' header, GET for "
               "commands that change nothing, POST for all, PUT for data), plus /health, /metrics and "
               "/openapi.json. It listens on the internal IP when both are given, on all interfaces with "
               "bind = false, on 127.0.0.1 by default, with a backlog of 1024. user and password (basic) or token "
               "(bearer) protect every route but /health; ssl = true serves HTTPS; read only = true refuses commands "
-              "that change the node.",
+              "that change the node. At most 'max connections' are open ('max per address' from one IP); a request must "
+              "arrive within 'idle timeout' seconds (a big body as long as it keeps coming); when the listener or "
+              "the node's file descriptors run short, the connection that waited longest without finishing a "
+              "request is dropped first.",
          examples=("run rest server !ip 32049",
                    "run rest server where external_ip = !external_ip and external_port = 32049 and "
                    "internal_ip = !ip and internal_port = 32049 and timeout = 30",
@@ -148,26 +156,24 @@ async def run_rest_server(call):
         raise OptionError("basic auth needs both 'user' and 'password'")
     if opts["max body"] <= 0:
         raise OptionError("'max body' must be positive (e.g. 64MB)")
+    limits = read_limits(opts)
     rest, rest_site = _server()
     config = rest.RestConfig(timeout=timeout, threads=opts["threads"], read_only=opts["read only"],
                         max_body=opts["max body"], ssl=opts["ssl"], user=opts["user"] or "",
                         password=opts["password"] or "", token=opts["token"] or "", external=announced)
     api = rest.RestApi(node, config)
     site = rest_site.RestSite(api.resource(), max_body=config.max_body, reactor=node.reactor,
-                    on_refused=lambda request: api.metrics.rest_calls.labels(route="/", method=request.method.decode(
-                        "latin-1"), status="413").inc())
-    if config.ssl:
-        cert, key = _tls_files(node, opts)
-        endpoint = SSL4ServerEndpoint(node.reactor, port, _tls_options(cert, key), backlog=BACKLOG,
-                                      interface=interface)
-    else:
-        endpoint = tcp_server_endpoint(node.reactor, interface, port)
+                    on_refused=lambda request: api.metrics.rest_calls.labels(
+                        route="/", method=method_label(request.method.decode("latin-1")), status="413").inc())
+    tls = _tls_options(*_tls_files(node, opts)) if config.ssl else None
+    gate = node.component(ConnectionGuard).gate(REST, limits)
     try:
-        listening = await endpoint.listen(site)
+        listening = await listen_guarded(node.reactor, interface, port, site, gate, tls)
     except CannotListenError as e:
         raise CommandError(f"the REST server cannot listen on {interface or '0.0.0.0'}:{port}: {e.socketError}") \
             from None
     service = rest_site.RestService(listening, site, api, announced)
+    service.gate = gate
     node.add_process(service)
     host, number = service.address
     scheme = "https" if config.ssl else "http"
@@ -189,11 +195,13 @@ async def exit_rest(call):
 
 @command("get rest calls", usage="get rest calls [where format = json]",
          text="Count the REST calls per caller (the client product of User-Agent) and verb: processed, errors, the "
-              "last error, the first and last call and the last caller's address.",
+              f"last error, the first and last call and the last caller's address. At most {MAX_ROWS} rows are kept: "
+              "the callers used least recently, agents that are not a short product name and unusual verbs are "
+              "counted under 'other'.",
          examples=("get rest calls", "get rest calls where format = json"),
          keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
 def get_rest_calls(call):
-    calls = call.node.component(_server()[0].RestCalls)
+    calls = call.node.component(RestCalls)
     rows = []
     for (caller, method), r in sorted(calls.rows.items()):
         rows.append((caller, method, r["processed"], r["errors"], r["last_error"], format_utc(r["first"]),
@@ -203,8 +211,8 @@ def get_rest_calls(call):
 
 
 @command("get rest server info", usage="get rest server info [where format = json]",
-         text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit "
-              "and open connections.",
+         text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit, "
+              "open connections and the connection limits.",
          examples=("get rest server info", "get rest server info where format = json"),
          keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
 def get_rest_server_info(call):
@@ -217,4 +225,8 @@ def get_rest_server_info(call):
             "workers_count": c.threads, "authentication": service.api.credentials.scheme,
             "read_only": c.read_only, "max_body": c.max_body, "open_connections": len(service.factory.channels),
             "backlog": BACKLOG}
+    if service.gate is not None:
+        limits = service.gate.limits
+        info.update(max_connections=limits.max_connections, max_per_address=limits.max_per_address,
+                    idle_timeout=limits.idle_timeout)
     return Reply.of_table(("Key", "Value"), list(info.items()), data=info)

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from anylog_tw.base.grammar import CommandAccumulator
 from anylog_tw.base.process import ListeningProcess
+from anylog_tw.net.limits import find_ticket
 
 
 class QuietTelnetBootstrap(TelnetBootstrapProtocol):
@@ -125,6 +126,9 @@ class CommandShell(recvline.HistoricRecvLine):
         self.drawInputLine()
 
     def lineReceived(self, line: bytes):
+        ticket = find_ticket(self.terminal)
+        ticket.idle()  # a line typed: the session is past its first-command deadline
+        ticket.touch()
         text = line.decode("utf-8", "replace")
         if text.strip().lower() in ("quit", "bye") and not self.runner.accumulator.pending:
             self.terminal.loseConnection()

@@ -30,6 +30,7 @@ from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.front.rest_auth import AuthError, Credentials
+from anylog_tw.front.rest_calls import OTHER, RestCalls
 from anylog_tw.front.rest_openapi import openapi_document
 from anylog_tw.front.rest_put import put_data
 from anylog_tw.front.rest_request import (
@@ -69,26 +70,6 @@ class RestConfig:
     external: str = ""  # ip:port the server announces
 
 
-class RestCalls:
-    """`get rest calls`: counts per (caller, verb) since the node started (a node component)."""
-
-    def __init__(self, node):
-        self.node = node
-        self.rows: dict[tuple[str, str], dict] = {}
-
-    def record(self, caller: str, method: str, peer: str, error: str | None) -> None:
-        now = self.node.reactor.seconds()
-        row = self.rows.get((caller, method))
-        if row is None:
-            row = self.rows[(caller, method)] = {"processed": 0, "errors": 0, "last_error": "", "first": now}
-        row["processed"] += 1
-        row["last"] = now
-        row["last_caller"] = peer
-        if error is not None:
-            row["errors"] += 1
-            row["last_error"] = error[:200]
-
-
 def _headers(request) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v[-1].decode("utf-8", "replace")
             for k, v in request.requestHeaders.getAllRawHeaders()}
@@ -124,7 +105,7 @@ class RestApi:
         headers.setRawHeaders(b"content-type", [ctype])
         headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
         headers.setRawHeaders(b"access-control-allow-origin", _ANY_ORIGIN)
-        method = _METHOD_NAMES.get(request.method) or request.method.decode("latin-1")
+        method = _METHOD_NAMES.get(request.method, OTHER)  # a client may send any word: keep the labels few
         key = (route, method, status)
         counter = self._counters.get(key)
         if counter is None:  # label lookups cost more than the count: keep the children

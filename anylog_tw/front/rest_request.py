@@ -204,8 +204,19 @@ def is_query_sql(tokens) -> bool:
     return bool(_QUERY_SQL.match(statement)) and ";" not in statement.rstrip().rstrip(";")
 
 
-@lru_cache(maxsize=4096)
 def command_kind(registry: Registry, text: str) -> tuple[str, bool]:
+    """`_command_kind`, from a cache for the short texts dashboards repeat (never for long bodies)."""
+    if len(text) <= grammar.CACHED_TEXT:
+        return _cached_kind(registry, text)
+    return _command_kind(registry, text)
+
+
+@lru_cache(maxsize=4096)
+def _cached_kind(registry: Registry, text: str) -> tuple[str, bool]:
+    return _command_kind(registry, text)
+
+
+def _command_kind(registry: Registry, text: str) -> tuple[str, bool]:
     """(command name or '' if unknown, whether it leaves the node unchanged).
 
     An assignment (`x = ...`) changes the dictionary; `sql` reads when its statement is a query.

@@ -4,7 +4,9 @@ The limit is enforced as the body arrives: a Content-Length over it, or a chunke
 past it, gets a 413 at once and the connection is closed, so a client cannot fill the node's
 memory.  Bodies under the limit are kept in memory (twisted.web would spool bodies over 100 KB to
 a temporary file, then we would read it back).  The site tracks its connections so `exit rest`
-closes keep-alive sessions instead of leaving them to time out.
+closes keep-alive sessions instead of leaving them to time out, and tells the listener's connection
+gate (net/limits.py) where each connection is: reading a request, answering it, or idle between
+requests.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import io
 
 import orjson
-from twisted.web import server
+from twisted.web import http, server
 
 from anylog_tw.base.process import ListeningProcess
 from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
+from anylog_tw.net.limits import NO_TICKET, find_ticket
 
 
 def _too_large(limit: int) -> bytes:
@@ -61,10 +64,37 @@ class LimitedRequest(server.Request):
             server.Request.process(self)
 
 
+class GatedChannel(http.HTTPChannel):
+    """An HTTP connection that reports to its gate: bytes of a request, a request answered, idle again.
+
+    (Plain HTTP/1.1: Twisted's default wraps each channel for an HTTP/2 upgrade, which needs the
+    h2 package this node does not install.)
+    """
+
+    ticket = NO_TICKET
+
+    def connectionMade(self):
+        self.ticket = find_ticket(self)
+        http.HTTPChannel.connectionMade(self)
+
+    def dataReceived(self, data):
+        self.ticket.receiving(len(data))
+        http.HTTPChannel.dataReceived(self, data)
+
+    def allContentReceived(self):
+        self.ticket.working()
+        http.HTTPChannel.allContentReceived(self)
+
+    def requestDone(self, request):
+        self.ticket.idle()  # before: a pipelined request buffered meanwhile is fed from in here
+        http.HTTPChannel.requestDone(self, request)
+
+
 class RestSite(server.Site):
     """A Site with a body limit that knows its open connections."""
 
     requestFactory = LimitedRequest
+    protocol = GatedChannel
     displayTracebacks = False
 
     def __init__(self, resource, max_body: int = DEFAULT_MAX_BODY, on_refused=None, **kwargs):

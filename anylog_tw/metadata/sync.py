@@ -17,7 +17,9 @@ Protocol, over ordinary commands sent to the master (`Metadata.ask`):
    master has it, the next sync brings it back as `ledger: global`.
 
 A failure (master down, refused, timed out) is recorded in `get synchronizer` and the error log;
-the loop goes on with the local copy.  `source = dbms` is the master's own mode: the ledger file
+the loop goes on with the local copy.  `exit synchronizer` does not wait for a master that does not
+answer: the sync in flight is abandoned where it waits on the network (never in the middle of
+writing the ledger), and the question it asked times out on its own, unobserved.  `source = dbms` is the master's own mode: the ledger file
 is rebuilt from its `blockchain.ledger` table when that changed.
 """
 
@@ -27,6 +29,7 @@ import hashlib
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 from anylog_tw.base.errors import AnyLogError, PeerError
 from anylog_tw.base.periodic import Periodic
@@ -39,6 +42,10 @@ from anylog_tw.storage.engines import Databases
 VERSION_COMMAND = "get metadata version"
 PULL_COMMAND = "blockchain pull to stdout"
 CHANGES_COMMAND = "get metadata changes since"
+
+
+class SyncStopped(Exception):
+    """The synchronizer stopped while the sync waited on the master: the sync ends quietly."""
 
 
 def text_version(text: str) -> str:
@@ -65,6 +72,7 @@ class Synchronizer(NodeProcess):
         self.last_load_at: float | None = None
         self.periodic: Periodic | None = None
         self._sent: dict[str, str] = {}  # local policy id -> master version when it was last pushed
+        self._waiting: Deferred | None = None  # the answer the sync in flight waits for (see _ask_master)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -76,6 +84,9 @@ class Synchronizer(NodeProcess):
     def stopService(self) -> Deferred:
         """Fires when the sync in flight, if any, has ended (the node stays reachable meanwhile)."""
         NodeProcess.stopService(self)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.called:
+            waiting.errback(Failure(SyncStopped()))
         return self.periodic.stop() if self.periodic is not None else succeed(None)
 
     def sync_now(self) -> Deferred:
@@ -92,6 +103,9 @@ class Synchronizer(NodeProcess):
                 loaded = await self._from_dbms()
             else:
                 loaded = await self._from_master()
+        except SyncStopped:
+            self.log.info("blockchain sync stopped while it waited on {connection}", connection=self.connection)
+            return False
         except AnyLogError as e:
             self._failed(e.message)
             return False
@@ -110,8 +124,28 @@ class Synchronizer(NodeProcess):
         self.log.warn("blockchain sync from {source} ({connection}) failed: {message}", source=self.source,
                       connection=self.connection, message=message)
 
+    async def _ask_master(self, meta, command: str):
+        """The master's Reply to `command`; raises SyncStopped at once if the synchronizer stops meanwhile."""
+        if not self.running:
+            raise SyncStopped()
+        asked = Deferred.fromCoroutine(meta.ask(self.connection, command))
+        answer: Deferred = Deferred()
+
+        def settle(result):
+            if not answer.called:
+                answer.errback(result) if isinstance(result, Failure) else answer.callback(result)
+            return None  # abandoned after a stop: its outcome (a timeout, probably) is nobody's business
+
+        asked.addBoth(settle)
+        self._waiting = answer
+        try:
+            return await answer
+        finally:
+            if self._waiting is answer:
+                self._waiting = None
+
     async def _ask(self, meta, command: str) -> str:
-        reply = await meta.ask(self.connection, command)
+        reply = await self._ask_master(meta, command)
         if not reply.ok:
             raise PeerError(f"the master at {self.connection} answered '{command}' with: {reply.text}")
         return reply.text if reply.text is not None else reply.render()
@@ -129,7 +163,7 @@ class Synchronizer(NodeProcess):
     async def _fetch(self, meta) -> None:
         """Ask for what changed since our version: a delta when the master's file only grew since,
         else the whole ledger (also from a master that does not know the changes command)."""
-        reply = await meta.ask(self.connection, f"{CHANGES_COMMAND} {self.version or 'none'}")
+        reply = await self._ask_master(meta, f"{CHANGES_COMMAND} {self.version or 'none'}")
         if not reply.ok and reply.error_code == "unknown_command":
             await self._install(meta, await self._ask(meta, PULL_COMMAND))
             return
@@ -184,7 +218,7 @@ class Synchronizer(NodeProcess):
             pid = next(iter(policy.values()))["id"]
             if self._sent.get(pid) == self.version:
                 continue
-            reply = await meta.ask(self.connection, "blockchain push " + to_line(policy))
+            reply = await self._ask_master(meta, "blockchain push " + to_line(policy))
             self._sent[pid] = self.version
             if reply.ok:
                 self.pushed += 1

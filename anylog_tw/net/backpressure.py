@@ -11,7 +11,8 @@ Reading itself never stops for this: the same connection carries the peer's repl
 requests and its files, and two nodes that each held the other's replies back would wait for
 each other forever.  A peer whose backlog passes `BACKLOG_MAX` bytes sends commands faster than
 it reads their answers whatever we do: its connection is refused with the reason (it reconnects
-and its requests fail cleanly).  So memory per connection stays bounded by the marks.
+and its requests fail cleanly).  So memory per connection stays bounded by the marks, and the held
+frames count in the node's memory budget, so many such peers together stay bounded too.
 
 The check costs nothing while replies leave at once (the eager writer says so); the wait for
 draining polls on the node's clock (Twisted tells a registered producer when its buffer empties,
@@ -55,6 +56,7 @@ class Backpressure:
     _backlog_bytes = 0
     _drain_call = None
     running = 0  # the peer's commands started and not answered yet
+    budget = None  # the node's MemoryBudget (net/budget.py), when the protocol has one
 
     def pending_out(self) -> int:
         """Bytes written to this peer that have not reached the kernel yet."""
@@ -75,11 +77,20 @@ class Backpressure:
             self._drain_call = self.clock.callLater(DRAIN_POLL, self._check_drained)
 
     def _defer(self, event: tuple, size: int) -> None:
+        if self.budget is not None and not self.budget.reserve(size):
+            self._refuse(f"the node's frame budget is full ({self.budget.used} of {self.budget.limit} bytes held) "
+                         f"and this peer does not read its replies", "overload")
+            return
         self._backlog.append(event)
         self._backlog_bytes += size
         if self._backlog_bytes > BACKLOG_MAX:
             self._refuse(f"the peer sends commands faster than it reads their replies ({self._backlog_bytes} "
                          f"bytes of commands wait, {self.pending_out()} bytes of replies)", "overload")
+
+    def _release_backlog(self) -> None:
+        if self.budget is not None and self._backlog_bytes:
+            self.budget.release(self._backlog_bytes)
+        self._backlog_bytes = 0
 
     def _check_drained(self) -> None:
         self._drain_call = None
@@ -89,6 +100,7 @@ class Backpressure:
             self._drain_call = self.clock.callLater(DRAIN_POLL, self._check_drained)
             return
         backlog, self._backlog = self._backlog or [], None
+        self._release_backlog()
         self._handle(backlog)  # may start holding again, with the rest
 
     def _stop_pressure(self) -> None:
@@ -96,3 +108,4 @@ class Backpressure:
             self._drain_call.cancel()
         self._drain_call = None
         self._backlog = None
+        self._release_backlog()

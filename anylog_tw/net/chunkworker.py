@@ -3,7 +3,10 @@
 md5 runs at about 300-600 MB/s on this machine, about as fast as loopback TCP, so doing it on
 the reactor thread halves a transfer.  hashlib and file writes release the GIL on big buffers,
 so one worker thread per transfer runs them in parallel with the reactor.  The bytes queued for
-the worker are bounded: past `high` the producer feeding it is paused, below `low` resumed.
+the worker are bounded: past `high` the producer feeding it is paused, below `low` resumed.  With a
+node `budget` (net/budget.py) the queued bytes count in it too, and while the node as a whole is
+over its budget every worker that gets a chunk pauses its producer until its own queue is low, so
+many transfers at once slow down instead of adding up.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ _STOP = object()
 class ChunkWorker:
     def __init__(self, reactor, work: Callable[[bytes], Any], pause: Callable[[], None],
                  resume: Callable[[], None], high: int = 16 * 1024 * 1024, low: int = 4 * 1024 * 1024,
-                 name: str = "anylog-transfer"):
+                 name: str = "anylog-transfer", budget=None):
         self.reactor = reactor
         self.work = work
         self.pause = pause
         self.resume = resume
         self.high = high
         self.low = low
+        self.budget = budget
         self.error: BaseException | None = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -44,6 +48,9 @@ class ChunkWorker:
         with self._lock:
             self._pending += len(chunk)
             over = self._pending > self.high
+        if self.budget is not None:
+            self.budget.add(len(chunk))
+            over = over or self.budget.over
         self._queue.put(chunk)
         if over and not self._paused:
             self._paused = True
@@ -75,6 +82,8 @@ class ChunkWorker:
             with self._lock:
                 self._pending -= len(chunk)
                 under = self._pending <= self.low
+            if self.budget is not None:
+                self.budget.release(len(chunk))
             if under and self._paused:  # a racy read is fine: _maybe_resume checks again
                 self.reactor.callFromThread(self._maybe_resume)
         if self.error is not None:

@@ -12,3 +12,21 @@ def tcp_server_endpoint(reactor, ip: str, port: int, backlog: int = BACKLOG):
     if ":" in ip:
         return TCP6ServerEndpoint(reactor, port, backlog=backlog, interface=ip)
     return TCP4ServerEndpoint(reactor, port, backlog=backlog, interface=ip or "")
+
+
+async def listen_guarded(reactor, ip: str, port: int, factory, gate, tls_options=None):
+    """Listen on ip:port with `factory` behind the connection gate `gate` (net/limits.py).
+
+    The gate is outermost, under TLS too (TLS wraps the listener's factory, the gate wraps TLS),
+    so a connection refused or dropped never costs a handshake.  The gate is forgotten if the port
+    cannot be bound.
+    """
+    if tls_options is not None:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        factory = TLSMemoryBIOFactory(tls_options, False, factory)
+    try:
+        return await tcp_server_endpoint(reactor, ip, port).listen(gate.factory(factory))
+    except BaseException:
+        gate.close()
+        raise

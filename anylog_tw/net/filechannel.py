@@ -99,7 +99,7 @@ class FileChannel:
                                            self.node.dictionary.get("tmp_dir"))
             if header.get("size", 0) >= THREADED:
                 self._receiving.use_worker(self.clock, lambda: self.reading.hold("disk"),
-                                           lambda: self.reading.release("disk"))
+                                           lambda: self.reading.release("disk"), self.budget)
         except TransferError as e:
             self._refusal = e.reason
         except OSError as e:

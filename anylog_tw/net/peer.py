@@ -8,6 +8,11 @@ connection is lost and time out on the node's clock.
 
 The first frames are the `hello` handshake (see `auth.py`); until it succeeds the peer can run
 nothing.  A malformed frame is answered with an `error` frame and the connection is closed.
+
+What a peer can make the node hold is bounded: commands, events and errors have small bodies
+(`wire.KIND_LIMITS`), a reply body is buffered only when one of our requests waits for it, it is
+under `max reply` and it fits in the node's memory budget (else it is read and dropped and the
+request fails with the reason), and file bodies stream to disk.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from anylog_tw.base.reply import TEXT, Reply
 from anylog_tw.net import auth, wire
 from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
 from anylog_tw.net.deadlines import Deadlines
+from anylog_tw.net.drive import drive
 from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
+from anylog_tw.net.limits import NO_TICKET, find_ticket
 from anylog_tw.net.payload import reply_fields, reply_from_frame
 from anylog_tw.net.transfer import FileReceiver
 
@@ -48,6 +55,9 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         # Until the peer is authenticated, no frame may carry more than a short error message.
         self.decoder = wire.Decoder(max_body=PRE_AUTH_BODY, max_file=0)
         self.decoder.pause_after = frozenset({"hello"})
+        self.decoder.admit = self._admit
+        self.budget = peers.budget
+        self._reserved = 0  # bytes of reply bodies being buffered, held in the node's budget
         self.key = peers.network_key
         self._ready_waiters: list[Deferred] = []
         self.authenticated = False
@@ -74,6 +84,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         self._origin = ""  # the origin of the peer's commands in the event log
         self._deadlines = Deadlines(self.clock, self._expire, self._waiting)
         self._send = None  # set when connected: transport.write, or the eager writer over it
+        self.ticket = NO_TICKET  # what the TCP server's connection gate knows of us (net/limits.py)
 
     # -- connection --------------------------------------------------------------------------
 
@@ -83,6 +94,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     def connectionMade(self) -> None:
         self.open = True
+        self.ticket = find_ticket(self)
         self._send = eager_writer(self.transport)
         self.reading = ReadGate(self.transport)
         peer = self.transport.getPeer()
@@ -127,6 +139,9 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         self._timers = []
         self._deadlines.clear()
         self._stop_pressure()
+        if self._reserved:
+            self.budget.release(self._reserved)
+            self._reserved = 0
         why = self._closed_reason or (reason.getErrorMessage() if reason is not None else "closed")
         pending = self.decoder.pending() if self.decoder.dead is None else ""
         if pending:
@@ -180,6 +195,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.last_activity = self.clock.seconds()
+        self.ticket.touch()
         while True:
             try:
                 events = self.decoder.feed(data)
@@ -197,12 +213,19 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
                 return
             kind = event[0]
             if kind == wire.FRAME:
-                if self._backlog is not None and event[1]["kind"] in _WAITING_KINDS:  # see backpressure.py
-                    self._defer(event, len(event[1].get("cmd") or "") + len(event[2]) + 64)
+                header = event[1]
+                if header["kind"] == "reply" and event[2]:  # buffered under the budget: now the handler's
+                    self.budget.release(len(event[2]))
+                    self._reserved -= len(event[2])
+                if self._backlog is not None and header["kind"] in _WAITING_KINDS:  # see backpressure.py
+                    self._defer(event, len(header.get("cmd") or "") + len(event[2]) + 64)
                     continue
-                self._frame(event[1], event[2])
+                self._frame(header, event[2])
             elif kind == wire.CHUNK:
                 self._file_chunk(event[1])
+            elif kind == wire.SKIP:
+                self.log.debug("dropping a {kind} body of {size} bytes from {peer}: {why}", kind=event[1]["kind"],
+                               size=event[1].get("size"), peer=self.label, why=event[2])
             elif kind == wire.START:
                 if event[1].get("trailer"):
                     self._file_trailer(event[1])
@@ -254,9 +277,37 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             return None
         return self._authenticated()
 
+    def _admit(self, header: dict) -> str | None:
+        """Whether to buffer a frame's body (see wire.Decoder.admit); only replies are big enough to ask.
+
+        A reply nobody waits for is dropped quietly (it came after a timeout); one over `max
+        reply`, or that does not fit in the node's budget, fails its request with the reason.
+        """
+        if header["kind"] != "reply":
+            return None  # the other kinds are held to wire.KIND_LIMITS at the header
+        d = self._waiting.get(header.get("re"))
+        if d is None:
+            return "no request waits for it (it timed out or was cancelled)"
+        size = header["size"]
+        if size > self.peers.max_reply:
+            reason = (f"peer {self.label} sent a reply of {size:,} bytes, over this node's 'max reply' of "
+                      f"{self.peers.max_reply:,} bytes (ask for less, or raise it: run tcp server where max reply "
+                      f"= ...)")
+        elif not self.budget.reserve(size):
+            reason = (f"a reply of {size:,} bytes from peer {self.label} does not fit in the node's frame budget "
+                      f"({self.budget.used:,} of {self.budget.limit:,} bytes are held by other replies): try again")
+        else:
+            self._reserved += size
+            return None
+        del self._waiting[header["re"]]
+        d.errback(Failure(PeerError(reason)))
+        return reason
+
     def _authenticated(self) -> None:
         self.authenticated = True
-        self.decoder.max_body = self.peers.max_body
+        # Reply bodies are judged by `_admit` (a too-big one is skipped, not a broken stream), so the
+        # decoder's own ceiling is the file limit.
+        self.decoder.max_body = self.peers.max_file
         self.decoder.max_file = self.peers.max_file
         self.decoder.pause_after = frozenset()
         self._origin = f"peer {self.label}"
@@ -265,6 +316,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
                 t.cancel()
         self._timers = []
         self._schedule_idle()
+        self.ticket.idle()  # the handshake is done: the gate's deadline is over
         self.peers.connection_ready(self)
         ready, self._ready_waiters = self._ready_waiters, []
         for d in ready:
@@ -388,43 +440,3 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         if args:
             header["args"] = args
         self._write(wire.encode(header, body))
-
-
-def drive(coro, done, *args, failure: Failure | None = None) -> None:
-    """Run a coroutine to its end and call `done(result, *args)`, without a Deferred when it does not wait.
-
-    Most commands a peer sends finish without waiting; `Deferred.fromCoroutine` would cost about
-    as much as the rest of serving them.  When the coroutine awaits a Deferred, it is resumed
-    from that Deferred's callback (a failure is thrown in at the await, as Twisted does).
-    `Node.run` returns every error as a Reply, so an exception here is a bug and is logged.
-    """
-    while True:
-        try:
-            if failure is not None:
-                waited = failure.throwExceptionIntoGenerator(coro)
-                failure = None
-            else:
-                waited = coro.send(None)
-        except StopIteration as stop:
-            try:
-                done(stop.value, *args)
-            except Exception:
-                _log.failure("sending the reply of a peer command failed")
-            return
-        except Exception:
-            _log.failure("a peer command failed outside the node's error handling")
-            return
-        if not isinstance(waited, Deferred):
-            coro.close()
-            _log.error("a peer command awaited {what!r}, which is not a Deferred", what=waited)
-            return
-        waited.addBoth(_resume, coro, done, args)
-        return
-
-
-def _resume(result, coro, done, args):
-    drive(coro, done, *args, failure=result if isinstance(result, Failure) else None)
-    return None  # the coroutine took the result (a failure was thrown into it): nothing left to report
-
-
-_log = Logger()

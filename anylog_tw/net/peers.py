@@ -28,15 +28,22 @@ from twisted.python.failure import Failure
 from anylog_tw.base.errors import OptionError, PeerError, Timeout
 from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
+from anylog_tw.net.budget import MemoryBudget
 from anylog_tw.net.peer import PeerProtocol
 from anylog_tw.net.transfer import TransferError, check_file_name
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
 
-@lru_cache(maxsize=4096)
 def parse_address(text: str) -> tuple[str, int]:
     """`ip:port` (or `[v6]:port`, or `host:port`) -> (host, port), strictly, with a clear error."""
+    if isinstance(text, str) and len(text) > 300:  # no address is this long; and the cache keeps only short texts
+        raise OptionError(f"{text[:60]!r}... ({len(text)} characters) is not a peer address: write ip:port")
+    return _parse_address(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_address(text: str) -> tuple[str, int]:
     s = text.strip() if isinstance(text, str) else ""
     m = re.match(r"^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$", s) or re.match(r"^([^:\s]+):(\d{1,5})$", s)
     if not m:
@@ -56,8 +63,14 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@lru_cache(maxsize=4096)
 def canonical(text: str) -> str:
+    if isinstance(text, str) and len(text) > 300:
+        parse_address(text)  # raises
+    return _canonical(text)
+
+
+@lru_cache(maxsize=4096)
+def _canonical(text: str) -> str:
     return format_address(*parse_address(text))
 
 
@@ -103,8 +116,9 @@ class Peers:
         self.connect_timeout = 5.0
         self.handshake_timeout = 10.0
         self.idle_timeout = 600.0
-        self.max_body = wire.MAX_BODY
+        self.max_reply = wire.MAX_BODY  # the largest reply body buffered (`run tcp server where max reply`)
         self.max_file = wire.MAX_FILE
+        self.budget = MemoryBudget()  # bytes all peer connections together may hold (`frame budget`)
         self.backoff_initial = 1.0
         self.backoff_max = 60.0
         self.close_grace = 5.0  # seconds a closing connection may take before it is aborted

@@ -96,9 +96,9 @@ class FileReceiver:
         self._f = open(self.tmp, "wb", buffering=0)
         self.worker = None
 
-    def use_worker(self, reactor, pause, resume) -> None:
+    def use_worker(self, reactor, pause, resume, budget=None) -> None:
         """Hash and write on a worker thread; `pause`/`resume` throttle the incoming stream."""
-        self.worker = ChunkWorker(reactor, self._consume, pause, resume)
+        self.worker = ChunkWorker(reactor, self._consume, pause, resume, budget=budget)
 
     def _consume(self, chunk: bytes) -> None:
         self._hash.update(chunk)

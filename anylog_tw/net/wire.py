@@ -7,6 +7,10 @@ segments of any size and split, keeps its buffers as chunk lists (Twisted's stoc
 re-join the whole buffer on every read, which is quadratic for big bodies), and hands bodies of
 "streamed" kinds (files) out chunk by chunk so they are never whole in memory.
 
+Each kind has its own body limit (`KIND_LIMITS`): only replies are big enough to matter, and a
+reply is buffered whole, so the caller may look at its header first (`admit`) and have the body
+skipped (read and dropped) instead, when nobody waits for it or memory is short.
+
 Nothing here does I/O or knows the reactor; `docs/peer.md` describes the format for other
 implementations.
 """
@@ -19,8 +23,12 @@ from typing import Any, Iterable
 VERSION = 1
 KINDS = ("hello", "cmd", "reply", "file", "event", "error")
 MAX_HEADER = 64 * 1024
-MAX_BODY = 512 * 1024 * 1024  # a command or reply body; file bodies have their own limit
+MAX_BODY = 64 * 1024 * 1024  # a reply body unless the node says otherwise; file bodies have their own limit
 MAX_FILE = 64 * 1024**3
+SMALL_BODY = 64 * 1024
+# A command, an event or an error is a line of text and a hello carries nothing: a body past
+# these is a broken or hostile peer, refused at the header, before any of it is read.
+KIND_LIMITS = {"hello": 0, "cmd": SMALL_BODY, "event": SMALL_BODY, "error": SMALL_BODY}
 STREAMED = frozenset({"file"})
 _KIND_SET = frozenset(KINDS)
 
@@ -96,9 +104,11 @@ def check_header(header: Any, max_body: int = MAX_BODY, max_file: int = MAX_FILE
     if size:
         if type(size) is not int or size < 0:
             raise WireError("'size' must be a non-negative integer")
-        limit = max_file if kind in STREAMED else max_body
+        limit = max_file if kind in STREAMED else min(KIND_LIMITS.get(kind, max_body), max_body)
         if size > limit:
-            raise WireError(f"a {kind} body of {size} bytes is over the {limit} byte limit", "too_large")
+            if limit == 0:
+                raise WireError(f"{kind} frame: it carries no body (this one announced {size} bytes)", "too_large")
+            raise WireError(f"{kind} frame: a body of {size} bytes is over the {limit} byte limit", "too_large")
     elif size != 0 or type(size) is not int:
         raise WireError("'size' must be a non-negative integer")
     return header
@@ -109,7 +119,8 @@ def check_header(header: Any, max_body: int = MAX_BODY, max_file: int = MAX_FILE
 #   ("start", header)         a streamed frame begins; its body follows as chunks
 #   ("chunk", bytes)          part of a streamed body
 #   ("end", header)           the streamed body is complete
-FRAME, START, CHUNK, END = "frame", "start", "chunk", "end"
+#   ("skip", header, reason)  `admit` refused the body: it is read and dropped, never buffered
+FRAME, START, CHUNK, END, SKIP = "frame", "start", "chunk", "end", "skip"
 
 
 class Decoder:
@@ -117,6 +128,10 @@ class Decoder:
 
     After a `WireError` the decoder is dead (the stream cannot be resynchronised) and the
     connection must be closed.  Memory is bounded by `max_header` plus one non-streamed body.
+
+    `admit(header)`, when set, is asked about every non-streamed frame with a body before any of
+    the body is kept: it returns None to take it, or a reason to skip it (a `skip` event, then the
+    body's bytes are counted off and dropped).
     """
 
     def __init__(self, max_header: int = MAX_HEADER, max_body: int = MAX_BODY, max_file: int = MAX_FILE,
@@ -131,6 +146,8 @@ class Decoder:
         self._need = 0
         self._chunks: list[bytes] = []
         self._stream = False
+        self._skip = False
+        self.admit = None
         self.dead: WireError | None = None
         # Stop decoding after a frame of these kinds, so the caller can act on it (a hello that
         # changes the limits) before the rest is judged; `feed(b"")` goes on with what is left.
@@ -202,27 +219,35 @@ class Decoder:
                             self._stash = data[pos:]
                             return events
                     continue
-                if n - pos >= size and kind not in self.streamed:  # the whole body is here: no buffering
+                stream = kind in self.streamed
+                refusal = self.admit(header) if self.admit is not None and not stream else None
+                if refusal is not None:
+                    events.append((SKIP, header, refusal))
+                elif n - pos >= size and not stream:  # the whole body is here: no buffering
                     events.append((FRAME, header, data[pos:pos + size]))
                     pos += size
                     continue
                 self._header = header
                 self._need = size
-                self._stream = kind in self.streamed
-                if self._stream:
+                self._stream = stream
+                self._skip = refusal is not None
+                if stream:
                     events.append((START, header))
                 continue
             take = min(self._need, n - pos)
-            chunk = data if (pos == 0 and take == n) else data[pos:pos + take]
             pos += take
             self._need -= take
-            if self._stream:
-                events.append((CHUNK, chunk))
+            if self._skip:
+                pass
+            elif self._stream:
+                events.append((CHUNK, data if take == n else data[pos - take:pos]))
             else:
-                self._chunks.append(chunk)
+                self._chunks.append(data if take == n else data[pos - take:pos])
             if self._need == 0:
                 header, self._header = self._header, None
-                if self._stream:
+                if self._skip:
+                    self._skip = False
+                elif self._stream:
                     events.append((END, header))
                 else:
                     body = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
