@@ -8,7 +8,7 @@ import sys
 from twisted.application.service import Service
 from twisted.python import usage
 
-from anylog_tw.layout import create_work_directories
+from anylog_tw.base.layout import create_work_directories
 
 DEFAULT_HOME = "anylog-data"
 
@@ -63,7 +63,7 @@ class StdinConsole(Service):
     def startService(self):
         from twisted.internet import stdio
 
-        from anylog_tw.net.console import StdioShell
+        from anylog_tw.front.console import StdioShell
 
         Service.startService(self)
         self._stdio = stdio.StandardIO(StdioShell(self.node), reactor=self.node.reactor)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-_INFRASTRUCTURE = {"grammar", "registry", "reply", "values"}
+_INFRASTRUCTURE: set[str] = set()
 
 
 def load_commands():
     """Import every command module and return the registry they filled."""
-    from anylog_tw.commands.registry import REGISTRY
+    from anylog_tw.base.registry import REGISTRY
 
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _INFRASTRUCTURE and not info.name.startswith("_"):

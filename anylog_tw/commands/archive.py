@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-
-from anylog_tw.commands.registry import Option, command
+from anylog_tw.base.registry import Option, command
 from anylog_tw.services.housekeeping import ARCHIVE_DAYS_KEY, delete_archive
 
 

@@ -3,7 +3,7 @@ The status commands that only read this node (`get ip list`, pools, threads, met
 in `node_info.py`.
 
 Every network question has a deadline: a node or a service that does not answer becomes a row
-that says why, never a hang.  The plain-data parts live in `anylog_tw/diagnostics.py`.
+that says why, never a hang.  The plain-data parts live in `anylog_tw/commands/_probes.py`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import Any, Awaitable, Callable
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred, gatherResults
 from twisted.internet.error import ConnectError
 
-from anylog_tw import diagnostics as diag
-from anylog_tw import layout
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import AnyLogError, CommandError, OptionError, ServiceError
+from anylog_tw.base import layout
+from anylog_tw.base.errors import AnyLogError, CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
+from anylog_tw.commands import _probes as diag
 
 KEYWORDS = ("monitor", "test", "network")
 _NETWORK_ERRORS = (OSError, ConnectError)
@@ -150,15 +150,15 @@ async def _check_ledger(node, timeout: float) -> list[list]:
     sync = node.process("Blockchain Sync")
     if sync is None:
         rows.append(["Blockchain Sync", "off", "not running: the ledger changes by local inserts only"])
-    elif sync.status == "Synchronized":
+    elif sync.state == "Synchronized":
         rows.append(["Blockchain Sync", diag.OK, f"synchronized with {sync.connection or sync.source}"])
     else:
-        rows.append(["Blockchain Sync", diag.FAILED, f"{sync.status}: {sync.last_failure or 'no sync yet'}"])
+        rows.append(["Blockchain Sync", diag.FAILED, f"{sync.state}: {sync.last_failure or 'no sync yet'}"])
     return rows
 
 
 async def _check_dbms(node, timeout: float) -> list[list]:
-    from anylog_tw.storage.base import Databases
+    from anylog_tw.storage.engines import Databases
 
     dbs = node.component(Databases)
     if not dbs.names():
@@ -290,7 +290,7 @@ async def _members(node) -> tuple[Any, list[tuple[str, str, str]]]:
          keywords=("ha", "cluster", "test"), options=(FORMAT,), readonly=True)
 async def test_cluster_setup(call):
     from anylog_tw.metadata import policies
-    from anylog_tw.storage.base import Databases
+    from anylog_tw.storage.engines import Databases
 
     node = call.node
     op = node.process("Operator")

@@ -1,7 +1,7 @@
 """Local file commands: `file copy|move|delete|test|hash|compress|decompress`, `get files`,
 `get directories`, `get archived files` and `get json file struct`.
 
-The work is in `anylog_tw.fileops`, run in the reactor's thread pool; this module only reads the
+The work is in `anylog_tw.ingest.fileops`, run in the reactor's thread pool; this module only reads the
 call and decides which paths the caller may touch.  A command that arrives from a peer node is
 confined to the node's home and work directories, so a node on the network cannot read or
 overwrite any file the process can; the console, scripts and REST are the node's owner and
@@ -10,11 +10,11 @@ may use any path.
 
 from __future__ import annotations
 
-
-from anylog_tw import fileops, layout
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError
+from anylog_tw.base import layout
+from anylog_tw.base.errors import CommandError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
+from anylog_tw.ingest import fileops
 
 KEYWORDS = ("file",)
 PEER_NOTE = ("From a peer node (run client), only paths inside this node's home and work directories "

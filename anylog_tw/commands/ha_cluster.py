@@ -7,10 +7,10 @@ import re
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from anylog_tw.commands import values
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import AnyLogError, OptionError, ServiceError
+from anylog_tw.base import values
+from anylog_tw.base.errors import AnyLogError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
 
 _TSD = re.compile(r"^tsd_(info|\d{1,9})$")
 

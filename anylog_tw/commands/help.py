@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from anylog_tw.commands.registry import Command, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import NotFound
+from anylog_tw.base.errors import NotFound
+from anylog_tw.base.registry import Command, command
+from anylog_tw.base.reply import Reply
 
 
 def _summary(cmd: Command) -> str:

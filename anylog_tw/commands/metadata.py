@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, TimeoutError as DeferredTimeout
+from twisted.internet.defer import CancelledError
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import JSON, WORD
-from anylog_tw.commands.registry import FORMAT, Option, command, token_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, PeerError, Timeout
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import CommandError, OptionError, PeerError, Timeout
+from anylog_tw.base.grammar import JSON, WORD
+from anylog_tw.base.registry import FORMAT, Option, command, token_text
+from anylog_tw.base.reply import Reply
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
@@ -50,7 +50,7 @@ def outcome_reply(outcome: Outcome) -> Reply:
 def _master_store(node):
     """The master's `blockchain.ledger` table, when dbms blockchain is connected; else None."""
     try:
-        from anylog_tw.storage.base import Databases
+        from anylog_tw.storage.engines import Databases
     except ImportError:
         return None
     db = node.component(Databases).find(DBMS)
@@ -159,7 +159,7 @@ async def blockchain_pull(call):
         raise OptionError("usage: blockchain pull to stdout | blockchain pull to json <file>")
     from anylog_tw.metadata.ledger import write_atomically
 
-    await meta.in_thread(write_atomically, call.args[1], data, False)
+    await call.node.in_thread(write_atomically, call.args[1], data, False)
     return f"{len(meta.ledger)} policies written to {call.args[1]}"
 
 
@@ -365,8 +365,8 @@ async def blockchain_test(call):
     from anylog_tw.metadata.ledger import parse_lines
 
     meta = await metadata(call.node)
-    data = await meta.in_thread(meta.ledger.read_file)
-    parsed = await meta.in_thread(parse_lines, data.decode("utf-8", "replace"))
+    data = await call.node.in_thread(meta.ledger.read_file)
+    parsed = await call.node.in_thread(parse_lines, data.decode("utf-8", "replace"))
     report = {"file": meta.ledger.path, "lines": parsed.lines, "policies": len(parsed.policies),
               "duplicates": parsed.lines - len(parsed.policies) - len(parsed.errors),
               "errors": [f"line {n}: {m}" for n, m in parsed.errors], "valid": not parsed.errors}

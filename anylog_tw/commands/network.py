@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import EQ, GROUP, STRING, WORD
-from anylog_tw.commands.registry import Option, command, token_text
-from anylog_tw.commands.reply import Reply, render_table
-from anylog_tw.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
+from anylog_tw.base.registry import Option, command, token_text
+from anylog_tw.base.reply import Reply, render_table
+from anylog_tw.front.tcpserver import TCPServer, listen_plan
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 from anylog_tw.net.peers import Peers, canonical
-from anylog_tw.net.tcpserver import TCPServer, listen_plan
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -44,8 +43,7 @@ DEFAULT_TIMEOUT = 20.0
                   Option("ssl", kind="bool", default=False), Option("cert"), Option("key"), Option("ca")))
 async def run_tcp_server(call):
     node = call.node
-    if node.process(TCPServer.name) is not None:
-        raise ServiceError("TCP is already running (stop it first with 'exit tcp')")
+    node.check_free(TCPServer.name)
     opts = dict(call.opts)
     names = ("external_ip", "external_port", "internal_ip", "internal_port", "threads")
     for name, value in zip(names, call.args):
@@ -100,8 +98,7 @@ async def exit_tcp(call):
     if node.process(TCPServer.name) is None:
         raise ServiceError("TCP is not running")
     await node.stop_process(TCPServer.name)
-    if node.has_component(Peers):
-        node.component(Peers).tls = None
+    node.component(Peers).tls = None
     return "TCP server stopped"
 
 
@@ -136,7 +133,7 @@ PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests
 def get_connections(call):
     node = call.node
     listening = _listening_rows(node)
-    peers = node.component(Peers).rows() if node.has_component(Peers) else []
+    peers = node.component(Peers).rows()
     data = {
         "listening": {r[0]: {"External Address": r[1], "Internal Address": r[2], "Bind Address": r[3]}
                       for r in listening},

@@ -1,16 +1,17 @@
 """What this node is made of (spec §8.4): `get ip list`, `get tcp|rest|operator pool`,
 `get system threads`, `get metadata info`.  Reads only this node; the plain-data parts live in
-`anylog_tw/diagnostics.py`.
+`anylog_tw/commands/_probes.py`.
 """
 
 from __future__ import annotations
 
 import threading
 
-from anylog_tw import diagnostics as diag
+from anylog_tw.base.registry import FORMAT, command
+from anylog_tw.base.reply import Reply
+from anylog_tw.commands import _probes as diag
 from anylog_tw.commands.diagnostics import local_ledger
-from anylog_tw.commands.registry import FORMAT, command
-from anylog_tw.commands.reply import Reply
+
 
 @command("get ip list", usage="get ip list [where format = json]",
          text="Every address of this machine (interface, IPv4/IPv6, address) and which dictionary keys name it: "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from anylog_tw.commands.registry import FORMAT, Option, command
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command
+from anylog_tw.base.reply import Reply
 
 # The ingest and storage modules are imported when a command runs, not when commands load: a
 # node's command table never depends on the database drivers importing cleanly.
@@ -50,8 +50,7 @@ async def run_operator(call):
     from anylog_tw.storage import Databases
 
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Operator is already running (stop it first with 'exit operator')")
+    node.check_free(PROCESS)
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 
-from anylog_tw.commands import grammar, values
-from anylog_tw.commands.grammar import GROUP, JSON, STRING, WORD
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import CommandError, OptionError
+from anylog_tw.base.grammar import GROUP, JSON, STRING, WORD
+from anylog_tw.base.registry import command, token_text
+from anylog_tw.base.reply import Reply
 from anylog_tw.commands.metadata import KEYWORDS
-from anylog_tw.commands.registry import command, token_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError
+
 
 def _typed_value(tokens) -> object:
     if len(tokens) == 1 and tokens[0].kind == GROUP:

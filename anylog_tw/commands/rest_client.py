@@ -16,13 +16,13 @@ import os
 
 from twisted.logger import Logger
 
-from anylog_tw import fileops
-from anylog_tw.commands import grammar
+from anylog_tw.base import grammar
+from anylog_tw.base.errors import CommandError, OptionError, PeerError
+from anylog_tw.base.grammar import JSON, STRING
+from anylog_tw.base.registry import command
+from anylog_tw.base.reply import JSON_FORMAT, Reply
 from anylog_tw.commands.files import path_check
-from anylog_tw.commands.grammar import JSON, STRING
-from anylog_tw.commands.registry import command
-from anylog_tw.commands.reply import JSON_FORMAT, Reply
-from anylog_tw.errors import CommandError, OptionError, PeerError
+from anylog_tw.ingest import fileops
 from anylog_tw.net import http_client
 
 log = Logger()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import time
 
-from anylog_tw.commands.grammar import EQ, STRING, WORD
-from anylog_tw.commands.registry import FORMAT, Option, command, token_text
-from anylog_tw.commands.reply import Reply, render_table
-from anylog_tw.errors import CommandError, GrammarError, OptionError
+from anylog_tw.base.errors import CommandError, GrammarError, OptionError
+from anylog_tw.base.grammar import EQ, STRING, WORD
+from anylog_tw.base.registry import FORMAT, Option, command, token_text
+from anylog_tw.base.reply import Reply, render_table
 from anylog_tw.storage import schema, sqlfmt
-from anylog_tw.storage.base import Databases
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("dbms", "sql", "configuration")
 

@@ -6,16 +6,14 @@ longest command a line starts with, so those lines never reach `create table <t>
 
 from __future__ import annotations
 
-
-
+from anylog_tw.base.errors import CommandError, NotFound, OptionError, ServiceError
+from anylog_tw.base.registry import Option, command
 from anylog_tw.commands.files import path_check
-from anylog_tw.commands.registry import Option, command
-from anylog_tw.errors import CommandError, NotFound, OptionError, ServiceError
 from anylog_tw.ingest.tsd_admin import TSD_TABLE
 from anylog_tw.metadata import policies
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.storage import backup, policy_ddl, schema
-from anylog_tw.storage.base import Databases
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("dbms", "configuration")
 TSD_DBMS, LEDGER_DBMS = "almgm", "blockchain"

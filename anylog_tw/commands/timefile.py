@@ -11,12 +11,11 @@ import datetime
 import os
 import re
 
-
-from anylog_tw import fileops
+from anylog_tw.base.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.registry import FORMAT, Option, command, read_options, token_text
+from anylog_tw.base.reply import Reply
 from anylog_tw.commands.files import path_check
-from anylog_tw.commands.registry import FORMAT, Option, command, read_options, token_text
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import CommandError, OptionError, ServiceError
+from anylog_tw.ingest import fileops
 
 KEYWORDS = ("tsd", "operator", "data")
 OPERATOR, HA = "Operator", "HA"

@@ -17,7 +17,7 @@ import gzip
 import os
 import shutil
 
-from anylog_tw.ingest.filename import archive_subdir, error_name
+from anylog_tw.base.filename import archive_subdir, error_name
 
 _BUF = 1 << 20
 

@@ -13,7 +13,7 @@ import threading
 
 import orjson
 
-from anylog_tw.errors import CommandError
+from anylog_tw.base.errors import CommandError
 
 try:  # simdjson checks a big body about five times faster than building it with orjson
     import cysimdjson

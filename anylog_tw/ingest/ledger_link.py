@@ -13,8 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from anylog_tw.errors import CommandError
-
+from anylog_tw.base.errors import CommandError
 
 
 def _layer():

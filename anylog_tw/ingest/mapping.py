@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from anylog_tw.errors import StorageError
-from anylog_tw.ingest.errors import IngestError
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.ingest.mapping_policy import MappingPolicy, compile_condition, policy_type  # noqa: F401 (re-exported)
 from anylog_tw.storage import schema
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
-from anylog_tw.ingest.mapping_policy import MappingPolicy, compile_condition, policy_type  # noqa: F401 (re-exported)
 
 # --- default mapping --------------------------------------------------------------------------
 

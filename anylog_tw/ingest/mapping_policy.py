@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from anylog_tw.errors import StorageError
-from anylog_tw.ingest.errors import IngestError
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.storage import schema
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 

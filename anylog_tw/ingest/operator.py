@@ -30,19 +30,19 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.errors import AnyLogError, StorageError
+from anylog_tw.base.errors import AnyLogError, StorageError
+from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.process import NodeProcess
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, tsd
 from anylog_tw.ingest.batcher import GroupCommit
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
-from anylog_tw.services.base import NodeProcess
 from anylog_tw.storage import Databases, schema
-
 
 # A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
 # for their insert at once, so they can share a commit (batcher.py).
@@ -143,7 +143,8 @@ class Operator(NodeProcess):
         for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
             os.makedirs(path, exist_ok=True)
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
         if metrics is not None:
@@ -151,8 +152,7 @@ class Operator(NodeProcess):
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
@@ -160,6 +160,8 @@ class Operator(NodeProcess):
             metrics.forget_queue("operator")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             if self._tasks:  # files in hand finish (a transaction cannot be abandoned half-way)
                 await DeferredList(list(self._tasks), consumeErrors=True)
             if self.pool is not None:
@@ -440,7 +442,7 @@ class Operator(NodeProcess):
 
     def _metrics(self):
         try:
-            from anylog_tw.metrics import Metrics
+            from anylog_tw.base.metrics import Metrics
         except ImportError:  # pragma: no cover
             return None
         return self.node.component(Metrics)
@@ -449,7 +451,7 @@ class Operator(NodeProcess):
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
+        return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
 
 
 def _find_dbms(node, dbms: str):
@@ -465,5 +467,3 @@ def _utc(seconds: float):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""

@@ -14,8 +14,8 @@ import shutil
 import zlib
 from dataclasses import dataclass, replace
 
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName, file_hash, parse_file_name
+from anylog_tw.base.filename import FileName, file_hash, parse_file_name
+from anylog_tw.base.ingest_errors import IngestError
 
 _BUF = 1 << 20
 

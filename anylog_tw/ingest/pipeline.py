@@ -21,9 +21,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from anylog_tw.base.filename import FileName
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.ingest import mapping, reader
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName
 from anylog_tw.ingest.mapping import Batch, MappingPolicy
 from anylog_tw.storage import schema, sqlfmt
 

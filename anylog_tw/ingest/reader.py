@@ -14,7 +14,7 @@ from typing import BinaryIO, Iterator
 
 import orjson
 
-from anylog_tw.ingest.errors import IngestError
+from anylog_tw.base.ingest_errors import IngestError
 
 CHUNK = 2 << 20  # bytes of whole lines parsed and inserted at a time for big files (bounds memory)
 # orjson reads integers beyond 64 bits as floats (losing digits); text with a run of 20 digits

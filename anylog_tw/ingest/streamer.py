@@ -20,11 +20,16 @@ from dataclasses import dataclass, field, replace
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError
+from anylog_tw.base.errors import AnyLogError
+from anylog_tw.base.metrics import Metrics
+from anylog_tw.ingest.dropfile import (
+    DuplicateFile,
+    data_file_name,
+    ingest_dirs,
+    write_error_file,
+    write_file,
+)
 from anylog_tw.ingest.jsonrows import join_rows
-from anylog_tw.ingest.watchfile import (DuplicateFile, data_file_name, ingest_dirs, run_blocking, write_error_file,
-                                        write_file)
-from anylog_tw.metrics import Metrics
 
 ALL = "*"
 
@@ -176,14 +181,14 @@ class Streamer:
         name = "?"
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            await run_blocking(self.reactor, write_file, prep, watch, name, data)
+            await self.node.in_thread(write_file, prep, watch, name, data)
         except AnyLogError as e:
             stats.errors += 1
             reason = "duplicate" if isinstance(e, DuplicateFile) else "io"
             self.metrics.ingest_errors.labels(stage="streaming").inc()
             self.node.errors.add("streamer", f"flush {dbms}.{table}", e.message)
             try:
-                kept = await run_blocking(self.reactor, write_error_file, err, name if name != "?" else
+                kept = await self.node.in_thread(write_error_file, err, name if name != "?" else
                                           f"{dbms}.{table}.json", data, reason, self.reactor.seconds())
                 self.log.warn("streaming rows of {table} kept in {path}: {error}", table=f"{dbms}.{table}",
                               path=kept, error=e.message)

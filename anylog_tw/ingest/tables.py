@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from twisted.internet.defer import DeferredLock
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.ingest import pipeline
-from anylog_tw.ingest.errors import IngestError
 from anylog_tw.storage import policy_ddl, schema
 
 

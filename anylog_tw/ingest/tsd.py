@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
 from anylog_tw.storage import schema
 
 PENDING = "pending"

@@ -19,12 +19,11 @@ import os
 import re
 from dataclasses import dataclass, replace
 
-from anylog_tw import fileops
-from anylog_tw.atomic import rename_no_replace
-from anylog_tw.errors import CommandError, NotFound
-from anylog_tw.ingest import tsd
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import FileName, parse_file_name
+from anylog_tw.base.atomic import rename_no_replace
+from anylog_tw.base.errors import CommandError, NotFound
+from anylog_tw.base.filename import FileName, parse_file_name
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.ingest import fileops, tsd
 from anylog_tw.storage import schema
 
 TSD_TABLE = re.compile(r"^tsd_(info|\d{1,9})$")

@@ -12,8 +12,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from anylog_tw.metadata.values import (MISSING, QueryError, Store, as_number, body, policy_type, resolve,
-                                       split_function, text_of)
+from anylog_tw.metadata.values import (
+    MISSING,
+    QueryError,
+    Store,
+    as_number,
+    body,
+    policy_type,
+    resolve,
+    split_function,
+    text_of,
+)
 
 MODIFIERS = ("unique", "first", "recent", "json", "list", "table", "count", "null", "ip_port", "min", "max",
              "children")

@@ -29,11 +29,28 @@ import random
 import time
 from typing import Callable, Iterable, Sequence
 
-from anylog_tw.errors import StorageError
-from anylog_tw.metadata.ledger_file import (Parsed, State, build_state, parse_and_build, parse_lines,
-                                            render, write_atomically)
-from anylog_tw.metadata.rules import (MEMBER_RANGE, DuplicatePolicy, PolicyError, canonical,
-                                      iso_date, parse_policy, policy_id, prepare, to_line, validate)
+from anylog_tw.base.errors import StorageError
+from anylog_tw.metadata.ledger_file import (
+    Parsed,
+    State,
+    build_state,
+    parse_and_build,
+    parse_lines,
+    render,
+    write_atomically,
+)
+from anylog_tw.metadata.rules import (
+    MEMBER_RANGE,
+    DuplicatePolicy,
+    PolicyError,
+    canonical,
+    iso_date,
+    parse_policy,
+    policy_id,
+    prepare,
+    to_line,
+    validate,
+)
 from anylog_tw.metadata.values import body, index_keys, lookup_keys, policy_type
 
 # --- the ledger -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
 from anylog_tw.metadata.ledger import to_line
 from anylog_tw.metadata.values import body, policy_type
 

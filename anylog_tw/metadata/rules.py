@@ -12,7 +12,7 @@ import datetime
 import hashlib
 import json
 
-from anylog_tw.errors import CommandError
+from anylog_tw.base.errors import CommandError
 
 AUTO_FIELDS = ("date", "ledger")  # left out of the id
 MEMBER_RANGE = (1, 255)

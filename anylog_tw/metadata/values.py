@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any, Iterable, Protocol, Sequence
 
-from anylog_tw.errors import GrammarError
+from anylog_tw.base.errors import GrammarError
 
 MISSING = object()
 

@@ -13,10 +13,16 @@ import os
 
 from twisted.internet.defer import Deferred
 
-from anylog_tw.commands.reply import Reply
+from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
-from anylog_tw.net.transfer import FileProducer, FileReceiver, TransferError, check_file_name, check_md5, \
-    destination_dir
+from anylog_tw.net.transfer import (
+    FileProducer,
+    FileReceiver,
+    TransferError,
+    check_file_name,
+    check_md5,
+    destination_dir,
+)
 
 SMALL_READ = 64 * 1024  # Twisted's default; big reads slow down small messages
 BULK_READ = 1024 * 1024  # while a file body arrives

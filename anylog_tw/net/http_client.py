@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from twisted.web.http_headers import Headers
 
-from anylog_tw.commands import values
-from anylog_tw.errors import CommandError, GrammarError, OptionError, PeerError
+from anylog_tw.base import values
+from anylog_tw.base.errors import CommandError, GrammarError, OptionError, PeerError
 
 DEFAULT_TIMEOUT = 20.0  # seconds for the whole exchange (AnyLog's GET waits 20 s)
 MAX_BODY = 64 * 1024 * 1024  # the largest reply kept unless `max body` says otherwise

@@ -11,8 +11,9 @@ from twisted.internet.protocol import Protocol
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from anylog_tw.errors import PeerError
+from anylog_tw.base.errors import PeerError
 from anylog_tw.net.http_client import ReplyTooLarge, Request, failure_message
+
 
 @dataclass(frozen=True)
 class Response:

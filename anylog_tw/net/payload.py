@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from anylog_tw.commands.reply import JSON_FORMAT, TEXT, Reply
+from anylog_tw.base.reply import JSON_FORMAT, TEXT, Reply
 from anylog_tw.net.wire import WireError
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode

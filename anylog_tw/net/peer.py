@@ -20,14 +20,14 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from anylog_tw.commands.reply import TEXT, Reply
-from anylog_tw.errors import PeerError
+from anylog_tw.base.errors import PeerError
+from anylog_tw.base.reply import TEXT, Reply
 from anylog_tw.net import auth, wire
-from anylog_tw.net.payload import reply_fields, reply_from_frame
 from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
 from anylog_tw.net.deadlines import Deadlines
 from anylog_tw.net.eager import eager_writer
 from anylog_tw.net.filechannel import FileChannel
+from anylog_tw.net.payload import reply_fields, reply_from_frame
 from anylog_tw.net.transfer import FileReceiver
 
 _WAITING_KINDS = frozenset({"cmd", "event"})  # frames that wait while the peer does not read its replies

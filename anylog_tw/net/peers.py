@@ -25,8 +25,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import OptionError, PeerError, Timeout
+from anylog_tw.base.errors import OptionError, PeerError, Timeout
+from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
 from anylog_tw.net.peer import PeerProtocol
 from anylog_tw.net.transfer import TransferError, check_file_name

@@ -18,8 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from anylog_tw.atomic import fsync_dir
-from anylog_tw.ingest.watchfile import announce
+from anylog_tw.base.atomic import announce, fsync_dir
 
 CHUNK = 256 * 1024
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
 
-from anylog_tw.commands import values
-from anylog_tw.errors import ServiceError
+from anylog_tw.base import values
+from anylog_tw.base.errors import ServiceError
+from anylog_tw.base.periodic import Periodic
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.services import ha_state
-from anylog_tw.services.base import NodeProcess
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
-from anylog_tw.services.periodic import Periodic
 
 PROCESS = "HA"
 
@@ -55,12 +55,6 @@ class HA(NodeProcess):
         self.cluster = ""
         self.member = "0"
         self.started_at = 0.0
-        self._node = None
-
-    @property
-    def node(self):
-        """The node, also while stopping (`stop_process` detaches the service before it has saved)."""
-        return self.parent if self.parent is not None else self._node
 
     # -- what the halves ask -------------------------------------------------------------------
 
@@ -156,7 +150,6 @@ class HA(NodeProcess):
 
     def startService(self) -> None:
         NodeProcess.startService(self)
-        self._node = self.parent
         self.started_at = self.node.reactor.seconds()
         self.operator()
         if self.config.push:

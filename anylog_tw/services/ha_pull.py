@@ -19,10 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.internet.defer import DeferredSemaphore, gatherResults
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError, CommandError, PeerError, Timeout
+from anylog_tw.base.errors import AnyLogError, CommandError, PeerError, Timeout
 from anylog_tw.ingest import tsd
 from anylog_tw.services import ha_state as S
 
@@ -164,7 +163,7 @@ async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to
                             "instructions": "", "file_time": S.stamp(node.reactor.seconds()),
                             "reason": "no such file in tsd_info"})
             return
-        path = await deferToThread(S.find_archived, archive_dir, row, member)
+        path = await node.in_thread(S.find_archived, archive_dir, row, member)
         if path is None and in_hand(node, row, member):  # committed, being archived now: asked again next time
             failed.append({"file_id": fid, "error": "not archived yet"})
             return

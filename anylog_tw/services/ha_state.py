@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from anylog_tw.ingest.filename import archive_subdir
+from anylog_tw.base.filename import archive_subdir
 from anylog_tw.storage import schema
 
 PUSH_TABLE = "ha_push"

@@ -25,8 +25,8 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from anylog_tw.errors import AnyLogError
-from anylog_tw.services.base import NodeProcess
+from anylog_tw.base.errors import AnyLogError
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.services.scheduler import Scheduler, Task, call_function, expand_time_marks
 
 SYSTEM = 0

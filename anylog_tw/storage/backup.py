@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
-from anylog_tw.atomic import fsync_dir
-from anylog_tw.errors import StorageError
-from anylog_tw.ingest.filename import FileName
+from anylog_tw.base.atomic import fsync_dir
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.filename import FileName
 from anylog_tw.storage import schema, sqlfmt
 
 ROW_ID = "row_id"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
 from anylog_tw.storage import schema
 
 _NAME = r'(?:"[^"]+"|[\w$]+)'

@@ -28,7 +28,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from txpostgres import txpostgres
 
-from anylog_tw.errors import NotFound, StorageError
+from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
 

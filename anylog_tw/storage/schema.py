@@ -27,7 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base import names
+from anylog_tw.base.errors import StorageError
 
 SQLITE = "sqlite"
 PSQL = "psql"
@@ -38,7 +39,6 @@ TYPES = (INTEGER, FLOAT, BOOLEAN, TIMESTAMP, TEXT)
 
 # --- names ------------------------------------------------------------------------------------
 
-NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def check_name(name: Any, what: str = "name") -> str:
@@ -46,7 +46,7 @@ def check_name(name: Any, what: str = "name") -> str:
     if not isinstance(name, str):
         raise StorageError(f"{what} must be text, not {type(name).__name__}")
     low = name.strip().lower()
-    if not NAME_PATTERN.match(low):
+    if not names.is_name(low):
         shown = name if len(name) <= 80 else name[:77] + "..."
         raise StorageError(f"{what} {shown!r} is not allowed: use 1 to 63 letters, digits and '_', "
                            f"starting with a letter or '_'")

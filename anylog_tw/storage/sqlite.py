@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.errors import NotFound, StorageError
+from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from anylog_tw.base.filename import file_hash
 from anylog_tw.ingest import routing
-from anylog_tw.ingest.filename import file_hash
 from tests.e2e.harness import free_port, wait_for
 
 PERIOD = 1  # seconds between metadata syncs

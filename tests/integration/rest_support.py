@@ -9,8 +9,8 @@ import treq
 from twisted.internet import reactor, task
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from anylog_tw.base.registry import Registry
 from anylog_tw.commands import load_commands
-from anylog_tw.commands.registry import Registry
 from anylog_tw.node import Node
 
 

@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 
-from anylog_tw import diagnostics as diag
+from anylog_tw.commands import _probes as diag
 from anylog_tw.metadata.ledger import Ledger
 from anylog_tw.node import Node
 from tests.helpers import ok, poll, refused

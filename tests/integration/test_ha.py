@@ -195,7 +195,7 @@ async def test_a_file_a_member_no_longer_has_is_recorded_missing(cluster):
 async def test_a_file_b_failed_to_ingest_is_asked_for_again_up_to_the_retries(cluster):
     """B's operator fails one of A's files once and another every time: the pull asks again, the
     first lands once, the second is given up after tsd.RETRIES attempts and shows in `get tsd errors`."""
-    from anylog_tw.errors import StorageError
+    from anylog_tw.base.errors import StorageError
     from anylog_tw.ingest import tsd
 
     a, b = cluster

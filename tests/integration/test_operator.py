@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from anylog_tw.ingest.filename import parse_file_name
+from anylog_tw.base.filename import parse_file_name
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
@@ -276,8 +276,8 @@ async def test_big_file_is_streamed_in_chunks(node, monkeypatch):
 
 async def _register_by_hand(node, name: str, rows, status: str, inserted: int):
     """Put a file in the state a crash leaves: TSD row (pending/done), renamed, some rows inserted."""
+    from anylog_tw.base.filename import file_hash, tsd_date
     from anylog_tw.ingest import tsd
-    from anylog_tw.ingest.filename import file_hash, tsd_date
 
     data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
     short = parse_file_name(name)
@@ -322,8 +322,8 @@ async def test_done_file_is_only_archived(node):
 
 async def test_short_named_file_with_a_pending_row_is_taken_over(node):
     """Killed after the TSD row was committed but before the rename: the same row is used, not a new one."""
+    from anylog_tw.base.filename import file_hash
     from anylog_tw.ingest import tsd
-    from anylog_tw.ingest.filename import file_hash
 
     rows = [{"seq": i} for i in range(3)]
     data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
@@ -532,8 +532,9 @@ async def test_small_files_share_commits_and_a_bad_one_fails_alone(node):
 async def test_group_commit_shares_a_transaction_and_isolates_a_bad_file(node):
     """Ten inserts asked for at once: the first goes alone, the other nine share one transaction;
     with a refused one among them, it fails alone and the others land."""
-    from anylog_tw.ingest.batcher import GroupCommit
     from twisted.internet.defer import Deferred, DeferredList
+
+    from anylog_tw.ingest.batcher import GroupCommit
 
     db = node.component(Databases).get("lsl")
     await db.create_table("gc", {"seq": "integer"})
@@ -580,7 +581,7 @@ async def test_big_file_with_a_bad_value_late_fails_whole(node, monkeypatch):
 
 async def test_tsd_register_semantics(node):
     """A hash registers once; done/pending come back as they are; a peer's id reused for another hash is refused."""
-    from anylog_tw.errors import StorageError
+    from anylog_tw.base.errors import StorageError
     from anylog_tw.ingest import tsd
 
     almgm = node.component(Databases).get("almgm")
@@ -607,7 +608,7 @@ async def test_tsd_register_semantics(node):
 async def test_a_failed_file_is_recorded_and_redone_when_dropped_again(node):
     """A file that fails after it was registered leaves a failed TSD row (shown by `get tsd errors`),
     not a pending one; dropped again, it is taken over and its rows land once."""
-    from anylog_tw.errors import StorageError
+    from anylog_tw.base.errors import StorageError
     from anylog_tw.ingest import tsd
 
     await start(node)

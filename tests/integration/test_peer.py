@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 
-from anylog_tw.errors import PeerError, Timeout
+from anylog_tw.base.errors import PeerError, Timeout
 from anylog_tw.net.peers import Peers
 from anylog_tw.node import Node
 from tests.helpers import poll
@@ -150,7 +150,7 @@ async def test_unreachable_peer_fails_fast_unless_subset(tmp_path, pair):
 async def test_timeout_inside_parentheses(pair):
     """A peer that does not answer in time gives a Timeout error naming it."""
     a, b = pair
-    from anylog_tw.commands.registry import REGISTRY, command
+    from anylog_tw.base.registry import REGISTRY, command
 
     if REGISTRY.get("test peer hang") is None:
         @command("test peer hang", usage="test peer hang", text="never answers (tests only)", examples=(),

@@ -14,8 +14,8 @@ import os
 import pytest_twisted
 from twisted.internet import reactor
 
+from anylog_tw.base.filename import file_hash
 from anylog_tw.ingest import routing
-from anylog_tw.ingest.filename import file_hash
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases

@@ -13,8 +13,8 @@ from twisted.internet import reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
+from anylog_tw.base.process import NodeProcess
 from anylog_tw.node import Node
-from anylog_tw.services.base import NodeProcess
 from tests.helpers import poll
 from tests.integration.rest_support import Client, md5_name, read_watch, start_node, url, watch_files
 

@@ -15,7 +15,7 @@ from twisted.internet import defer, error, reactor, threads
 from twisted.protocols.policies import WrappingFactory
 from twisted.web import resource, server
 
-from anylog_tw.errors import OptionError
+from anylog_tw.base.errors import OptionError
 from anylog_tw.net import http_client
 from anylog_tw.node import Node
 from tests.helpers import ok, poll

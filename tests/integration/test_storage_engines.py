@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from anylog_tw.errors import NotFound, StorageError
+from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage.postgres import PostgresDatabase
 from anylog_tw.storage.sqlite import SQLiteDatabase
 

@@ -13,10 +13,10 @@ import uuid
 import pytest_twisted
 from twisted.internet import reactor
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands.registry import REGISTRY
-from anylog_tw.errors import StorageError
-from anylog_tw.ingest.filename import file_hash, parse_file_name
+from anylog_tw.base import grammar
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.filename import file_hash, parse_file_name
+from anylog_tw.base.registry import REGISTRY
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from anylog_tw.storage.policy_ddl import policy_columns

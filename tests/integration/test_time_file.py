@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from anylog_tw.ingest.filename import file_hash
+from anylog_tw.base.filename import file_hash
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, poll, refused

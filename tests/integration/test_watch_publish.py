@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 
+from anylog_tw.ingest.dropfile import write_file
 from anylog_tw.ingest.watcher import DirectoryWatcher
-from anylog_tw.ingest.watchfile import write_file
 from tests.helpers import poll
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.errors import GrammarError
+from anylog_tw.base.errors import GrammarError
 from anylog_tw.metadata.destinations import resolve as resolve_destination
 from anylog_tw.metadata.ledger import Ledger
 from anylog_tw.metadata.query import MemoryStore, QueryError, parse_query, run_query, select

@@ -8,9 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import (FileName, archive_subdir, error_name, file_hash, is_error_name, is_temporary,
-                                       parse_file_name, split_type, tsd_date)
+from anylog_tw.base.filename import (
+    FileName,
+    archive_subdir,
+    error_name,
+    file_hash,
+    is_error_name,
+    is_temporary,
+    parse_file_name,
+    split_type,
+    tsd_date,
+)
+from anylog_tw.base.ingest_errors import IngestError
 
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True)
 segments = st.from_regex(r"[A-Za-z0-9_\-]{1,12}", fullmatch=True)

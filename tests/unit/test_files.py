@@ -1,4 +1,4 @@
-"""The blocking file utilities behind the `file ...` and listing commands (anylog_tw.fileops)."""
+"""The blocking file utilities behind the `file ...` and listing commands (anylog_tw.ingest.fileops)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import os
 
 import pytest
 
-from anylog_tw import atomic, fileops
+from anylog_tw.base import atomic
+from anylog_tw.base.errors import CommandError, NotFound
+from anylog_tw.base.filename import parse_file_name
 from anylog_tw.commands.files import EXAMPLE_NAMES, FILE_STRUCT
-from anylog_tw.errors import CommandError, NotFound
-from anylog_tw.ingest.filename import parse_file_name
+from anylog_tw.ingest import fileops
 
 DATA = b'{"ts": "2026-11-28 05:00:00", "v": 1}\n' * 50
 

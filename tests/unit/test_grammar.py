@@ -8,10 +8,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import EQ, GROUP, JSON, STRING, WORD
-from anylog_tw.errors import GrammarError
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import GrammarError
+from anylog_tw.base.grammar import EQ, GROUP, JSON, STRING, WORD
 
 identifiers = st.from_regex(r"[a-z_][a-z0-9_]{0,12}", fullmatch=True).filter(lambda k: k not in ("and", "where"))
 plain_words = st.from_regex(r"[A-Za-z0-9_.:/\[\]@+-]{1,15}", fullmatch=True).filter(

@@ -130,7 +130,7 @@ def test_the_mark_stays_below_rows_not_read_from_the_table():
 
 
 def test_the_row_of_a_job_names_the_archived_file():
-    from anylog_tw.ingest.filename import parse_file_name
+    from anylog_tw.base.filename import parse_file_name
     from anylog_tw.ingest.operator import Job
 
     name = "lsl.ping.dev.abc.0.3.7.261128044517.json"

@@ -11,8 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anylog_tw.metadata.layer import Metadata
-from anylog_tw.metadata.ledger import (DuplicatePolicy, Ledger, PolicyError, iso_date, parse_lines, parse_policy,
-                                       policy_id, write_atomically)
+from anylog_tw.metadata.ledger import (
+    DuplicatePolicy,
+    Ledger,
+    PolicyError,
+    iso_date,
+    parse_lines,
+    parse_policy,
+    policy_id,
+    write_atomically,
+)
 from tests.helpers import run, unit_node
 
 OPERATOR = {"operator": {"name": "op1", "ip": "10.0.0.5", "port": 32148, "cluster": "c1"}}
@@ -260,7 +268,7 @@ def test_wait_for_fires_on_insert_and_times_out_on_the_clock(node):
 
 
 def test_insert_with_an_unreachable_master_stays_local(node):
-    from anylog_tw.errors import PeerError
+    from anylog_tw.base.errors import PeerError
 
     async def down(address, text):
         raise PeerError(f"cannot connect to {address}")
@@ -317,8 +325,9 @@ def test_after_a_merge_the_version_is_the_md5_of_the_file(tmp_path):
     node = unit_node(tmp_path)
     ok(node, 'blockchain add {"config": {"id": "mine"}}')
     meta = node.component(Metadata)
-    from tests.helpers import fired
     from twisted.internet.defer import Deferred
+
+    from tests.helpers import fired
 
     count, kept = fired(Deferred.fromCoroutine(meta.install_master_copy('{"config": {"id": "g1"}}')))
     assert count == 2 and [inner(p)["id"] for p in kept] == ["mine"]

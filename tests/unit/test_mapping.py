@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.ingest import mapping, reader
-from anylog_tw.ingest.errors import IngestError
 from anylog_tw.ingest.mapping import MappingPolicy, default_batch, plan_columns, to_rows
 from anylog_tw.storage import schema
 

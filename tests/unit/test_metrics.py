@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anylog_tw.metrics import Metrics
+from anylog_tw.base.metrics import Metrics
 from tests.helpers import unit_node
 
 

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anylog_tw.base.errors import AnyLogError, OptionError
+from anylog_tw.base.reply import Reply
 from anylog_tw.commands.network import combine, parse_destination
-from anylog_tw.commands.reply import Reply
-from anylog_tw.errors import AnyLogError, OptionError
+from anylog_tw.front.tcpserver import listen_plan
 from anylog_tw.net.peers import canonical, parse_address
-from anylog_tw.net.tcpserver import listen_plan
 from tests.helpers import run, unit_node
 
 ipv4 = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from anylog_tw.services.base import NodeProcess
+from anylog_tw.base.process import NodeProcess
 from tests.helpers import run, unit_node
 
 
@@ -101,8 +101,9 @@ def test_bad_input_gives_a_clear_error(node, text, fragment):
 
 @pytest.mark.allow_logged_errors
 def test_a_bug_in_a_handler_is_an_error_reply_with_the_traceback_logged(node):
-    from anylog_tw.commands.registry import Registry
     from twisted.logger import globalLogPublisher
+
+    from anylog_tw.base.registry import Registry
 
     reg = Registry()
     reg.command("boom", usage="boom", text="t", examples=("boom",), keywords=("k",))(lambda call: 1 / 0)

@@ -9,13 +9,12 @@ from twisted.internet.defer import TimeoutError
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
-from anylog_tw.errors import CommandError, PeerError
+from anylog_tw.base.errors import CommandError, PeerError
 from anylog_tw.net import auth, wire
 from anylog_tw.net.payload import reply_from_frame
 from anylog_tw.net.peer import PeerProtocol
 from anylog_tw.net.peers import Peers
 from tests.helpers import fired, unit_node
-
 
 WAITING: list = []  # Deferreds the "test peer wait" command is waiting on
 
@@ -233,7 +232,7 @@ def test_commands_that_wait_reply_when_they_finish(tmp_path):
     """A peer command that awaits is answered when it completes, success or failure, in any order."""
     from twisted.internet.defer import Deferred
 
-    from anylog_tw.commands.registry import REGISTRY, command
+    from anylog_tw.base.registry import REGISTRY, command
 
     if REGISTRY.get("test peer wait") is None:
         @command("test peer wait", usage="test peer wait", text="waits for the test (tests only)", examples=(),

@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 
-from anylog_tw.errors import PeerError
+from anylog_tw.base.errors import PeerError
+from anylog_tw.base.filename import file_hash, parse_file_name
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.ingest import outbox, routing
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.ingest.filename import file_hash, parse_file_name
 from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.publisher import Publisher, PublisherConfig
 from tests.helpers import run, unit_node
@@ -44,7 +44,7 @@ def test_inspect_names_the_file_with_the_operators_hash(tmp_path_factory, data, 
     ("lsl.9ping.json", b"x", "name"),
     ("lsl.ping.csv", b"x", "type"),
     ("lsl.ping.0.0.json", b"", "empty"),
-    ("lsl.ping.0.0.json.gz", gzip.compress(b""), "empty"),
+    ("lsl.ping.0.0.json.gz", gzip.compress(b"", mtime=0), "empty"),
     ("lsl.ping.0.0.json.gz", b"plain text", "io"),
 ])
 def test_inspect_refuses_bad_files_with_a_reason(tmp_path, name, data, reason):
@@ -271,7 +271,7 @@ def test_routing_uses_the_live_view_of_the_peers(tmp_path):
 
 
 def test_rest_put_and_the_streamer_write_into_the_publishers_watch_dir(tmp_path):
-    from anylog_tw.ingest.watchfile import ingest_dirs
+    from anylog_tw.ingest.dropfile import ingest_dirs
 
     node, pub, _ = start_publisher(tmp_path)
     assert ingest_dirs(node)[1] == pub.watch_dir == pub.config.watch_dir

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from anylog_tw.commands import grammar, load_commands
-from anylog_tw.commands.registry import Option, Registry
-from anylog_tw.errors import OptionError
+from anylog_tw.base import grammar
+from anylog_tw.base.errors import OptionError
+from anylog_tw.base.registry import Option, Registry
+from anylog_tw.commands import load_commands
 from tests.helpers import run, unit_node
 
 REGISTRY = load_commands()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from anylog_tw.base.errors import OptionError
 from anylog_tw.commands.rest import listen_address
-from anylog_tw.errors import OptionError
 from tests.helpers import run, unit_node
 
 

@@ -8,11 +8,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anylog_tw.base.errors import GrammarError
+from anylog_tw.base.grammar import tokenize
 from anylog_tw.commands import load_commands
-from anylog_tw.errors import GrammarError
-from anylog_tw.net.rest_request import (ReadOnlyError, RequestError, agent_product, check_method, check_read_only,
-                                        client_command, command_kind, is_query_sql, read_request, url_fields)
-from anylog_tw.commands.grammar import tokenize
+from anylog_tw.front.rest_request import (
+    ReadOnlyError,
+    RequestError,
+    agent_product,
+    check_method,
+    check_read_only,
+    client_command,
+    command_kind,
+    is_query_sql,
+    read_request,
+    url_fields,
+)
 
 REGISTRY = load_commands()
 texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40).filter(lambda t: t.strip())

@@ -11,9 +11,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from anylog_tw.commands.grammar import tokenize
+from anylog_tw.base.errors import GrammarError
+from anylog_tw.base.grammar import tokenize
 from anylog_tw.commands.schedule import split_schedule
-from anylog_tw.errors import GrammarError
 from anylog_tw.services.scheduler import Scheduler, expand_time_marks, format_interval, next_slot
 from anylog_tw.services.scheduler_service import Schedulers
 from tests.helpers import fired, run, unit_node

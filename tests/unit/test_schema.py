@@ -11,7 +11,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.errors import StorageError
+from anylog_tw.base.errors import StorageError
+from anylog_tw.base.names import is_name
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 
@@ -55,7 +56,7 @@ def test_column_name_maps_keys_to_valid_names_or_refuses(key):
         name = schema.column_name(key)
     except StorageError:
         return
-    assert schema.NAME_PATTERN.match(name)
+    assert is_name(name)
     assert schema.column_name(name) == name  # idempotent
 
 

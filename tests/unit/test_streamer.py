@@ -6,7 +6,7 @@ import os
 
 import orjson
 
-from anylog_tw.ingest.filename import file_hash
+from anylog_tw.base.filename import file_hash
 from anylog_tw.ingest.streamer import Streamer
 from tests.helpers import fired, run, unit_node
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.commands.reply import Reply
+from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
 from anylog_tw.net.payload import reply_fields, reply_from_frame
 

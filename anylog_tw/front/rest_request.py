@@ -17,11 +17,10 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from anylog_tw.commands import grammar
-from anylog_tw.commands import values
-from anylog_tw.commands.grammar import STRING, WORD, split_output_target, with_options
-from anylog_tw.commands.registry import Registry
-from anylog_tw.errors import AnyLogError, GrammarError
+from anylog_tw.base import grammar, values
+from anylog_tw.base.errors import AnyLogError, GrammarError
+from anylog_tw.base.grammar import STRING, WORD, split_output_target, with_options
+from anylog_tw.base.registry import Registry
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024  # the largest request body taken unless `max body` says otherwise
 

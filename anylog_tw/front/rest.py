@@ -24,13 +24,13 @@ from twisted.web import resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from anylog_tw import __version__
-from anylog_tw.errors import AnyLogError, Timeout
-from anylog_tw.metrics import CONTENT_TYPE as METRICS_TYPE
-from anylog_tw.metrics import Metrics
-from anylog_tw.net.rest_auth import Credentials
-from anylog_tw.net.rest_put import put_data
-from anylog_tw.net.rest_request import RequestError, agent_product, check_method, check_read_only, read_request
-from anylog_tw.net.rest_site import DEFAULT_MAX_BODY
+from anylog_tw.base.errors import AnyLogError, Timeout
+from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
+from anylog_tw.base.metrics import Metrics
+from anylog_tw.front.rest_auth import Credentials
+from anylog_tw.front.rest_put import put_data
+from anylog_tw.front.rest_request import RequestError, agent_product, check_method, check_read_only, read_request
+from anylog_tw.front.rest_site import DEFAULT_MAX_BODY
 
 JSON_TYPE = b"application/json"
 TEXT_TYPE = b"text/plain; charset=utf-8"
@@ -288,7 +288,7 @@ class RestApi:
         try:
             self._authorize(request)
             if self._openapi is None:
-                from anylog_tw.net.rest_openapi import openapi_document
+                from anylog_tw.front.rest_openapi import openapi_document
 
                 self._openapi = orjson.dumps(openapi_document(self.node, self.config))
             return self._send(request, "/openapi.json", started, 200, self._openapi, JSON_TYPE)
@@ -352,7 +352,7 @@ class _Root(resource.Resource):
 
 
 def _read_only_put() -> AnyLogError:
-    from anylog_tw.net.rest_request import ReadOnlyError
+    from anylog_tw.front.rest_request import ReadOnlyError
 
     return ReadOnlyError("this REST server is read only: PUT data is refused (use a REST server without "
                          "'read only = true')")

@@ -14,8 +14,8 @@ import re
 from functools import lru_cache
 from typing import Callable, Iterator, NamedTuple
 
-from anylog_tw.commands.values import parse_bool
-from anylog_tw.errors import GrammarError
+from anylog_tw.base.errors import GrammarError
+from anylog_tw.base.values import parse_bool
 
 WORD = "word"
 STRING = "string"

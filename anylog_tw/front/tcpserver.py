@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anylog_tw.errors import OptionError
-from anylog_tw.services.base import ListeningProcess
+from anylog_tw.base.errors import OptionError
+from anylog_tw.base.process import ListeningProcess
 
 
 @dataclass(frozen=True)

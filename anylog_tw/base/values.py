@@ -11,7 +11,7 @@ import datetime
 import re
 import time
 
-from anylog_tw.errors import GrammarError
+from anylog_tw.base.errors import GrammarError
 
 # --- typed values ----------------------------------------------------------------------------
 

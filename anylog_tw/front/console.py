@@ -27,8 +27,8 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from anylog_tw.commands.grammar import CommandAccumulator
-from anylog_tw.services.base import ListeningProcess
+from anylog_tw.base.grammar import CommandAccumulator
+from anylog_tw.base.process import ListeningProcess
 
 
 class QuietTelnetBootstrap(TelnetBootstrapProtocol):

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hmac
 
-from anylog_tw.errors import AnyLogError
+from anylog_tw.base.errors import AnyLogError
 
 
 class AuthError(AnyLogError):

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from anylog_tw.ingest.errors import IngestError
-from anylog_tw.storage.schema import NAME_PATTERN
+from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.names import is_name
 
 TYPES = ("json",)
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
@@ -102,9 +102,9 @@ def parse_file_name(name: str) -> FileName:
         if not _SEGMENT.match(seg):
             raise _bad(name, f"segment {i + 1} ({seg!r}) holds characters other than letters, digits and _-:+=@~,")
     dbms, table = segs[0].lower(), segs[1].lower()
-    if not NAME_PATTERN.match(dbms):
+    if not is_name(dbms):
         raise _bad(name, f"dbms {segs[0]!r} is not a valid name (letters, digits and '_', not starting with a digit)")
-    if not NAME_PATTERN.match(table):
+    if not is_name(table):
         raise _bad(name, f"table {segs[1]!r} is not a valid name (letters, digits and '_', not starting with a digit)")
     rest = segs[2:] + ["0"] * (3 - len(segs[2:5]))
     source, hash_, instructions = rest[0], rest[1], rest[2]

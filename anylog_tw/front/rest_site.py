@@ -14,9 +14,8 @@ import io
 import orjson
 from twisted.web import server
 
-from anylog_tw.net.rest_request import DEFAULT_MAX_BODY
-from anylog_tw.services.base import ListeningProcess
-
+from anylog_tw.base.process import ListeningProcess
+from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
 
 
 def _too_large(limit: int) -> bytes:

@@ -7,7 +7,7 @@ in `get operator error` and the node's error log.
 
 from __future__ import annotations
 
-from anylog_tw.errors import AnyLogError
+from anylog_tw.base.errors import AnyLogError
 
 # code -> what it means; the code is the part after `err_` in the error file's name.
 CODES = {
