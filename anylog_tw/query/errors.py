@@ -1,6 +1,6 @@
 """The query path's errors: a statement that cannot run, or cannot be merged correctly."""
 
-from anylog_tw.errors import CommandError
+from anylog_tw.base.errors import CommandError
 
 
 class QueryError(CommandError):
