@@ -201,7 +201,7 @@ def parse_destination(text: str) -> Destination:
         i += 1
     if not addresses:
         raise OptionError("run client: the destination lists no node (write e.g. (10.0.0.1:32048) or "
-                          "(!ip !port)); network SQL routing with () comes with the query commands")
+                          "(!ip !port)); an empty () is for 'sql' only")
     return dest
 
 
@@ -234,6 +234,10 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
+    from anylog_tw.commands.query import is_sql, network_sql
+
+    if is_sql(cmd):  # the network query path: the metadata's clusters, rewrite and merge
+        return await network_sql(call, dest_text, cmd)
     from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 
     addresses = await metadata_destination(call.node, dest_text)

@@ -186,3 +186,28 @@ def _limit(tree: exp.Select) -> tuple[int | None, int]:
 
     return number(tree.args.get("limit"), "LIMIT"), number(tree.args.get("offset"), "OFFSET") or 0
 
+
+
+def table_of(text: str, now: datetime.datetime) -> str:
+    """The table a SELECT reads (before its table policy is looked up)."""
+    try:
+        tree = sqlglot.parse_one(stmt.prepare(text, now).sql, read="sqlite")
+    except sqlglot.errors.SqlglotError as e:
+        raise QueryError(f"SQL Failure: {e}") from None
+    if not isinstance(tree, exp.Select):
+        raise QueryError("a network query must be one SELECT statement")
+    return _single_table(normalize_identifiers(tree, dialect="sqlite"))
+
+
+def force_merge(plan: Plan) -> Plan:
+    """`pass_through = false`: rows go through the merge table even with nothing to merge."""
+    if plan.titles is None:
+        raise QueryError("pass_through = false with 'select *' needs the table's columns (its table policy)")
+    cols = [exp.column(f"extend_{i + 1}", quoted=True) for i in range(len(plan.extend))]
+    cols += [exp.column(n, quoted=True) for n in plan.remote_columns]
+    local = exp.select(*[c.as_(t, quoted=True) for c, t in zip(cols, plan.output_titles())]).from_(
+        placeholder_table())
+    if plan.limit is not None:
+        local = local.limit(plan.limit)
+    plan.local = local
+    return plan
