@@ -47,8 +47,12 @@ async def _destination(call, text: str) -> tuple[list[str] | None, bool, float]:
             subset = value.lower() == "true"  # only the text true enables subset, as in AnyLog
         else:
             timeout = values.parse_seconds(value)
-    rest = _DEST_OPTION.sub(" ", text).replace(",", " ").strip()
-    rest = re.sub(r"^(and\s+)+|(\s+and)+$", "", rest, flags=re.IGNORECASE).strip()
+    rest = _DEST_OPTION.sub(" ", text).replace(",", " ").split()
+    while rest and rest[0].lower() == "and":
+        rest.pop(0)
+    while rest and rest[-1].lower() == "and":
+        rest.pop()
+    rest = " ".join(rest)
     if not rest or _TABLE_FORM.match(rest):
         return None, subset, timeout
     if is_metadata_destination(rest):

@@ -197,3 +197,39 @@ async def test_a_silent_operator_with_subset_gives_the_partial_answer(network):
     finally:
         await port.stopListening()
         query.component(Peers).forget(silent)
+
+
+async def test_rest_destination_network_with_subset_and_timeout_headers(network):
+    """REST: `destination: network` runs the query over the clusters; subset and timeout headers apply."""
+    from tests.integration.rest_support import Client
+
+    query, _ = network
+    await ok(query, "run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
+    client = Client(query)
+    try:
+        headers = {"User-Agent": "AnyLog/1.23", "destination": "network",
+                   "command": 'sql lsl format = json "select count(*) from ping"'}
+        status, hdrs, body = await client.call("GET", headers=headers)
+        assert status == 200, body
+        assert hdrs.getRawHeaders("content-type")[0].startswith("text/json") or b'"Query"' in body
+        data = json.loads(body)
+        assert data["Query"] == [{"count(*)": 1000}] and data["Statistics"][0]["Nodes"] == 2
+        port = await add_silent_cluster(query)
+        silent = f"127.0.0.1:{port.getHost().port}"
+        try:
+            headers.update({"subset": "true", "timeout": "1"})
+            status, _, body = await client.call("GET", headers=headers)
+            assert status == 200, body
+            assert json.loads(body)["Statistics"][0]["Participating Nodes"] == 2
+            del headers["subset"]
+            status, _, body = await client.call("GET", headers=headers)
+            assert status != 200 and b"No active operator for cluster 'c3'" in body
+        finally:
+            await port.stopListening()
+            query.component(Peers).forget(silent)
+        headers = {"User-Agent": "AnyLog/1.23", "destination": "network",
+                   "command": 'sql lsl format = json "select count(*) from nosuchtable"'}
+        status, _, body = await client.call("GET", headers=headers)
+        assert status == 400 and b"No metadata info" in body
+    finally:
+        await client.close()
