@@ -18,6 +18,8 @@ from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 from anylog_tw.net.peers import Peers, canonical
 
 DEFAULT_TIMEOUT = 20.0
+# `run client (...) sql ...` goes to the query node's path; commands/query.py sets it when loaded
+SQL_ROUTE = None
 
 
 # --- run tcp server / exit tcp ---------------------------------------------------------------
@@ -234,10 +236,8 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
-    from anylog_tw.commands.query import is_sql, network_sql
-
-    if is_sql(cmd):  # the network query path: the metadata's clusters, rewrite and merge
-        return await network_sql(call, dest_text, cmd)
+    if SQL_ROUTE is not None and cmd.split(None, 1)[0].lower() == "sql":
+        return await SQL_ROUTE(call, dest_text, cmd)  # the network query path (commands/query.py)
     from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 
     addresses = await metadata_destination(call.node, dest_text)

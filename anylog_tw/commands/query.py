@@ -13,12 +13,15 @@ from anylog_tw.base import grammar
 from anylog_tw.base.errors import CommandError, OptionError
 from anylog_tw.base.registry import FORMAT, Option, command, grant_allows
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands import network
 from anylog_tw.commands.storage import databases, parse_sql_call
-from anylog_tw.query import output, timeexpr
+from anylog_tw.query import output, stream, timeexpr
 from anylog_tw.query.jobs import QueryJobs
 from anylog_tw.query.network import NetworkQuery
 from anylog_tw.query.options import parse_options
-from anylog_tw.query.part import PartLog, PartRecord, run_part
+from anylog_tw.query.cursor import Cursors
+from anylog_tw.query.part import PartLog, PartRecord, check_select, run_part
+from anylog_tw.query.plan import translate
 
 KEYWORDS = ("query", "network", "sql")
 _DEST_OPTION = re.compile(r"(?:^|[\s,(])(subset|timeout)\s*=\s*([^\s,)]+)", re.IGNORECASE)
@@ -28,10 +31,6 @@ _TABLE_FORM = re.compile(r"^\s*(dbms\s*=\s*\S+\s+and\s+table\s*=\s*\S+|table\s*=
 
 def jobs(call) -> QueryJobs:
     return call.node.component(QueryJobs)
-
-
-def is_sql(cmd: str) -> bool:
-    return cmd.split(None, 1)[0].lower() == "sql" if cmd.strip() else False
 
 
 async def _destination(call, text: str) -> tuple[list[str] | None, bool, float]:
@@ -92,22 +91,37 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
     except Exception:
         job.status, job.ended = "Error", node.reactor.seconds()
         raise
-    job.ended, job.rows = node.reactor.seconds(), len(answer.rows)
-    job.status = "Completed" if answer.rows else "Empty Set"
-    return await _reply(call, answer, opts)
-
-
-async def _reply(call, answer, opts) -> Reply:
-    node = call.node
-    now = datetime.datetime.fromtimestamp(node.reactor.seconds(), datetime.timezone.utc).replace(tzinfo=None)
+    now = stream.now_utc(node.reactor)
     tz = output.zone(opts.timezone)
-    lead = len(answer.plan.extend)
-    rows = list(output.format_rows(answer.titles, answer.rows, answer.plan.casts, answer.plan.time_columns, tz,
-                                   now, lead=lead))
-    stats = output.statistics(len(rows), answer.seconds, answer.nodes,
-                              target=answer.target_nodes if answer.partial else None)
-    if answer.failover:
-        stats["Failover"] = answer.failover
+
+    def shape(batch):
+        return list(output.format_rows(answer.titles, batch, answer.plan.casts, answer.plan.time_columns, tz, now,
+                                       lead=len(answer.plan.extend)))
+
+    def statistics(count: int) -> dict:
+        job.ended, job.rows = node.reactor.seconds(), count
+        job.status = "Completed" if count else "Empty Set"
+        stats = output.statistics(count, job.ended - job.started, answer.nodes,
+                                  target=answer.target_nodes if answer.partial else None)
+        if answer.failover:
+            stats["Failover"] = answer.failover
+        return stats
+
+    if answer.stream is not None and call.origin.startswith("REST") and not opts.table and opts.dest != "file":
+        body = stream.chunks(opts.format, answer.titles, answer.stream, shape, opts.stat, statistics)
+        return stream.StreamReply(body, opts.format != "table")
+    if answer.stream is not None:
+        try:
+            answer.rows = [r async for batch in answer.stream for r in batch]
+        except Exception:
+            job.status = "Error"
+            raise
+    rows = shape(answer.rows)
+    return await _reply(call, answer, opts, rows, statistics(len(rows)))
+
+
+async def _reply(call, answer, opts, rows, stats) -> Reply:
+    node = call.node
     if opts.table:
         await _keep_in_system_query(call, opts, answer.titles, rows)
         return Reply.of_json({"Query.output.all": f"Data in table '{opts.table}'"})
@@ -163,20 +177,25 @@ async def _keep_in_system_query(call, opts, titles, rows) -> None:
         await db.bulk_insert(name, columns, rows)
 
 
+network.SQL_ROUTE = network_sql
+
+
 # --- the operators' side --------------------------------------------------------------------------
 
 
 @command("query part",
          usage='query part where dbms = <dbms> and table = <table> and sql = "<select>" [and job = N and node = '
-               'ip:port and extend = "key,key"]',
+               'ip:port and extend = "key,key" and page = N]',
          text="Run one part of a network query on this operator (what a query node sends): the SELECT, written in "
               "SQLite's dialect, is checked to be one SELECT, put in this dbms's dialect and run read-only. The "
-              "reply is the rows as a table, with the dictionary values the query node asked for (extend). A table "
-              "this node does not have answers no rows.",
+              "reply is the rows as a table, with the dictionary values the query node asked for (extend). With "
+              "page = N, at most N rows come back and the rest is read on with 'query next'. A table this node "
+              "does not have answers no rows.",
          examples=('query part where dbms = lsl and table = ping and sql = "SELECT COUNT(*) AS \\"c\\" FROM ping"',),
          keywords=KEYWORDS, grant="read", readonly=True,
          options=(Option("dbms", required=True), Option("table", required=True), Option("sql", required=True),
-                  Option("job", default=""), Option("node", default=""), Option("extend", default="")))
+                  Option("job", default=""), Option("node", default=""), Option("extend", default=""),
+                  Option("page", kind="int", default=0)))
 async def query_part(call):
     node = call.node
     opts = call.opts
@@ -185,17 +204,37 @@ async def query_part(call):
                         started=node.reactor.seconds())
     node.component(PartLog).add(record)
     extend = {k.strip().lower(): node.dictionary.get(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}
+    page = opts["page"] if opts["page"] > 0 and not getattr(db, "memory", False) else 0
+    cursor = None
     try:
         if not await db.has_table(opts["table"].lower()):
             return Reply.of_table([], [], data={"extend": extend, "missing": True})
-        columns, rows = await run_part(db, opts["sql"])
+        if page:
+            check_select(opts["sql"])
+            columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine), page)
+        else:
+            columns, rows = await run_part(db, opts["sql"])
     except Exception as e:
         record.error = str(e)
         raise
     finally:
         record.seconds = node.reactor.seconds() - record.started
     record.rows = len(rows)
-    return Reply(columns=columns, rows=rows, data={"extend": extend})
+    return Reply(columns=columns, rows=rows, data={"extend": extend, "cursor": cursor})
+
+
+@command("query next", usage="query next where cursor = <id> [and stop = true]",
+         text="The next page of an open network query part (see 'query part ... and page = N'); stop = true "
+              "closes it. The reply's data names the cursor again while more rows remain.",
+         examples=("query next where cursor = 5f2a9c1e0b7d4e33",), keywords=KEYWORDS, grant="read", readonly=True,
+         options=(Option("cursor", required=True), Option("stop", kind="bool", default=False)))
+async def query_next(call):
+    cursors = call.node.component(Cursors)
+    if call.opts["stop"]:
+        cursors.close_one(call.opts["cursor"])
+        return Reply(columns=[], rows=[], data={"cursor": None})
+    rows, cursor = await cursors.next(call.opts["cursor"])
+    return Reply(columns=[], rows=rows, data={"cursor": cursor})
 
 
 @command("get query execution",

@@ -207,7 +207,16 @@ class RestApi:
         if not reply.ok:
             return self._error(request, "/", started, reply.status, reply.error_code or "error", reply.text or "")
         ctype = JSON_TYPE if reply.renders_json() else TEXT_TYPE
+        if getattr(reply, "stream", None) is not None:  # a pass-through query answer, sent as it comes
+            return Deferred.fromCoroutine(self._stream(reply, request, started, ctype))
         return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
+
+    async def _stream(self, reply, request, started: float, ctype: bytes) -> bytes:
+        from anylog_tw.front.rest_stream import send_stream
+
+        await send_stream(request, reply.stream, ctype)
+        self._send(request, "/", started, 200, b"", ctype)  # counts the call (the headers are out already)
+        return b""
 
     async def _put(self, request, headers: dict[str, str], started: float) -> bytes:
         try:

@@ -22,7 +22,7 @@ from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.grammar import quote
 from anylog_tw.metadata import policies
 from anylog_tw.query import merge as merging
-from anylog_tw.query import rewrite, timeseries
+from anylog_tw.query import rewrite, stream, timeseries
 from anylog_tw.query.errors import QueryError
 from anylog_tw.query.jobs import Job, PartRun, QueryJobs
 from anylog_tw.query.options import QueryOptions
@@ -59,6 +59,7 @@ class Answer:
     failover: list[str] = field(default_factory=list)
     seconds: float = 0.0
     partial: bool = False   # some clusters did not answer (subset): Target/Participating in the statistics
+    stream: object = None   # pass-through: an async iterator of row batches instead of `rows`
 
 
 class NoMetadata(QueryError):
@@ -127,6 +128,7 @@ class NetworkQuery:
         if plan.period is not None:
             ends = await self._gather(job, targets, plan, deadline, subset, opts, leading=True)
             plan = plan.with_period_end(timeseries.latest(r[1][0][0] for r in ends if r is not None and r[1]))
+
             if plan is None:  # no operator has data inside the period's bound: an empty result
                 return Answer(first.output_titles(), [], first, job, len(targets), 0,
                               seconds=time.monotonic() - started)
@@ -137,16 +139,19 @@ class NetworkQuery:
             job.local_create, job.local_sql = plan.local_create(name), plan.local_sql(name)
         replies = await self._gather(job, targets, plan, deadline, subset, opts)
         answered = [r for r in replies if r is not None]
-        if plan.pass_through:
+        source = None
+        if plan.pass_through:  # rows stream on from the operators' cursors, up to the LIMIT
             titles = plan.output_titles(answered[0][2] if answered else None)
-            rows = list(merging.pass_through(plan, [(ext, rows) for ext, rows, _ in answered]))
+            rows = []
+            source = stream.pages(self.ask, answered, plan, deadline, job)
         else:
-            titles, rows = await self.in_thread(merging.merge, plan, [(ext, rows) for ext, rows, _ in answered])
+            titles, rows = await self.in_thread(merging.merge, plan, [(r[0], r[1]) for r in answered])
         done = [p for p in job.parts if p.status in ("Completed", "Empty Set")]
         failover = [f"cluster {p.cluster}: {' -> '.join(p.tried)}" for p in done if len(p.tried) > 1]
         answer = Answer(titles, rows, plan, job, len(targets), len({p.address for p in done}), failover,
                         seconds=time.monotonic() - started)
         answer.partial = len(done) < len(targets)
+        answer.stream = source
         if answer.partial:
             answer.nodes = len(done)
         return answer
@@ -208,7 +213,9 @@ class NetworkQuery:
                     opts: QueryOptions, leading: bool):
         sql = plan.leading_sql(target.table) if leading else plan.remote_sql(target.table)
         plus = [e.name for e in plan.extend if e.kind == "+"] if not leading else []
+        page = stream.PAGE if plan.pass_through and not leading else 0
         text = (f"query part where dbms = {target.dbms} and table = {target.table} and job = {job.id}"
+                + (f" and page = {page}" if page else "")
                 + (f" and node = {self.own_address}" if self.own_address else "")
                 + (f" and extend = {quote(','.join(plus))}" if plus else "")
                 + f" and sql = {quote(sql)}")
@@ -242,7 +249,7 @@ class NetworkQuery:
             run.rows = len(rows)
             run.status = "Completed" if rows else "Empty Set"
             ext = tuple(_extend_value(e, member.address, target, data) for e in plan.extend)
-            return ext, rows, reply.columns
+            return ext, rows, reply.columns, data.get("cursor"), member.address, run
         run.status, run.error, run.ended = "Error", "; ".join(reasons), self.clock.seconds()
         raise PeerError(f"No active operator for cluster '{target.cluster}' (table {target.dbms}.{target.table}): "
                         + "; ".join(reasons) + " (add subset = true to the destination to accept partial results)")

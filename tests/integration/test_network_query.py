@@ -233,3 +233,50 @@ async def test_rest_destination_network_with_subset_and_timeout_headers(network)
         assert status == 400 and b"No metadata info" in body
     finally:
         await client.close()
+
+
+async def test_pass_through_pages_through_cursors_and_closes_them_at_the_limit(network, monkeypatch):
+    """Rows come a page at a time from each operator; at the LIMIT the open cursors are closed."""
+    from anylog_tw.query import stream
+    from anylog_tw.query.cursor import Cursors
+    from tests.helpers import poll
+
+    monkeypatch.setattr(stream, "PAGE", 45)
+    query, ops = network
+    data = (await answer(query, 'run client () sql lsl "select value, timestamp from ping"')).json_data()
+    assert data["Statistics"][0]["Count"] == 1000 and len(data["Query"]) == 1000
+    everything = sorted((v, t) for t, _, v in rows_of(0) + rows_of(1))
+    assert sorted((r["value"], r["timestamp"]) for r in data["Query"]) == everything
+    data = (await answer(query, 'run client () sql lsl "select value from ping limit 120"')).json_data()
+    assert len(data["Query"]) == 120
+    await poll(lambda: all(not n.component(Cursors).open for n in ops.values()), what="cursors closed")
+
+
+async def test_rest_streams_a_pass_through_answer(network, monkeypatch):
+    from anylog_tw.query import stream
+    from tests.integration.rest_support import Client
+
+    monkeypatch.setattr(stream, "PAGE", 64)
+    query, _ = network
+    await ok(query, "run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
+    client = Client(query)
+    try:
+        for fmt in ("json", "table", "json:list", "json:output"):
+            headers = {"User-Agent": "AnyLog/1.23", "destination": "network",
+                       "command": f'sql lsl format = {fmt} "select device_name, value from ping"'}
+            status, hdrs, body = await client.call("GET", headers=headers)
+            assert status == 200, body
+            text = body.decode()
+            if fmt == "json":
+                data = json.loads(text)
+                assert len(data["Query"]) == 1000 and data["Statistics"][0]["Count"] == 1000
+            elif fmt == "json:list":
+                rows, stats = text.split("\n")
+                assert len(json.loads(rows)) == 1000 and json.loads(stats)["Statistics"][0]["Count"] == 1000
+            elif fmt == "json:output":
+                lines = text.splitlines()
+                assert len(lines) == 1001 and json.loads(lines[0])["device_name"].startswith("dev")
+            else:
+                assert text.count("device_name value") == len(range(0, 500, 64)) * 2 and '"Count": 1000' in text
+    finally:
+        await client.close()
