@@ -10,7 +10,7 @@ import re
 import tempfile
 
 from anylog_tw.base import grammar
-from anylog_tw.base.errors import CommandError, OptionError
+from anylog_tw.base.errors import CommandError, OptionError, StorageError
 from anylog_tw.base.registry import FORMAT, Option, command, grant_allows
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands import network
@@ -207,13 +207,17 @@ async def query_part(call):
     page = opts["page"] if opts["page"] > 0 and not getattr(db, "memory", False) else 0
     cursor = None
     try:
-        if not await db.has_table(opts["table"].lower()):
-            return Reply.of_table([], [], data={"extend": extend, "missing": True})
-        if page:
-            check_select(opts["sql"])
-            columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine), page)
-        else:
-            columns, rows = await run_part(db, opts["sql"])
+        try:
+            if page:
+                check_select(opts["sql"])
+                columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine),
+                                                                            page)
+            else:
+                columns, rows = await run_part(db, opts["sql"])
+        except StorageError:
+            if not await db.has_table(opts["table"].lower()):  # asked only when the part fails
+                return Reply.of_table([], [], data={"extend": extend, "missing": True})
+            raise
     except Exception as e:
         record.error = str(e)
         raise

@@ -9,6 +9,7 @@ holds, and the rows are made JSON values in the scan's thread.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from anylog_tw.storage import sqlfmt
 MAX_ROWS = 5_000_000  # one part's rows; past it the operator refuses rather than exhaust memory
 
 
+@functools.lru_cache(maxsize=512)
 def check_select(sql: str) -> None:
-    """A network part is one SELECT and nothing else."""
+    """A network part is one SELECT and nothing else (remembered: dashboards repeat themselves)."""
     try:
         trees = [t for t in sqlglot.parse(sql, read="sqlite") if t is not None]
     except sqlglot.errors.SqlglotError as e:

@@ -10,6 +10,7 @@ returned, prefixed by the `extend` values of the reply they came in.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -139,6 +140,7 @@ def placeholder_table() -> exp.Table:
     return exp.Table(this=exp.to_identifier(PLACEHOLDER, quoted=True))
 
 
+@functools.lru_cache(maxsize=512)
 def translate(sql: str, engine: str) -> str:
     """The operators' portable statement in the engine's own dialect (what an operator runs)."""
     dialect = _dialect(engine)

@@ -12,7 +12,9 @@ with the reason, never answered approximately.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -28,8 +30,29 @@ from anylog_tw.query.split import Split, _Builder, _Item, _check_refused, _is_ag
 def plan_query(text: str, now: datetime.datetime, columns: dict[str, str] | None = None,
                extend: tuple[Extend, ...] = ()) -> Plan:
     """The plan of one SELECT.  `columns` (name -> logical type, from the table policy) expands
-    `*` and types the merge table; `now` resolves time expressions; `extend` titles lead."""
+    `*` and types the merge table; `now` resolves time expressions; `extend` titles lead.
+
+    Plans are pure functions of the resolved text, so the same statement asked again (a
+    dashboard's query) is planned once: the cache is keyed by the text after time expressions
+    are resolved, except for the optimized increments, whose buckets depend on `now`."""
     prepared = stmt.prepare(text, now)
+    key = (prepared.sql, tuple(prepared.items), tuple(prepared.casts), prepared.per,
+           tuple(sorted((columns or {}).items())), tuple(extend))
+    if "increments" in prepared.sql.lower():
+        return _plan(text, now, columns, extend, prepared)
+    plan = _CACHE.get(key)
+    if plan is None:
+        plan = _CACHE[key] = _plan(text, now, columns, extend, prepared)
+        while len(_CACHE) > 256:
+            _CACHE.pop(next(iter(_CACHE)))
+    return dataclasses.replace(plan, statement=text)
+
+
+_CACHE: dict = {}
+
+
+def _plan(text: str, now: datetime.datetime, columns: dict[str, str] | None, extend: tuple[Extend, ...],
+          prepared: stmt.Prepared) -> Plan:
     try:
         tree = sqlglot.parse_one(prepared.sql, read="sqlite")
     except sqlglot.errors.SqlglotError as e:
@@ -190,8 +213,13 @@ def _limit(tree: exp.Select) -> tuple[int | None, int]:
 
 def table_of(text: str, now: datetime.datetime) -> str:
     """The table a SELECT reads (before its table policy is looked up)."""
+    return _table_of(stmt.prepare(text, now).sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _table_of(sql: str) -> str:
     try:
-        tree = sqlglot.parse_one(stmt.prepare(text, now).sql, read="sqlite")
+        tree = sqlglot.parse_one(sql, read="sqlite")
     except sqlglot.errors.SqlglotError as e:
         raise QueryError(f"SQL Failure: {e}") from None
     if not isinstance(tree, exp.Select):
@@ -209,5 +237,4 @@ def force_merge(plan: Plan) -> Plan:
         placeholder_table())
     if plan.limit is not None:
         local = local.limit(plan.limit)
-    plan.local = local
-    return plan
+    return dataclasses.replace(plan, local=local)
