@@ -10,7 +10,9 @@ operator on SQLite with its own rows, one cluster per operator.
    rows/s end to end (target >= 150,000) next to one operator's local `sql` of its half through
    its own REST server; and the query node's peak RSS (VmHWM, target < 200 MB).
 3. `select count(*)` over the 4 operators through REST at concurrency 10: queries/s (target >=
-   300) next to `get status` through the same REST server at the same concurrency.
+   300) over the big tables and over 1,000-row tables (the query path's own cost), next to one
+   operator's local `sql` count(*) through its REST server, and `get status` through the query
+   node's REST server, at the same concurrency.
 
 Medians of --runs runs.  Run: .venv/bin/python bench/query.py [--runs 5] [--rows 1000000]
 """
@@ -78,11 +80,14 @@ def start(base: Path, rows: int, started: list) -> tuple:
         node.command(f'sql lsl "{TABLE}"')
         reply = node.command(f'sql lsl "{FILL.format(last=rows - 1)}"')
         assert not reply.startswith("Error"), reply
+        node.command(f'sql lsl "{TABLE.replace("ping", "small")}"')
+        reply = node.command(f'sql lsl "{FILL.replace("into ping", "into small").format(last=999)}"')
+        assert not reply.startswith("Error"), reply
         ops[name] = node
-    policies = [{"table": {"name": "ping", "dbms": "lsl", "create": TABLE}}]
+    policies = [{"table": {"name": t, "dbms": "lsl", "create": TABLE.replace("ping", t)}} for t in ("ping", "small")]
     for i, name in enumerate(("op1", "op2", "op3", "op4"), 1):
         policies.append({"cluster": {"id": f"c{i}", "name": f"c{i}", "company": "b",
-                                     "table": [{"dbms": "lsl", "name": "ping"}]}})
+                                     "table": [{"dbms": "lsl", "name": t} for t in ("ping", "small")]}})
         policies.append({"operator": {"id": name, "name": name, "company": "b", "ip": "127.0.0.1",
                                       "port": ports[name][0], "cluster": f"c{i}", "main": True}})
     for p in policies:
@@ -145,9 +150,15 @@ def main() -> None:
                   f"own part {own * 1000:.0f} ms (median of {args.runs}); total / (1.3 x own + 30 ms) = "
                   f"{total / (1.3 * own + 0.03):.2f} (target <= 1)")
             counts = [concurrent(ports["q"][1], 'sql lsl "select count(*) from ping"', True) for _ in range(args.runs)]
+            small = [concurrent(ports["q"][1], 'sql lsl "select count(*) from small"', True)
+                     for _ in range(args.runs)]
             floor = [concurrent(ports["q"][1], "get status", False) for _ in range(args.runs)]
+            local = [concurrent(ports["op1"][1], 'sql lsl "select count(*) from ping"', False, total=200)
+                     for _ in range(args.runs)]
             print(f"3. select count(*) over 4 operators via REST, concurrency 10: {statistics.median(counts):.0f} "
-                  f"queries/s (target >= 300); baseline get status via REST: {statistics.median(floor):.0f}/s")
+                  f"queries/s over {args.rows} rows each, {statistics.median(small):.0f}/s over 1,000 rows each "
+                  f"(target >= 300); baselines: one operator's local count(*) of its {args.rows} rows via its "
+                  f"REST {statistics.median(local):.0f}/s, get status via REST {statistics.median(floor):.0f}/s")
             for name in ("op3", "op4"):
                 q.command(f"blockchain delete policy where id = {name}")
             q.command("blockchain delete policy where id = c4")

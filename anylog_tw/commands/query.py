@@ -95,8 +95,8 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
     tz = output.zone(opts.timezone)
 
     def shape(batch):
-        return list(output.format_rows(answer.titles, batch, answer.plan.casts, answer.plan.time_columns, tz, now,
-                                       lead=len(answer.plan.extend)))
+        return output.format_rows(answer.titles, batch, answer.plan.casts, answer.plan.time_columns, tz, now,
+                                  lead=len(answer.plan.extend))
 
     def statistics(count: int) -> dict:
         job.ended, job.rows = node.reactor.seconds(), count
@@ -116,7 +116,7 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
         except Exception:
             job.status = "Error"
             raise
-    rows = shape(answer.rows)
+    rows = [list(r) for r in shape(answer.rows)]
     return await _reply(call, answer, opts, rows, statistics(len(rows)))
 
 

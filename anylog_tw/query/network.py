@@ -11,6 +11,7 @@ operator runs its part as an ordinary peer command (`query part`, grant `read`),
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -72,9 +73,13 @@ def table_columns(store, dbms: str, table: str) -> dict[str, str] | None:
     policy = policies.table_policy(store, dbms, table)
     if policy is None:
         return None
-    create = policies.attr(policy, "create") or ""
+    return dict(_columns(policies.attr(policy, "create") or "", table))
+
+
+@functools.lru_cache(maxsize=256)
+def _columns(create: str, table: str) -> tuple:
     cols = policy_ddl.policy_columns(create.replace("|", '"'), table)
-    return {name.lower(): schema.logical_type(declared) for name, declared in cols}
+    return tuple((name.lower(), schema.logical_type(declared)) for name, declared in cols)
 
 
 def metadata_targets(store, dbms: str, table: str) -> list[Target]:

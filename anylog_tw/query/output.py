@@ -12,6 +12,8 @@ import ast
 import datetime
 import json
 import operator
+
+import orjson
 import re
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +37,14 @@ def zone(name: str) -> datetime.tzinfo | None:
     except (ZoneInfoNotFoundError, ValueError):
         raise QueryError(f"timezone = {name}: not a time zone (utc, local, pt, mt, ct, et or a tz-database "
                          f"name such as Europe/London)") from None
+
+
+def is_utc(tz: datetime.tzinfo | None) -> bool:
+    """Whether times shown in `tz` (None: this node's zone) are the stored UTC times."""
+    probe = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    zones = [tz] if tz is not None else [None]
+    return all((probe.astimezone(z).utcoffset() == datetime.timedelta(0)) and
+               (probe.replace(month=7).astimezone(z).utcoffset() == datetime.timedelta(0)) for z in zones)
 
 
 def to_zone(value: Any, tz: datetime.tzinfo | None) -> Any:
@@ -196,7 +206,10 @@ def format_rows(titles: Sequence[str], rows: Iterable[Sequence[Any]], casts: Seq
     """Rows with the time zone and casts applied.  `casts`/`time_columns` describe the columns
     after the first `lead` ones (the extend columns)."""
     has_casts = any(casts)
-    convert = [i + lead for i, t in enumerate(time_columns) if t]
+    convert = [] if is_utc(tz) else [i + lead for i, t in enumerate(time_columns) if t]
+    if not has_casts and not convert:  # stored times are UTC already: rows go as they are
+        yield from rows
+        return
     for row in rows:
         values = list(row)
         for i in convert:
@@ -228,7 +241,12 @@ def hms(seconds: float) -> str:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return orjson.dumps(value, default=str).decode("utf-8")
+
+
+def dumps_rows(titles: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Row objects joined by commas (no brackets): one orjson call per batch."""
+    return orjson.dumps([dict(zip(titles, r)) for r in rows], default=str)[1:-1].decode("utf-8")
 
 
 def stats_json(stats: dict, pretty: bool = False) -> str:

@@ -58,15 +58,13 @@ async def chunks(fmt: str, titles: list[str], batches: AsyncIterator[list], shap
     count = 0
     first = True
     async for batch in batches:
-        rows = shape(batch)
+        rows = list(shape(batch))
         if not rows:
             continue
         if fmt == "json":
-            objects = ",".join(output.dumps(dict(zip(titles, r))) for r in rows)
-            yield (('{"Query":[' if first else ",") + objects).encode("utf-8")
+            yield (('{"Query":[' if first else ",") + output.dumps_rows(titles, rows)).encode("utf-8")
         elif fmt == "json:list":
-            objects = ",".join(output.dumps(dict(zip(titles, r))) for r in rows)
-            yield (("[" if first else ",") + objects).encode("utf-8")
+            yield (("[" if first else ",") + output.dumps_rows(titles, rows)).encode("utf-8")
         elif fmt == "json:output":
             yield ("".join(output.dumps(dict(zip(titles, r))) + "\n" for r in rows)).encode("utf-8")
         else:  # table: each batch its own block, as AnyLog prints each operator's rows
