@@ -28,6 +28,7 @@ from anylog_tw.query.errors import QueryError
 from anylog_tw.query.jobs import Job, PartRun, QueryJobs
 from anylog_tw.query.options import QueryOptions
 from anylog_tw.query.plan import Plan
+from anylog_tw.query.statement import prepare
 from anylog_tw.storage import policy_ddl, schema
 
 INLINE_MERGE = 500  # rows up to which the merge runs on the reactor thread (well under a millisecond)
@@ -118,12 +119,13 @@ class NetworkQuery:
                   subset: bool, timeout: float) -> Answer:
         started = time.monotonic()
         now = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc).replace(tzinfo=None)
-        table = rewrite.table_of(statement, now)
+        prepared = prepare(statement, now)
+        table = rewrite.table_of_prepared(prepared)
         columns = table_columns(self.store, dbms, table)
         if columns is None and addresses is None:
             raise NoMetadata(f"No metadata info: table '{dbms}.{table}' has no table policy (the query node needs "
                              f"it to type the merge and expand '*')")
-        plan = rewrite.plan_query(statement, now, columns, opts.extend)
+        plan = rewrite.plan_prepared(statement, prepared, now, columns, opts.extend)
         if opts.pass_through is False and plan.pass_through:
             plan = rewrite.force_merge(plan)
         job.remote_sql = plan.remote_sql() if plan.period is None else plan.leading_sql()
@@ -143,6 +145,7 @@ class NetworkQuery:
             self.jobs.seq += 1
             name = opts.table or f"query_{self.jobs.seq}"
             job.local_create, job.local_sql = plan.local_create(name), plan.local_sql(name)
+            # (the merge itself runs in a fresh in-memory database, on the table merge.Merge names)
         replies = await self._gather(job, targets, plan, deadline, subset, opts)
         answered = [r for r in replies if r is not None]
         source = None

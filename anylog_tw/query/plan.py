@@ -51,6 +51,7 @@ class Plan:
     period: timeseries.Period | None = None
     increments: timeseries.Buckets | None = None
     time_columns: list[bool] = field(default_factory=list)   # which titles hold stored timestamps
+    _written: dict = field(default_factory=dict, repr=False, compare=False)  # SQL text already generated
 
     @property
     def pass_through(self) -> bool:
@@ -71,7 +72,10 @@ class Plan:
         """The operators' statement (SQLite dialect) over `table` (default: the main table)."""
         if self.period is not None:
             raise QueryError("the period's end is not known yet: run the leading query first")
-        return _over(self.remote, table or self.table).sql(dialect="sqlite", identify=True)
+        key = ("remote", table or self.table)
+        if key not in self._written:
+            self._written[key] = _over(self.remote, table or self.table).sql(dialect="sqlite", identify=True)
+        return self._written[key]
 
     def leading_sql(self, table: str | None = None) -> str:
         """The period's leading query: the latest time inside its bound."""
@@ -88,7 +92,7 @@ class Plan:
         remote = self.remote.copy()
         target = next(n for n in remote.find_all(exp.Anonymous) if n.name.lower() == "period")
         target.replace(self.period.window(end))
-        return dataclasses.replace(self, remote=remote, period=None)
+        return dataclasses.replace(self, remote=remote, period=None, _written={})
 
     # --- the query node's side -------------------------------------------------------------
 
@@ -110,7 +114,10 @@ class Plan:
     def local_sql(self, name: str, engine: str = "sqlite") -> str:
         if self.local is None:
             raise QueryError("a pass-through query has no merge query")
-        return _over(self.local, name).sql(dialect=_dialect(engine), identify=True)
+        key = ("local", name, engine)
+        if key not in self._written:
+            self._written[key] = _over(self.local, name).sql(dialect=_dialect(engine), identify=True)
+        return self._written[key]
 
 
 def _dialect(engine: str) -> str:

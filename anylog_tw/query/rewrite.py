@@ -35,7 +35,12 @@ def plan_query(text: str, now: datetime.datetime, columns: dict[str, str] | None
     Plans are pure functions of the resolved text, so the same statement asked again (a
     dashboard's query) is planned once: the cache is keyed by the text after time expressions
     are resolved, except for the optimized increments, whose buckets depend on `now`."""
-    prepared = stmt.prepare(text, now)
+    return plan_prepared(text, stmt.prepare(text, now), now, columns, extend)
+
+
+def plan_prepared(text: str, prepared: stmt.Prepared, now: datetime.datetime, columns: dict[str, str] | None = None,
+                  extend: tuple[Extend, ...] = ()) -> Plan:
+    """`plan_query` for a statement already taken through `statement.prepare`."""
     key = (prepared.sql, tuple(prepared.items), tuple(prepared.casts), prepared.per,
            tuple(sorted((columns or {}).items())), tuple(extend))
     if "increments" in prepared.sql.lower():
@@ -45,7 +50,7 @@ def plan_query(text: str, now: datetime.datetime, columns: dict[str, str] | None
         plan = _CACHE[key] = _plan(text, now, columns, extend, prepared)
         while len(_CACHE) > 256:
             _CACHE.pop(next(iter(_CACHE)))
-    return dataclasses.replace(plan, statement=text)
+    return plan if plan.statement == text else dataclasses.replace(plan, statement=text)
 
 
 _CACHE: dict = {}
@@ -216,6 +221,10 @@ def table_of(text: str, now: datetime.datetime) -> str:
     return _table_of(stmt.prepare(text, now).sql)
 
 
+def table_of_prepared(prepared: stmt.Prepared) -> str:
+    return _table_of(prepared.sql)
+
+
 @functools.lru_cache(maxsize=256)
 def _table_of(sql: str) -> str:
     try:
@@ -237,4 +246,4 @@ def force_merge(plan: Plan) -> Plan:
         placeholder_table())
     if plan.limit is not None:
         local = local.limit(plan.limit)
-    return dataclasses.replace(plan, local=local)
+    return dataclasses.replace(plan, local=local, _written={})
