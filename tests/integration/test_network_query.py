@@ -13,6 +13,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 
 from anylog_tw.net.peers import Peers
+from anylog_tw.query.jobs import QueryJobs
 from anylog_tw.node import Node
 from tests.helpers import ok
 
@@ -39,9 +40,10 @@ def address(node: Node) -> str:
 
 async def load(node: Node, cluster: int) -> None:
     await ok(node, "connect dbms lsl where type = sqlite")
-    await ok(node, f'sql lsl "{CREATE}"')
-    values = ", ".join(f"('{t}', '{d}', {v})" for t, d, v in rows_of(cluster))
-    await ok(node, f'sql lsl "insert into ping (timestamp, device_name, value) values {values}"')
+    for table, rows in (("ping", rows_of(cluster)), ("ping2", rows_of(cluster)[:10])):
+        await ok(node, f'sql lsl "{CREATE.replace("ping", table)}"')
+        values = ", ".join(f"('{t}', '{d}', {v})" for t, d, v in rows)
+        await ok(node, f'sql lsl "insert into {table} (timestamp, device_name, value) values {values}"')
 
 
 @pytest_twisted.async_yield_fixture
@@ -54,10 +56,10 @@ async def network(tmp_path):
             node = await start(tmp, f"op{cluster}{member}")
             await load(node, cluster - 1)
             operators[f"op{cluster}{member}"] = node
-    policies = [{"table": {"name": "ping", "dbms": "lsl", "create": CREATE}}]
+    policies = [{"table": {"name": t, "dbms": "lsl", "create": CREATE.replace("ping", t)}} for t in ("ping", "ping2")]
     for cluster in (1, 2):
         policies.append({"cluster": {"id": f"c{cluster}", "name": f"c{cluster}", "company": "t",
-                                     "table": [{"dbms": "lsl", "name": "ping"}]}})
+                                     "table": [{"dbms": "lsl", "name": t} for t in ("ping", "ping2")]}})
         for member in ("a", "b"):
             ip, port = address(operators[f"op{cluster}{member}"]).split(":")
             policies.append({"operator": {"id": f"op{cluster}{member}", "name": f"op{cluster}{member}",
@@ -280,3 +282,52 @@ async def test_rest_streams_a_pass_through_answer(network, monkeypatch):
                 assert text.count("device_name value") == len(range(0, 500, 64)) * 2 and '"Count": 1000' in text
     finally:
         await client.close()
+
+
+async def test_include_with_extend_table_gives_one_row_per_table(network):
+    """Acceptance 12/13: include + extend = (@table_name as table): aggregates per table, and per
+    (table, day) with increments."""
+    query, _ = network
+    data = (await answer(query, 'run client () sql lsl include = (ping2) and extend = (@table_name as table) '
+                                '"select min(value) as min_value, max(value) as max_value, count(*) as row_count '
+                                'from ping"')).json_data()
+    assert sorted((r["table"], r["row_count"]) for r in data["Query"]) == [("ping", 1000), ("ping2", 20)]
+    assert list(data["Query"][0]) == ["table", "min_value", "max_value", "row_count"]
+    data = (await answer(query, 'run client () sql lsl include = (ping2) and extend = (@table_name as table) '
+                                '"select increments(hour, 1, timestamp), min(timestamp) as min_ts, count(*) as n '
+                                'from ping limit 10"')).json_data()
+    assert len(data["Query"]) == 10 and data["Query"][0]["table"] in ("ping", "ping2")
+
+
+async def test_destinations_from_metadata_and_nodes_all(network):
+    query, ops = network
+    data = (await answer(query, 'run client (dbms = lsl and table = ping) sql lsl "select count(*) from ping"'))
+    assert data.json_data()["Query"] == [{"count(*)": 1000}]
+    one = await answer(query, 'run client (blockchain get operator where [id] = op2b bring.ip_port) sql lsl '
+                              '"select count(*) from ping"')
+    assert one.json_data()["Query"] == [{"count(*)": 500}]
+    used = set()
+    for _ in range(2):
+        await answer(query, 'run client () sql lsl nodes = all "select count(*) from ping"')
+        used |= {r[4] for r in (await answer(query, "query status")).rows if r[4] not in ("All", "-")}
+    assert used == {address(n) for n in ops.values()}  # round-robin: both members of each cluster
+
+
+async def test_query_stop_cancels_a_running_query(network):
+    query, _ = network
+    port = await add_silent_cluster(query)
+    silent = f"127.0.0.1:{port.getHost().port}"
+    try:
+        running = query.execute('run client (timeout = 60) sql lsl "select count(*) from ping"')
+        from tests.helpers import poll
+
+        await poll(lambda: any(p.address == silent and p.status == "Processing"
+                               for j in query.component(QueryJobs).jobs.values() for p in j.parts),
+                   what="the part on its way to the silent operator")
+        stopped = await answer(query, "query stop")
+        assert "Stopped 1 queries" in stopped.text
+        reply = await running
+        assert not reply.ok and "stopped" in reply.text
+    finally:
+        await port.stopListening()
+        query.component(Peers).forget(silent)
