@@ -24,7 +24,7 @@ postgres:
 
 test: bootstrap postgres
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -n auto --durations=15
+	$(BIN)/pytest -q -n auto --dist loadgroup --durations=15
 
 test-fast: bootstrap
 	$(BIN)/pytest -q -n auto -m "not e2e"

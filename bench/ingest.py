@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from anylog_tw.storage import schema  # noqa: E402
 
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
+PG = dict(host="127.0.0.1", port=5432, user="anylog")  # the non-superuser role of tools/ensure-postgres
 COLUMNS = {"timestamp": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
 
 
@@ -150,7 +150,7 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
         if engine == "sqlite":
             await dbs.connect("bench", "sqlite")
         else:
-            await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="postgres", password="",
+            await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="anylog", password="",
                               database=extra["dbname"])
         reply = await node.run(f"run operator where threads = {threads}" + extra.get("opts", ""))
         assert reply.ok, reply.render()

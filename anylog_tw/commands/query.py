@@ -129,13 +129,15 @@ async def _reply(call, answer, opts, rows, stats) -> Reply:
         text = output.render(opts.format, answer.titles, rows, stats if opts.stat else None)
         await node.in_thread(_write_file, opts.file, text)
         return Reply.of_json({"Reply": "Query output written to file", "Rows": len(rows)})
-    if opts.format == "json":
+    if opts.format == "json":  # the data for JSON readers, the text exactly in AnyLog's layout
         if not rows:
-            return Reply.of_json({"Statistics": [stats]} if opts.stat else {"reply": "Empty data set"})
-        data = {"Query": [dict(zip(answer.titles, r)) for r in rows]}
-        if opts.stat:
-            data["Statistics"] = [stats]
-        return Reply.of_json(data)
+            data = {"Statistics": [stats]} if opts.stat else {"reply": "Empty data set"}
+        else:
+            data = {"Query": [dict(zip(answer.titles, r)) for r in rows]}
+            if opts.stat:
+                data["Statistics"] = [stats]
+        return Reply(data=data, fmt="json",
+                     json_text=output.render("json", answer.titles, rows, stats if opts.stat else None))
     return Reply.of_text(output.render(opts.format, answer.titles, rows, stats if opts.stat else None))
 
 
@@ -185,7 +187,7 @@ network.SQL_ROUTE = network_sql
 
 @command("query part",
          usage='query part where dbms = <dbms> and table = <table> and sql = "<select>" [and job = N and node = '
-               'ip:port and extend = "key,key" and page = N]',
+               'ip:port and extend = "key,key" and page = N and timeout = S]',
          text="Run one part of a network query on this operator (what a query node sends): the SELECT, written in "
               "SQLite's dialect, is checked to be one SELECT, put in this dbms's dialect and run read-only. The "
               "reply is the rows as a table, with the dictionary values the query node asked for (extend). With "
@@ -195,7 +197,8 @@ network.SQL_ROUTE = network_sql
          keywords=KEYWORDS, grant="read", readonly=True,
          options=(Option("dbms", required=True), Option("table", required=True), Option("sql", required=True),
                   Option("job", default=""), Option("node", default=""), Option("extend", default=""),
-                  Option("page", kind="int", default=0)))
+                  Option("page", kind="int", default=0),
+                  Option("timeout", kind="float", default=0.0, help="the query node's deadline, in seconds")))
 async def query_part(call):
     node = call.node
     opts = call.opts
@@ -213,7 +216,9 @@ async def query_part(call):
                 columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine),
                                                                             page)
             else:
-                columns, rows = await run_part(db, opts["sql"])
+                limit = databases(call).query_timeout
+                timeout = min(t for t in (opts["timeout"], limit) if t) if (opts["timeout"] or limit) else None
+                columns, rows = await run_part(db, opts["sql"], timeout)
         except StorageError:
             if not await db.has_table(opts["table"].lower()):  # asked only when the part fails
                 return Reply.of_table([], [], data={"extend": extend, "missing": True})
@@ -329,7 +334,7 @@ def query_stop(call):
 def set_query_mode(call):
     from anylog_tw.base import values
 
-    text = call.rest
+    text = call.remainder
     text = text[len("using"):].strip() if text.lower().startswith("using") else text
     mode = jobs(call).mode
     for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
@@ -362,7 +367,7 @@ def get_query_mode(call):
          examples=("get datetime utc now()", "get datetime local now() + 3 days", "get datetime et date() + 2 days"),
          keywords=KEYWORDS + ("time",), grant="read", readonly=True, raw=True)
 def get_datetime(call):
-    text = call.rest.strip()
+    text = call.remainder.strip()
     zone_name, _, expression = text.partition(" ")
     if not expression.strip():
         raise OptionError("usage: get datetime <timezone> <expression>, e.g. get datetime utc now() + 1 day")

@@ -31,12 +31,14 @@ from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.outbox import Outgoing
-from anylog_tw.ingest.publisher_stats import PublisherStats
+from anylog_tw.ingest.publisher_stats import PublisherMetrics, PublisherStats
 from anylog_tw.ingest.watcher import DirectoryWatcher
+from anylog_tw.net.peers import canonical
 
 
 @dataclass
@@ -106,8 +108,7 @@ class Publisher(NodeProcess):
                                         in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.watch_queue("publisher", lambda: len(self.known))
+        metrics.watch_queue("publisher", lambda: len(self.known))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
@@ -120,8 +121,7 @@ class Publisher(NodeProcess):
         self._meta_wait = None
         self.to_inspect.clear()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.forget_queue("publisher")
+        metrics.forget_queue("publisher")
 
         async def drain() -> None:
             if watching is not None:
@@ -205,7 +205,6 @@ class Publisher(NodeProcess):
     def live(self, address: str) -> bool:
         """An operator is live unless the peer layer marks it not responding."""
         try:
-            from anylog_tw.net.peers import canonical
 
             st = self.peers.states.get(canonical(address))
         except AnyLogError:
@@ -413,12 +412,8 @@ class Publisher(NodeProcess):
                          len(self.ready.get(address, ())), st.failures, st.last_error])
         return rows
 
-    def _metrics(self):
-        from anylog_tw.base.metrics import Metrics
-
+    def _metrics(self) -> Metrics:
         return self.node.component(Metrics)
 
     def _pmetrics(self):
-        from anylog_tw.ingest.publisher_stats import PublisherMetrics
-
         return self.node.component(PublisherMetrics)

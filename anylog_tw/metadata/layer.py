@@ -1,10 +1,10 @@
 """The node's metadata component: the ledger, loaded once, changed under one lock, off the reactor.
 
-`await metadata(node)` gives the node's `Metadata` (built on first use with
-`node.component(Metadata)` and loaded from `!blockchain_file` in a thread).  Every change goes
+`await metadata(node)` gives the node's `Metadata` (one of the node's parts, loaded from
+`!blockchain_file` in a thread on first use).  Every change goes
 through it, so a sync that swaps the file and an insert that appends a line never interleave:
 
-- `add(policy, ledger)`: append one line (small: done on the reactor thread);
+- `add(policy, ledger)`: append one line and fsync it (in a thread);
 - `remove(ids)`: write the ledger without them aside, then rename it in (in a thread);
 - `install_master_copy(text)`: the synchronizer's swap (see `sync.py`).
 
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import PeerError, StorageError
+from anylog_tw.base.errors import OptionError, PeerError, StorageError
+from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 from anylog_tw.metadata.ledger import (
     Ledger,
     Parsed,
@@ -259,8 +260,6 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
 async def metadata_destination(node, text: str) -> list[str] | None:
     """`ip:port` of the nodes a `run client (...)` destination names through the metadata, or None
     when the text is not a metadata form (then it is a list of addresses)."""
-    from anylog_tw.base.errors import OptionError
-    from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 
     if not is_metadata_destination(text):
         return None

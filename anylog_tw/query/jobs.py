@@ -98,12 +98,10 @@ class QueryJobs:
 
     def get(self, which: str | None) -> list[Job]:
         """`all`, an id, or (None) the last job."""
-        if not self.jobs:
-            return []
-        if which is None or which == "":
-            return [next(reversed(self.jobs.values()))]
-        if which.lower() == "all":
-            return list(self.jobs.values())
+        if which is None or which == "" or which.lower() == "all":
+            if not self.jobs:
+                return []
+            return list(self.jobs.values()) if which else [next(reversed(self.jobs.values()))]
         try:
             job = self.jobs.get(int(which))
         except ValueError:

@@ -228,7 +228,7 @@ class NetworkQuery:
         plus = [e.name for e in plan.extend if e.kind == "+"] if not leading else []
         page = stream.PAGE if plan.pass_through and not leading else 0
         text = (f"query part where dbms = {target.dbms} and table = {target.table} and job = {job.id}"
-                + (f" and page = {page}" if page else "")
+                + f" and timeout = {deadline:g}" + (f" and page = {page}" if page else "")
                 + (f" and node = {self.own_address}" if self.own_address else "")
                 + (f" and extend = {quote(','.join(plus))}" if plus else "")
                 + f" and sql = {quote(sql)}")

@@ -48,18 +48,21 @@ def _collect(columns, batches, max_rows: int):
     return columns, rows
 
 
-async def run_part(db, portable_sql: str, max_rows: int = MAX_ROWS) -> tuple[list[str], list[list]]:
+async def run_part(db, portable_sql: str, timeout: float | None = None,
+                   max_rows: int = MAX_ROWS) -> tuple[list[str], list[list]]:
+    """The part as a user's read (`Database.statement` with the read grant: the engine refuses
+    anything else), under the operator's query deadline; rows made JSON values in its thread."""
     check_select(portable_sql)
     sql = translate(portable_sql, db.engine)
-    if db.engine == "sqlite" and not getattr(db, "memory", True) and sqlfmt.statement_kind(sql) == "select":
-        # a SQLite file: the dbms's own reader connection, opened with PRAGMA query_only and kept
-        # open (its cache stays warm: a dashboard's small query costs a fraction of a new connection)
-        columns, rows = await db.query(sql)
-        if len(rows) > max_rows:
-            raise QueryError(f"the query returns more than {max_rows} rows from this operator "
-                             f"(add a LIMIT, a WHERE range, or an aggregate)")
-        return columns, [[v if v.__class__ in _PLAIN else sqlfmt.json_value(v) for v in row] for row in rows]
-    return await db.scan(sql, None, _collect, max_rows, batch=10000)
+
+    def shape(columns, rows, _count, cut):
+        return columns or [], [[v if v.__class__ in _PLAIN else sqlfmt.json_value(v) for v in row] for row in rows], cut
+
+    columns, rows, cut = await db.statement(sql, grant="read", timeout=timeout, limit=max_rows, shape=shape)
+    if cut:
+        raise QueryError(f"the query returns more than {max_rows} rows from this operator "
+                         f"(add a LIMIT, a WHERE range, or an aggregate)")
+    return columns, rows
 
 
 _PLAIN = (str, int, float, type(None))

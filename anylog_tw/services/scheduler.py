@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from anylog_tw.base.timefmt import format_utc
+from anylog_tw.base.timefmt import format_instant, format_utc
 
 MIN_INTERVAL = 0.1  # seconds: below this a task would keep the reactor busy for nothing
 RESULT_CHARS = 200  # how much of an error a task keeps as its last result
@@ -60,7 +60,7 @@ def expand_time_marks(command: str, previous: float, current: float) -> str:
     """
     if "TIME(" not in command.upper():
         return command
-    return _TIME_MARKS.sub(lambda m: format_utc(previous if m.group(1).upper() == "PREVIOUS" else current),
+    return _TIME_MARKS.sub(lambda m: format_instant(previous if m.group(1).upper() == "PREVIOUS" else current),
                            command)
 
 

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from tests.e2e.harness import NodeProcess, TelnetClient, free_port, wait_for
-from tests.integration.test_storage_engines import drop_pg_database
+from tests.pg import PSQL, drop_pg_database
 
 pytestmark = pytest.mark.postgres
 ROWS = 3000  # per cluster: one row every 3 s over the last 2.5 hours
@@ -28,7 +28,6 @@ SQLITE_FILL = ("insert into {t} (row_id, timestamp, device_name, value) with rec
 PG_FILL = ("insert into {t} (row_id, timestamp, device_name, value) select i, (now() at time zone 'utc') - "
            "make_interval(secs => (i - {base}) * 3), 'dev' || (i % 7), (i % 100) * 1.0 "
            "from generate_series({base}, {last}) as i")
-PSQL = 'type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = ""'
 
 
 def tcp(port: int) -> str:

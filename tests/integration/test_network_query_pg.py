@@ -15,10 +15,9 @@ import pytest_twisted
 
 from tests.helpers import ok
 from tests.integration.test_network_query import CREATE, address, start
-from tests.integration.test_storage_engines import drop_pg_database
+from tests.pg import PSQL, drop_pg_database
 
 pytestmark = pytest.mark.postgres
-PSQL = 'type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = ""'
 DB = "anylog_query_test"
 
 
