@@ -209,15 +209,15 @@ async def query_part(call):
     extend = {k.strip().lower(): node.dictionary.get(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}
     page = opts["page"] if opts["page"] > 0 and not getattr(db, "memory", False) else 0
     cursor = None
+    deadlines = [t for t in (opts["timeout"], databases(call).query_timeout) if t]
+    timeout = min(deadlines) if deadlines else None  # the smaller of the query node's and this node's
     try:
         try:
             if page:
                 check_select(opts["sql"])
                 columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine),
-                                                                            page)
+                                                                            page, timeout)
             else:
-                limit = databases(call).query_timeout
-                timeout = min(t for t in (opts["timeout"], limit) if t) if (opts["timeout"] or limit) else None
                 columns, rows = await run_part(db, opts["sql"], timeout)
         except StorageError:
             if not await db.has_table(opts["table"].lower()):  # asked only when the part fails
@@ -327,8 +327,8 @@ def query_stop(call):
          usage="set query mode using timeout = N seconds [and max_volume = N and send_mode = all|any and "
                "reply_mode = all|any]",
          text="Caps for every network query of this node: the time a part may take (the smallest of this, the "
-              "destination's timeout and max_time wins). send_mode/reply_mode 'any' are accepted for AnyLog "
-              "scripts; use subset = true to accept partial results.",
+              "destination's timeout and max_time wins). max_volume, send_mode and reply_mode are accepted and "
+              "shown for AnyLog scripts but not enforced: use subset = true to accept partial results.",
          examples=("set query mode using timeout = 30 seconds and max_volume = 2MB",), keywords=KEYWORDS,
          grant="admin", raw=True)
 def set_query_mode(call):

@@ -16,6 +16,7 @@ from collections import deque
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from anylog_tw.base.deadline import with_deadline
 from anylog_tw.query.errors import QueryError
 from anylog_tw.storage import sqlfmt
 
@@ -120,12 +121,23 @@ class Cursors:
         self.node = node
         self.open: dict[str, Cursor] = {}
 
-    async def start(self, db, sql: str, page: int) -> tuple[list[str], list, str | None]:
-        """Run `sql` read-only; -> (columns, first page, cursor id or None when that was all)."""
+    async def start(self, db, sql: str, page: int, timeout: float | None = None) -> tuple[list[str], list, str | None]:
+        """Run `sql` read-only; -> (columns, first page, cursor id or None when that was all).
+
+        `timeout` bounds the wait for the first page (the operator's query deadline); later pages
+        wait for the query node, and a cursor it stops asking for closes after `IDLE` seconds."""
         cursor = Cursor(self.node.reactor, page)
         done = Deferred.fromCoroutine(db.scan(sql, None, cursor.produce, batch=min(page, 10000)))
         done.addCallbacks(lambda _: cursor.failed(None), cursor.failed)
-        rows, last = await cursor.next_page()
+        first = Deferred.fromCoroutine(cursor.next_page())
+        if timeout:
+            def expired():
+                cursor.stop()
+                raise QueryError(f"the query part gave no rows within {timeout:g} s (the operator's query "
+                                 f"deadline)")
+
+            first = with_deadline(first, timeout, self.node.reactor, expired)
+        rows, last = await first
         if last:
             return cursor.columns or [], rows, None
         self.open[cursor.id] = cursor
