@@ -12,6 +12,7 @@ import signal
 import threading
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 
@@ -52,7 +53,10 @@ def fill(node, cluster: int, engine: str) -> None:
 def net(tmp_path_factory):
     base = tmp_path_factory.mktemp("querynet")
     started: list[NodeProcess] = []
-    dbs = ["anylog_e2e_c2a", "anylog_e2e_c2b"]
+    # names of this fixture's own: under xdist a module fixture can be made again (and the last
+    # one's databases may still be closing), so nothing is shared between two of them
+    tag = uuid.uuid4().hex[:8]
+    dbs = [f"anylog_e2e_{tag}_c2a", f"anylog_e2e_{tag}_c2b"]
     for db in dbs:
         drop_pg_database(db)
 
@@ -69,7 +73,7 @@ def net(tmp_path_factory):
         ops = {}
         for name in ("op1a", "op1b", "op2a", "op2b"):
             connect = ("connect dbms lsl where type = sqlite\n" if name.startswith("op1") else
-                       f"connect dbms lsl where {PSQL} and database = anylog_e2e_c2{name[-1]}\n")
+                       f"connect dbms lsl where {PSQL} and database = anylog_e2e_{tag}_c2{name[-1]}\n")
             ops[name] = start(name, tcp(ports[name]) + connect)
             fill(ops[name], int(name[2]) - 1, "sqlite" if name.startswith("op1") else "psql")
         policies = [{"table": {"name": t, "dbms": "lsl", "create": TABLE.format(t=t)}} for t in ("ping", "ping2")]

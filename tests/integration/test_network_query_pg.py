@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
+import uuid
 
 import pytest
 import pytest_twisted
@@ -18,7 +19,6 @@ from tests.integration.test_network_query import CREATE, address, start
 from tests.pg import PSQL, drop_pg_database
 
 pytestmark = pytest.mark.postgres
-DB = "anylog_query_test"
 
 
 def rows_of(cluster: int) -> list[tuple]:
@@ -37,13 +37,13 @@ OPERATOR_TABLE = "CREATE TABLE ping (timestamp TIMESTAMP, device_name TEXT, valu
 
 @pytest_twisted.async_yield_fixture
 async def mixed(tmp_path):
-    drop_pg_database(DB)
+    db = f"anylog_query_{uuid.uuid4().hex[:8]}"  # each test its own: xdist workers run them at once
     started = []
     try:
         query, op1, op2 = [await start(tmp_path, name) for name in ("query", "op1", "op2")]
         started += [query, op1, op2]
         await ok(op1, "connect dbms lsl where type = sqlite")
-        await ok(op2, f"connect dbms lsl where {PSQL} and database = {DB}")
+        await ok(op2, f"connect dbms lsl where {PSQL} and database = {db}")
         for node, cluster in ((op1, 0), (op2, 1)):
             await ok(node, f'sql lsl "{OPERATOR_TABLE}"')
             values = ", ".join(f"('{t}', {'NULL' if d is None else repr(d)}, {'NULL' if v is None else v})"
@@ -66,7 +66,7 @@ async def mixed(tmp_path):
     finally:
         for node in started:
             await node.stopService()
-        drop_pg_database(DB)
+        drop_pg_database(db)
 
 
 def norm(rows):
