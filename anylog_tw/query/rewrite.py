@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
