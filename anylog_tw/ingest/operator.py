@@ -7,10 +7,15 @@ Each file goes through one pipeline (spec §2.4, DESIGN "Data flow of a file"):
     file renamed to its 8-segment name -> rows inserted in one transaction tagged with
     (tsd_name, tsd_id) -> TSD row marked done -> file archived (or deleted)
 
-and any failure moves the file to the error dir with the reason, and the operator goes on.
+and any failure moves the file to the error dir with the reason, and the operator goes on; but
+no space left (disk, quota, database) is no fault of the file: it stays in the watch dir and
+ingest pauses until the retry goes through (`pause.py`).
 
 Exactly once across a crash: every step is either idempotent or recorded before the next one
-(see `tsd.py`).  On restart the scan at start finds what was left in the watch dir: a file
+(see `tsd.py`).  With `durable` (the default) that holds across a power loss too: the rows'
+commit is synced before the TSD row is marked done, that mark is synced, and the archived copy
+is synced with its directory, all before the source file is removed (`Database.sync` shares one
+flush among the files committing at the same time).  On restart the scan at start finds what was left in the watch dir: a file
 whose TSD row is done is only archived; one whose row is pending is inserted again, after the
 rows of the earlier attempt are deleted in the same transaction.
 
@@ -24,88 +29,30 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.base.errors import AnyLogError, StorageError
-from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base.errors import AnyLogError, StorageError, no_space
+from anylog_tw.base import atomic
+from anylog_tw.base.filename import FileName, archive_subdir, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.timefmt import format_utc
-from anylog_tw.ingest import archive, pipeline, tsd
+from anylog_tw.ingest import archive, pipeline, reader, tsd
 from anylog_tw.ingest.batcher import GroupCommit
+from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.pause import SpacePause
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.storage import Databases, schema
-
-# A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
-# for their insert at once, so they can share a commit (batcher.py).
-SMALL_ROWS = 1000
-SMALL_IN_FLIGHT = 16
-
-
-@dataclass
-class OperatorConfig:
-    watch_dir: str
-    err_dir: str
-    archive_dir: str
-    policy: str = ""
-    cluster: str = ""
-    member: str = "0"
-    company: str = ""
-    create_table: bool = True
-    update_tsd_info: bool = True
-    archive_json: bool = True
-    compress_json: bool = True
-    limit_tables: list[str] = field(default_factory=list)
-    threads: int = 1
-    master_node: str = ""
-    rescan: float = 10.0
-    use_inotify: bool = True
-
-    def allows(self, dbms: str, table: str) -> bool:
-        if not self.limit_tables:
-            return True
-        return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
-
-
-@dataclass
-class Job:
-    """One file in hand: its current name (it changes when registered) and what is known of it."""
-
-    name: str
-    fname: FileName | None = None
-    dbms: str = ""
-    table: str = ""
-    tsd_table: str = "tsd_info"
-    tsd_name: str = "0"
-    tsd_id: int = 0
-    date: str = ""
-    redo: bool = False
-    done: bool = False
-    hash: str = ""
-    first_name: str = ""
-    start: float = 0.0
-    db: Any = None
-    policy: MappingPolicy | None = None
-    parsed: Any = None
-    columns: dict = field(default_factory=dict)
-    adapted: list | None = None
-    big: bool = False
-    rows: int = 0
-
-    @property
-    def small(self) -> bool:
-        return not self.big and self.rows <= SMALL_ROWS
-
 
 class Operator(NodeProcess):
     name = "Operator"
@@ -128,6 +75,7 @@ class Operator(NodeProcess):
         self._tsd_tables: set[str] = set()
         self._busy_since: float | None = None
         self.started_at = 0.0
+        self.pause: SpacePause | None = None
         # Called as fn(job, rows) after each file is committed and archived (job.tsd_table and
         # job.tsd_id say which TSD row, job.name its 8-segment name): HA pushes on it.
         self.observers: list = []
@@ -139,6 +87,7 @@ class Operator(NodeProcess):
         NodeProcess.startService(self)
         self.started_at = self.reactor.seconds()
         self.stats = OperatorStats(self.started_at)
+        self.pause = SpacePause(self.reactor, self._kick)
         # Two threads per worker: one prepares a file while the other archives the previous one.
         self.pool = ThreadPool(minthreads=0, maxthreads=2 * max(1, self.config.threads), name="operator")
         self.pool.start()
@@ -148,12 +97,16 @@ class Operator(NodeProcess):
                                         rescan=self.config.rescan, use_inotify=self.config.use_inotify,
                                         in_thread=self.node.in_thread)
         self.watcher.start()
+        sweep = self.node.in_thread(_sweep, self.config, time.time())
+        sweep.addErrback(lambda f: self.log.failure("removing stale temp files failed", f))
         metrics = self._metrics()
         metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
         watching = self.watcher.stop() if self.watcher is not None else None
+        if self.pause is not None:
+            self.pause.stop()
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
@@ -169,9 +122,15 @@ class Operator(NodeProcess):
 
         return Deferred.fromCoroutine(drain())
 
+    def status(self) -> str:
+        """`Running`, or why ingest is paused (`get operator`, `get processes`, `test node`)."""
+        return self.pause.status() if self.pause is not None else ("Running" if self.running else "Stopped")
+
     def details(self) -> str:
         c = self.config
         text = f"Cluster Member: {bool(c.cluster)}, Using Master: {c.master_node or 'none'}"
+        if self.pause is not None and self.pause.since is not None:
+            text = f"{self.pause.status()}. {text}"
         if self.watcher is not None:
             text += f", Watching: {c.watch_dir} ({self.watcher.mode}), Threads: {c.threads}"
         return text
@@ -187,6 +146,8 @@ class Operator(NodeProcess):
         self._kick()
 
     def _kick(self) -> None:
+        if self.pause is not None and self.pause.paused:
+            return  # the pause's timer kicks again
         while self.queue and len(self._tasks) < max(1, self.config.threads):
             d = Deferred.fromCoroutine(self._worker())
             self._tasks.add(d)
@@ -212,7 +173,7 @@ class Operator(NodeProcess):
         """
         finishing: deque[Deferred] = deque()
         try:
-            while self.queue and self.running:
+            while self.queue and self.running and not self.pause.paused:
                 name = self.queue.popleft()
                 self.queued.discard(name)
                 if self._busy_since is None:
@@ -245,21 +206,38 @@ class Operator(NodeProcess):
         return os.path.join(self.config.watch_dir, name)
 
     async def _stage(self, step, job: Job) -> Job | None:
-        """Run one stage of a file; on failure the file goes to the error dir and None comes back."""
+        """Run one stage of a file; on failure the file goes to the error dir and None comes back.
+
+        No space left (the disk, a quota, the database) is not the file's fault: the file stays
+        in the watch dir for the retry, and ingest pauses (`_wait_for_space`).
+        """
         try:
             return await step(job)
-        except IngestError as e:
-            await self._fail(job, e.reason, e.message)
-        except StorageError as e:
-            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
-            await self._fail(job, "insert", e.message)
-        except AnyLogError as e:
-            await self._fail(job, "insert", e.message)
         except Exception as e:
-            self.log.failure("ingesting {name} failed", name=job.name)
-            await self._fail(job, "io", f"{type(e).__name__}: {e}")
+            failure = e
+        if no_space(failure):
+            self._wait_for_space(job, failure)
+            return None
+        if isinstance(failure, IngestError):
+            await self._fail(job, failure.reason, failure.message)
+        elif isinstance(failure, StorageError):
+            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
+            await self._fail(job, "insert", failure.message)
+        elif isinstance(failure, AnyLogError):
+            await self._fail(job, "insert", failure.message)
+        else:
+            self.log.failure("ingesting {name} failed", Failure(failure), name=job.name)
+            await self._fail(job, "io", f"{type(failure).__name__}: {failure}")
         self._release(job)
         return None
+
+    def _wait_for_space(self, job: Job, error: BaseException) -> None:
+        """Keep the file in the watch dir, first in the queue, and pause until the retry."""
+        self._release(job)
+        if job.name and job.name not in self.queued:
+            self.queued.add(job.name)
+            self.queue.appendleft(job.name)
+        self.pause.hold(getattr(error, "message", None) or str(error))
 
     def _release(self, job: Job) -> None:
         self.in_hand.discard(job.first_name)
@@ -292,7 +270,8 @@ class Operator(NodeProcess):
         if not self.config.allows(job.dbms, job.table):
             raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
-        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
+        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
+                                                 pipeline.SMALL, reader.CHUNK, self.config.limits)
         job.columns = await self.tables.ensure(db, job.table, parsed, policy)
         job.big, job.rows = parsed.big, parsed.rows
         if not job.big:
@@ -301,6 +280,8 @@ class Operator(NodeProcess):
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
+                if self.config.durable:
+                    await self._almgm().sync()  # the done row may be in the OS's cache only
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
@@ -313,7 +294,7 @@ class Operator(NodeProcess):
         db = job.db
         if job.big:
             rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
-                                        job.policy, job.tsd_name, job.tsd_id, job.redo)
+                                        job.policy, job.tsd_name, job.tsd_id, job.redo, None, self.config.limits)
         else:
             item = (job.table, job.columns, job.adapted, job.tsd_name, job.tsd_id, job.redo)
             job.adapted = None
@@ -321,8 +302,12 @@ class Operator(NodeProcess):
             if group is None or group.db is not db:
                 group = self._groups[db.name] = GroupCommit(db)
             rows = await group.insert(item, job.rows)
+        if self.config.durable:
+            await db.sync()  # the rows on disk before the TSD row says so
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
+            if self.config.durable:
+                await self._almgm().sync()  # "done" on disk before the source file goes
         await self._archive(job, job.fname)
         self._done(job, rows)
 
@@ -333,6 +318,7 @@ class Operator(NodeProcess):
         metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
         metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+        self.pause.succeeded()
         for observer in list(self.observers):
             try:
                 observer(job, rows)
@@ -365,7 +351,11 @@ class Operator(NodeProcess):
         now = self.reactor.seconds()
         row, new = await almgm.transaction(
             tsd.register, job.tsd_table, job.dbms, job.table, fname.source, job.hash, fname.instructions,
-            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id)
+            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id, True)
+        if row.table != job.tsd_table:  # the cluster holds this data under another identity
+            state = "already ingested" if row.done else "being ingested"
+            raise IngestError("duplicate", f"the same data as file {row.file_id} of {row.table} (hash {job.hash}), "
+                                           f"{state}: the cluster keeps one copy")
         same_file = fname.registered and fname.tsd_id == row.file_id
         if not new:
             if row.done and not same_file:
@@ -399,10 +389,12 @@ class Operator(NodeProcess):
             if self.config.archive_json:
                 await self._thread(archive.archive, path, self.config.archive_dir,
                                    job.date or tsd_date(self.reactor.seconds()), fname.format(gz=False),
-                                   fname.gz, self.config.compress_json)
+                                   fname.gz, self.config.compress_json, self.config.durable)
             else:
                 await self._thread(archive.delete, path)
         except OSError as e:
+            if no_space(e):
+                raise  # a pause, not a bad file
             raise IngestError("archive", f"cannot archive {job.name}: {e}") from None
 
     async def _fail(self, job: Job, reason: str, message: str) -> None:
@@ -439,7 +431,17 @@ class Operator(NodeProcess):
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
+        return [self.status() if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster,
+                c.member]
+
+
+def _sweep(config: OperatorConfig, started: float) -> None:
+    """Temp files a killed node left where the operator publishes (the archive days a restart
+    finishes into, the error dir, the watch dir); only those older than this start."""
+    days = {tsd_date(started - back)[:6] for back in (0, 86400)}
+    dirs = [config.watch_dir, config.err_dir] + [os.path.join(config.archive_dir, archive_subdir(d)) for d in days]
+    for directory in dirs:
+        atomic.remove_stale_temps(directory, started)
 
 
 def _find_dbms(node, dbms: str):
