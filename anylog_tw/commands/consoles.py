@@ -6,8 +6,8 @@ from twisted.internet.error import CannotListenError
 
 from anylog_tw.base.errors import CommandError, ServiceError
 from anylog_tw.base.registry import Option, command
-from anylog_tw.front.console import ConsoleService, ManholeService, ShellFactory, manhole_factory
 from anylog_tw.commands._limits import limit_options, read_limits
+from anylog_tw.front.console import ConsoleService, ManholeService, ShellFactory, manhole_factory
 from anylog_tw.net.endpoints import listen_guarded, tcp_server_endpoint
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 

@@ -3,28 +3,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 
-from anylog_tw.base import grammar, values
-from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base.errors import AnyLogError, OptionError, PeerError, ServiceError
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
 from anylog_tw.base.registry import Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
 from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.commands.files import path_check
+from anylog_tw.commands.query import network_sql
 from anylog_tw.front.tcpserver import TCPServer, listen_plan
 from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 from anylog_tw.net import wire
 from anylog_tw.net.auth import TLSConfig
 from anylog_tw.net.budget import DEFAULT_BUDGET
+from anylog_tw.net.destination import Destination, parse_destination
 from anylog_tw.net.endpoints import listen_guarded
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
-from anylog_tw.net.peers import Peers, canonical
+from anylog_tw.net.peers import Peers
 
-DEFAULT_TIMEOUT = 20.0
 # Peers keep one connection per pair of nodes: a few per address is plenty; a hello takes milliseconds.
 TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_timeout=10.0)
 
@@ -188,65 +186,6 @@ def _limits_line(fds: dict, budget) -> str:
 # --- run client ------------------------------------------------------------------------------
 
 
-@dataclass
-class Destination:
-    addresses: list[str]
-    subset: bool = False
-    timeout: float = DEFAULT_TIMEOUT
-
-
-def parse_destination(text: str) -> Destination:
-    """The inside of `run client (...)`, with references already resolved.
-
-    `ip:port, ip:port`, `ip port, ip port`, `ip:port ip:port`, plus options `subset = true` and
-    `timeout = N` anywhere, separated by commas or `and`.
-    """
-    tokens = grammar.tokenize(text.replace(",", " "))
-    addresses: list[str] = []
-    dest = Destination(addresses)
-    i, n = 0, len(tokens)
-    while i < n:
-        tok = tokens[i]
-        if tok.is_word("and"):
-            i += 1
-            continue
-        if i + 1 < n and tokens[i + 1].kind == EQ:
-            key = tok.value.lower()
-            if i + 2 >= n:
-                raise GrammarError(f"'{key} =' has no value in the destination")
-            value = tokens[i + 2].value
-            if key == "subset":
-                dest.subset = values.parse_bool(value)
-            elif key == "timeout":
-                dest.timeout = values.parse_seconds(value)
-                if dest.timeout <= 0:
-                    raise OptionError("timeout must be more than 0 seconds")
-            else:
-                raise OptionError(f"'{key}' in the destination: only ip:port lists with subset and timeout are "
-                                  f"supported here (destinations from metadata come with the metadata commands)")
-            i += 3
-            continue
-        if tok.kind not in (WORD, STRING):
-            raise OptionError(f"{tok.value!r} is not a destination (write ip:port or ip port)")
-        word = tok.value
-        if ":" not in word:
-            nxt = tokens[i + 1] if i + 1 < n else None
-            if nxt is not None and nxt.kind == WORD and nxt.value.isdigit():
-                word = f"{word}:{nxt.value}"
-                i += 1
-            elif word.lower() in ("blockchain", "operator", "query", "master", "publisher", "dbms", "table"):
-                raise OptionError(f"destination '{text}': destinations from metadata ('{word} ...') are not "
-                                  f"supported yet; give ip:port addresses")
-        address = canonical(word)
-        if address not in addresses:
-            addresses.append(address)
-        i += 1
-    if not addresses:
-        raise OptionError("run client: the destination lists no node (write e.g. (10.0.0.1:32048) or "
-                          "(!ip !port)); network SQL routing with () comes with the query commands")
-    return dest
-
-
 def _split_client(call) -> tuple[str, str]:
     tokens = call.tokens
     if len(tokens) < 2:
@@ -276,6 +215,8 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
+    if cmd.split(None, 1)[0].lower() == "sql":
+        return await network_sql(call, dest_text, cmd)  # the network query path (commands/query.py)
 
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)

@@ -8,6 +8,7 @@ from anylog_tw.base.reply import Reply
 from anylog_tw.ingest import stats as S
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.operator import Operator, OperatorConfig
+from anylog_tw.ingest.reader import DEFAULT_LIMITS, Limits
 from anylog_tw.storage import Databases
 
 # The ingest and storage modules are imported when a command runs, not when commands load: a
@@ -96,8 +97,6 @@ async def run_operator(call):
 
 
 def _limits(o):
-    from anylog_tw.ingest.reader import DEFAULT_LIMITS, Limits
-
     given = {k: o[k] for k in ("max_line", "max_expanded", "max_ratio") if o[k] is not None}
     for key, value in given.items():
         if value < 0:

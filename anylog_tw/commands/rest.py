@@ -10,9 +10,9 @@ from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
 from anylog_tw.base.timefmt import format_utc
+from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.front.rest_calls import MAX_ROWS, RestCalls, method_label
 from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
-from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.net.endpoints import BACKLOG, listen_guarded
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 

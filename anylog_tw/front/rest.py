@@ -29,6 +29,7 @@ from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
+from anylog_tw.front.grafana import GRAFANA_PATHS, GrafanaApi
 from anylog_tw.front.rest_auth import AuthError, Credentials
 from anylog_tw.front.rest_calls import OTHER, RestCalls
 from anylog_tw.front.rest_openapi import openapi_document
@@ -42,6 +43,8 @@ from anylog_tw.front.rest_request import (
     read_request,
 )
 from anylog_tw.front.rest_site import DEFAULT_MAX_BODY
+from anylog_tw.front.rest_stream import send_stream
+from anylog_tw.front.web.app import WebApp, wants_page
 
 JSON_TYPE = b"application/json"
 TEXT_TYPE = b"text/plain; charset=utf-8"
@@ -198,7 +201,14 @@ class RestApi:
         if not reply.ok:
             return self._error(request, "/", started, reply.status, reply.error_code or "error", reply.text or "")
         ctype = JSON_TYPE if reply.renders_json() else TEXT_TYPE
+        if getattr(reply, "stream", None) is not None:  # a pass-through query answer, sent as it comes
+            return Deferred.fromCoroutine(self._stream(reply, request, started, ctype))
         return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
+
+    async def _stream(self, reply, request, started: float, ctype: bytes) -> bytes:
+        await send_stream(request, reply.stream, ctype)
+        self._send(request, "/", started, 200, b"", ctype)  # counts the call (the headers are out already)
+        return b""
 
     async def _put(self, request, headers: dict[str, str], started: float) -> bytes:
         try:
@@ -331,8 +341,6 @@ class RestApi:
         browser asking for `/` gets the node's page, and `/web/...` is the page's; the Grafana
         data source answers its POSTs (front/grafana.py).
         """
-        from anylog_tw.front.grafana import GRAFANA_PATHS, GrafanaApi
-        from anylog_tw.front.web.app import WebApp, wants_page
 
         web, grafana = WebApp(self), GrafanaApi(self)
         return _Root(self, self.app.resource(), web.resource(), grafana.resource(), wants_page, GRAFANA_PATHS)

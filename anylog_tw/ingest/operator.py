@@ -36,8 +36,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.base.errors import AnyLogError, StorageError, no_space
 from anylog_tw.base import atomic
+from anylog_tw.base.errors import AnyLogError, StorageError, no_space
 from anylog_tw.base.filename import FileName, archive_subdir, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
@@ -53,6 +53,7 @@ from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.storage import Databases, schema
+
 
 class Operator(NodeProcess):
     name = "Operator"

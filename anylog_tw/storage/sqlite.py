@@ -36,8 +36,8 @@ from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.base.atomic import fsync_dir
 from anylog_tw.base.errors import NotFound, StorageError
-from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.base.registry import grant_allows
+from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.base import Database, Params, Transaction
 from anylog_tw.storage.confine import Authorizer
 from anylog_tw.storage.deadline import Deadline

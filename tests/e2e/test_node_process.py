@@ -29,7 +29,7 @@ def test_console_errors_do_not_stop_the_node(nodes):
     node = nodes("gamma")
     reply = node.command("get statsu")
     assert reply.startswith("Error: unknown command") and "get status" in reply
-    assert node.command("get status") == f"gamma@127.0.0.1 running"
+    assert node.command("get status") == "gamma@127.0.0.1 running"
 
 
 def test_anylog_home_environment_variable_works_like_home(tmp_path):

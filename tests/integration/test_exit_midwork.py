@@ -212,7 +212,8 @@ def _task_running(node) -> bool:
 
 @pytest_twisted.ensureDeferred
 async def test_exit_ha_while_a_push_is_in_flight(tmp_path):
-    from tests.integration.test_ha import FAST, add_policies, addr, drop as ha_drop
+    from tests.integration.test_ha import FAST, add_policies, addr
+    from tests.integration.test_ha import drop as ha_drop
     from tests.integration.test_ha import start_node as ha_node
 
     a, b = await ha_node(tmp_path, "a"), await ha_node(tmp_path, "b")

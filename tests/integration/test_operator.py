@@ -23,7 +23,6 @@ from tests.helpers import poll
 from tests.pg import PG, pg_connect
 
 
-
 def _pg_ok() -> bool:
     try:
         pg_connect("test", connect_timeout=2).close()

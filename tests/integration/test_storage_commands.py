@@ -17,7 +17,6 @@ from tests.integration.test_storage_engines import ENGINES, drop_pg_database
 from tests.pg import PSQL
 
 
-
 @pytest_twisted.async_yield_fixture
 async def node(tmp_path):
     node = Node(str(tmp_path / "home"), name="st", reactor=reactor)

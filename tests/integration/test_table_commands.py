@@ -25,7 +25,6 @@ from tests.integration.test_storage_engines import ENGINES, drop_pg_database
 from tests.pg import PSQL
 
 
-
 @pytest_twisted.async_yield_fixture(params=ENGINES)
 async def node(request, tmp_path):
     """A node whose `connect(name)` connects a dbms of the test's engine (PostgreSQL: a database of its own)."""

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 
 from anylog_tw.base.errors import AnyLogError, OptionError
 from anylog_tw.base.reply import Reply
-from anylog_tw.commands.network import combine, parse_destination
+from anylog_tw.commands.network import combine
 from anylog_tw.front.tcpserver import listen_plan
+from anylog_tw.net.destination import parse_destination
 from anylog_tw.net.peers import canonical, parse_address
 from tests.helpers import run, unit_node
 

@@ -1,0 +1,1 @@
+"""The network query path: rewrite a user's SELECT for the operators, merge their answers."""
