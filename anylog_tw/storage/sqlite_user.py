@@ -52,6 +52,11 @@ def run_confined(conn: sqlite3.Connection, sql: str, authorizer: Authorizer, dea
     (a write with RETURNING must finish) and the extra rows are dropped as they come.
     """
     dbms = deadline.dbms
+    if reader:
+        # A statement that names a schema object only at parse time (REINDEX x, DROP INDEX x ...)
+        # resolves it against the connection's cached schema, without checking it is current; any
+        # read checks, so one cheap read first makes a reader see the writer's latest DDL.
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 0").fetchall()
     forget = deadline.on_cancel(conn.interrupt)
     attached = None if reader or authorizer.held == "owner" else conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.set_authorizer(authorizer)

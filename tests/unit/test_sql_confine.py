@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from anylog_tw.commands._sql_reply import shaper
 from anylog_tw.storage.confine import Authorizer, needed_grant, pg_owner_only, pg_powers
 from anylog_tw.storage.deadline import Deadline, Running
+from anylog_tw.storage.sqlite_user import NeedsGrant, plain_shape, run_confined
 
 WRITES = [sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_CREATE_TABLE,
           sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_ALTER_TABLE, sqlite3.SQLITE_CREATE_INDEX,
@@ -102,3 +104,17 @@ def test_the_reply_is_rendered_where_it_is_shaped_and_says_when_rows_were_cut():
     assert data["Statistics"][0]["Time"] == "00:00:03"
     done = shaper("table", "demo", 10, 0.0)(None, [], 4, False)
     assert done.render() == "4 rows affected"
+
+
+def test_a_reader_sees_an_index_the_writer_made_after_the_reader_last_read(tmp_path):
+    """REINDEX resolves its index at parse time from the reader's cached schema: the reader must refresh it."""
+    path = str(tmp_path / "t.db")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = wal")
+    writer.execute("CREATE TABLE r (v)")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("PRAGMA query_only = 1")
+    reader.execute("SELECT * FROM r").fetchall()  # the reader caches the schema without the index
+    writer.execute("CREATE INDEX iv ON r (v)")
+    with pytest.raises(NeedsGrant):  # not "unable to identify the object to be reindexed"
+        run_confined(reader, "REINDEX iv", Authorizer("read"), Deadline(5, "t"), None, plain_shape, reader=True)
