@@ -7,6 +7,7 @@ Every wait polls with a deadline; nothing sleeps for a fixed time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -24,11 +25,29 @@ _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[78=>cDEMH]")
 PROMPT = re.compile(r"AL \S+ > $")
 
 
+_PORTS_PER_WORKER = 3000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago (the node binds it right after)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A fixed port for a node that must keep it across restarts (its policies name it).
+
+    Each xdist worker hands out ports from its own range below the kernel's ephemeral range
+    (32768 and up, where every port-0 bind lands), one after the other, checking each binds: two
+    workers, or a port-0 listener of another test, never get the same port.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = 20000 + (index % 4) * _PORTS_PER_WORKER
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + next(_next_port) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER - 1}")
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):

@@ -46,14 +46,19 @@ def test_plugin_is_found_by_twistd_in_a_fresh_install(tmp_path):
     site = subprocess.run([sys.executable, "-c", "import twisted, os; print(os.path.dirname(os.path.dirname("
                            "twisted.__file__)))"], capture_output=True, text=True, check=True).stdout.strip()
     venv = tmp_path / "fresh"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     # The dependencies come from the test venv's site-packages through a .pth line (which does not
     # bring in the editable checkout); the project itself is built and installed as a regular wheel.
     pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
     (venv / "lib" / pyver / "site-packages" / "deps.pth").write_text(site + "\n")
     python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(root)], check=True, cwd=str(tmp_path),
-                   capture_output=True)
+    # The test venv's pip and setuptools build the wheel and install it (no pip in the new venv, no
+    # isolated build environment to fill): the same wheel, in seconds instead of half a minute.
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(root)], check=True, cwd=str(tmp_path), capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+                    *map(str, wheels.glob("anylog_tw-*.whl"))], check=True, cwd=str(tmp_path), capture_output=True)
     installed = subprocess.run([python, "-c", "import anylog_tw; print(anylog_tw.__file__)"], capture_output=True,
                                text=True, cwd=str(tmp_path)).stdout
     assert str(venv) in installed and str(root) not in installed
