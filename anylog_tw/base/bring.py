@@ -130,10 +130,10 @@ def _items(text: str, i: int) -> tuple[list, str | None]:
         if c.isspace():
             i += 1
         elif c == "[":
-            key, i = _read_key(text, i)
+            key, i = read_key(text, i)
             items.append(("key", key))
         elif c in "'\"":
-            lit, i = _read_quoted(text, i, c)
+            lit, i = read_quoted(text, i, c)
             items.append(("lit", unescape(lit)))
         elif c == "]":
             raise BringError(f"unbalanced ']' at column {i + 1} of {text!r}")
@@ -164,14 +164,14 @@ def _separator(text: str, i: int) -> tuple[str, int]:
     if i >= n:
         raise BringError("'separator =' needs a value, e.g. 'separator = ,'")
     if text[i] in "'\"":
-        return _read_quoted(text, i, text[i])
+        return read_quoted(text, i, text[i])
     j = i
     while j < n and not text[j].isspace():
         j += 1
     return text[i:j], j
 
 
-def _read_quoted(text: str, i: int, quote: str) -> tuple[str, int]:
+def read_quoted(text: str, i: int, quote: str) -> tuple[str, int]:
     """The text of a quoted string starting at `i` (backslash escapes), and the index after it."""
     out = []
     j, n = i + 1, len(text)
@@ -185,7 +185,7 @@ def _read_quoted(text: str, i: int, quote: str) -> tuple[str, int]:
     return "".join(out), j + 1
 
 
-def _read_key(text: str, i: int) -> tuple[Key, int]:
+def read_key(text: str, i: int) -> tuple[Key, int]:
     """`[a][b c]['d]'][]` from `i`: the segments, and the index after the last `]`."""
     segs: list[Segment] = []
     n = len(text)
@@ -194,7 +194,7 @@ def _read_key(text: str, i: int) -> tuple[Key, int]:
         while j < n and text[j] in " \t":
             j += 1
         if j < n and text[j] in "'\"":
-            name, k = _read_quoted(text, j, text[j])
+            name, k = read_quoted(text, j, text[j])
             while k < n and text[k] in " \t":
                 k += 1
             if k >= n or text[k] != "]":
@@ -223,7 +223,7 @@ def parse_key(text: str) -> Key:
     t = text.strip()
     if not t.startswith("["):
         return (Segment(t),)
-    key, end = _read_key(t, 0)
+    key, end = read_key(t, 0)
     if t[end:].strip():
         raise BringError(f"{text!r} is one key path like [a][b]; {t[end:].strip()!r} follows it")
     return key

@@ -1,7 +1,7 @@
 """JSON rows -> table rows: the default mapping and `mapping` policies (spec §5.5).
 
 Pure functions over data.  A file's objects become `{column: value}` dicts (`flatten` for the
-default mapping, a compiled `MappingPolicy` for the `instructions` segment); `plan_columns`
+default mapping; mapping policies go through `mapper.py`); `plan_columns`
 decides the table's columns (new ones are added, never dropped: AnyLog silently drops unknown
 attributes, we keep them); `to_rows` turns the dicts into tuples in column order, adapting every
 value to its column's type or failing with the line, column and value named.  Either every row
@@ -19,7 +19,6 @@ from anylog_tw.base.columns import ColumnError, convert_column
 from anylog_tw.base.convert import INT64, shown
 from anylog_tw.base.errors import StorageError
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.ingest.mapping_policy import MappingPolicy, compile_condition, policy_type  # noqa: F401 (re-exported)
 from anylog_tw.storage import schema
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 
@@ -70,17 +69,19 @@ class Batch:
     columns: list[str]
     values: list[list]
     lines: list[int]
+    types: dict[str, str] | None = None  # columns already converted to these types (a mapping's)
 
     def __len__(self) -> int:
         return len(self.lines)
 
     @classmethod
-    def of_rows(cls, columns: list[str], rows: list[list], lines: list[int]) -> "Batch":
+    def of_rows(cls, columns: list[str], rows: list[list], lines: list[int],
+                types: dict[str, str] | None = None) -> "Batch":
         """From row lists aligned to `columns` (a row may be shorter: the rest is null)."""
         n = len(columns)
         values = [list(c) for c in itertools.zip_longest(*rows, fillvalue=None)] if rows else []
         values += [[None] * len(rows) for _ in range(n - len(values))]
-        return cls(columns, values, lines)
+        return cls(columns, values, lines, types)
 
 
 def default_batch(objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Batch:
@@ -139,21 +140,6 @@ def _place(col: str, index: dict[str, int]) -> int:
     if p is None:
         p = index[col] = len(index)
     return p
-
-
-def policy_batch(policy: "MappingPolicy", objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Batch:
-    """The rows a mapping policy makes of a file's objects (a reading array gives several)."""
-    cols = [c.name for c in policy.columns]
-    rows, out_lines = [], []
-    for obj, line in zip(objs, lines):
-        for r in policy.rows(obj, line):
-            rows.append(list(r.values()))
-            out_lines.append(line)
-    return Batch.of_rows(cols, rows, out_lines)
-
-
-def _columns_of(batch: Batch) -> list[list]:
-    return batch.values
 
 
 # --- columns and rows -------------------------------------------------------------------------
@@ -226,10 +212,16 @@ def to_columns(batch: Batch, columns: Mapping[str, str], engine: str = schema.SQ
     n = len(batch)
     values = batch.values
     where = {c: j for j, c in enumerate(batch.columns)}
+    done = batch.types or {}
     out: list[Sequence[Any]] = []
     for col, kind in columns.items():
         j = where.get(col)
-        out.append([None] * n if j is None else _adapt_column(values[j], kind, col, batch.lines, engine))
+        if j is None:
+            out.append([None] * n)
+        elif done.get(col) == kind:
+            out.append(values[j])  # the mapping converted it already
+        else:
+            out.append(_adapt_column(values[j], kind, col, batch.lines, engine))
     return out
 
 

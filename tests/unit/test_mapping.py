@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base import convert
 from anylog_tw.ingest import mapping, reader
-from anylog_tw.ingest.mapping import MappingPolicy, default_batch, plan_columns, to_rows
+from anylog_tw.ingest.mapping import default_batch, plan_columns, to_rows
+from anylog_tw.ingest.mapping_policy import MappingPolicy
 from anylog_tw.storage import schema
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
@@ -167,8 +168,9 @@ def test_mapping_policy_readings_condition_and_defaults():
     assert policy.types == {"timestamp": "timestamp", "value": "float", "label": "text", "unit": "text"}
     obj = {"device": "Random-Integer-Generator01", "created": "2026-11-28T04:00:00Z",
            "readings": [{"name": "X", "value": "21.5"}, {"name": "Y", "value": "3", "created": "2026-11-28T05:00:00Z"}]}
-    batch = mapping.policy_batch(policy, [obj, {"device": "other", "readings": [{"name": "X"}]}], [1, 2])
-    rows = to_rows(batch, policy.types)
+    batches = policy.batch([obj, {"device": "other", "readings": [{"name": "X"}]}], [1, 2], "f", "t")
+    assert list(batches) == [("edgex", "rnd_val")]
+    rows = to_rows(batches[("edgex", "rnd_val")], policy.types)
     assert rows == [("2026-11-28 04:00:00", 21.5, "Random-Integer-Generator01-X", "C"),
                     ("2026-11-28 05:00:00", None, "Random-Integer-Generator01-Y", "C")]
 
@@ -177,7 +179,9 @@ def test_mapping_policy_readings_condition_and_defaults():
     ({"mapping": {"id": "m"}}, "non-empty 'schema'"),
     ({"mapping": {"id": "m", "schema": {"a": {"type": "int"}}}}, "needs 'bring' or 'default'"),
     ({"mapping": {"id": "m", "schema": {"a": {"bring": "[a]", "type": "blob9"}}}}, "unknown"),
-    ({"mapping": {"id": "m", "table": "bring [t]", "schema": {"a": {"bring": "[a]"}}}}, "per-row table"),
+    ({"mapping": {"id": "m", "table": "bring [t", "schema": {"a": {"bring": "[a]"}}}}, "no matching"),
+    ({"mapping": {"id": "m", "schema": {"*": {"type": "*", "bring": ["a"]}}}}, "cannot be a name"),
+    ({"mapping": {"id": "m", "schema": {"a": {"bring": "[a]", "script": "x"}}}}, "script"),
     ({"mapping": {"id": "m", "schema": {"a": {"bring": "[a]", "condition": "if a = b"}}}}, "condition"),
 ])
 def test_bad_mapping_policies_are_refused(bad, match):
@@ -188,7 +192,7 @@ def test_bad_mapping_policies_are_refused(bad, match):
 def test_policy_number_text_that_is_not_a_number_fails_with_line():
     policy = MappingPolicy({"mapping": {"id": "m", "schema": {"v": {"bring": "[v]", "type": "int"}}}})
     with pytest.raises(IngestError, match="line 4"):
-        mapping.policy_batch(policy, [{"v": "abc"}], [4])
+        policy.batch([{"v": "abc"}], [4], "d", "t")
 
 
 # --- the reader ---------------------------------------------------------------------------------
