@@ -7,8 +7,14 @@
    transaction per file.  Both engines; medians of several runs and the ratio.
 2. Latency: one small file dropped into an idle operator until its row is queryable (median).
 3. Peak RSS of a node process ingesting one 200 MB file (a fresh process per engine).
+4. Mapping policy (issue 18): the same 1,000,000 rows (keys with a space and a dot, a number
+   written as text, an epoch-ms time) ingested through a mapping policy of quoted keys and typed
+   conversions (`['device id']`, `["pm2.5"]` text -> float, `[created]` epoch ms -> timestamp),
+   against the default mapping of the same files, in the same run; medians and the ratio
+   (goal >= 0.8).
 
 Run: .venv/bin/python bench/ingest.py [--runs 3] [--files 200] [--rows 5000] [--engines sqlite,psql]
+     [--skip throughput,latency,rss,policy]
 """
 
 from __future__ import annotations
@@ -54,6 +60,38 @@ def make_files(directory: str, files: int, rows: int, table: str = "readings") -
                 "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
             seq += 1
         name = f"bench.{table}.src{f}.0.0.json"
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(b"\n".join(lines) + b"\n")
+        names.append(name)
+    return names
+
+
+AIR_POLICY = {"mapping": {"id": "air-policy", "table": "air", "schema": {
+    "ts": {"type": "timestamp", "bring": "['ts']"},
+    "device": {"type": "varchar", "bring": "['device id']"},
+    "pm25": {"type": "float", "bring": '["pm2.5"]'},
+    "created": {"type": "timestamp", "bring": "[created]", "default": "now()"},
+    "status": {"type": "str", "bring": "['status']"},
+    "seq": {"type": "int", "bring": "[seq]"}}}}
+
+
+def make_air_files(directory: str, files: int, rows: int) -> list[str]:
+    """Rows for the mapping-policy case; the default mapping takes them too (device_id, pm2_5 ...)."""
+    os.makedirs(directory, exist_ok=True)
+    rnd = random.Random(11)
+    base = 1_790_000_000
+    names = []
+    seq = 0
+    for f in range(files):
+        lines = []
+        for _ in range(rows):
+            t = base + seq * 0.001
+            lines.append(orjson.dumps({
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z",
+                "device id": f"dev-{rnd.randrange(100):03d}", "pm2.5": f"{rnd.uniform(0, 150):.2f}",
+                "created": int(t * 1000), "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
+            seq += 1
+        name = f"bench.air.src{f}.0.0.json"
         with open(os.path.join(directory, name), "wb") as out:
             out.write(b"\n".join(lines) + b"\n")
         names.append(name)
@@ -152,6 +190,9 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
         else:
             await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="postgres", password="",
                               database=extra["dbname"])
+        if extra.get("policy"):
+            reply = await node.run(f"blockchain insert where policy = {json.dumps(extra['policy'])} and local = true")
+            assert reply.ok, reply.render()
         reply = await node.run(f"run operator where threads = {threads}" + extra.get("opts", ""))
         assert reply.ok, reply.render()
         op = node.process("Operator")
@@ -240,7 +281,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=3)
     ap.add_argument("--engines", default="sqlite,psql")
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss")
+    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss,policy")
     ap.add_argument("--opts", default="", help="more operator options, e.g. ' and compress_json = false'")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -286,6 +327,40 @@ def main() -> None:
                 print(f"{engine:6s} throughput: operator {mo:,.0f} rows/s | plain script {mp:,.0f} rows/s | "
                       f"ratio {mo / mp:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | "
                       f"goal {goal:,} rows/s")
+        if "policy" not in skip:
+            air = os.path.join(base, "air")
+            air_names = make_air_files(air, args.files, args.rows)
+            policy_names = [n.replace(".0.0.json", ".0.air-policy.json") for n in air_names]
+            for engine in engines:
+                default, mapped = [], []
+                for run in range(args.runs):
+                    for kind, names_, out in (("default", air_names, default), ("policy", policy_names, mapped)):
+                        work = os.path.join(base, f"air-{engine}-{kind}-{run}")
+                        src = os.path.join(work, "src")
+                        os.makedirs(src)
+                        for a, b in zip(air_names, names_):
+                            shutil.copyfile(os.path.join(air, a), os.path.join(src, b))
+                        dbname = "bench_" + uuid.uuid4().hex[:8]
+                        if engine == "psql":
+                            pg_create(dbname)
+                        try:
+                            extra = {"dbname": dbname, "opts": args.opts}
+                            if kind == "policy":
+                                extra["policy"] = AIR_POLICY
+                            r = spawn("throughput", engine, work, src, names_, args.threads, extra)
+                        finally:
+                            if engine == "psql":
+                                pg_drop(dbname)
+                            shutil.rmtree(work, ignore_errors=True)
+                        if r["rows"] != total or r["errors"]:
+                            print(f"  !! {engine} {kind} run {run}: {r['rows']} rows, {r['errors']} errors")
+                        out.append(r["rows"] / r["elapsed"])
+                    print(f"  {engine} run {run + 1}: default mapping {default[-1]:,.0f} rows/s, mapping policy "
+                          f"{mapped[-1]:,.0f} rows/s")
+                md, mm = median(default), median(mapped)
+                paired = median([m / d for m, d in zip(mapped, default)])
+                print(f"{engine:6s} mapping policy: {mm:,.0f} rows/s | default mapping {md:,.0f} rows/s | ratio "
+                      f"{mm / md:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8)")
         if "latency" not in skip:
             for engine in engines:
                 work = os.path.join(base, f"lat-{engine}")
