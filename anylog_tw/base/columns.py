@@ -30,6 +30,9 @@ class ColumnError(ConversionError):
         self.value = value
 
 
+_INT_TEXT = re.compile(r"[+-]?\d+").fullmatch
+# Booleans written as text (any case) or as 0/1 (keys (v, 0) keep 1 apart from True's hash twin).
+_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, (1, 0): True, (0, 0): False}
 # Python types a column takes as they are.
 _AS_IS: dict[str, set] = {TEXT: {str}, FLOAT: {float}, BOOLEAN: {bool}}
 _UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?Z?")
@@ -50,9 +53,19 @@ def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = Fals
         return values
     try:
         if kind == INTEGER and kinds == {int}:
-            present = values if None not in values else [v for v in values if v is not None]
+            present = _present(values)
             if INT64[0] <= min(present) and max(present) <= INT64[1]:
                 return values
+        elif kind == INTEGER and kinds == {str}:
+            present = _present(values)
+            if all(map(_INT_TEXT, present)):
+                out = [None if v is None else int(v) for v in values] if None in values else list(map(int, values))
+                ints = _present(out)
+                if INT64[0] <= min(ints) and max(ints) <= INT64[1]:
+                    return out
+        elif kind == BOOLEAN and kinds <= {str, int}:
+            table = _BOOLEAN_TEXT
+            return [None if v is None else table[v.lower() if type(v) is str else (v, 0)] for v in values]
         elif kind == FLOAT:
             out = _floats(values, kinds)
             if out is not None:
@@ -64,7 +77,7 @@ def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = Fals
                 return _timestamps(values)
             if kinds == {int}:
                 return _epochs(values)
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError, KeyError):
         pass  # a value the fast path cannot vouch for: value by value below
     return _one_by_one(values, kind)
 
