@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.storage.schema import NAME_PATTERN
+from anylog_tw.base.convert import NAME_PATTERN
 
 TYPES = ("json", "sql")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
