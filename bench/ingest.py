@@ -208,12 +208,14 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
         watch = node.dictionary["watch_dir"]
         try:
             if mode == "throughput":
+                c0 = _cpu()
                 t0 = time.perf_counter()
                 for name in names:
                     os.rename(os.path.join(src, name), os.path.join(watch, name))
                 while op.stats.total_files + op.stats.total_errors < len(names):
                     await task.deferLater(reactor, 0.005, lambda: None)
                 result["elapsed"] = time.perf_counter() - t0
+                result["cpu"] = _cpu() - c0
                 result["rows"] = op.stats.total_rows
                 result["errors"] = op.stats.total_errors
             elif mode == "latency":
@@ -263,6 +265,14 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
 
     task.react(lambda _r: __import__("twisted.internet.defer", fromlist=["Deferred"]).Deferred.fromCoroutine(main()))
     return result
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all its threads (the node's work, whatever else the machine runs)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def spawn(mode: str, engine: str, work: str, src: str, names: list[str], threads: int, extra: dict) -> dict:
@@ -341,6 +351,7 @@ def main() -> None:
             air_names = make_air_files(air, args.files, args.rows)
             for engine in engines:
                 default, mapped, epoch = [], [], []
+                cpu: dict[str, list] = {"default": [], "policy": [], "epoch": []}
                 for run in range(args.runs):
                     for kind, policy, out in (("default", None, default), ("policy", AIR_POLICY, mapped),
                                               ("epoch", AIR_POLICY_EPOCH, epoch)):
@@ -366,14 +377,19 @@ def main() -> None:
                         if r["rows"] != total or r["errors"]:
                             print(f"  !! {engine} {kind} run {run}: {r['rows']} rows, {r['errors']} errors")
                         out.append(r["rows"] / r["elapsed"])
+                        cpu[kind].append(r["rows"] / r["cpu"])
                     print(f"  {engine} run {run + 1}: default mapping {default[-1]:,.0f} rows/s, mapping policy "
-                          f"{mapped[-1]:,.0f} rows/s, with the epoch timestamp {epoch[-1]:,.0f} rows/s")
+                          f"{mapped[-1]:,.0f} rows/s, with the epoch timestamp {epoch[-1]:,.0f} rows/s; per CPU second "
+                          f"of the node {cpu['default'][-1]:,.0f} / {cpu['policy'][-1]:,.0f} / {cpu['epoch'][-1]:,.0f}")
                 md, mm, me = median(default), median(mapped), median(epoch)
                 paired = median([m / d for m, d in zip(mapped, default)])
                 paired_e = median([m / d for m, d in zip(epoch, default)])
+                cd, cm, ce = (median(cpu[k]) for k in ("default", "policy", "epoch"))
                 print(f"{engine:6s} mapping policy: {mm:,.0f} rows/s | default mapping {md:,.0f} rows/s | ratio "
                       f"{mm / md:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | with the epoch "
                       f"timestamp column {me:,.0f} rows/s, ratio {me / md:.2f} ({paired_e:.2f})")
+                print(f"{engine:6s} rows per CPU second of the node: mapping policy {cm:,.0f} | default mapping "
+                      f"{cd:,.0f} | ratio {cm / cd:.2f} | with the epoch timestamp column {ce:,.0f}, ratio {ce / cd:.2f}")
         if "latency" not in skip:
             for engine in engines:
                 work = os.path.join(base, f"lat-{engine}")

@@ -274,6 +274,9 @@ async def test_get_operator_pool_and_reset_stats(node):
     assert sorted(e["Type"] for e in errs) == ["SQL"]
     pool = await node.run("get operator pool where format = json")
     assert pool.ok and pool.json_data()[0]["Configured"] == 1
+    details = await node.run("get operator pool where details = true and format = json")
+    assert details.ok and details.json_data()["Pool"][0]["Configured"] == 1 and details.json_data()["Files"] == []
+    assert "File" in (await node.run("get operator pool where details = true")).render()
     reply = await node.run("reset stats where service = operator and topic = summary")
     assert reply.ok, reply.render()
     for topic in ("json", "sql", "inserts", "error"):
