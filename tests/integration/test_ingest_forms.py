@@ -90,6 +90,23 @@ async def test_quoted_keys_epoch_numbers_and_numbers_as_text(node):
         (-1.0, "s 9", "2023-11-14 22:13:20", False, 3, 1)]
 
 
+async def test_columns_of_number_and_boolean_text(node):
+    """All-text numeric and boolean columns (PostgreSQL reads the plain ones itself) store the same values."""
+    await _insert_policy(node, {"mapping": {"id": "texts", "table": "texts", "schema": {
+        "f": {"type": "float", "bring": "[f]"}, "i": {"type": "int", "bring": "[i]"},
+        "b": {"type": "bool", "bring": "[b]"}, "k": {"type": "int", "bring": "[k]"}}}})
+    await start(node)
+    drop(node, "lsl.x.0.0.texts.json", [
+        {"f": "81.5", "i": "-12830", "b": "TRUE", "k": "1"},
+        {"f": "7.934139e+01", "i": "+17", "b": "0", "k": "12.0"},
+        {"f": ".5", "i": "007", "b": "false", "k": "0.000000e+00"}])
+    await wait_empty(node)
+    assert errors(node) == []
+    got = await rows(node, "select f, i, b, k from texts order by i")
+    assert [(r[0], r[1], bool(r[2]), r[3]) for r in got] == [(81.5, -12830, True, 1), (0.5, 7, False, 0),
+                                                            (79.34139, 17, False, 12)]
+
+
 async def test_a_value_that_does_not_fit_sends_the_file_whole_to_the_error_dir(node):
     await _insert_policy(node, {"mapping": {"id": "strict", "table": "strict", "schema": {
         "v": {"type": "int", "bring": "[v]"}}}})
