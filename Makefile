@@ -23,10 +23,11 @@ postgres:
 	tools/ensure-postgres
 
 test: bootstrap postgres
-	$(BIN)/pytest -q
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q -n auto --dist loadgroup --durations=15
 
 test-fast: bootstrap
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -n auto -m "not e2e"
 
 bench: bootstrap postgres
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done

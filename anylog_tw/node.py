@@ -12,7 +12,6 @@ import inspect
 import os
 import re
 import socket
-import time
 from typing import Any, Callable
 
 from twisted.application.service import MultiService
@@ -24,12 +23,25 @@ from anylog_tw.base import grammar, layout
 from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
 from anylog_tw.base.eventlog import EventLog
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.registry import Command, Registry, is_assignment, read_options, token_text
 from anylog_tw.base.reply import JSON_FORMAT, Reply
 from anylog_tw.commands import load_commands
+from anylog_tw.ingest.streamer import Streamer
+from anylog_tw.metadata.layer import Metadata
+from anylog_tw.net.peers import Peers
+from anylog_tw.services.scheduler_service import Schedulers, attach
+from anylog_tw.storage.engines import Databases
 
 # The rows of `get processes`, in order; other running processes are listed after them.
 PROCESS_ROWS = ("TCP", "REST", "Operator", "Publisher", "Blockchain Sync", "Scheduler", "HA", "Console")
+
+# The node's shared parts, made in this order when the node is built and closed in the reverse
+# order when it stops, after every background process has stopped: the metrics registry first
+# (everything counts into it), then the databases, the metadata (which may keep its ledger in a
+# database), the peer connections (the metadata asks peers through them), the streaming buffers
+# (they write files for the operator) and the schedulers (their tasks run commands over all of it).
+PARTS = (Metrics, Databases, Metadata, Peers, Streamer, Schedulers)
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -37,7 +49,7 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Call:
     """One command being run: the node, the matched command, and its arguments read for it."""
 
-    __slots__ = ("node", "command", "tokens", "text", "origin", "args", "opts", "given")
+    __slots__ = ("node", "command", "tokens", "text", "origin", "grant", "args", "opts", "given")
 
     def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: str):
         self.node = node
@@ -45,6 +57,7 @@ class Call:
         self.tokens = tokens  # what follows the command words, unresolved
         self.text = text
         self.origin = origin
+        self.grant = "owner"  # what the caller holds (one of registry.GRANTS); the security model sets it
         self.args: list[str] = []
         self.opts: dict[str, Any] = {}
         self.given: set[str] = set()
@@ -68,7 +81,7 @@ class Call:
             raise OptionError(f"'{self.command.name}': wrong number of arguments (usage: {self.command.usage})")
 
     @property
-    def rest(self) -> str:
+    def remainder(self) -> str:
         """The text after the command words, as typed (for commands that carry a command)."""
         return self.text[self.tokens[0].start:] if self.tokens else ""
 
@@ -99,6 +112,7 @@ class Node(MultiService):
         self.started_at = reactor.seconds()
         self.commands_run = 0
         self._components: dict[type, Any] = {}
+        self._stopping: Deferred | None = None
         self._on_exit = on_exit
         hostname = socket.gethostname()
         self.dictionary: dict[str, str] = {
@@ -108,6 +122,7 @@ class Node(MultiService):
             "external_ip": "127.0.0.1",
         }
         self.dictionary.update(layout.work_dictionary(self.home))
+        self._build_parts()
 
     def in_thread(self, fn: Callable, *args: Any) -> Deferred:
         """Run blocking `fn(*args)` in the reactor's thread pool (inline on a memory reactor in unit tests)."""
@@ -115,21 +130,25 @@ class Node(MultiService):
             return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
         return maybeDeferred(fn, *args)
 
-    # -- shared state of the areas (storage, metadata, ...) -----------------------------------
+    # -- the node's shared parts ---------------------------------------------------------------
+
+    def _build_parts(self) -> None:
+        """Make the shared parts, in `PARTS` order, and wire what a lower layer needs from a higher one."""
+        for cls in PARTS:
+            self._components[cls] = cls(self)
+        peers = self._components[Peers]
+        self._components[Metadata].connect_ask(lambda address, text: peers.command(address, text, timeout=20.0))
 
     def component(self, cls: type) -> Any:
-        """The node's one instance of an area's state holder, made on first use as `cls(node)`.
+        """The node's one instance of a shared part (`PARTS`), or of a small state holder made on first use.
 
-        It lets the storage, metadata and ingest areas keep their state on the node without the
-        node importing them; a component with a `close()` method is closed when the node stops.
+        The state holders made on first use (publisher distribution, REST call counts ...) have
+        nothing to close; everything that holds connections, files or timers is in `PARTS`.
         """
         inst = self._components.get(cls)
         if inst is None:
             inst = self._components[cls] = cls(self)
         return inst
-
-    def has_component(self, cls: type) -> bool:
-        return cls in self._components
 
     # -- dictionary --------------------------------------------------------------------------
 
@@ -259,11 +278,16 @@ class Node(MultiService):
     def process(self, name: str):
         return self.namedServices.get(name)
 
+    def check_free(self, name: str) -> None:
+        """Raise if the process `name` runs: `run X` asks before it binds a port or opens files."""
+        running = self.namedServices.get(name)
+        if running is not None:
+            how = getattr(running, "exit_command", "") or f"exit {name.lower()}"
+            raise ServiceError(f"{name} is already running (stop it first with '{how}')")
+
     def add_process(self, service) -> None:
         """Start a background process; starting one that runs already is an error."""
-        if service.name in self.namedServices:
-            how = getattr(service, "exit_command", "") or f"exit {service.name.lower()}"
-            raise ServiceError(f"{service.name} is already running (stop it first with '{how}')")
+        self.check_free(service.name)
         service.setServiceParent(self)
 
     async def stop_process(self, name: str) -> None:
@@ -288,7 +312,6 @@ class Node(MultiService):
 
     def startService(self) -> None:
         layout.create_work_directories(self.home)
-        from anylog_tw.services.scheduler_service import attach
         attach(self)  # the "Scheduler" process: scheduler 0 (system) always runs
         MultiService.startService(self)
         self.started_at = self.reactor.seconds()
@@ -312,6 +335,10 @@ class Node(MultiService):
         self.log.info("node {name} ready in {home}", name=self.name, home=self.home)
 
     async def _stop(self) -> None:
+        """Stop every background process (they may still use the parts), then close the parts in
+        the reverse of `PARTS` order, each after the one before it has finished closing.  Users' queries
+        are stopped first: none of them is worth waiting for, and a process may wait behind one."""
+        self._components[Databases].interrupt("the node is stopping")
         await maybeDeferred(MultiService.stopService, self)
         for component in reversed(list(self._components.values())):
             close = getattr(component, "close", None)
@@ -336,10 +363,6 @@ class Node(MultiService):
 
     def __repr__(self) -> str:
         return f"<Node {self.name} at {self.home}>"
-
-
-def now_text(seconds: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds if seconds is not None else time.time()))
 
 
 _SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+)""", re.IGNORECASE)

@@ -16,13 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.base.convert import NAME_PATTERN
+from anylog_tw.base.names import is_name
 
 TYPES = ("json", "sql")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
 _DATE = re.compile(r"^\d{12}$")
 _TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".swp", ".crdownload", "~")
-_ERR = re.compile(r"\.err_[a-z]+\.\d+\.")
 
 
 @dataclass(frozen=True)
@@ -112,9 +111,9 @@ def parse_file_name(name: str) -> FileName:
         if not _SEGMENT.match(seg):
             raise _bad(name, f"segment {i + 1} ({seg!r}) holds characters other than letters, digits and _-:+=@~,")
     dbms, table = segs[0].lower(), segs[1].lower()
-    if not NAME_PATTERN.match(dbms):
+    if not is_name(dbms):
         raise _bad(name, f"dbms {segs[0]!r} is not a valid name (letters, digits and '_', not starting with a digit)")
-    if not NAME_PATTERN.match(table):
+    if not is_name(table):
         raise _bad(name, f"table {segs[1]!r} is not a valid name (letters, digits and '_', not starting with a digit)")
     rest = segs[2:] + ["0"] * (3 - len(segs[2:5]))
     source, hash_, instructions = rest[0], rest[1], rest[2]
@@ -185,10 +184,6 @@ def error_name(name: str, reason: str, epoch: int) -> str:
     stem, ftype = split_type(name)
     out = f"{stem}.err_{reason}.{int(epoch)}"
     return f"{out}.{ftype}" if ftype else out
-
-
-def is_error_name(name: str) -> bool:
-    return bool(_ERR.search(name + "."))
 
 
 def is_temporary(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twisted.application.service import Service
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 
 
@@ -10,28 +11,31 @@ class NodeProcess(Service):
     """A named background process.
 
     `name` is the row it fills in `get processes` (TCP, REST, Operator ...); `details()` is the
-    text of that row's Details column.  The node is the service parent, so a process reaches
-    the node's reactor, dictionary and databases through `self.node`.
+    text of that row's Details column.  A process reaches the node's reactor, dictionary and
+    databases through `self.node`, which stays set for the whole of an asynchronous stop: Twisted
+    clears `parent` as soon as `exit X` disowns the service, while the file in hand, the sync in
+    flight or the last reply still needs the node.
     """
 
     log = Logger()
     name: str = ""
     exit_command: str = ""  # how a user stops it, quoted in "already running" errors
+    _node = None
+
+    def setServiceParent(self, parent):
+        self._node = parent  # before: a running parent starts the service inside setServiceParent
+        Service.setServiceParent(self, parent)
 
     @property
     def node(self):
-        return self.parent
+        return self._node
 
     @property
     def reactor(self):
-        return self.parent.reactor
+        return self._node.reactor
 
     def details(self) -> str:
         return ""
-
-    def status(self) -> dict:
-        """Per-process state for `get ...` commands; subclasses extend it."""
-        return {"Status": "Running" if self.running else "Stopped", "Details": self.details()}
 
 
 class ListeningProcess(NodeProcess):
@@ -51,12 +55,16 @@ class ListeningProcess(NodeProcess):
         host = self.port.getHost()
         return host.host, host.port
 
+    def startService(self) -> None:
+        NodeProcess.startService(self)
+        host, port = self.address
+        # With port 0 the kernel chose the port: the log is where scripts and tests learn it.
+        self.log.info("{process} listening on {host}:{port}", process=self.name, host=host, port=port)
+
     def close_connections(self) -> None:
         """Subclasses close their live connections here."""
 
     def stopService(self):
-        from twisted.internet.defer import maybeDeferred
-
         NodeProcess.stopService(self)
         self.close_connections()
         return maybeDeferred(self.port.stopListening)

@@ -55,6 +55,17 @@ class Option:
 
 _KIND_NAMES = {"int": "a whole number", "float": "a number", "str": "text", "json": "JSON", "date": "a date"}
 
+# What a command needs from its caller, weakest first: `read` (status, get, queries), `write` (data
+# in), `admin` (process control, paths, keys) and `owner` (the Python manhole).
+GRANTS = ("read", "write", "admin", "owner")
+
+
+
+def grant_allows(held: str, needed: str) -> bool:
+    """Whether a caller holding `held` may run what needs `needed` (each grant includes the weaker)."""
+    return GRANTS.index(held) >= GRANTS.index(needed)
+
+
 FORMAT = Option("format", choices=("json", "table"), default="table", help="json or table")
 
 
@@ -70,6 +81,7 @@ class Command:
     nargs: tuple[int, int | None] = (0, 0)
     raw: bool = False  # the handler reads the tokens itself (a language of its own)
     readonly: bool = False  # does not change the node: REST GET, and allowed in read-only mode
+    grant: str | None = None  # what the caller must hold: read, write, admin or owner (see GRANTS)
     link: str = ""
     words: tuple[str, ...] = field(default=(), compare=False)
 
@@ -87,13 +99,15 @@ class Registry:
 
     def command(self, name: str, *, usage: str, text: str, examples: Iterable[str], keywords: Iterable[str],
                 options: Iterable[Option] = (), nargs: tuple[int, int | None] = (0, 0), raw: bool = False,
-                readonly: bool = False, link: str = "") -> Callable:
+                readonly: bool = False, grant: str | None = None, link: str = "") -> Callable:
         """Decorator: register the function as the handler of `name`."""
+        if grant is not None and grant not in GRANTS:
+            raise ValueError(f"command {name!r}: grant {grant!r} is not one of {', '.join(GRANTS)}")
 
         def register(handler: Callable) -> Callable:
             self.add(Command(name=name, handler=handler, usage=usage, text=text, examples=tuple(examples),
                              keywords=tuple(keywords), options=tuple(options), nargs=nargs, raw=raw,
-                             readonly=readonly, link=link, words=tuple(name.split())))
+                             readonly=readonly, grant=grant, link=link, words=tuple(name.split())))
             return handler
 
         return register

@@ -13,7 +13,10 @@ from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerEr
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
 from anylog_tw.base.registry import Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
+from anylog_tw.commands.files import path_check
 from anylog_tw.front.tcpserver import TCPServer, listen_plan
+from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
+from anylog_tw.net.auth import TLSConfig
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 from anylog_tw.net.peers import Peers, canonical
 
@@ -43,8 +46,7 @@ DEFAULT_TIMEOUT = 20.0
                   Option("ssl", kind="bool", default=False), Option("cert"), Option("key"), Option("ca")))
 async def run_tcp_server(call):
     node = call.node
-    if node.process(TCPServer.name) is not None:
-        raise ServiceError("TCP is already running (stop it first with 'exit tcp')")
+    node.check_free(TCPServer.name)
     opts = dict(call.opts)
     names = ("external_ip", "external_port", "internal_ip", "internal_port", "threads")
     for name, value in zip(names, call.args):
@@ -60,7 +62,6 @@ async def run_tcp_server(call):
         if missing:
             raise OptionError(f"ssl = true needs {', '.join(missing)} (files of the node's certificate, its "
                               f"private key and the network CA)")
-        from anylog_tw.net.auth import TLSConfig
 
         try:
             tls = TLSConfig(opts["cert"], opts["key"], opts["ca"])
@@ -99,8 +100,7 @@ async def exit_tcp(call):
     if node.process(TCPServer.name) is None:
         raise ServiceError("TCP is not running")
     await node.stop_process(TCPServer.name)
-    if node.has_component(Peers):
-        node.component(Peers).tls = None
+    node.component(Peers).tls = None
     return "TCP server stopped"
 
 
@@ -135,7 +135,7 @@ PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests
 def get_connections(call):
     node = call.node
     listening = _listening_rows(node)
-    peers = node.component(Peers).rows() if node.has_component(Peers) else []
+    peers = node.component(Peers).rows()
     data = {
         "listening": {r[0]: {"External Address": r[1], "Internal Address": r[2], "Bind Address": r[3]}
                       for r in listening},
@@ -236,7 +236,6 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
-    from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
@@ -289,8 +288,6 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
          options=(Option("dest", default="watch", help="the peer's <dest>_dir"), Option("name"),
                   Option("timeout", kind="seconds")))
 async def file_send(call):
-    from anylog_tw.commands.files import path_check
-
     path, destination = call.args
     path = path_check(call)(path)
     text = destination[1:-1] if destination.startswith("(") and destination.endswith(")") else destination

@@ -6,6 +6,10 @@ from __future__ import annotations
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.ingest import stats as S
+from anylog_tw.ingest.ledger_link import LedgerLink
+from anylog_tw.ingest.operator import Operator, OperatorConfig
+from anylog_tw.storage import Databases
 
 # The ingest and storage modules are imported when a command runs, not when commands load: a
 # node's command table never depends on the database drivers importing cleanly.
@@ -48,13 +52,8 @@ _OPTIONS = (
                    "run operator where create_table = true and update_tsd_info = true and archive_json = true"),
          keywords=("operator", "background processes", "data"), options=_OPTIONS)
 async def run_operator(call):
-    from anylog_tw.ingest.ledger_link import LedgerLink
-    from anylog_tw.ingest.operator import Operator, OperatorConfig
-    from anylog_tw.storage import Databases
-
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Operator is already running (stop it first with 'exit operator')")
+    node.check_free(PROCESS)
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")
@@ -63,7 +62,7 @@ async def run_operator(call):
     for entry in o["limit_tables"] or []:
         if entry.count(".") != 1 and entry != "*":
             raise OptionError(f"limit_tables entry {entry!r} must be dbms.table (or dbms.*)")
-    link = LedgerLink(node)
+    link = await LedgerLink.open(node)
     cluster, member, company = await link.operator(o["policy"])
     dbs = node.component(Databases)
     if o["update_tsd_info"]:
@@ -72,7 +71,6 @@ async def run_operator(call):
             raise CommandError("update_tsd_info needs dbms almgm: connect it first "
                                "('connect dbms almgm where type = sqlite'), or set update_tsd_info = false")
         await almgm.create_tsd_table("tsd_info")
-    await link.open()
     d = node.dictionary
     config = OperatorConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], err_dir=o["err_dir"] or d["err_dir"],
@@ -105,8 +103,6 @@ _TOPICS = ("config", "summary", "json", "sql", "inserts", "error")
          examples=("get operator", "get operator summary", "get operator sql", "get operator error where format = json"),
          keywords=("operator", "monitoring"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_operator(call):
-    from anylog_tw.ingest import stats as S
-
     topic = call.args[0].lower() if call.args else ""
     if topic and topic not in _TOPICS:
         raise OptionError(f"unknown operator topic {topic!r} (one of: {', '.join(_TOPICS)})")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
+from anylog_tw.base.names import is_name
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.ingest.distribution import Distribution
+from anylog_tw.ingest.publisher import Publisher, PublisherConfig
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.net.peers import Peers, canonical
 
 PROCESS = "Publisher"
 
@@ -41,14 +46,8 @@ _OPTIONS = (
                    "run publisher where watch_dir = !watch_dir and bkup_dir = !bkup_dir and compress_json = true"),
          keywords=("publisher", "background processes", "data"), options=_OPTIONS)
 async def run_publisher(call):
-    from anylog_tw.ingest.distribution import Distribution
-    from anylog_tw.ingest.publisher import Publisher, PublisherConfig
-    from anylog_tw.metadata.layer import metadata
-    from anylog_tw.net.peers import Peers, canonical
-
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Publisher is already running (stop it first with 'exit publisher')")
+    node.check_free(PROCESS)
     o = call.opts
     if o["err_dir"] and o["error_dir"] and o["err_dir"] != o["error_dir"]:
         raise OptionError("err_dir and error_dir are the same option: give one of them")
@@ -162,16 +161,12 @@ def get_publisher(call):
          options=(Option("dbms", required=True), Option("table", required=True), Option("dest", repeat=True),
                   Option("remove", kind="bool", default=False)))
 def set_data_distribution(call):
-    from anylog_tw.ingest.distribution import Distribution
-    from anylog_tw.net.peers import canonical
-    from anylog_tw.storage.schema import NAME_PATTERN
-
     o = call.opts
     dbms, table = o["dbms"].lower(), o["table"].lower()
-    if not NAME_PATTERN.match(dbms):
+    if not is_name(dbms):
         raise OptionError(f"dbms {o['dbms']!r} is not a valid name (letters, digits and '_', not starting with a "
                           f"digit)")
-    if table != "*" and not NAME_PATTERN.match(table):
+    if table != "*" and not is_name(table):
         raise OptionError(f"table {o['table']!r} is not a valid name (or * for every table of {dbms})")
     dests = [canonical(d) for dest in o["dest"] for d in dest.split(",") if d.strip()]
     dist = call.node.component(Distribution)
@@ -199,7 +194,5 @@ def _reroute(node) -> None:
          examples=("get publisher distribution",), keywords=("publisher", "monitoring"), options=(FORMAT,),
          readonly=True)
 def get_publisher_distribution(call):
-    from anylog_tw.ingest.distribution import Distribution
-
     rows = call.node.component(Distribution).rows()
     return Reply.of_table(("DBMS", "Table", "Destinations"), rows, "Data distribution")

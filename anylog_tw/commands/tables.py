@@ -13,7 +13,7 @@ from anylog_tw.ingest.tsd_admin import TSD_TABLE
 from anylog_tw.metadata import policies
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.storage import backup, policy_ddl, schema
-from anylog_tw.storage.base import Databases
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("dbms", "configuration")
 TSD_DBMS, LEDGER_DBMS = "almgm", "blockchain"

@@ -24,12 +24,21 @@ from twisted.web import resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from anylog_tw import __version__
+from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.front.rest_auth import Credentials
+from anylog_tw.front.rest_openapi import openapi_document
 from anylog_tw.front.rest_put import put_data
-from anylog_tw.front.rest_request import RequestError, agent_product, check_method, check_read_only, read_request
+from anylog_tw.front.rest_request import (
+    ReadOnlyError,
+    RequestError,
+    agent_product,
+    check_method,
+    check_read_only,
+    read_request,
+)
 from anylog_tw.front.rest_site import DEFAULT_MAX_BODY
 
 JSON_TYPE = b"application/json"
@@ -226,22 +235,11 @@ class RestApi:
 
     def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
         """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
-        result: Deferred = Deferred()
+        def expired():
+            raise Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
+                          f"'timeout' header, or the server's timeout)")
 
-        def expire():
-            result.errback(Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
-                                   f"'timeout' header, or the server's timeout)"))
-
-        timer = self.node.reactor.callLater(timeout, expire)
-
-        def answered(reply):
-            if timer.active():
-                timer.cancel()
-                result.callback(reply)
-            return None
-
-        d.addCallback(answered)
-        return result
+        return with_deadline(d, timeout, self.node.reactor, expired)
 
     def _options(self, request, started: float) -> bytes:
         request.setHeader(b"access-control-allow-methods", ALLOWED)
@@ -288,7 +286,6 @@ class RestApi:
         try:
             self._authorize(request)
             if self._openapi is None:
-                from anylog_tw.front.rest_openapi import openapi_document
 
                 self._openapi = orjson.dumps(openapi_document(self.node, self.config))
             return self._send(request, "/openapi.json", started, 200, self._openapi, JSON_TYPE)
@@ -352,8 +349,6 @@ class _Root(resource.Resource):
 
 
 def _read_only_put() -> AnyLogError:
-    from anylog_tw.front.rest_request import ReadOnlyError
-
     return ReadOnlyError("this REST server is read only: PUT data is refused (use a REST server without "
                          "'read only = true')")
 

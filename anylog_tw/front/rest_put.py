@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from anylog_tw.base.errors import CommandError
 from anylog_tw.base.metrics import Metrics
-from anylog_tw.ingest.dropfile import data_file_name, ingest_dirs, run_blocking, write_file
+from anylog_tw.ingest.dropfile import data_file_name, ingest_dirs, write_file
 from anylog_tw.ingest.jsonrows import json_rows, rows_text
 from anylog_tw.ingest.streamer import Streamer
 
@@ -70,7 +70,7 @@ async def put_data(node, headers: dict[str, str], body: bytes) -> dict:
     streamer = node.component(Streamer)
     metrics.bytes_received.labels(mode=target.mode).inc(len(body))
     if target.mode == "streaming":
-        rows = json_rows(body) if len(body) <= INLINE_LIMIT else await run_blocking(node.reactor, json_rows, body)
+        rows = json_rows(body) if len(body) <= INLINE_LIMIT else await node.in_thread(json_rows, body)
         streamer.add(target.dbms, target.table, rows, target.source, target.instructions)
         metrics.rows_received.labels(mode="streaming").inc(len(rows))
         return {"AnyLog.status": "Success", "AnyLog.hash": "0"}
@@ -78,10 +78,10 @@ async def put_data(node, headers: dict[str, str], body: bytes) -> dict:
     if len(body) <= INLINE_LIMIT:
         data, count = rows_text(body)
         name = data_file_name(target.dbms, target.table, target.source, target.instructions, data)
-        await run_blocking(node.reactor, write_file, prep, watch, name.format(), data)
+        await node.in_thread(write_file, prep, watch, name.format(), data)
         digest = name.hash
     else:
-        digest, count = await run_blocking(node.reactor, _file_from_body, target, body, prep, watch)
+        digest, count = await node.in_thread(_file_from_body, target, body, prep, watch)
     streamer.count_put(target.dbms, target.table, count)
     metrics.rows_received.labels(mode="file").inc(count)
     metrics.files_written.labels(source="rest").inc()

@@ -4,7 +4,7 @@ The file is written in `prep_dir`, fsynced, and then linked into the watch dir u
 name, so a watcher never sees half a file and an existing file is never overwritten (a second
 file with the same content has the same name: that is a duplicate, refused, as AnyLog refuses it
 through the hash in `tsd_info`).  On a publisher node the files go to the publisher's watch dir.
-The blocking part runs in the reactor's thread pool (`run_blocking`).
+The blocking part runs in the node's thread pool (`node.in_thread`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.threads import deferToThreadPool
-
+from anylog_tw.base.atomic import announce
 from anylog_tw.base.errors import AnyLogError, CommandError
 from anylog_tw.base.filename import FileName, error_name, file_hash, parse_file_name
 from anylog_tw.base.ingest_errors import IngestError
@@ -34,13 +31,6 @@ class WriteError(AnyLogError):
 
     code = "io"
     status = 503
-
-
-def run_blocking(reactor, fn: Callable, *args: Any) -> Deferred:
-    """Run blocking `fn(*args)` in the reactor's thread pool (inline on a memory reactor in unit tests)."""
-    if hasattr(reactor, "getThreadPool"):
-        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
-    return maybeDeferred(fn, *args)
 
 
 def ingest_dirs(node) -> tuple[str, str, str]:
@@ -100,20 +90,6 @@ def write_file(prep_dir: str, watch_dir: str, name: str, data: bytes) -> str:
         except OSError:
             pass
     return target
-
-
-def announce(path: str) -> None:
-    """Make a watcher of the directory see a file published with a hard link, now.
-
-    A link raises only IN_CREATE, which watchers rightly ignore (it also comes when a file is
-    opened to be written); opening the complete file for append and closing it raises
-    IN_CLOSE_WRITE without changing a byte.  Without it the file waits for the next rescan.
-    """
-    try:
-        with open(path, "ab"):
-            pass
-    except OSError:
-        pass  # the file is there; a watcher's rescan will find it
 
 
 def _link(temp: str, target: str, watch_dir: str, name: str, data: bytes) -> None:

@@ -31,13 +31,14 @@ from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
-from anylog_tw.ingest.dropfile import run_blocking
 from anylog_tw.ingest.outbox import Outgoing
-from anylog_tw.ingest.publisher_stats import PublisherStats
+from anylog_tw.ingest.publisher_stats import PublisherMetrics, PublisherStats
 from anylog_tw.ingest.watcher import DirectoryWatcher
+from anylog_tw.net.peers import canonical
 
 
 @dataclass
@@ -103,16 +104,15 @@ class Publisher(NodeProcess):
             os.makedirs(path, exist_ok=True)
         self._arm_metadata()
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.watch_queue("publisher", lambda: len(self.known))
+        metrics.watch_queue("publisher", lambda: len(self.known))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
@@ -121,10 +121,11 @@ class Publisher(NodeProcess):
         self._meta_wait = None
         self.to_inspect.clear()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.forget_queue("publisher")
+        metrics.forget_queue("publisher")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             # Transfers in flight end (acknowledged, or failed by their timeout); what was not
             # acknowledged stays in the watch dir for the next start.
             while self._tasks:
@@ -165,7 +166,7 @@ class Publisher(NodeProcess):
         try:
             path = os.path.join(self.config.watch_dir, name)
             try:
-                out = await run_blocking(self.reactor, outbox.inspect_file, path)
+                out = await self.node.in_thread(outbox.inspect_file, path)
             except FileNotFoundError:
                 self.known.discard(name)
                 return
@@ -190,7 +191,7 @@ class Publisher(NodeProcess):
         self.node.errors.add("publisher", name, message)
         self.log.warn("publisher: {name} not sent ({reason}): {message}", name=name, reason=reason, message=message)
         try:
-            await run_blocking(self.reactor, archive.move_to_error, os.path.join(self.config.watch_dir, name),
+            await self.node.in_thread(archive.move_to_error, os.path.join(self.config.watch_dir, name),
                                self.config.err_dir, name, reason, int(time.time()))
         except FileNotFoundError:
             pass
@@ -204,7 +205,6 @@ class Publisher(NodeProcess):
     def live(self, address: str) -> bool:
         """An operator is live unless the peer layer marks it not responding."""
         try:
-            from anylog_tw.net.peers import canonical
 
             st = self.peers.states.get(canonical(address))
         except AnyLogError:
@@ -285,9 +285,9 @@ class Publisher(NodeProcess):
         self._pump()  # the slot is free: the next transfer overlaps this file's removal
         try:
             if self.config.delete_json:
-                await run_blocking(self.reactor, outbox.discard, path)
+                await self.node.in_thread(outbox.discard, path)
             else:
-                await run_blocking(self.reactor, outbox.backup, path, self.config.bkup_dir, out.send_name,
+                await self.node.in_thread(outbox.backup, path, self.config.bkup_dir, out.send_name,
                                    self.config.compress_json)
         except OSError as e:
             # Delivered, but still in the watch dir: never sent again by this run (a restart would
@@ -412,12 +412,8 @@ class Publisher(NodeProcess):
                          len(self.ready.get(address, ())), st.failures, st.last_error])
         return rows
 
-    def _metrics(self):
-        from anylog_tw.base.metrics import Metrics
-
+    def _metrics(self) -> Metrics:
         return self.node.component(Metrics)
 
     def _pmetrics(self):
-        from anylog_tw.ingest.publisher_stats import PublisherMetrics
-
         return self.node.component(PublisherMetrics)

@@ -26,7 +26,6 @@ from anylog_tw.ingest.dropfile import (
     DuplicateFile,
     data_file_name,
     ingest_dirs,
-    run_blocking,
     write_error_file,
     write_file,
 )
@@ -182,14 +181,14 @@ class Streamer:
         name = "?"
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            await run_blocking(self.reactor, write_file, prep, watch, name, data)
+            await self.node.in_thread(write_file, prep, watch, name, data)
         except AnyLogError as e:
             stats.errors += 1
             reason = "duplicate" if isinstance(e, DuplicateFile) else "io"
             self.metrics.ingest_errors.labels(stage="streaming").inc()
             self.node.errors.add("streamer", f"flush {dbms}.{table}", e.message)
             try:
-                kept = await run_blocking(self.reactor, write_error_file, err, name if name != "?" else
+                kept = await self.node.in_thread(write_error_file, err, name if name != "?" else
                                           f"{dbms}.{table}.json", data, reason, self.reactor.seconds())
                 self.log.warn("streaming rows of {table} kept in {path}: {error}", table=f"{dbms}.{table}",
                               path=kept, error=e.message)

@@ -1,26 +1,27 @@
 """The node's metadata component: the ledger, loaded once, changed under one lock, off the reactor.
 
-`await metadata(node)` gives the node's `Metadata` (built on first use with
-`node.component(Metadata)` and loaded from `!blockchain_file` in a thread).  Every change goes
+`await metadata(node)` gives the node's `Metadata` (one of the node's parts, loaded from
+`!blockchain_file` in a thread on first use).  Every change goes
 through it, so a sync that swaps the file and an insert that appends a line never interleave:
 
-- `add(policy, ledger)`: append one line (small: done on the reactor thread);
+- `add(policy, ledger)`: append one line and fsync it (in a thread);
 - `remove(ids)`: write the ledger without them aside, then rename it in (in a thread);
 - `install_master_copy(text)`: the synchronizer's swap (see `sync.py`).
 
-`ask(address, command) -> Reply` is how this area talks to peers; it defaults to the node's
-`Peers` component and tests give a fake.
+`ask(address, command) -> Reply` is how this area talks to peers.  The metadata layer sits below
+peer messaging, so it never imports it: the node hands in its peers' `command` when it builds its
+parts (`connect_ask`), and tests give a fake with `set_ask`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import PeerError, StorageError
+from anylog_tw.base.errors import OptionError, PeerError, StorageError
+from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 from anylog_tw.metadata.ledger import (
     Ledger,
     Parsed,
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
 Ask = Callable[[str, str], Awaitable["Reply"]]
 
 
-async def peers_ask(node, address: str, text: str, timeout: float = 20.0) -> "Reply":
-    """Send a command to a peer with the node's Peers component (issue 4)."""
-    try:
-        from anylog_tw.net.peers import Peers
-    except ImportError:
-        raise PeerError(f"cannot reach {address}: peer messaging is not available on this node") from None
-    return await node.component(Peers).command(address, text, timeout=timeout)
-
-
 class Metadata:
     log = Logger()
 
@@ -59,30 +51,29 @@ class Metadata:
         self.loaded = False
         self.loading = DeferredLock()
         self._ask: Ask | None = None
+        self._default_ask: Ask | None = None
         self.waiters: list[tuple[Callable[[], bool], Deferred]] = []
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def connect_ask(self, ask: Ask) -> None:
+        """How this node reaches its peers (the node gives its peers' `command`)."""
+        self._default_ask = ask
+
     def set_ask(self, ask: Ask | None) -> None:
-        """Replace how commands reach peers (tests); None restores the Peers component."""
+        """Replace how commands reach peers (tests); None restores the node's own."""
         self._ask = ask
 
     async def ask(self, address: str, text: str) -> "Reply":
-        if self._ask is not None:
-            return await self._ask(address, text)
-        return await peers_ask(self.node, address, text)
-
-    def in_thread(self, fn, *args) -> Deferred:
-        """Run blocking work in the reactor's thread pool (inline on a memory reactor in unit tests)."""
-        reactor = self.node.reactor
-        if not hasattr(reactor, "getThreadPool"):
-            return maybeDeferred(fn, *args)
-        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+        ask = self._ask or self._default_ask
+        if ask is None:
+            raise PeerError(f"cannot reach {address}: this node has no peer messaging")
+        return await ask(address, text)
 
     async def write(self, data: bytes, keep_old: bool) -> None:
         """Replace the ledger file atomically; a disk error is a StorageError and changes nothing."""
         try:
-            await self.in_thread(write_atomically, self.ledger.path, data, keep_old)
+            await self.node.in_thread(write_atomically, self.ledger.path, data, keep_old)
         except OSError as e:
             raise StorageError(f"cannot write the ledger {self.ledger.path}: {e.strerror or e}; "
                                f"the previous ledger is unchanged") from None
@@ -105,7 +96,7 @@ class Metadata:
         await self.lock.acquire()
         try:
             try:
-                parsed, state = await self.in_thread(_read_and_build, self.ledger)
+                parsed, state = await self.node.in_thread(_read_and_build, self.ledger)
             except OSError as e:
                 raise StorageError(f"cannot read the ledger {self.ledger.path}: {e.strerror or e}") from None
             self.ledger.install_state(state)
@@ -128,7 +119,7 @@ class Metadata:
             stored = self.ledger.complete(policy)
             next(iter(stored.values()))["ledger"] = ledger
             # the fsync waits in a thread; the lock keeps other changes out until it is indexed
-            await self.in_thread(self.ledger.write_lines, to_line(stored).encode("utf-8") + b"\n")
+            await self.node.in_thread(self.ledger.write_lines, to_line(stored).encode("utf-8") + b"\n")
             self.ledger.appended(stored)
         finally:
             self.lock.release()
@@ -143,9 +134,9 @@ class Metadata:
             keep = self.ledger.without(ids)
             removed = len(self.ledger) - len(keep)
             if removed:
-                data = await self.in_thread(render, keep)
+                data = await self.node.in_thread(render, keep)
                 await self.write(data, False)
-                self.ledger.install_state(await self.in_thread(build_state, keep, data))
+                self.ledger.install_state(await self.node.in_thread(build_state, keep, data))
         finally:
             self.lock.release()
         self._changed()
@@ -162,7 +153,7 @@ class Metadata:
         await self.lock.acquire()
         try:
             # Every change holds the lock, so the ledger cannot move while the thread reads it.
-            state, kept = await self.in_thread(_merge_and_write, self.ledger, text)
+            state, kept = await self.node.in_thread(_merge_and_write, self.ledger, text)
             self.ledger.install_state(state)
         finally:
             self.lock.release()
@@ -177,7 +168,7 @@ class Metadata:
         try:
             version, size = self.ledger.version, self.ledger.size
             offset = self.ledger.offset_of(since) if since else None
-            data = await self.in_thread(_read_range, self.ledger.path, offset or 0, size)
+            data = await self.node.in_thread(_read_range, self.ledger.path, offset or 0, size)
         finally:
             self.lock.release()
         return ("delta" if offset is not None else "full"), version, data
@@ -185,12 +176,12 @@ class Metadata:
     async def apply_delta(self, data: bytes) -> int:
         """Append the master's new lines (a delta sync); returns how many policies they carried."""
         await self.ready()
-        parsed = await self.in_thread(parse_lines, data)
+        parsed = await self.node.in_thread(parse_lines, data)
         for lineno, message in parsed.errors:
             self.node.errors.add("metadata", f"delta line {lineno}", f"ledger line skipped: {message}")
         await self.lock.acquire()
         try:
-            await self.in_thread(self.ledger.write_lines, data if data.endswith(b"\n") else data + b"\n")
+            await self.node.in_thread(self.ledger.write_lines, data if data.endswith(b"\n") else data + b"\n")
             self.ledger.merge(parsed.policies)
         finally:
             self.lock.release()
@@ -269,8 +260,6 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
 async def metadata_destination(node, text: str) -> list[str] | None:
     """`ip:port` of the nodes a `run client (...)` destination names through the metadata, or None
     when the text is not a metadata form (then it is a list of addresses)."""
-    from anylog_tw.base.errors import OptionError
-    from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 
     if not is_metadata_destination(text):
         return None

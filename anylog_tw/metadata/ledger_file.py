@@ -19,6 +19,7 @@ import orjson
 from anylog_tw.metadata.rules import PolicyError, validate
 from anylog_tw.metadata.values import body
 
+
 @dataclass
 class Parsed:
     """What a ledger text holds: policies in order (a later line with the same id replaces an

@@ -22,8 +22,17 @@ from typing import Sequence
 from anylog_tw.metadata.bring import Outcome, apply_bring
 from anylog_tw.metadata.query_model import Context, Query
 from anylog_tw.metadata.query_parse import parse_query
-from anylog_tw.metadata.values import (MemoryStore, QueryError, Store, body, index_keys, lookup_keys, matches,
-                                       policy_type, resolve)
+from anylog_tw.metadata.values import (
+    MemoryStore,
+    QueryError,
+    Store,
+    body,
+    index_keys,
+    lookup_keys,
+    matches,
+    policy_type,
+    resolve,
+)
 
 KNOWN_TYPES = frozenset({
     "master", "operator", "query", "publisher", "cluster", "table", "mapping", "config", "distribution",

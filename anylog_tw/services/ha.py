@@ -22,9 +22,12 @@ from anylog_tw.base import values
 from anylog_tw.base.errors import ServiceError
 from anylog_tw.base.periodic import Periodic
 from anylog_tw.base.process import NodeProcess
+from anylog_tw.metadata import policies
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
+from anylog_tw.storage import Databases
 
 PROCESS = "HA"
 
@@ -55,12 +58,6 @@ class HA(NodeProcess):
         self.cluster = ""
         self.member = "0"
         self.started_at = 0.0
-        self._node = None
-
-    @property
-    def node(self):
-        """The node, also while stopping (`stop_process` detaches the service before it has saved)."""
-        return self.parent if self.parent is not None else self._node
 
     # -- what the halves ask -------------------------------------------------------------------
 
@@ -78,16 +75,12 @@ class HA(NodeProcess):
         return op
 
     def almgm(self):
-        from anylog_tw.storage import Databases
-
         db = self.node.component(Databases).find("almgm")
         if db is None:
             raise ServiceError("HA needs dbms almgm (connect dbms almgm where type = sqlite)")
         return db
 
     def peers(self):
-        from anylog_tw.net.peers import Peers
-
         return self.node.component(Peers)
 
     def archive_dir(self) -> str:
@@ -102,7 +95,6 @@ class HA(NodeProcess):
         self.operator()
         if not self.cluster or self.meta is None:
             return []
-        from anylog_tw.metadata import policies
 
         out = []
         for p in policies.operators_of_cluster(self.meta.ledger, self.cluster):
@@ -156,7 +148,6 @@ class HA(NodeProcess):
 
     def startService(self) -> None:
         NodeProcess.startService(self)
-        self._node = self.parent
         self.started_at = self.node.reactor.seconds()
         self.operator()
         if self.config.push:

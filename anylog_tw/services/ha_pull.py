@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted.internet.defer import DeferredSemaphore, gatherResults
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, CommandError, PeerError, Timeout
 from anylog_tw.ingest import tsd
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state as S
 
 BATCH = 200  # ids per deliver request
@@ -141,8 +141,6 @@ async def list_files(almgm, start: float, end: float | None = None) -> list[int]
 
 async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to: str) -> dict:
     """Send the archived files of `ids` to `to`; the ones no longer here come back as `missing`."""
-    from anylog_tw.net.peers import Peers
-
     peers = node.component(Peers)
     found: dict[int, S.FileRow] = {}
     for batch in S.batches(ids, 500):
@@ -164,7 +162,7 @@ async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to
                             "instructions": "", "file_time": S.stamp(node.reactor.seconds()),
                             "reason": "no such file in tsd_info"})
             return
-        path = await deferToThread(S.find_archived, archive_dir, row, member)
+        path = await node.in_thread(S.find_archived, archive_dir, row, member)
         if path is None and in_hand(node, row, member):  # committed, being archived now: asked again next time
             failed.append({"file_id": fid, "error": "not archived yet"})
             return

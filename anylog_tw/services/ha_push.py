@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.task import deferLater
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state as S
 from anylog_tw.services.ha_pull import in_hand
 
@@ -210,7 +210,7 @@ class Push:
         try:
             path = S.find_archived(self.ha.archive_dir(), row, self.ha.member, search=False)  # a stat or two
             if path is None:
-                path = await deferToThread(S.find_archived, self.ha.archive_dir(), row, self.ha.member)
+                path = await self.ha.node.in_thread(S.find_archived, self.ha.archive_dir(), row, self.ha.member)
             if path is None:
                 if in_hand(self.node, row, self.ha.member):
                     return  # committed but not archived yet: the operator's observer wakes us when it is
@@ -320,6 +320,4 @@ class Push:
 
 
 def _peers():
-    from anylog_tw.net.peers import Peers
-
     return Peers

@@ -36,8 +36,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import CommandError, NotFound, StorageError
+from anylog_tw.base.errors import StorageError
 from anylog_tw.storage import schema
+from anylog_tw.storage.deadline import Running
 
 Params = Sequence[Any] | None
 
@@ -79,6 +80,7 @@ class Database:
         self.name = schema.check_name(name, "dbms name")
         self.reactor = reactor
         self.closed = False
+        self.running = Running()  # users' statements in flight, stopped by `interrupt`
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -103,9 +105,20 @@ class Database:
         """Run one statement; (column names, rows).  A statement without rows gives ([], [])."""
         raise NotImplementedError
 
-    async def statement(self, sql: str) -> tuple[list[str] | None, list[tuple], int]:
-        """A user's statement (`sql` command): (columns or None when no result set, rows, rowcount)."""
+    async def statement(self, sql: str, grant: str = "owner", timeout: float | None = None,
+                        limit: int | None = None, shape: Callable[..., Any] | None = None) -> Any:
+        """A user's statement (`sql` command), confined to what `grant` allows (`confine.py`).
+
+        It runs apart from the ingest writer whenever it only reads, ends with `SQLDeadline` after
+        `timeout` seconds, keeps at most `limit` rows, and answers `shape(columns or None, rows,
+        rowcount, cut)` made in the statement's thread (default: (columns, rows, rowcount)), so a
+        big result is never shaped on the reactor.  A refusal is `SQLRefused`, and nothing ran.
+        """
         raise NotImplementedError
+
+    def interrupt(self, reason: str) -> None:
+        """Stop every user statement in flight (they end with `SQLDeadline` naming the reason)."""
+        self.running.cancel_all(reason)
 
     async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(tx, *args)` in the writer thread inside one transaction: committed or rolled back."""
@@ -198,82 +211,3 @@ class Database:
     def _check_open(self) -> None:
         if self.closed:
             raise StorageError(f"dbms '{self.name}' is disconnected")
-
-
-class Databases:
-    """The node's connected dbms, by logical name (`node.component(Databases)`)."""
-
-    log = Logger()
-
-    def __init__(self, node):
-        self.node = node
-        self._dbs: dict[str, Database] = {}
-        self._opening: set[str] = set()
-
-    def names(self) -> list[str]:
-        return sorted(self._dbs)
-
-    def __contains__(self, name: str) -> bool:
-        return name.lower() in self._dbs
-
-    def find(self, name: str) -> Database | None:
-        return self._dbs.get(name.strip().lower())
-
-    def get(self, name: str) -> Database:
-        db = self.find(name)
-        if db is None:
-            raise NotFound(f"dbms '{name}' is not connected (connect it first, e.g. "
-                           f"'connect dbms {name} where type = sqlite')")
-        return db
-
-    async def connect(self, name: str, engine: str, **options: Any) -> Database:
-        """Open a dbms and register it; a name in use is an error, a failed open registers nothing."""
-        name = schema.check_name(name, "dbms name")
-        if name in self._dbs or name in self._opening:
-            raise CommandError(f"dbms '{name}' is already connected (disconnect it first with "
-                               f"'disconnect dbms {name}')")
-        db = make_database(engine, name, self.node, **options)
-        self._opening.add(name)
-        try:
-            await db.open()
-        finally:
-            self._opening.discard(name)
-        self._dbs[name] = db
-        self.log.info("dbms {dbms} connected ({engine})", dbms=name, engine=db.engine)
-        return db
-
-    async def disconnect(self, name: str) -> None:
-        db = self.get(name)
-        del self._dbs[db.name]
-        await db.close()
-
-    async def close(self) -> None:
-        """Close every dbms (the node is stopping)."""
-        dbs, self._dbs = list(self._dbs.values()), {}
-        for db in dbs:
-            try:
-                await db.close()
-            except Exception:
-                self.log.failure("closing dbms {dbms} failed", dbms=db.name)
-
-
-def make_database(engine: str, name: str, node, **options: Any) -> Database:
-    """An unopened Database of the engine, with the node's reactor and work directories."""
-    if engine == schema.SQLITE:
-        from anylog_tw.storage.sqlite import SQLiteDatabase
-
-        memory = bool(options.pop("memory", False))
-        directory = options.pop("directory", None) or node.dictionary.get("dbms_dir")
-        _no_more(engine, options)
-        return SQLiteDatabase(name, node.reactor, directory=directory, memory=memory)
-    if engine == schema.PSQL:
-        from anylog_tw.storage.postgres import PostgresDatabase
-
-        return PostgresDatabase(name, node.reactor, **options)
-    raise StorageError(f"unknown database type {engine!r} (one of {', '.join(schema.ENGINES)})")
-
-
-def _no_more(engine: str, options: dict) -> None:
-    given = [k for k, v in options.items() if v not in (None, "")]
-    if given:
-        raise CommandError(f"type = {engine} does not take {', '.join(sorted(given))}")

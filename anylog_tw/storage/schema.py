@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from anylog_tw.base import convert
+from anylog_tw.base import convert, names  # noqa: F401 (names: the one name pattern)
 from anylog_tw.base.convert import (BOOLEAN, FLOAT, INTEGER, NAME_PATTERN, TEXT, TIMESTAMP, TYPES,  # noqa: F401
                                     ConversionError, format_timestamp, infer_type, parse_timestamp, widen)
 from anylog_tw.base.errors import StorageError
@@ -42,7 +42,7 @@ def check_name(name: Any, what: str = "name") -> str:
     if not isinstance(name, str):
         raise StorageError(f"{what} must be text, not {type(name).__name__}")
     low = name.strip().lower()
-    if not NAME_PATTERN.match(low):
+    if not names.is_name(low):
         shown = name if len(name) <= 80 else name[:77] + "..."
         raise StorageError(f"{what} {shown!r} is not allowed: use 1 to 63 letters, digits and '_', "
                            f"starting with a letter or '_'")

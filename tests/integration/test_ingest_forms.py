@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -18,7 +17,8 @@ from twisted.internet import reactor
 from anylog_tw.ingest import pipeline
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
-from tests.integration.test_operator import PG, _insert_policy, count, drop, listing, wait_empty
+from tests.integration.test_operator import _insert_policy, count, drop, listing, wait_empty
+from tests.pg import PG, pg_admin
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
 
@@ -42,11 +42,7 @@ async def node(request, tmp_path):
     yield node
     await node.stopService()
     for name in made:
-        c = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.close()
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def start(node, options: str = "") -> None:

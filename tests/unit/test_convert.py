@@ -123,7 +123,7 @@ def test_a_data_name_is_always_a_plain_identifier_or_refused(text):
     except C.ConversionError as e:
         assert "cannot be a name" in e.message
         return
-    assert C.NAME_PATTERN.match(name) and C.data_name(name) == name
+    assert C.NAME_PATTERN.fullmatch(name) and C.data_name(name) == name
 
 
 # --- whole columns: the fast paths agree with value-by-value conversion --------------------------------

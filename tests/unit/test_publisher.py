@@ -44,7 +44,7 @@ def test_inspect_names_the_file_with_the_operators_hash(tmp_path_factory, data, 
     ("lsl.9ping.json", b"x", "name"),
     ("lsl.ping.csv", b"x", "type"),
     ("lsl.ping.0.0.json", b"", "empty"),
-    ("lsl.ping.0.0.json.gz", gzip.compress(b""), "empty"),
+    ("lsl.ping.0.0.json.gz", gzip.compress(b"", mtime=0), "empty"),
     ("lsl.ping.0.0.json.gz", b"plain text", "io"),
 ])
 def test_inspect_refuses_bad_files_with_a_reason(tmp_path, name, data, reason):

@@ -8,10 +8,11 @@ import re
 import sqlite3
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anylog_tw.base.errors import StorageError
+from anylog_tw.base.names import is_name
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 
@@ -55,7 +56,7 @@ def test_column_name_maps_keys_to_valid_names_or_refuses(key):
         name = schema.column_name(key)
     except StorageError:
         return
-    assert schema.NAME_PATTERN.match(name)
+    assert is_name(name)
     assert schema.column_name(name) == name  # idempotent
 
 
@@ -134,9 +135,11 @@ def test_timestamp_text_round_trips_and_sorts_like_time(value):
     assert schema.parse_timestamp(text) == value
 
 
-@given(st.datetimes(), st.datetimes())
+_FOUR_DIGIT_YEARS = st.datetimes(min_value=datetime.datetime(1000, 1, 1))
+
+
+@given(_FOUR_DIGIT_YEARS, _FOUR_DIGIT_YEARS)
 def test_timestamp_text_order_is_time_order(a, b):
-    assume(a.year >= 1000 and b.year >= 1000)
     ta, tb = schema.format_timestamp(a), schema.format_timestamp(b)
     assert (ta < tb) == (a < b)
 
@@ -197,7 +200,7 @@ def test_pyformat_binds_exactly_the_placeholders_outside_quotes(parts):
     sql = "".join(parts)
     converted = sqlfmt.to_pyformat(sql)
     n = parts.count("?")
-    assert sqlfmt.count_placeholders(sql) == n
+    assert sqlfmt.to_pyformat(sql.replace("%", "")).count("%s") == n
     # Python's %-formatting is what psycopg2 applies: the result is the statement with each
     # bare ? bound and every other character unchanged.
     expected = "".join("<v>" if p == "?" else p for p in parts)
