@@ -7,15 +7,23 @@
    transaction per file.  Both engines; medians of several runs and the ratio.
 2. Latency: one small file dropped into an idle operator until its row is queryable (median).
 3. Peak RSS of a node process ingesting one 200 MB file (a fresh process per engine).
-4. Mapping policy (issue 18): the same 1,000,000 rows (keys with a space and a dot, numbers and
+4. Durability (issue 16): the same throughput run with `durable = true` (the default: rows,
+   TSD marks and archived copies synced before a file is archived) against `durable = false`
+   (synced by nobody, as before), alternating in the same run; the ratio is the cost of
+   surviving a power loss.
+5. Attacks (issue 16): peak RSS of a fresh node process ingesting each hostile file (a .gz
+   holding one 200 MB line, a .gz of 1 GB of rows, a 150 MB line, a 100 MB JSON array), next to
+   the normal 200 MB file of (3) as the baseline; and the time to read one long line with the
+   reader's list-of-pieces against the old `tail + block` loop (kept here as the baseline).
+6. Mapping policy (issue 18): the same 1,000,000 rows (keys with a space and a dot, numbers and
    booleans written as text, an epoch-ms time) ingested through a mapping policy of quoted keys
    and typed conversions (`['device id']`, `["pm2.5"]` text -> float, `['ok']` text -> bool,
-   `['n']` text -> int), against the default mapping of the same files, in the same run; medians
-   and the ratio (goal >= 0.8).  Also shown: the same policy reading the epoch-ms `created` as a
-   timestamp (a second indexed timestamp column).
+   `['n']` text -> int), against the default mapping of the same files, alternating in the same
+   run; medians, the ratio (goal >= 0.8) and rows per CPU second of the node.  Also shown: the
+   same policy reading the epoch-ms `created` as a timestamp (a second indexed timestamp column).
 
 Run: .venv/bin/python bench/ingest.py [--runs 3] [--files 200] [--rows 5000] [--engines sqlite,psql]
-     [--skip throughput,latency,rss,policy]
+     [--skip throughput,latency,rss,durable,attacks,policy]
 """
 
 from __future__ import annotations
@@ -288,6 +296,85 @@ def spawn(mode: str, engine: str, work: str, src: str, names: list[str], threads
         return json.load(f)
 
 
+def _old_iter_lines(path: str, size: int):
+    """The reader before issue 16, kept as the baseline: the tail is re-copied for every block."""
+    tail = b""
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(size)
+            if not block:
+                break
+            block = tail + block
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                tail = block
+                continue
+            body, tail = block[:cut + 1], block[cut + 1:]
+            yield body
+    if tail:
+        yield tail
+
+
+def _attack_files(directory: str) -> dict[str, str]:
+    import gzip
+
+    mib = 1 << 20
+    made = {}
+    path = os.path.join(directory, "bench.bombline.0.0.0.json.gz")
+    with gzip.open(path, "wb", compresslevel=9) as z:
+        z.write(b'{"a": "')
+        for _ in range(200):
+            z.write(b"x" * mib)
+        z.write(b'"}\n')
+    made["gz, one 200 MB line"] = path
+    path = os.path.join(directory, "bench.bombrows.0.0.0.json.gz")
+    with gzip.open(path, "wb", compresslevel=9) as z:
+        block = b'{"seq": 1, "value": 2}\n' * (mib // 23)
+        for _ in range(1024):
+            z.write(block)
+    made["gz, 1 GB of rows"] = path
+    path = os.path.join(directory, "bench.longline.0.0.0.json")
+    with open(path, "wb") as f:
+        f.write(b'{"a": "' + b"y" * (150 * mib) + b'"}\n')
+    made["150 MB line"] = path
+    path = os.path.join(directory, "bench.array.0.0.0.json")
+    with open(path, "wb") as f:
+        f.write(b"[" + b",".join([b'{"seq": 1, "value": 2.5, "device": "dev-001"}'] * (100 * mib // 46)) + b"]")
+    made["100 MB JSON array"] = path
+    return made
+
+
+def attacks(base: str, engine: str, big_mb: int) -> None:
+    from anylog_tw.ingest import reader
+
+    work = os.path.join(base, "attacks")
+    os.makedirs(work)
+    for label, path in _attack_files(work).items():
+        src = os.path.join(work, "src-" + os.path.basename(path))
+        os.makedirs(src)
+        os.rename(path, os.path.join(src, os.path.basename(path)))
+        run_dir = os.path.join(work, "run-" + os.path.basename(path))
+        os.makedirs(run_dir)
+        r = spawn("rss", engine, run_dir, src, [os.path.basename(path)], 1, {"dbname": ""})
+        print(f"attack {label:22s}: peak RSS {r['maxrss_mb']:.0f} MB (goal < 250 MB; baseline: the normal "
+              f"{big_mb} MB file below), refused: {r['errors'] == 1}, {r['elapsed']:.1f} s")
+        shutil.rmtree(src, ignore_errors=True)
+    for mb in (50, 100, 200):
+        path = os.path.join(work, f"line{mb}.json")
+        with open(path, "wb") as f:
+            f.write(b"z" * (mb << 20) + b"\n")
+        t0 = time.perf_counter()
+        for _ in reader.iter_chunks(path, False, reader.CHUNK, reader.Limits(max_line=0)):
+            pass
+        new = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in _old_iter_lines(path, reader.CHUNK):
+            pass
+        old = time.perf_counter() - t0
+        os.unlink(path)
+        print(f"one {mb} MB line read: {new:.2f} s | old tail + block loop {old:.2f} s | ratio {old / new:.1f}x")
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -300,7 +387,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=3)
     ap.add_argument("--engines", default="sqlite,psql")
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss,policy")
+    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss,durable,attacks,policy")
     ap.add_argument("--opts", default="", help="more operator options, e.g. ' and compress_json = false'")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -346,6 +433,34 @@ def main() -> None:
                 print(f"{engine:6s} throughput: operator {mo:,.0f} rows/s | plain script {mp:,.0f} rows/s | "
                       f"ratio {mo / mp:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | "
                       f"goal {goal:,} rows/s")
+        if "durable" not in skip:
+            for engine in engines:
+                rates: dict[bool, list[float]] = {False: [], True: []}
+                for run in range(args.runs):
+                    for durable in ((False, True) if run % 2 == 0 else (True, False)):
+                        work = os.path.join(base, f"dur-{engine}-{run}-{durable}")
+                        src = os.path.join(work, "src")
+                        shutil.copytree(master, src)
+                        dbname = "bench_" + uuid.uuid4().hex[:8]
+                        if engine == "psql":
+                            pg_create(dbname)
+                        try:
+                            opts = args.opts + f" and durable = {str(durable).lower()}"
+                            r = spawn("throughput", engine, work, src, names, args.threads,
+                                      {"dbname": dbname, "opts": opts})
+                        finally:
+                            if engine == "psql":
+                                pg_drop(dbname)
+                            shutil.rmtree(work, ignore_errors=True)
+                        if r["rows"] != total or r["errors"]:
+                            print(f"  !! {engine} run {run}: {r['rows']} rows, {r['errors']} errors")
+                        rates[durable].append(r["rows"] / r["elapsed"])
+                    print(f"  {engine} run {run + 1}: durable {rates[True][-1]:,.0f} rows/s, "
+                          f"not durable {rates[False][-1]:,.0f} rows/s")
+                on, off = median(rates[True]), median(rates[False])
+                paired = median([a / b for a, b in zip(rates[True], rates[False])])
+                print(f"{engine:6s} durable ingest: {on:,.0f} rows/s | durable = false {off:,.0f} rows/s | "
+                      f"ratio {on / off:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.9)")
         if "policy" not in skip:
             air = os.path.join(base, "air")
             air_names = make_air_files(air, args.files, args.rows)
@@ -406,6 +521,8 @@ def main() -> None:
                 lat = r["latency"]
                 print(f"{engine:6s} small-file latency (drop -> queryable): median {median(lat) * 1000:.1f} ms, "
                       f"max {max(lat) * 1000:.1f} ms over {len(lat)} files (goal < 50 ms; EdgeLake 1.4-2.8 s)")
+        if "attacks" not in skip:
+            attacks(base, engines[0], args.big_mb)
         if "rss" not in skip:
             rows_big = args.big_mb * (1 << 20) // 113
             big_dir = os.path.join(base, "big")

@@ -71,3 +71,31 @@ class PeerError(AnyLogError):
 
     code = "peer"
     status = 502
+
+
+class StorageFull(StorageError):
+    """The database has no room left (SQLITE_FULL, PostgreSQL 53100): a pause, not a bad file."""
+
+    code = "no_space"
+    status = 507
+
+
+# errno values that mean "no room": the disk, or the user's quota.
+_NO_SPACE_ERRNO = (28, 122)  # ENOSPC, EDQUOT (Linux numbers; errno.EDQUOT is missing on some systems)
+
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether a failure only says there is no space left, anywhere in its chain of causes.
+
+    Such a failure is not the file's fault: the caller keeps the work and tries again once space
+    returns, instead of failing the input.
+    """
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, StorageFull) or getattr(error, "full", False) is True:
+            return True
+        if isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNO:
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False

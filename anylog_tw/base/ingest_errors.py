@@ -24,6 +24,8 @@ CODES = {
     "insert": "the database refused the rows",
     "archive": "the file could not be archived",
     "io": "the file could not be read",
+    "line": "a line (or a JSON array, read whole) is longer than max_line",
+    "expanded": "a .gz expands beyond max_expanded or max_ratio (a compression bomb)",
 }
 
 

@@ -183,17 +183,27 @@ async def _check_directories(node, timeout: float) -> list[list]:
             for key, path, problem in problems]
 
 
+async def _check_operator(node, timeout: float) -> list[list]:
+    op = node.process("Operator")
+    if op is None:
+        return [["Operator", "off", "not running: files in the watch dir are not ingested (run operator where ...)"]]
+    status = op.status()
+    if status != "Running":
+        return [["Operator", diag.FAILED, f"ingest {status[0].lower()}{status[1:]}"]]
+    return [["Operator", diag.OK, f"running, {len(op.queue)} files queued, {len(op.in_hand)} in hand"]]
+
+
 @command("test node", usage="test node [where timeout = 5 seconds and format = json]",
          text="Check this node's own setup and say what is wrong: the TCP server answers 'get status' at its own "
               "address over the peer protocol, the REST server answers /health, the ledger loads without skipped "
               "lines, the synchronizer is current, every connected dbms answers, the work directories exist and "
-              "are writable. One row per check: ok, warning, failed, or off (not running).",
+              "are writable, the operator is ingesting (not paused for want of space). One row per check: ok, warning, failed, or off (not running).",
          examples=("test node", "test node where timeout = 2 seconds and format = json"), keywords=KEYWORDS,
          options=(Option("timeout", kind="seconds", default=5.0, help="how long each check may take"), FORMAT),
          readonly=True)
 async def test_node(call):
     timeout = _positive(call.opts["timeout"])
-    checks = (_check_tcp, _check_rest, _check_ledger, _check_dbms, _check_directories)
+    checks = (_check_tcp, _check_rest, _check_ledger, _check_dbms, _check_directories, _check_operator)
     found = await gatherResults([Deferred.fromCoroutine(check(call.node, timeout)) for check in checks])
     rows = [row for rows in found for row in rows]
     return Reply.of_table(("Check", "Result", "Detail"), rows, title=f"Node {call.node.name}")

@@ -36,18 +36,30 @@ _OPTIONS = (
     Option("file_type", help="accepted for compatibility (json and json.gz are taken)"),
     Option("rescan", kind="seconds", default=10.0, help="seconds between backstop rescans of the watch dir"),
     Option("inotify", kind="bool", default=True, help="false polls the watch dir instead of INotify"),
+    Option("max_line", kind="size", default=None,
+           help="longest line (and JSON array file) taken, default 16MB; 0 turns the limit off"),
+    Option("max_expanded", kind="size", default=None,
+           help="most bytes a .gz file may expand to, default 2GB; 0 turns the limit off"),
+    Option("max_ratio", kind="int", default=None,
+           help="most expanded bytes per compressed byte of a .gz file, default 200; 0 turns the limit off"),
+    Option("durable", kind="bool", default=True,
+           help="rows and archived copies are synced to disk before a file is archived or removed (false: "
+                "faster, safe across a process crash but not a power loss)"),
 )
 
 
 @command("run operator",
          usage="run operator where policy = ID [and create_table = true and update_tsd_info = true and "
                "archive_json = true and compress_json = true and limit_tables = (d.t, ...) and threads = 1 and "
-               "master_node = ip:port]",
+               "master_node = ip:port and max_line = 16MB and max_expanded = 2GB and max_ratio = 200 and "
+               "durable = true]",
          text="Start the operator: JSON files dropped in the watch dir (dbms.table.source.hash.instructions.json, "
               "optionally .gz) become rows in the local dbms, each file recorded in almgm.tsd_info, its rows tagged "
               "with (tsd_name, tsd_id), then archived under archive_dir/YY/MM/DD. A file that fails goes to the "
-              "error dir with the reason in its name and in 'get operator error'. Needs 'connect dbms almgm' "
-              "(for tsd_info) and the dbms named in the files.",
+              "error dir with the reason in its name and in 'get operator error'. A line longer than max_line, or a "
+              ".gz expanding past max_expanded or max_ratio, fails the file (err_line, err_expanded). When the disk "
+              "or the database is full, ingest pauses and retries; 'get operator' says why. Needs 'connect dbms "
+              "almgm' (for tsd_info) and the dbms named in the files.",
          examples=("run operator where policy = !operator_policy and threads = 3",
                    "run operator where create_table = true and update_tsd_info = true and archive_json = true"),
          keywords=("operator", "background processes", "data"), options=_OPTIONS)
@@ -62,6 +74,7 @@ async def run_operator(call):
     for entry in o["limit_tables"] or []:
         if entry.count(".") != 1 and entry != "*":
             raise OptionError(f"limit_tables entry {entry!r} must be dbms.table (or dbms.*)")
+    limits = _limits(o)
     link = await LedgerLink.open(node)
     cluster, member, company = await link.operator(o["policy"])
     dbs = node.component(Databases)
@@ -78,11 +91,23 @@ async def run_operator(call):
         member=member, company=o["company"] or company, create_table=o["create_table"],
         update_tsd_info=o["update_tsd_info"], archive_json=o["archive_json"], compress_json=o["compress_json"],
         limit_tables=[e.lower() for e in (o["limit_tables"] or [])], threads=o["threads"],
-        master_node=o["master_node"] or "", rescan=o["rescan"], use_inotify=o["inotify"],
-        blobs_dir=o["blobs_dir"] or d.get("blobs_dir") or "")
+        master_node=o["master_node"] or "", rescan=o["rescan"], use_inotify=o["inotify"], limits=limits,
+        durable=o["durable"], blobs_dir=o["blobs_dir"] or d.get("blobs_dir") or "")
     service = Operator(config, link)
     node.add_process(service)
     return f"Operator started (watching {config.watch_dir}, member {member}, {config.threads} thread(s))"
+
+
+def _limits(o):
+    from anylog_tw.ingest.reader import DEFAULT_LIMITS, Limits
+
+    given = {k: o[k] for k in ("max_line", "max_expanded", "max_ratio") if o[k] is not None}
+    for key, value in given.items():
+        if value < 0:
+            raise OptionError(f"{key} is {value}: use a positive value, or 0 to turn the limit off")
+    if 0 < given.get("max_line", DEFAULT_LIMITS.max_line) < 1024:
+        raise OptionError(f"max_line is {given['max_line']} bytes: a line limit under 1KB would refuse ordinary rows")
+    return Limits(**given)
 
 
 @command("exit operator", usage="exit operator",
@@ -99,7 +124,8 @@ _TOPICS = ("config", "summary", "json", "sql", "inserts", "error")
 @command("get operator", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
          text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (JSON "
               "files per table), sql (.sql files per table), inserts (rows per table), error (the last failure of "
-              "each kind, JSON or SQL). With no topic: json, sql, inserts and error.",
+              "each kind, JSON or SQL). With no topic: the status (Running, or why ingest is paused: no space left, "
+              "and when it tries again), json, sql, inserts and error.",
          examples=("get operator", "get operator summary", "get operator sql", "get operator error where format = json"),
          keywords=("operator", "monitoring"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_operator(call):
@@ -116,7 +142,7 @@ def get_operator(call):
         return _table(("Status", "Time", "Policy", "Cluster", "Member"), [op.config_row()], "Operator config")
     st = op.stats
     if topic == "summary":
-        return _table(S.SUMMARY, [st.summary_row(node.name, "Running", node.reactor.seconds(), True)],
+        return _table(S.SUMMARY, [st.summary_row(node.name, op.status(), node.reactor.seconds(), True)],
                       "Operator summary")
     if topic == "json":
         return _table(S.JSON, st.json_rows(), "JSON files")
@@ -130,8 +156,10 @@ def get_operator(call):
              ("Inserts", S.INSERTS, st.insert_rows()),
              ("Errors", S.ERRORS, st.error_rows())]
     if call.wants_json:
-        return Reply.of_json({title: [dict(zip(cols, r)) for r in rows] for title, cols, rows in parts})
-    text = "\n\n".join(Reply.of_table(cols, rows, title).render() for title, cols, rows in parts)
+        return Reply.of_json({"Status": op.status(),
+                              **{title: [dict(zip(cols, r)) for r in rows] for title, cols, rows in parts}})
+    text = "\n\n".join([f"Status: {op.status()}"] +
+                       [Reply.of_table(cols, rows, title).render() for title, cols, rows in parts])
     return Reply.of_text(text)
 
 

@@ -128,7 +128,9 @@ class StreamerProcess(NodeProcess):
               "the time threshold; here it is always on).",
          examples=("run streamer", "run streamer where watch_dir = !watch_dir"),
          keywords=("streaming", "background processes"),
-         options=(Option("prep_dir"), Option("watch_dir"), Option("err_dir")))
+         options=(Option("prep_dir", help="accepted for AnyLog scripts: files are written through a hidden temp "
+                                          "name in the watch dir itself"),
+                  Option("watch_dir"), Option("err_dir")))
 def run_streamer(call):
     node = call.node
     node.check_free(StreamerProcess.name)

@@ -55,11 +55,11 @@ def read_put_headers(headers: dict[str, str]) -> PutTarget:
     return PutTarget(dbms, table, source, instructions, mode)
 
 
-def _file_from_body(target: PutTarget, body: bytes, prep: str, watch: str) -> tuple[str, int]:
+def _file_from_body(target: PutTarget, body: bytes, watch: str) -> tuple[str, int]:
     """Parse, name and write one file (blocking, in a thread for big bodies): (hash, rows)."""
     data, count = rows_text(body)
     name = data_file_name(target.dbms, target.table, target.source, target.instructions, data)
-    write_file(prep, watch, name.format(), data)
+    write_file(watch, name.format(), data)
     return name.hash, count
 
 
@@ -74,14 +74,14 @@ async def put_data(node, headers: dict[str, str], body: bytes) -> dict:
         streamer.add(target.dbms, target.table, rows, target.source, target.instructions)
         metrics.rows_received.labels(mode="streaming").inc(len(rows))
         return {"AnyLog.status": "Success", "AnyLog.hash": "0"}
-    prep, watch, _ = ingest_dirs(node)
+    watch, _ = ingest_dirs(node)
     if len(body) <= INLINE_LIMIT:
         data, count = rows_text(body)
         name = data_file_name(target.dbms, target.table, target.source, target.instructions, data)
-        await node.in_thread(write_file, prep, watch, name.format(), data)
+        await node.in_thread(write_file, watch, name.format(), data)
         digest = name.hash
     else:
-        digest, count = await node.in_thread(_file_from_body, target, body, prep, watch)
+        digest, count = await node.in_thread(_file_from_body, target, body, watch)
     streamer.count_put(target.dbms, target.table, count)
     metrics.rows_received.labels(mode="file").inc(count)
     metrics.files_written.labels(source="rest").inc()

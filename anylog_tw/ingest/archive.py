@@ -1,25 +1,21 @@
 """Moving files out of the watch dir: renamed in place, archived (gzipped), deleted, or failed.
 
 Blocking functions over paths, run in worker threads.  Each leaves the file either where it was
-or complete at its destination, never half-written: copies go to a temporary name in the
-destination directory and are then renamed over the final name, and only then is the source
-removed.  Doing a step twice gives the same result (a crash between the copy and the removal
-just repeats the copy on restart).
+or complete at its destination, never half-written (`base/atomic.py` publishes every copy), and
+only then is the source removed.  Doing a step twice gives the same result: a crash between the
+copy and the removal finds the archived copy there on restart, keeps it and removes the source.
 
-Durability is the same as the databases' (SQLite WAL with synchronous=NORMAL): safe across a
-process crash (SIGKILL), where the OS keeps every write; nothing is fsync'ed per file, which
-would cost more than the insert itself on a busy disk.
+With `fsync` (the operator's default, `durable = true`) the archived copy and its directory are
+synced before the source goes, so a power loss right after leaves the file in one of the two
+places, complete.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 
+from anylog_tw.base import atomic
 from anylog_tw.base.filename import archive_subdir, error_name
-
-_BUF = 1 << 20
 
 
 def rename_in_place(directory: str, old: str, new: str) -> None:
@@ -29,54 +25,36 @@ def rename_in_place(directory: str, old: str, new: str) -> None:
     os.replace(os.path.join(directory, old), os.path.join(directory, new))
 
 
-def archive(src: str, archive_dir: str, date: str, name: str, gz_in: bool, compress: bool) -> str:
+def archive(src: str, archive_dir: str, date: str, name: str, gz_in: bool, compress: bool,
+            fsync: bool = True) -> str:
     """Put the file under `archive_dir/YY/MM/DD/` (gzipped when `compress`), then remove it.
 
     `name` is the archived name without `.gz`; a file that came gzipped stays as it is when
-    compressing, and is unpacked when not.
+    compressing, and is unpacked when not.  An archived copy already there (the same 8-segment
+    name: the same file, archived before a crash removed the source) is kept.
     """
     dest_dir = os.path.join(archive_dir, archive_subdir(date))
     os.makedirs(dest_dir, exist_ok=True)
     final = os.path.join(dest_dir, name + (".gz" if compress else ""))
-    tmp = final + ".part"
-    if compress == gz_in:
-        try:
-            os.replace(src, final)  # same filesystem: a rename, nothing copied
-            return final
-        except OSError as e:
-            if e.errno != 18:  # EXDEV: another filesystem, copy below
-                raise
-        shutil.copyfile(src, tmp)
-    else:
-        opener = gzip.open if gz_in else open
-        with opener(src, "rb") as fin, open(tmp, "wb") as raw:
-            if compress:
-                with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=1, mtime=0) as fout:
-                    shutil.copyfileobj(fin, fout, _BUF)
-            else:
-                shutil.copyfileobj(fin, raw, _BUF)
-    os.replace(tmp, final)
+    try:
+        if compress == gz_in:
+            return atomic.move(src, final, fsync=fsync)  # same file system: a rename, nothing copied
+        atomic.publish(final, atomic.copy_writer(src, "gzip" if compress else "gunzip"), fsync=fsync)
+    except FileExistsError:
+        pass
     os.unlink(src)
     return final
 
 
-def move_to_error(src: str, err_dir: str, name: str, reason: str, epoch: int) -> str:
+def move_to_error(src: str, err_dir: str, name: str, reason: str, epoch: int, fsync: bool = True) -> str:
     """Move a failed file to the error dir as `<name>.err_<reason>.<epoch>.<type>` (a free name)."""
     os.makedirs(err_dir, exist_ok=True)
     while True:
         dest = os.path.join(err_dir, error_name(name, reason, epoch))
-        if not os.path.exists(dest):
-            break
-        epoch += 1
-    try:
-        os.replace(src, dest)
-    except OSError as e:
-        if e.errno != 18:  # EXDEV: another filesystem, copy instead
-            raise
-        shutil.copyfile(src, dest + ".part")
-        os.replace(dest + ".part", dest)
-        os.unlink(src)
-    return dest
+        try:
+            return atomic.move(src, dest, fsync=fsync)
+        except FileExistsError:
+            epoch += 1
 
 
 def delete(src: str) -> None:

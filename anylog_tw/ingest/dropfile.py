@@ -1,20 +1,19 @@
 """Writing one data file into a watch dir, atomically: the way REST PUT and the streamer hand rows over.
 
-The file is written in `prep_dir`, fsynced, and then linked into the watch dir under its final
-name, so a watcher never sees half a file and an existing file is never overwritten (a second
-file with the same content has the same name: that is a duplicate, refused, as AnyLog refuses it
-through the hash in `tsd_info`).  On a publisher node the files go to the publisher's watch dir.
+The file is published with `base/atomic.py`: written to a hidden temp name in the watch dir,
+fsynced, renamed to its final name without replacing, and the watch dir fsynced before the
+sender is answered, so a watcher never sees half a file, an acknowledged file survives a power
+loss, and an existing file is never overwritten (a second file with the same content has the
+same name: that is a duplicate, refused, as AnyLog refuses it through the hash in `tsd_info`).  On a publisher node the files go to the publisher's watch dir.
 The blocking part runs in the node's thread pool (`node.in_thread`).
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import tempfile
 
-from anylog_tw.base.atomic import announce
-from anylog_tw.base.errors import AnyLogError, CommandError
+from anylog_tw.base import atomic
+from anylog_tw.base.errors import AnyLogError, CommandError, no_space
 from anylog_tw.base.filename import FileName, error_name, file_hash, parse_file_name
 from anylog_tw.base.ingest_errors import IngestError
 
@@ -32,15 +31,19 @@ class WriteError(AnyLogError):
     code = "io"
     status = 503
 
+    def __init__(self, message: str, full: bool = False):
+        super().__init__(message)
+        self.full = full  # no space left: worth trying again once space returns
 
-def ingest_dirs(node) -> tuple[str, str, str]:
-    """(prep_dir, watch_dir, err_dir) for new data files: the publisher's watch dir when one runs."""
+
+def ingest_dirs(node) -> tuple[str, str]:
+    """(watch_dir, err_dir) for new data files: the publisher's watch dir when one runs."""
     d = node.dictionary
     watch = d["watch_dir"]
     publisher = node.process("Publisher")
     if publisher is not None and getattr(publisher, "watch_dir", None):
         watch = publisher.watch_dir
-    return d["prep_dir"], watch, d["err_dir"]
+    return watch, d["err_dir"]
 
 
 def data_file_name(dbms: str, table: str, source: str, instructions: str, data: bytes) -> FileName:
@@ -60,55 +63,20 @@ def data_file_name(dbms: str, table: str, source: str, instructions: str, data: 
                            f"instructions {instructions!r}: {e.message}") from None
 
 
-def write_file(prep_dir: str, watch_dir: str, name: str, data: bytes) -> str:
-    """Write `data` as `watch_dir/name` atomically (blocking); returns the path.
+def write_file(watch_dir: str, name: str, data: bytes) -> str:
+    """Write `data` as `watch_dir/name` atomically and durably (blocking); returns the path.
 
     Raises DuplicateFile if that name is already there, WriteError on any I/O failure; in both
     cases nothing is left behind.
     """
     target = os.path.join(watch_dir, name)
     try:
-        os.makedirs(prep_dir, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=prep_dir, prefix=name + ".", suffix=".tmp")
-    except OSError as e:
-        raise WriteError(f"cannot write in the prep dir {prep_dir}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        _link(temp, target, watch_dir, name, data)
-        announce(target)
+        return atomic.publish(target, data)
     except FileExistsError:
         raise DuplicateFile(f"{name} is already in the watch dir: the same data was sent twice "
                             f"(the hash names the content)") from None
     except OSError as e:
-        raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror}") from None
-    finally:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-    return target
-
-
-def _link(temp: str, target: str, watch_dir: str, name: str, data: bytes) -> None:
-    """Publish `temp` as `target` without overwriting; across file systems, via a hidden temp file."""
-    try:
-        os.link(temp, target)
-        return
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
-            raise
-    fd, hidden = tempfile.mkstemp(dir=watch_dir, prefix="." + name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(hidden, target)
-    finally:
-        os.unlink(hidden)
+        raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror or e}", no_space(e)) from None
 
 
 def write_error_file(err_dir: str, name: str, data: bytes, reason: str, now: float) -> str:
@@ -117,12 +85,7 @@ def write_error_file(err_dir: str, name: str, data: bytes, reason: str, now: flo
     os.makedirs(err_dir, exist_ok=True)
     stamp = int(now)
     while True:
-        path = os.path.join(err_dir, error_name(name, reason, stamp))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
+            return atomic.publish(os.path.join(err_dir, error_name(name, reason, stamp)), data)
         except FileExistsError:
             stamp += 1
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return path

@@ -1,9 +1,9 @@
 """The local file utilities behind `file copy|move|delete|test|hash|compress|decompress`, `get files`,
 `get directories` and `get archived files`: blocking functions over paths, run in worker threads.
 
-Every write goes to a hidden temporary name in the destination directory (`.<name>.<random>.tmp`,
-which the watcher never takes) and is renamed to its final name only once it is complete and
-fsync'ed, so a failure (a full disk, a corrupt gzip, a crash) leaves no half-written file behind.
+Every write is published through `base/atomic.py`: a hidden temporary name in the destination
+directory, renamed to its final name only once it is complete and fsync'ed, so a failure (a full
+disk, a corrupt gzip, a crash) leaves no half-written file behind.
 An existing destination is kept unless the caller says to replace it, and then it is replaced in
 one rename: a user's typo should not cost a file.
 
@@ -14,17 +14,15 @@ bare `OSError`.
 from __future__ import annotations
 
 import datetime
-import errno
 import gzip
 import os
 import shutil
 import stat
-import tempfile
 import zlib
 from contextlib import contextmanager
 from typing import BinaryIO, Callable, Iterable, Iterator
 
-from anylog_tw.base.atomic import fsync_dir, rename_no_replace
+from anylog_tw.base import atomic
 from anylog_tw.base.errors import CommandError, NotFound
 from anylog_tw.base.filename import archive_subdir, file_hash, parse_file_name
 from anylog_tw.base.ingest_errors import IngestError
@@ -132,51 +130,19 @@ def _exists_error(dest: str) -> CommandError:
     return CommandError(f"{dest!r} exists; add 'where overwrite = true' to replace it, or give another name")
 
 
-def _publish(tmp: str, dest: str, overwrite: bool) -> None:
-    """Give a complete file its final name, in one rename."""
-    if overwrite:
-        os.replace(tmp, dest)
-        return
-    try:
-        rename_no_replace(tmp, dest)
-    except FileExistsError:
-        raise _exists_error(dest) from None
-
-
 def write_atomically(dest: str, write: Callable[[BinaryIO], None], overwrite: bool = False,
                      mode_from: str | None = None) -> str:
-    """Write `dest` through a temporary file in its directory; on any failure nothing is left."""
+    """Write `dest` through a temporary file in its directory (`atomic.publish`); on any failure
+    nothing is left."""
     _target_dir(dest)
     if not overwrite and os.path.lexists(dest):
         raise _exists_error(dest)
     if os.path.isdir(dest):
         raise CommandError(f"{dest!r} is a directory")
-    directory, name = os.path.split(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-        if mode_from is not None:
-            shutil.copymode(mode_from, tmp)
-        _publish(tmp, dest, overwrite)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
-    return dest
-
-
-def _copy_from(src: str) -> Callable[[BinaryIO], None]:
-    def write(out: BinaryIO) -> None:
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, out, _BUF)
-
-    return write
+        return atomic.publish(dest, write, replace=overwrite, mode_from=mode_from)
+    except FileExistsError:
+        raise _exists_error(dest) from None
 
 
 # --- the commands' work -------------------------------------------------------------------------
@@ -196,7 +162,7 @@ def copy_file(src: str, dest: str, overwrite: bool = False) -> str:
     """Copy `src` to `dest` (a file, or a directory for the same name); returns the new path."""
     src, target = _source_and_target(src, dest, "copied")
     with _os_errors(f"copy {src} to {target}"):
-        return write_atomically(target, _copy_from(src), overwrite, mode_from=src)
+        return write_atomically(target, atomic.copy_writer(src), overwrite, mode_from=src)
 
 
 def move_file(src: str, dest: str, overwrite: bool = False) -> str:
@@ -207,15 +173,9 @@ def move_file(src: str, dest: str, overwrite: bool = False) -> str:
         raise CommandError(f"{target!r} is a directory")
     with _os_errors(f"move {src} to {target}"):
         try:
-            _publish(src, target, overwrite)  # a rename: the source is never copied
-            fsync_dir(os.path.dirname(target))  # the new name made durable, as every write here is
-            return target
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
-        write_atomically(target, _copy_from(src), overwrite, mode_from=src)  # another file system
-        os.unlink(src)
-    return target
+            return atomic.move(src, target, replace=overwrite)  # a rename, or a copy to another file system
+        except FileExistsError:
+            raise _exists_error(target) from None
 
 
 def delete_file(path: str) -> str:

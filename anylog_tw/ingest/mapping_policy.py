@@ -9,6 +9,7 @@ file can go to several tables.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 from anylog_tw.base.convert import ConversionError, logical_type
@@ -53,3 +54,20 @@ class MappingPolicy:
     def rows(self, obj: Mapping[str, Any], line: int) -> list[dict[str, Any]]:
         """The rows one source object gives (none if the policy's condition rejects it)."""
         return [row for _, _, row in self.mapper(obj, line, self.dbms or "_", self.table or "_")]
+
+
+class PolicyCache:
+    """Mapping policies compiled once, reused while the ledger holds them unchanged (by their JSON text)."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._compiled: dict[str, MappingPolicy] = {}
+
+    def compiled(self, policy: Mapping[str, Any]) -> MappingPolicy:
+        key = json.dumps(policy, sort_keys=True, default=str)
+        found = self._compiled.get(key)
+        if found is None:
+            if len(self._compiled) >= self.size:
+                self._compiled.clear()
+            found = self._compiled[key] = MappingPolicy(policy)
+        return found

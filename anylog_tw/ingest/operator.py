@@ -7,10 +7,15 @@ Each file goes through one pipeline (spec §2.4, DESIGN "Data flow of a file"):
     file renamed to its 8-segment name -> rows inserted in one transaction tagged with
     (tsd_name, tsd_id) -> TSD row marked done -> file archived (or deleted)
 
-and any failure moves the file to the error dir with the reason, and the operator goes on.
+and any failure moves the file to the error dir with the reason, and the operator goes on; but
+no space left (disk, quota, database) is no fault of the file: it stays in the watch dir and
+ingest pauses until the retry goes through (`pause.py`).
 
 Exactly once across a crash: every step is either idempotent or recorded before the next one
-(see `tsd.py`).  On restart the scan at start finds what was left in the watch dir: a file
+(see `tsd.py`).  With `durable` (the default) that holds across a power loss too: the rows'
+commit is synced before the TSD row is marked done, that mark is synced, and the archived copy
+is synced with its directory, all before the source file is removed (`Database.sync` shares one
+flush among the files committing at the same time).  On restart the scan at start finds what was left in the watch dir: a file
 whose TSD row is done is only archived; one whose row is pending is inserted again, after the
 rows of the earlier attempt are deleted in the same transaction.
 
@@ -21,107 +26,33 @@ database's writer thread, which releases the GIL: parsing overlaps inserting.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.base.errors import AnyLogError, StorageError
-from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base.errors import AnyLogError, StorageError, no_space
+from anylog_tw.base import atomic
+from anylog_tw.base.filename import FileName, archive_subdir, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.timefmt import format_utc
-from anylog_tw.ingest import archive, pipeline, tsd
-from anylog_tw.ingest.batcher import GroupCommit
+from anylog_tw.ingest import archive, pipeline, reader, tsd
+from anylog_tw.ingest.inserts import Inserter
+from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig, Target
 from anylog_tw.ingest.ledger_link import LedgerLink
-from anylog_tw.ingest.mapping_policy import MappingPolicy
+from anylog_tw.ingest.mapping_policy import PolicyCache
+from anylog_tw.ingest.pause import SpacePause
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
 from anylog_tw.storage import Databases, schema
-
-# A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
-# for their insert at once, so they can share a commit (batcher.py).
-SMALL_ROWS = 1000
-SMALL_IN_FLIGHT = 16
-
-
-@dataclass
-class OperatorConfig:
-    watch_dir: str
-    err_dir: str
-    archive_dir: str
-    policy: str = ""
-    cluster: str = ""
-    member: str = "0"
-    company: str = ""
-    create_table: bool = True
-    update_tsd_info: bool = True
-    archive_json: bool = True
-    compress_json: bool = True
-    limit_tables: list[str] = field(default_factory=list)
-    threads: int = 1
-    master_node: str = ""
-    rescan: float = 10.0
-    use_inotify: bool = True
-    blobs_dir: str = ""  # where blob columns of mapping policies are written
-
-    def allows(self, dbms: str, table: str) -> bool:
-        if not self.limit_tables:
-            return True
-        return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
-
-
-@dataclass
-class Target:
-    """The rows of a file for one table: its dbms, columns and the values ready to insert."""
-
-    dbms: str
-    table: str
-    db: Any
-    columns: dict
-    rows: int
-    adapted: Any = None
-    ddl: list = field(default_factory=list)  # a .sql file's CREATE, run in the insert transaction
-
-
-@dataclass
-class Job:
-    """One file in hand: its current name (it changes when registered) and what is known of it."""
-
-    name: str
-    fname: FileName | None = None
-    dbms: str = ""
-    table: str = ""
-    tsd_table: str = "tsd_info"
-    tsd_name: str = "0"
-    tsd_id: int = 0
-    date: str = ""
-    redo: bool = False
-    done: bool = False
-    hash: str = ""
-    first_name: str = ""
-    start: float = 0.0
-    policy: MappingPolicy | None = None
-    targets: list[Target] = field(default_factory=list)
-    big: bool = False
-    rows: int = 0
-
-    @property
-    def kind(self) -> str:
-        return "SQL" if self.fname is not None and self.fname.type == "sql" else "JSON"
-
-    @property
-    def small(self) -> bool:
-        return not self.big and self.rows <= SMALL_ROWS
-
 
 class Operator(NodeProcess):
     name = "Operator"
@@ -140,11 +71,12 @@ class Operator(NodeProcess):
         self._hashes: set[str] = set()
         self._tasks: set[Deferred] = set()
         self.tables = TableKeeper(self)
-        self._groups: dict[str, GroupCommit] = {}
+        self.inserter = Inserter(config)
         self._tsd_tables: set[str] = set()
-        self._policies: dict[str, MappingPolicy] = {}  # compiled mapping policies by their JSON text
+        self.policies = PolicyCache()
         self._busy_since: float | None = None
         self.started_at = 0.0
+        self.pause: SpacePause | None = None
         # Called as fn(job, rows) after each file is committed and archived (job.tsd_table and
         # job.tsd_id say which TSD row, job.name its 8-segment name): HA pushes on it.
         self.observers: list = []
@@ -156,6 +88,7 @@ class Operator(NodeProcess):
         NodeProcess.startService(self)
         self.started_at = self.reactor.seconds()
         self.stats = OperatorStats(self.started_at)
+        self.pause = SpacePause(self.reactor, self._kick)
         # Two threads per worker: one prepares a file while the other archives the previous one.
         self.pool = ThreadPool(minthreads=0, maxthreads=2 * max(1, self.config.threads), name="operator")
         self.pool.start()
@@ -165,12 +98,16 @@ class Operator(NodeProcess):
                                         rescan=self.config.rescan, use_inotify=self.config.use_inotify,
                                         in_thread=self.node.in_thread)
         self.watcher.start()
+        sweep = self.node.in_thread(_sweep, self.config, time.time())
+        sweep.addErrback(lambda f: self.log.failure("removing stale temp files failed", f))
         metrics = self._metrics()
         metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
         watching = self.watcher.stop() if self.watcher is not None else None
+        if self.pause is not None:
+            self.pause.stop()
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
@@ -186,9 +123,15 @@ class Operator(NodeProcess):
 
         return Deferred.fromCoroutine(drain())
 
+    def status(self) -> str:
+        """`Running`, or why ingest is paused (`get operator`, `get processes`, `test node`)."""
+        return self.pause.status() if self.pause is not None else ("Running" if self.running else "Stopped")
+
     def details(self) -> str:
         c = self.config
         text = f"Cluster Member: {bool(c.cluster)}, Using Master: {c.master_node or 'none'}"
+        if self.pause is not None and self.pause.since is not None:
+            text = f"{self.pause.status()}. {text}"
         if self.watcher is not None:
             text += f", Watching: {c.watch_dir} ({self.watcher.mode}), Threads: {c.threads}"
         return text
@@ -204,6 +147,8 @@ class Operator(NodeProcess):
         self._kick()
 
     def _kick(self) -> None:
+        if self.pause is not None and self.pause.paused:
+            return  # the pause's timer kicks again
         while self.queue and len(self._tasks) < max(1, self.config.threads):
             d = Deferred.fromCoroutine(self._worker())
             self._tasks.add(d)
@@ -229,7 +174,7 @@ class Operator(NodeProcess):
         """
         finishing: deque[Deferred] = deque()
         try:
-            while self.queue and self.running:
+            while self.queue and self.running and not self.pause.paused:
                 name = self.queue.popleft()
                 self.queued.discard(name)
                 if self._busy_since is None:
@@ -262,22 +207,40 @@ class Operator(NodeProcess):
         return os.path.join(self.config.watch_dir, name)
 
     async def _stage(self, step, job: Job) -> Job | None:
-        """Run one stage of a file; on failure the file goes to the error dir and None comes back."""
+        """Run one stage of a file; on failure the file goes to the error dir and None comes back.
+
+        No space left (the disk, a quota, the database) is not the file's fault: the file stays
+        in the watch dir for the retry, and ingest pauses (`_wait_for_space`).
+        """
         try:
             return await step(job)
-        except IngestError as e:
-            await self._fail(job, e.reason, e.message)
-        except StorageError as e:
-            for t in job.targets:
-                self.tables.forget(t.db.name, t.table)  # the table may have changed under us
-            await self._fail(job, "insert", e.message)
-        except AnyLogError as e:
-            await self._fail(job, "insert", e.message)
         except Exception as e:
-            self.log.failure("ingesting {name} failed", name=job.name)
-            await self._fail(job, "io", f"{type(e).__name__}: {e}")
+            failure = e
+        if no_space(failure):
+            self._wait_for_space(job, failure)
+            return None
+        if isinstance(failure, IngestError):
+            await self._fail(job, failure.reason, failure.message)
+        elif isinstance(failure, StorageError):
+            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
+            for t in job.targets:
+                self.tables.forget(t.db.name, t.table)
+            await self._fail(job, "insert", failure.message)
+        elif isinstance(failure, AnyLogError):
+            await self._fail(job, "insert", failure.message)
+        else:
+            self.log.failure("ingesting {name} failed", Failure(failure), name=job.name)
+            await self._fail(job, "io", f"{type(failure).__name__}: {failure}")
         self._release(job)
         return None
+
+    def _wait_for_space(self, job: Job, error: BaseException) -> None:
+        """Keep the file in the watch dir, first in the queue, and pause until the retry."""
+        self._release(job)
+        if job.name and job.name not in self.queued:
+            self.queued.add(job.name)
+            self.queue.appendleft(job.name)
+        self.pause.hold(getattr(error, "message", None) or str(error))
 
     def _release(self, job: Job) -> None:
         self.in_hand.discard(job.first_name)
@@ -304,13 +267,14 @@ class Operator(NodeProcess):
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
-            policy = job.policy = self._compiled(found)
+            policy = job.policy = self.policies.compiled(found)
             job.dbms, job.table = policy.dbms or job.dbms, policy.table or job.table
         if policy is None or not policy.per_row:
             _find_dbms(self.node, job.dbms)
             self._check_limit(job.dbms, job.table)
         parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
-                                    (job.dbms, job.table), self.config.blobs_dir)
+                                    (job.dbms, job.table), self.config.blobs_dir, pipeline.SMALL, reader.CHUNK,
+                                    self.config.limits)
         job.big, job.rows = parsed.big, parsed.rows
         for (dbms, table), part in parsed.parts.items():
             self._check_limit(dbms, table)
@@ -324,6 +288,8 @@ class Operator(NodeProcess):
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
+                if self.config.durable:
+                    await self._almgm().sync()  # the done row may be in the OS's cache only
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
@@ -333,66 +299,23 @@ class Operator(NodeProcess):
                     t.adapted = await self._thread(pipeline.copy_text, t.adapted, job.tsd_name, job.tsd_id)
         return job
 
-    def _compiled(self, found: dict) -> MappingPolicy:
-        """A mapping policy compiled once and reused while the ledger holds it unchanged."""
-        key = json.dumps(found, sort_keys=True, default=str)
-        compiled = self._policies.get(key)
-        if compiled is None:
-            if len(self._policies) >= 64:
-                self._policies.clear()
-            compiled = self._policies[key] = MappingPolicy(found)
-        return compiled
-
     def _check_limit(self, dbms: str, table: str) -> None:
         if not self.config.allows(dbms, table):
             raise IngestError("limit", f"table {dbms}.{table} is not in limit_tables "
                                        f"({', '.join(self.config.limit_tables)})")
 
     async def _finish(self, job: Job) -> None:
-        """The insert (one transaction per dbms), the TSD row marked done, the file archived."""
-        rows = 0
-        committed: list[tuple[Any, list[Target]]] = []
-        try:
-            for db, targets in _by_dbms(job.targets):
-                rows += await self._insert(job, db, targets)
-                committed.append((db, targets))
-        except BaseException:
-            await self._undo(job, committed)
-            raise
-        for _, targets in committed:
-            for t in targets:
-                if t.ddl:
-                    await self.tables.created(t.db, t.table, t.ddl)
+        """The insert (one transaction per dbms, inserts.py), the TSD row marked done, the file archived."""
+        rows = await self.inserter.insert(job, self._path(job.name))
+        for t in job.targets:
+            if t.ddl:  # a .sql file's CREATE made the table: publish it like one we inferred
+                await self.tables.created(t.db, t.table, t.ddl)
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
+            if self.config.durable:
+                await self._almgm().sync()  # "done" on disk before the source file goes
         await self._archive(job, job.fname)
         self._done(job, rows)
-
-    async def _insert(self, job: Job, db, targets: list[Target]) -> int:
-        if job.big:
-            tables = {(t.dbms, t.table): t.columns for t in targets}
-            return await db.transaction(pipeline.insert_big, tables, self._path(job.name),
-                                        replace(job.fname, dbms=job.dbms, table=job.table), job.policy,
-                                        job.tsd_name, job.tsd_id, job.redo, None, [s for t in targets for s in t.ddl],
-                                        self.config.blobs_dir)
-        parts = [(t.table, t.columns, t.adapted, t.ddl) for t in targets]
-        for t in targets:
-            t.adapted = None
-        item = (parts, job.tsd_name, job.tsd_id, job.redo)
-        group = self._groups.get(db.name)
-        if group is None or group.db is not db:
-            group = self._groups[db.name] = GroupCommit(db)
-        return await group.insert(item, sum(t.rows for t in targets))
-
-    async def _undo(self, job: Job, committed: list) -> None:
-        """A file's rows in one dbms committed, in another failed: take the first ones out again
-        (the file goes to the error dir whole, with no row of it left anywhere)."""
-        for db, targets in committed:
-            try:
-                await db.transaction(pipeline.delete_tagged, [t.table for t in targets], job.tsd_name, job.tsd_id)
-            except Exception as e:
-                self.log.error("cannot remove the rows of failed file {name} from {dbms}: {error}", name=job.name,
-                               dbms=db.name, error=e)
 
     def _done(self, job: Job, rows: int) -> None:
         now = self.reactor.seconds()
@@ -403,6 +326,7 @@ class Operator(NodeProcess):
             metrics.rows_ingested.labels(dbms=dbms, table=table).inc(n)
             metrics.files_ingested.labels(dbms=dbms, table=table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
+        self.pause.succeeded()
         for observer in list(self.observers):
             try:
                 observer(job, rows)
@@ -435,7 +359,11 @@ class Operator(NodeProcess):
         now = self.reactor.seconds()
         row, new = await almgm.transaction(
             tsd.register, job.tsd_table, job.dbms, job.table, fname.source, job.hash, fname.instructions,
-            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id)
+            schema.format_timestamp(_utc(now)), None if own else fname.tsd_id, True)
+        if row.table != job.tsd_table:  # the cluster holds this data under another identity
+            state = "already ingested" if row.done else "being ingested"
+            raise IngestError("duplicate", f"the same data as file {row.file_id} of {row.table} (hash {job.hash}), "
+                                           f"{state}: the cluster keeps one copy")
         same_file = fname.registered and fname.tsd_id == row.file_id
         if not new:
             if row.done and not same_file:
@@ -469,10 +397,12 @@ class Operator(NodeProcess):
             if self.config.archive_json:
                 await self._thread(archive.archive, path, self.config.archive_dir,
                                    job.date or tsd_date(self.reactor.seconds()), fname.format(gz=False),
-                                   fname.gz, self.config.compress_json)
+                                   fname.gz, self.config.compress_json, self.config.durable)
             else:
                 await self._thread(archive.delete, path)
         except OSError as e:
+            if no_space(e):
+                raise  # a pause, not a bad file
             raise IngestError("archive", f"cannot archive {job.name}: {e}") from None
 
     async def _fail(self, job: Job, reason: str, message: str) -> None:
@@ -509,14 +439,17 @@ class Operator(NodeProcess):
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
+        return [self.status() if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster,
+                c.member]
 
 
-def _by_dbms(targets: list[Target]) -> list[tuple[Any, list[Target]]]:
-    groups: dict[str, tuple[Any, list[Target]]] = {}
-    for t in targets:
-        groups.setdefault(t.db.name, (t.db, []))[1].append(t)
-    return list(groups.values())
+def _sweep(config: OperatorConfig, started: float) -> None:
+    """Temp files a killed node left where the operator publishes (the archive days a restart
+    finishes into, the error dir, the watch dir); only those older than this start."""
+    days = {tsd_date(started - back)[:6] for back in (0, 86400)}
+    dirs = [config.watch_dir, config.err_dir] + [os.path.join(config.archive_dir, archive_subdir(d)) for d in days]
+    for directory in dirs:
+        atomic.remove_stale_temps(directory, started)
 
 
 def _find_dbms(node, dbms: str):

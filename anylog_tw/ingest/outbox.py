@@ -10,10 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import zlib
 from dataclasses import dataclass, replace
 
+from anylog_tw.base import atomic
 from anylog_tw.base.filename import FileName, file_hash, parse_file_name
 from anylog_tw.base.ingest_errors import IngestError
 
@@ -106,30 +106,22 @@ def inspect_file(path: str) -> Outgoing:
     return Outgoing(name, fname, digest, size, send, raw.hexdigest())
 
 
-def backup(path: str, bkup_dir: str, name: str, compress: bool) -> str:
+def backup(path: str, bkup_dir: str, name: str, compress: bool, fsync: bool = True) -> str:
     """Keep a delivered file in `bkup_dir` as `name` (gzipped when `compress` and not gzipped yet).
 
-    The copy is written under a temporary name and renamed in; the source is removed last, so a
-    crash leaves the file in the watch dir (sent again, refused as a duplicate) or backed up.
+    The copy is published whole (`base/atomic.py`); the source is removed last, so a crash leaves
+    the file in the watch dir (sent again, refused as a duplicate) or backed up.  A backup already
+    there under that name (the same content: the name holds its hash) is kept.
     """
     os.makedirs(bkup_dir, exist_ok=True)
     gz_in = name.lower().endswith(".gz")
     final = os.path.join(bkup_dir, name + (".gz" if compress and not gz_in else ""))
-    if not compress or gz_in:
-        try:
-            os.replace(path, final)
-            return final
-        except OSError as e:
-            if e.errno != 18:  # EXDEV: another file system, copy below
-                raise
-    tmp = final + ".part"
-    with open(path, "rb") as fin, open(tmp, "wb") as raw:
-        if compress and not gz_in:
-            with gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=1, mtime=0) as fout:
-                shutil.copyfileobj(fin, fout, _BUF)
-        else:
-            shutil.copyfileobj(fin, raw, _BUF)
-    os.replace(tmp, final)
+    try:
+        if not compress or gz_in:
+            return atomic.move(path, final, fsync=fsync)
+        atomic.publish(final, atomic.copy_writer(path, "gzip"), fsync=fsync)
+    except FileExistsError:
+        pass
     os.unlink(path)
     return final
 

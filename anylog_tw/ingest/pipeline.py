@@ -18,6 +18,7 @@ import itertools
 import os
 import queue
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -71,7 +72,8 @@ def _map(objs, lines, policy: MappingPolicy | None, target: tuple[str, str], blo
 
 
 def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: tuple[str, str] | None = None,
-               blobs_dir: str | None = None, small: int = SMALL, chunk: int = reader.CHUNK) -> Parsed:
+               blobs_dir: str | None = None, small: int = SMALL, chunk: int = reader.CHUNK,
+               limits: reader.Limits = reader.DEFAULT_LIMITS) -> Parsed:
     """Hash, parse and map a file (in a worker thread); IngestError when it cannot be ingested.
 
     `target` is the (dbms, table) of rows the mapping does not place elsewhere: the file
@@ -84,10 +86,14 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: 
     except OSError as e:
         raise IngestError("io", f"cannot read {path}: {e}") from None
     if name.type == "sql":
-        return sqlfile.first_pass(path, name)
+        return sqlfile.first_pass(path, name, limits)
     fixed = policy.types if policy is not None else {}
-    if size <= (small // 8 if name.gz else small) or _starts_array(path, name.gz):  # gz: ~8x the bytes
-        data = reader.read_whole(path, name.gz)
+    data = None
+    if _starts_array(path, name.gz, limits):
+        data = reader.read_whole(path, name.gz, limits)
+    elif size <= (small // 8 if name.gz else small):  # a .gz holds ~8x its size, maybe far more:
+        data = reader.read_small(path, name.gz, small, limits)  # None past `small`: read in chunks
+    if data is not None:
         digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
         digest.update(data)
         if not data.strip():
@@ -100,7 +106,7 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: 
     digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
     objects = 0
     parts: dict[tuple[str, str], Part] = {}
-    for first, data in reader.iter_chunks(path, name.gz, chunk):
+    for first, data in reader.iter_chunks(path, name.gz, chunk, limits):
         digest.update(data)
         objs, lines = reader.parse_objects(data, first)
         objects += len(objs)
@@ -118,10 +124,13 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: 
     return Parsed(digest.hexdigest(), objects, parts, big=True)
 
 
-def _starts_array(path: str, gz: bool) -> bool:
-    """A JSON array cannot be split on lines: it is read whole whatever its size."""
-    with reader.open_data(path, gz) as f:
-        return f.read(4096).lstrip()[:1] == b"["
+def _starts_array(path: str, gz: bool, limits: reader.Limits) -> bool:
+    """A JSON array cannot be split on lines: it is read whole (up to max_line)."""
+    try:
+        with reader.open_data(path, gz, limits) as f:
+            return f.read(4096).lstrip()[:1] == b"["
+    except (OSError, EOFError, zlib.error) as e:
+        raise IngestError("io", f"cannot read {path}: {e}") from None
 
 
 def adapt(batch: Batch, columns: Mapping[str, str], engine: str) -> list:
@@ -178,7 +187,8 @@ def _insert_prepared(tx, table: str, columns: Mapping[str, str], adapted, tsd_na
 
 def insert_big(tx, tables: dict[tuple[str, str], Mapping[str, str]], path: str, name: FileName,
                policy: MappingPolicy | None, tsd_name: str, tsd_id: int, redo: bool,
-               chunk: int | None = None, ddl: list[str] | None = None, blobs_dir: str | None = None) -> int:
+               chunk: int | None = None, limits: reader.Limits = reader.DEFAULT_LIMITS, ddl: list[str] | None = None,
+               blobs_dir: str | None = None) -> int:
     """A big file read again chunk by chunk inside the transaction: parse, adapt, insert each.
 
     `tables` are the file's targets in this transaction's dbms ((dbms, table) -> its columns);
@@ -200,7 +210,7 @@ def insert_big(tx, tables: dict[tuple[str, str], Mapping[str, str]], path: str, 
 
     def produce() -> None:
         try:
-            for first, data in reader.iter_chunks(path, name.gz, size):
+            for first, data in reader.iter_chunks(path, name.gz, size, limits):
                 if stop.is_set():
                     return
                 objs, lines = reader.parse_objects(data, first)

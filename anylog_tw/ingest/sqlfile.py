@@ -43,7 +43,7 @@ SYSTEM = set(schema.SYSTEM_COLUMN_NAMES)
 _NUMBER = re.compile(r"^\d+$")
 
 
-def first_pass(path: str, name: FileName):
+def first_pass(path: str, name: FileName, limits: reader.Limits = reader.DEFAULT_LIMITS):
     """Hash, parse and check a `.sql` file (in a worker thread): a Parsed with its one part."""
     from anylog_tw.ingest.pipeline import Parsed, Part
 
@@ -54,7 +54,7 @@ def first_pass(path: str, name: FileName):
     if size > (MAX_BYTES // 8 if name.gz else MAX_BYTES):
         raise IngestError("sql", f"{os.path.basename(path)} is {size} bytes: SQL files are parsed whole, up to "
                                  f"{MAX_BYTES >> 20} MB; split it or send JSON")
-    data = reader.read_whole(path, name.gz)
+    data = reader.read_whole(path, name.gz, limits)
     digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
     digest.update(data)
     try:

@@ -9,8 +9,14 @@ seconds and 10,000 bytes; `set buffer threshold` changes them for all tables or 
 Unlike AnyLog, which wakes a streamer thread every 10 s, one timer is armed for the earliest
 deadline, so a buffer is written when it is due and an idle node does no work.  The time
 threshold always applies (AnyLog needs `run streamer` for it; users forgetting it is the first
-"data is not appearing" complaint).  Files are written off the reactor thread; rows that cannot
-be delivered go to the error dir, never lost silently.  The node stopping writes what is left.
+"data is not appearing" complaint).  Files are written off the reactor thread.
+
+Rows are never dropped.  A buffer whose file cannot be written (no space left, a permission, a
+bug) is put back, ahead of rows that came since, and written again after 1 s, 2 s ... 30 s; while
+writes fail, buffers past `MAX_KEPT` bytes make `add` refuse new rows (REST answers 503), so a
+full disk cannot fill the memory.  Rows the operator could never take (a second copy of a file
+already waiting in the watch dir) go to the error dir.  The node stopping writes what is left;
+what even the error dir cannot take then is logged with its row count.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from anylog_tw.base.errors import AnyLogError
+from anylog_tw.base.errors import AnyLogError, CommandError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.dropfile import (
     DuplicateFile,
+    WriteError,
     data_file_name,
     ingest_dirs,
     write_error_file,
@@ -32,6 +40,8 @@ from anylog_tw.ingest.dropfile import (
 from anylog_tw.ingest.jsonrows import join_rows
 
 ALL = "*"
+MAX_KEPT = 64 << 20  # bytes buffered, while writes fail, past which new rows are refused
+FIRST_RETRY, LAST_RETRY = 1.0, 30.0  # seconds before writing a kept buffer again (doubling)
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,13 @@ class Streamer:
         self.stats: dict[tuple[str, str], TableStats] = {}
         self.flushed_rows = 0
         self.flushed_files = 0
-        self.dirs: dict[str, str] = {}  # prep_dir / watch_dir / err_dir given to `run streamer`
+        self.dirs: dict[str, str] = {}  # watch_dir / err_dir given to `run streamer`
         self._timer = None
         self._writing: set[Deferred] = set()
         self._closed = False
+        self.retry_at: float | None = None  # set while writes fail: buffers wait for it
+        self.last_error = ""
+        self._retry_wait = FIRST_RETRY
         self.metrics = node.component(Metrics)
         self.metrics.watch_queue("streaming_rows", lambda: self.buffered_rows)
 
@@ -126,6 +139,10 @@ class Streamer:
     def buffered_rows(self) -> int:
         return sum(len(b.rows) for b in self.buffers.values())
 
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(b.size for b in self.buffers.values())
+
     def table_stats(self, dbms: str, table: str) -> TableStats:
         stats = self.stats.get((dbms, table))
         if stats is None:
@@ -136,6 +153,9 @@ class Streamer:
         """Buffer rows (one-line JSON objects, names already checked); flush if over the volume."""
         if not rows:
             return
+        if self.retry_at is not None and self.buffered_bytes > MAX_KEPT:
+            raise WriteError(f"the streaming buffers hold {self.buffered_bytes} bytes that cannot be written yet "
+                             f"({self.last_error}); try again later", full=True)
         key = (dbms, table, source, instructions)
         buf = self.buffers.get(key)
         if buf is None:
@@ -160,7 +180,9 @@ class Streamer:
 
     # -- flushing ------------------------------------------------------------------------------
 
-    def _start_flush(self, key) -> Deferred | None:
+    def _start_flush(self, key, force: bool = False) -> Deferred | None:
+        if not force and self.retry_at is not None and self.reactor.seconds() < self.retry_at:
+            return None  # writes are failing: the retry timer flushes it
         buf = self.buffers.pop(key, None)
         if buf is None or not buf.rows:
             return None
@@ -171,35 +193,23 @@ class Streamer:
         return d
 
     async def _write(self, key, buf: Buffer) -> int:
-        """Write one buffer as a file; on failure keep its rows in the error dir. Never raises."""
+        """Write one buffer as a file (1), or keep it to try again (0). Never raises, never drops."""
         dbms, table, source, instructions = key
         stats = self.table_stats(dbms, table)
         data = join_rows(buf.rows)
-        prep, watch, err = ingest_dirs(self.node)
-        prep, watch, err = self.dirs.get("prep_dir", prep), self.dirs.get("watch_dir", watch), \
-            self.dirs.get("err_dir", err)
-        name = "?"
+        watch, err = ingest_dirs(self.node)
+        watch, err = self.dirs.get("watch_dir", watch), self.dirs.get("err_dir", err)
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            await self.node.in_thread(write_file, prep, watch, name, data)
-        except AnyLogError as e:
-            stats.errors += 1
-            reason = "duplicate" if isinstance(e, DuplicateFile) else "io"
-            self.metrics.ingest_errors.labels(stage="streaming").inc()
-            self.node.errors.add("streamer", f"flush {dbms}.{table}", e.message)
-            try:
-                kept = await self.node.in_thread(write_error_file, err, name if name != "?" else
-                                          f"{dbms}.{table}.json", data, reason, self.reactor.seconds())
-                self.log.warn("streaming rows of {table} kept in {path}: {error}", table=f"{dbms}.{table}",
-                              path=kept, error=e.message)
-            except OSError as e2:
-                self.log.error("streaming rows of {table} lost: {error}; error dir: {error2}",
-                               table=f"{dbms}.{table}", error=e.message, error2=e2)
+            await self.node.in_thread(write_file, watch, name, data)
+        except DuplicateFile as e:  # the operator would refuse these rows: keep them aside
+            return await self._set_aside(key, buf, data, name, err, e)
+        except CommandError as e:  # names the operator cannot take (checked before buffering: a bug)
+            return await self._set_aside(key, buf, data, f"{dbms}.{table}.json", err, e)
+        except Exception as e:
+            self._keep(key, buf, e)
             return 0
-        except Exception:
-            stats.errors += 1
-            self.log.failure("flushing {table} failed", table=f"{dbms}.{table}")
-            return 0
+        self._written()
         stats.flushed_files += 1
         stats.flushed_rows += len(buf.rows)
         stats.last_process = self.reactor.seconds()
@@ -208,26 +218,89 @@ class Streamer:
         self.metrics.files_written.labels(source="streaming").inc()
         return 1
 
+    async def _set_aside(self, key, buf: Buffer, data: bytes, name: str, err: str, error: AnyLogError) -> int:
+        """Rows the watch dir cannot take go to the error dir; kept for a retry if that fails too."""
+        dbms, table = key[:2]
+        self.table_stats(dbms, table).errors += 1
+        self.metrics.ingest_errors.labels(stage="streaming").inc()
+        self.node.errors.add("streamer", f"flush {dbms}.{table}", error.message)
+        reason = "duplicate" if isinstance(error, DuplicateFile) else "name"
+        try:
+            kept = await self.node.in_thread(write_error_file, err, name, data, reason, self.reactor.seconds())
+        except Exception as e:
+            self._keep(key, buf, e)
+            return 0
+        self.log.warn("streaming rows of {table} kept in {path}: {error}", table=f"{dbms}.{table}", path=kept,
+                      error=error.message)
+        return 0
+
+    def _keep(self, key, buf: Buffer, error: BaseException) -> None:
+        """Put a buffer that could not be written back, ahead of newer rows, and plan the retry."""
+        dbms, table = key[:2]
+        text = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        if not isinstance(error, AnyLogError) or (isinstance(error, WriteError) and not error.full):
+            self.log.failure("writing the streaming rows of {table} failed; they are kept and tried again",
+                             Failure(error), table=f"{dbms}.{table}")
+        self.table_stats(dbms, table).errors += 1
+        self.metrics.ingest_errors.labels(stage="streaming").inc()
+        now = self.reactor.seconds()
+        if self.retry_at is None or self.last_error != text:
+            self.node.errors.add("streamer", f"flush {dbms}.{table}", f"{text} (the rows are kept and tried again)")
+        self.last_error = text
+        newer = self.buffers.get(key)
+        if newer is not None:
+            buf.rows.extend(newer.rows)
+            buf.size += newer.size
+            buf.first_at = min(t for t in (buf.first_at, newer.first_at) if t is not None) \
+                if buf.first_at is not None or newer.first_at is not None else None
+        if buf.first_at is None:
+            buf.first_at = now
+        self.buffers[key] = buf
+        if self.retry_at is None or self.retry_at <= now:
+            self.retry_at = now + self._retry_wait
+            self._retry_wait = min(self._retry_wait * 2, LAST_RETRY)
+        self._arm()
+
+    def _written(self) -> None:
+        if self.retry_at is not None:
+            self.log.info("streaming files are written again")
+        self.retry_at = None
+        self.last_error = ""
+        self._retry_wait = FIRST_RETRY
+
     async def flush_all(self) -> int:
         """Write every buffer now, whatever its thresholds (`flush buffers`); files written."""
-        started = [d for d in (self._start_flush(k) for k in list(self.buffers)) if d is not None]
+        started = [d for d in (self._start_flush(k, force=True) for k in list(self.buffers)) if d is not None]
         others = [d for d in self._writing if d not in started]
         results = await DeferredList(started + others, consumeErrors=True)
         return sum(r for ok, r in results[:len(started)] if ok)
 
     def flush_due(self) -> None:
-        """Write the buffers whose oldest row reached the time threshold."""
+        """Write the buffers whose oldest row reached the time threshold (or all, on a retry)."""
         self._timer = None
         now = self.reactor.seconds()
+        retrying = self.retry_at is None or now >= self.retry_at  # over-volume buffers only wait for it
         for key, buf in list(self.buffers.items()):
-            if buf.first_at is not None and now >= buf.first_at + self.thresholds(key[0], key[1]).time:
+            th = self.thresholds(key[0], key[1])
+            due = buf.first_at is not None and now >= buf.first_at + th.time
+            if due or retrying and buf.size >= th.volume:
                 self._start_flush(key)
         self._arm()
 
     def _deadline(self) -> float | None:
-        times = [b.first_at + self.thresholds(k[0], k[1]).time for k, b in self.buffers.items()
-                 if b.first_at is not None]
-        return min(times) if times else None
+        """The earliest time a buffer is due: its time threshold, or now when over its volume (which
+        only happens while writes fail); never before the retry time while they do."""
+        now = self.reactor.seconds()
+        times = []
+        for (dbms, table, _, _), b in self.buffers.items():
+            th = self.thresholds(dbms, table)
+            if b.size >= th.volume:
+                times.append(now)
+            elif b.first_at is not None:
+                times.append(b.first_at + th.time)
+        if not times:
+            return None
+        return max(min(times), self.retry_at) if self.retry_at is not None else min(times)
 
     def _arm(self) -> None:
         """Keep one timer, set for the earliest buffer deadline."""
@@ -255,10 +328,22 @@ class Streamer:
         return sum(len(b.rows) for b in bufs), sum(b.size for b in bufs)
 
     def close(self) -> Deferred:
-        """The node stops: write what is buffered, then stop the timer."""
+        """The node stops: write what is buffered (to the error dir if the watch dir cannot take
+        it), then stop the timer."""
         async def finish():
             await self.flush_all()
             self._closed = True
+            _, err = ingest_dirs(self.node)
+            err = self.dirs.get("err_dir", err)
+            for (dbms, table, _, _), buf in list(self.buffers.items()):
+                data = join_rows(buf.rows)
+                try:
+                    await self.node.in_thread(write_error_file, err, f"{dbms}.{table}.json", data, "io",
+                                              self.reactor.seconds())
+                except Exception as e:
+                    self.log.error("the node stops and {rows} streaming rows of {table} cannot be written "
+                                   "anywhere: {error}", rows=len(buf.rows), table=f"{dbms}.{table}", error=e)
+            self.buffers.clear()
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
             self._timer = None

@@ -11,6 +11,15 @@ ingest exactly-once across a crash:
 * `mark_done` records the row count and `status2` = `done`; after that the file is only ever
   archived, never inserted again.
 
+A hash is unique across the cluster, not only in one table (issue 16): the members of a cluster
+copy each other's files (HA), so the same data can reach a member twice under two identities,
+e.g. a file the publisher sent to a member that was killed before it acknowledged, then sent
+again to the other member.  `register(..., cluster_wide=True)` therefore looks for the hash in
+`tsd_info` and every `tsd_<member>` table, in the same transaction as the insert: a file of our
+own whose data is held under another row is refused, and a peer's copy of data we hold already
+is recorded in `tsd_<member>` as a duplicate (`status1 = '03'`, done, 0 rows) so the HA pull
+never asks for it again, and its rows are not inserted.
+
 The functions taking `tx` run inside a storage transaction on the database's writer thread.
 """
 
@@ -25,6 +34,7 @@ from anylog_tw.storage import schema
 PENDING = "pending"
 DONE = "done"
 FAILED_STATUS = "02"  # status1 of a file registered here that could not be ingested (01: missing, see HA)
+DUPLICATE_STATUS = "03"  # status1 of a peer's file whose data this node holds under another TSD row
 RETRIES = 3  # failed attempts after which the HA pull stops asking a member for the file again
 TSD_DBMS = "almgm"
 
@@ -73,17 +83,61 @@ def _row(table: str, rows) -> TsdRow | None:
     return TsdRow(table, int(r[0]), r[1], r[2] or "", int(r[3] or 0))
 
 
+_TSD_NAME = re.compile(r"tsd_(info|\d{1,9})")
+
+
+def tsd_tables(tx) -> list[str]:
+    """The TSD tables of this almgm: tsd_info and every tsd_<member>."""
+    if tx.engine == schema.SQLITE:
+        _, rows = tx.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'tsd%'")
+    else:
+        _, rows = tx.query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                           "AND tablename LIKE 'tsd%'")
+    return sorted(r[0] for r in rows if _TSD_NAME.fullmatch(r[0]))
+
+
+def find_hash_elsewhere(tx, table: str, file_hash: str) -> TsdRow | None:
+    """A row of another TSD table whose file holds this data: ingested or being ingested (not failed,
+    missing, or itself a recorded duplicate)."""
+    for other in tsd_tables(tx):
+        if other == table:
+            continue
+        _, rows = tx.query(f'SELECT {_COLS} FROM {schema.quote(other)} WHERE "file_hash" = ? AND "status1" IS NULL',
+                           (file_hash,))
+        if rows:
+            return _row(other, rows)
+    return None
+
+
 def register(tx, table: str, dbms: str, tbl: str, source: str, file_hash: str, instructions: str,
-             file_time: str, file_id: int | None = None) -> tuple[TsdRow, bool]:
+             file_time: str, file_id: int | None = None, cluster_wide: bool = False) -> tuple[TsdRow, bool]:
     """(the file's row, whether it is new).  `file_id` is given for a peer's `tsd_<member>` table.
 
     An existing row with the hash comes back as it is (the caller decides: duplicate or take
     over).  A peer's file_id already used by another hash is an error: the peer's numbering and
     ours disagree, and guessing would tie rows to the wrong file.
+
+    `cluster_wide`: a row of another TSD table with the hash comes back too (its `table` says
+    so), except that a peer's file (`file_id` given) whose data another row holds *done* is
+    recorded here as a duplicate, done with 0 rows, and that row comes back: the caller only
+    archives the file.
     """
     found = find_hash(tx, table, file_hash)
     if found is not None:
         return found, False
+    if cluster_wide:
+        other = find_hash_elsewhere(tx, table, file_hash)
+        if other is not None and not (other.done and file_id is not None):
+            return other, False
+        if other is not None:
+            if find_id(tx, table, file_id) is not None:
+                raise StorageError(f"{table} already has file_id {file_id} for another file")
+            tx.execute(f'INSERT INTO {schema.quote(table)} ("file_id", "dbms_name", "table_name", "source", '
+                       f'"file_hash", "instructions", "file_time", "rows", "status1", "status2") '
+                       f'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                       (int(file_id), dbms, tbl, source, file_hash, instructions, file_time, 0, DUPLICATE_STATUS,
+                        DONE))
+            return TsdRow(table, int(file_id), file_hash, DONE, 0), False
     q = schema.quote(table)
     cols = '"dbms_name", "table_name", "source", "file_hash", "instructions", "file_time", "rows", "status2"'
     values = [dbms, tbl, source, file_hash, instructions, file_time, 0, PENDING]

@@ -16,6 +16,7 @@ from typing import Iterable
 
 import orjson
 
+from anylog_tw.base import atomic
 from anylog_tw.metadata.rules import PolicyError, validate
 from anylog_tw.metadata.values import body
 
@@ -145,31 +146,18 @@ def render(policies: Iterable[dict]) -> bytes:
 
 
 def write_atomically(path: str, data: bytes, keep_old: bool = False) -> None:
-    """Write `path.new`, fsync it, then rename it over `path` (keeping the old file as `.old`).
+    """Replace `path` with `data` through `atomic.TempFile` (synced, renamed over it, the directory
+    synced), keeping the old file as `.old` when asked.
 
-    On any failure the `.new` file is removed and `path` is untouched; the OSError is raised.
+    On any failure the temp file is removed and `path` is untouched; the OSError is raised.
     """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    new = path + ".new"
-    try:
-        with open(new, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with atomic.TempFile(directory, os.path.basename(path)) as tmp:
+        tmp.file.write(data)
         if keep_old and os.path.exists(path):
             _keep_old(path)
-        os.replace(new, path)
-    except OSError:
-        try:
-            os.unlink(new)
-        except OSError:
-            pass
-        raise
-    dirfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+        tmp.publish(path, replace=True)
 
 
 def _keep_old(path: str) -> None:

@@ -7,8 +7,8 @@ content hash of spec §3.4 (`file hash` gives the same), which also makes the op
 second copy of the same backup as a duplicate rather than ingest its rows twice.
 
 `write_backup` runs in a thread fed by `Database.scan`: rows arrive in batches and leave as
-lines, so memory holds one batch whatever the table's size.  The lines go to a hidden `.part`
-name (which the watcher never takes), are synced, and only then renamed to the data-file name:
+lines, so memory holds one batch whatever the table's size.  The lines go to an `atomic.TempFile`
+(a hidden name the watcher never takes), are synced, and only then renamed to the data-file name:
 a crash or an error leaves no half file where an operator could pick it up.
 """
 
@@ -19,13 +19,12 @@ import decimal
 import hashlib
 import math
 import os
-import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import orjson
 
-from anylog_tw.base.atomic import fsync_dir
+from anylog_tw.base import atomic
 from anylog_tw.base.errors import StorageError
 from anylog_tw.base.filename import FileName
 from anylog_tw.storage import schema, sqlfmt
@@ -135,28 +134,21 @@ def write_backup(columns: list[str], batches: Iterable[Sequence[Sequence[Any]]],
     names = columns[1:] if has_row_id else list(columns)
     convert = converters(types)
     digest = hashlib.md5(f"{dbms}.{table}".encode("utf-8"))  # spec §3.4, as the operator computes it
-    tmp = os.path.join(dest, f".{dbms}.{table}.{uuid.uuid4().hex[:12]}.part")
     count = 0
     try:
-        with open(tmp, "wb") as f:
+        with atomic.TempFile(dest, f"{dbms}.{table}") as tmp:
             for batch in batches:
                 data = lines(batch, names, convert, has_row_id, where)
                 digest.update(data)
-                f.write(data)
+                tmp.file.write(data)
                 count += len(batch)
-            f.flush()
-            os.fsync(f.fileno())
-        if count == 0:
-            os.unlink(tmp)
-            return BackupResult(None, 0, "")
-        final = os.path.join(dest, FileName(dbms, table, "0", digest.hexdigest(), "0").format())
-        os.replace(tmp, final)  # a file already there has this very content (the name is its hash)
-        fsync_dir(dest)
+            if count == 0:
+                return BackupResult(None, 0, "")
+            final = os.path.join(dest, FileName(dbms, table, "0", digest.hexdigest(), "0").format())
+            try:
+                tmp.publish(final)
+            except FileExistsError:
+                pass  # a file already there has this very content (the name is its hash)
         return BackupResult(final, count, digest.hexdigest())
     except OSError as e:
         raise StorageError(f"{where}: cannot write to {dest}: {e.strerror or e}; no backup file was left") from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass  # renamed into place, or never made

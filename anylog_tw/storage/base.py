@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import StorageError
+from anylog_tw.base.errors import StorageError, StorageFull, no_space
 from anylog_tw.storage import schema
 from anylog_tw.storage.deadline import Running
 
@@ -48,6 +48,20 @@ def cursor_result(cursor) -> tuple[list[str] | None, list[tuple], int]:
     if cursor.description is None:
         return None, [], cursor.rowcount
     return [d[0] for d in cursor.description], cursor.fetchall(), cursor.rowcount
+
+
+_SQLITE_FULL = 13  # the primary result code, in the low byte of an extended one
+_PG_DISK_FULL = "53100"
+
+
+def _out_of_space(error: BaseException) -> bool:
+    """A driver error that says the disk (or the quota) is full, not that the statement is wrong."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+        return True
+    if getattr(error, "pgcode", None) == _PG_DISK_FULL:
+        return True
+    return no_space(error)
 
 
 class Transaction:
@@ -123,6 +137,13 @@ class Database:
     async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(tx, *args)` in the writer thread inside one transaction: committed or rolled back."""
         raise NotImplementedError
+
+    async def sync(self) -> None:
+        """Make every transaction committed before this call durable (it survives a power loss).
+
+        The default is for engines whose commit is durable when it returns (PostgreSQL with
+        synchronous_commit on); SQLite, which commits to its WAL without a flush, syncs it here.
+        """
 
     async def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """Insert many rows in one transaction (COPY on PostgreSQL); all or none land."""
@@ -206,7 +227,8 @@ class Database:
         if sql:
             shown = " ".join(sql.split())
             where = f" (statement: {shown[:200]}{'...' if len(shown) > 200 else ''})"
-        return StorageError(f"dbms '{self.name}': {text}{where}")
+        kind = StorageFull if _out_of_space(error) else StorageError
+        return kind(f"dbms '{self.name}': {text}{where}")
 
     def _check_open(self) -> None:
         if self.closed:

@@ -327,6 +327,9 @@ class PostgresDatabase(Database):
         if w is None or w.closed:
             try:
                 w = self._writer = psycopg2.connect(self.dsn())
+                with w.cursor() as cur:  # a commit returns once it is on disk, whatever the server's default
+                    cur.execute("SET synchronous_commit = on")
+                w.commit()
             except psycopg2.Error as e:
                 self._writer = None
                 raise StorageError(f"dbms '{self.name}': cannot connect to {self.where}: "

@@ -5,7 +5,10 @@ thread pool of exactly one thread that belongs to this database (started on open
 close; not the reactor's shared pool), so SQLite sees a single connection used by a single
 thread, and a slow statement of one dbms never delays another dbms or the reactor.  WAL with
 synchronous=NORMAL: a commit is one WAL append, durable across a process crash (the OS keeps
-the WAL), which is what the operator's exactly-once bookkeeping needs.
+the WAL), which is what the operator's exactly-once bookkeeping needs.  Durable across a power
+loss too once `sync()` has run: it fsyncs the WAL, which holds every commit since the last
+checkpoint (a checkpoint syncs what it copies), and callers arriving while one fsync runs share
+the next one, so many files' commits cost one flush (group commit for the disk).
 
 Reads: a file database also has a read-only connection (`PRAGMA query_only`) on a second
 one-thread pool, and `select` statements go there.  WAL lets it read the last committed state
@@ -27,9 +30,11 @@ import os
 import sqlite3
 from typing import Any, Callable, Iterable, Sequence
 
+from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from anylog_tw.base.atomic import fsync_dir
 from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
 from anylog_tw.base.registry import grant_allows
@@ -73,6 +78,10 @@ class SQLiteDatabase(Database):
         self._rpool = None if memory else ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}-read")
         self._rconn: sqlite3.Connection | None = None
         self._users = None if memory else UserReaders(self.path, self.name, reactor)
+        self._sync_waiting: list[Deferred] = []
+        self._syncing = False
+        self._dir_synced = False
+        self.syncs = 0  # fsyncs done (each may serve many callers)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -138,6 +147,51 @@ class SQLiteDatabase(Database):
                     await deferToThreadPool(self.reactor, pool, conn.close)
             finally:
                 pool.stop()
+
+    async def sync(self) -> None:
+        if self.memory:
+            return
+        self._check_open()
+        d: Deferred = Deferred()
+        self._sync_waiting.append(d)
+        if not self._syncing:
+            self._syncing = True
+            Deferred.fromCoroutine(self._sync_rounds())
+        await d
+
+    async def _sync_rounds(self) -> None:
+        """fsync rounds until nobody waits; a caller that came during a round waits for the next,
+        since its commit may have landed after that fsync began."""
+        try:
+            while self._sync_waiting:
+                batch, self._sync_waiting = self._sync_waiting, []
+                try:
+                    await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._fsync_wal)
+                except Exception as e:
+                    error = e if isinstance(e, StorageError) else StorageError(
+                        f"dbms '{self.name}': cannot sync {self.path}: {e}")
+                    error.__cause__ = e
+                    for d in batch:
+                        d.errback(error)
+                else:
+                    self.syncs += 1
+                    for d in batch:
+                        d.callback(None)
+        finally:
+            self._syncing = False
+
+    def _fsync_wal(self) -> None:
+        if not self._dir_synced:  # the WAL's own name, made when the database was opened
+            fsync_dir(os.path.dirname(self.path))
+            self._dir_synced = True
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:  # no WAL (yet): everything is in the database file
+            fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def describe(self) -> dict[str, str]:
         return {"Type": "sqlite", "Owner": "", "IP:Port": "",

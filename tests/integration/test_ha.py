@@ -158,8 +158,11 @@ async def test_b_down_then_catches_up_by_pull_and_push_without_duplicates(cluste
     for i in range(20):
         drop(a, f"lsl.ping.d{i}.json", i)
     await wait_count(a, "select count(*) from ping", 60, "rows on A")
+    # rows are committed (and synced) before their file is marked done: wait for the marks too
+    await wait_count(a, "select count(*) from tsd_info where status2 = 'done'", 20, "A's files done", dbms="almgm")
     await poll(lambda: a.process("HA").push.members["2"].status == "down", 10, what="A to see B down")
-    assert a.process("HA").push.status_rows(reactor.seconds())[0]["Files pending"] == 20
+    await poll(lambda: a.process("HA").push.status_rows(reactor.seconds())[0]["Files pending"] == 20, 10,
+               what="A's push to hold the 20 files")  # each joins it once archived
     await ok(b, f"run tcp server where external_ip = 127.0.0.1 and external_port = {port} and bind = true")
     await ok(b, "run operator where policy = opb and rescan = 1 second")
     await ok(b, f"run ha where {FAST}")  # B pulls while A pushes: both copies of a file are taken once

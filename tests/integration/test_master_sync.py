@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
+import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -16,8 +18,18 @@ from anylog_tw.metadata.master import MasterLedger
 from anylog_tw.node import Node
 from anylog_tw.storage.engines import Databases
 from tests.helpers import poll
+from tests.pg import PG, drop_pg_database
 
-PG_DATABASE = "anylog_metadata_test"
+PG_DATABASE = f"anylog_metadata_{uuid.uuid4().hex[:12]}"  # owned by the tests' role, dropped at the end
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_pg_database():
+    yield
+    try:
+        drop_pg_database(PG_DATABASE)
+    except psycopg2.Error:
+        pass  # PostgreSQL is not there: the psql cases were not run either
 
 
 def inner(policy):
@@ -48,7 +60,7 @@ async def connect_blockchain(node: Node, engine: str):
     if engine == "sqlite":
         db = await dbs.connect("blockchain", "sqlite")
     else:
-        db = await dbs.connect("blockchain", "psql", database=PG_DATABASE)
+        db = await dbs.connect("blockchain", "psql", database=PG_DATABASE, **PG)
         await db.execute('DROP TABLE IF EXISTS "ledger"')
     return db
 

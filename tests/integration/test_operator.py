@@ -521,7 +521,7 @@ async def test_small_files_share_commits_and_a_bad_one_fails_alone(node):
         drop(node, f"lsl.grp.s{i}.json", [{"t": t, "seq": i * 3 + j} for j in range(3)])
     await wait_empty(node, 60)
     op = node.process("Operator")
-    group = op._groups["lsl"]
+    group = op.inserter.groups["lsl"]
     expected = 39 if node.engine == "psql" else 40
     assert await count(node, "select count(*) from grp where seq >= 0") == expected * 3
     assert await count(node, "select count(distinct seq) from grp where seq >= 0") == expected * 3

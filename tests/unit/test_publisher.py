@@ -274,6 +274,6 @@ def test_rest_put_and_the_streamer_write_into_the_publishers_watch_dir(tmp_path)
     from anylog_tw.ingest.dropfile import ingest_dirs
 
     node, pub, _ = start_publisher(tmp_path)
-    assert ingest_dirs(node)[1] == pub.watch_dir == pub.config.watch_dir
+    assert ingest_dirs(node)[0] == pub.watch_dir == pub.config.watch_dir
     assert "Watching: " + pub.watch_dir in pub.details()
     pub.stopService()

@@ -37,7 +37,6 @@ def test_volume_threshold_writes_one_file_with_all_rows(tmp_path):
     assert [orjson.loads(line)["seq"] for line in data.splitlines()] == list(range(8))
     assert name == f"lsl.ping.0.{file_hash('lsl', 'ping', [data])}.0.json"
     assert streamer.buffered_rows == 0 and streamer.flushed_rows == 8
-    assert os.listdir(node.dictionary["prep_dir"]) == []  # the temp file is gone
 
 
 def test_time_threshold_flushes_when_the_oldest_row_is_due(tmp_path):
@@ -134,3 +133,69 @@ def test_run_streamer_shows_in_processes(tmp_path):
     assert not run(node, "run streamer").ok
     assert "Default streaming thresholds are 60 seconds" in run(node, "get processes").render()
     assert run(node, "exit streamer").ok
+
+
+def _failing(monkeypatch, errors):
+    """write_file fails with each error of `errors` in turn, then works."""
+    from anylog_tw.ingest import streamer as module
+
+    real = module.write_file
+
+    def write_file(*args):
+        if errors:
+            raise errors.pop(0)
+        return real(*args)
+
+    monkeypatch.setattr(module, "write_file", write_file)
+
+
+def test_a_buffer_that_cannot_be_written_is_kept_and_written_later(tmp_path, monkeypatch):
+    """No space left: the rows stay buffered (older first), the write is tried again after the wait."""
+    from anylog_tw.ingest.dropfile import WriteError
+
+    node, streamer = make(tmp_path)
+    _failing(monkeypatch, [WriteError("cannot write: No space left on device", full=True)] * 2)
+    run(node, "set buffer threshold where volume = 100 bytes")
+    streamer.add("lsl", "ping", rows(5))
+    assert watch_files(node) == [] and streamer.buffered_rows == 5 and streamer.retry_at == 1.0
+    streamer.add("lsl", "ping", rows(2, 5))  # over the volume, but writes wait for the retry
+    assert watch_files(node) == [] and streamer.buffered_rows == 7
+    node.reactor.advance(1.0)  # the retry fails again: the next wait is 2 s
+    assert watch_files(node) == [] and streamer.buffered_rows == 7 and streamer.retry_at == 3.0
+    node.reactor.advance(2.0)
+    [name] = watch_files(node)
+    data = open(os.path.join(node.dictionary["watch_dir"], name), "rb").read()
+    assert [orjson.loads(line)["seq"] for line in data.splitlines()] == list(range(7))
+    assert streamer.buffered_rows == 0 and streamer.retry_at is None
+    assert any("kept and tried again" in str(e) for e in node.errors.entries())
+
+
+def test_while_writes_fail_too_many_kept_bytes_refuse_new_rows(tmp_path, monkeypatch):
+    from anylog_tw.ingest import streamer as module
+    from anylog_tw.ingest.dropfile import WriteError
+
+    node, streamer = make(tmp_path)
+    monkeypatch.setattr(module, "MAX_KEPT", 100)
+    _failing(monkeypatch, [WriteError("No space left on device", full=True)] * 100)
+    run(node, "set buffer threshold where volume = 100 bytes")
+    streamer.add("lsl", "ping", rows(20))
+    try:
+        streamer.add("lsl", "ping", rows(1, 20))
+    except WriteError as e:
+        assert e.full and "try again later" in e.message
+    else:
+        raise AssertionError("the 21st row was taken although nothing can be written")
+    assert streamer.buffered_rows == 20
+
+
+def test_the_node_stopping_puts_unwritable_rows_in_the_error_dir(tmp_path, monkeypatch):
+    from anylog_tw.ingest.dropfile import WriteError
+
+    node, streamer = make(tmp_path)
+    _failing(monkeypatch, [WriteError("No space left on device", full=True)] * 2)
+    streamer.add("lsl", "ping", rows(3))
+    fired(streamer.close())
+    [kept] = os.listdir(node.dictionary["err_dir"])
+    data = open(os.path.join(node.dictionary["err_dir"], kept), "rb").read()
+    assert [orjson.loads(line)["seq"] for line in data.splitlines()] == [0, 1, 2]
+    assert streamer.buffers == {}

@@ -136,3 +136,33 @@ async def test_inotify_is_rebuilt_after_the_watched_directory_is_deleted(tmp_pat
         await poll(lambda: "after.rebuild.json" in seen, 5, what="an event after the rebuild")
     finally:
         w.stop()
+
+
+
+def test_listings_go_through_in_thread_and_report_only_when_it_answers(tmp_path):
+    """Every scan hands its listing to `in_thread` (the node's thread pool): nothing is listed on the
+    calling thread, nothing is reported before the listing returns, and no second scan starts while
+    one is in flight."""
+    from twisted.internet.defer import Deferred
+
+    clock = Clock()
+    asked = []
+
+    def in_thread(fn, *args):
+        d = Deferred()
+        asked.append((fn, args, d))
+        return d
+
+    write(tmp_path, "a.b.json")
+    seen = []
+    w = DirectoryWatcher(clock, str(tmp_path), seen.append, use_inotify=False, poll=1.0, in_thread=in_thread)
+    w.start()
+    try:
+        assert len(asked) == 1 and seen == []
+        fn, args, d = asked.pop()
+        clock.advance(5)  # the scan in flight holds the next ones
+        assert asked == []
+        d.callback(fn(*args))  # the "thread" answers
+        assert seen == ["a.b.json"]
+    finally:
+        w.stop()
