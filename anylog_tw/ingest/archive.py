@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from anylog_tw.base import atomic
-from anylog_tw.base.filename import archive_subdir, error_name
+from anylog_tw.base.filename import archive_subdir, error_name, tsd_date
 
 
 def rename_in_place(directory: str, old: str, new: str) -> None:
@@ -59,3 +59,11 @@ def move_to_error(src: str, err_dir: str, name: str, reason: str, epoch: int, fs
 
 def delete(src: str) -> None:
     os.unlink(src)
+
+
+def sweep(watch_dir: str, err_dir: str, archive_dir: str, started: float) -> None:
+    """(In a thread.) The temp files a killed node left where the operator publishes (the watch
+    dir, the error dir, the archive days a restart finishes into); only those older than `started`."""
+    days = {tsd_date(started - back)[:6] for back in (0, 86400)}
+    for directory in [watch_dir, err_dir] + [os.path.join(archive_dir, archive_subdir(d)) for d in days]:
+        atomic.remove_stale_temps(directory, started)

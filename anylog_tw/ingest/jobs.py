@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anylog_tw.base.filename import FileName
-from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.mapping_policy import MappingPolicy
 from anylog_tw.ingest.reader import Limits
 
 # A file of at most SMALL_ROWS rows is "small": a worker lets up to SMALL_IN_FLIGHT of them wait
@@ -38,11 +38,25 @@ class OperatorConfig:
     use_inotify: bool = True
     limits: Limits = field(default_factory=Limits)
     durable: bool = True
+    blobs_dir: str = ""  # where blob columns of mapping policies are written
 
     def allows(self, dbms: str, table: str) -> bool:
         if not self.limit_tables:
             return True
         return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
+
+
+@dataclass
+class Target:
+    """The rows of a file for one table: its dbms, columns and the values ready to insert."""
+
+    dbms: str
+    table: str
+    db: Any
+    columns: dict
+    rows: int
+    adapted: Any = None
+    ddl: list = field(default_factory=list)  # a .sql file's CREATE, run in the insert transaction
 
 
 @dataclass
@@ -62,13 +76,14 @@ class Job:
     hash: str = ""
     first_name: str = ""
     start: float = 0.0
-    db: Any = None
     policy: MappingPolicy | None = None
-    parsed: Any = None
-    columns: dict = field(default_factory=dict)
-    adapted: list | None = None
+    targets: list[Target] = field(default_factory=list)
     big: bool = False
     rows: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "SQL" if self.fname is not None and self.fname.type == "sql" else "JSON"
 
     @property
     def small(self) -> bool:

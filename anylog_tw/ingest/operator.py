@@ -26,6 +26,7 @@ database's writer thread, which releases the GIL: parsing overlaps inserting.
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from collections import deque
@@ -36,18 +37,17 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from anylog_tw.base import atomic
 from anylog_tw.base.errors import AnyLogError, StorageError, no_space
-from anylog_tw.base.filename import FileName, archive_subdir, parse_file_name, tsd_date
+from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, reader, tsd
-from anylog_tw.ingest.batcher import GroupCommit
-from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig
+from anylog_tw.ingest.inserts import Inserter
+from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig, Target
 from anylog_tw.ingest.ledger_link import LedgerLink
-from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.mapping_policy import PolicyCache
 from anylog_tw.ingest.pause import SpacePause
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
@@ -72,8 +72,9 @@ class Operator(NodeProcess):
         self._hashes: set[str] = set()
         self._tasks: set[Deferred] = set()
         self.tables = TableKeeper(self)
-        self._groups: dict[str, GroupCommit] = {}
+        self.inserter = Inserter(config)
         self._tsd_tables: set[str] = set()
+        self.policies = PolicyCache()
         self._busy_since: float | None = None
         self.started_at = 0.0
         self.pause: SpacePause | None = None
@@ -98,7 +99,8 @@ class Operator(NodeProcess):
                                         rescan=self.config.rescan, use_inotify=self.config.use_inotify,
                                         in_thread=self.node.in_thread)
         self.watcher.start()
-        sweep = self.node.in_thread(_sweep, self.config, time.time())
+        sweep = self.node.in_thread(archive.sweep, self.config.watch_dir, self.config.err_dir, self.config.archive_dir,
+                                     time.time())
         sweep.addErrback(lambda f: self.log.failure("removing stale temp files failed", f))
         metrics = self._metrics()
         metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
@@ -223,6 +225,8 @@ class Operator(NodeProcess):
             await self._fail(job, failure.reason, failure.message)
         elif isinstance(failure, StorageError):
             self.tables.forget(job.dbms, job.table)  # the table may have changed under us
+            for t in job.targets:
+                self.tables.forget(t.db.name, t.table)
             await self._fail(job, "insert", failure.message)
         elif isinstance(failure, AnyLogError):
             await self._fail(job, "insert", failure.message)
@@ -260,24 +264,29 @@ class Operator(NodeProcess):
             self._done(job, 0)
             return None
         policy = None
-        if fname.instructions != "0":
+        if fname.instructions != "0" and fname.type == "json":
             found = self.link.mapping_policy(fname.instructions)
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
-            policy = job.policy = MappingPolicy(found)
+            policy = job.policy = self.policies.compiled(found)
             job.dbms, job.table = policy.dbms or job.dbms, policy.table or job.table
-        db = job.db = _find_dbms(self.node, job.dbms)
-        if not self.config.allows(job.dbms, job.table):
-            raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
-                                       f"({', '.join(self.config.limit_tables)})")
-        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
-                                                 pipeline.SMALL, reader.CHUNK, self.config.limits)
-        job.columns = await self.tables.ensure(db, job.table, parsed, policy)
+        if policy is None or not policy.per_row:
+            _find_dbms(self.node, job.dbms)
+            self._check_limit(job.dbms, job.table)
+        parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
+                                    (job.dbms, job.table), self.config.blobs_dir, pipeline.SMALL, reader.CHUNK,
+                                    self.config.limits)
         job.big, job.rows = parsed.big, parsed.rows
-        if not job.big:
-            job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
-            parsed.batch = None  # the adapted columns are all the insert needs
+        for (dbms, table), part in parsed.parts.items():
+            self._check_limit(dbms, table)
+            db = _find_dbms(self.node, dbms)
+            columns, ddl = await self.tables.ensure(db, part, parsed.create.get((dbms, table)))
+            target = Target(dbms, table, db, columns, part.rows, ddl=ddl)
+            if not job.big:
+                target.adapted = await self._thread(pipeline.adapt, part.batch, columns, db.engine)
+                part.batch = None  # the adapted columns are all the insert needs
+            job.targets.append(target)
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
@@ -286,25 +295,23 @@ class Operator(NodeProcess):
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
-        if not job.big and db.engine == schema.PSQL:
-            job.adapted = await self._thread(pipeline.copy_text, job.adapted, job.tsd_name, job.tsd_id)
+        if not job.big:
+            for t in job.targets:
+                if t.db.engine == schema.PSQL:
+                    t.adapted = await self._thread(pipeline.copy_text, t.adapted, job.tsd_name, job.tsd_id)
         return job
 
+    def _check_limit(self, dbms: str, table: str) -> None:
+        if not self.config.allows(dbms, table):
+            raise IngestError("limit", f"table {dbms}.{table} is not in limit_tables "
+                                       f"({', '.join(self.config.limit_tables)})")
+
     async def _finish(self, job: Job) -> None:
-        """The insert (one transaction), the TSD row marked done, the file archived."""
-        db = job.db
-        if job.big:
-            rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
-                                        job.policy, job.tsd_name, job.tsd_id, job.redo, None, self.config.limits)
-        else:
-            item = (job.table, job.columns, job.adapted, job.tsd_name, job.tsd_id, job.redo)
-            job.adapted = None
-            group = self._groups.get(db.name)
-            if group is None or group.db is not db:
-                group = self._groups[db.name] = GroupCommit(db)
-            rows = await group.insert(item, job.rows)
-        if self.config.durable:
-            await db.sync()  # the rows on disk before the TSD row says so
+        """The insert (one transaction per dbms, inserts.py), the TSD row marked done, the file archived."""
+        rows = await self.inserter.insert(job, self._path(job.name))
+        for t in job.targets:
+            if t.ddl:  # a .sql file's CREATE made the table: publish it like one we inferred
+                await self.tables.created(t.db, t.table, t.ddl)
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
             if self.config.durable:
@@ -314,12 +321,14 @@ class Operator(NodeProcess):
 
     def _done(self, job: Job, rows: int) -> None:
         now = self.reactor.seconds()
-        self.stats.file_done(job.dbms, job.table, rows, now - job.start, now)
         metrics = self._metrics()
-        labels = metrics.table_labels(job.dbms, job.table)
-        metrics.rows_ingested.labels(**labels).inc(rows)
-        metrics.files_ingested.labels(**labels).inc()
-        metrics.ingest_history.add(job.dbms, job.table, rows=rows, files=1)
+        targets = [(t.dbms, t.table, t.rows if rows else 0) for t in job.targets] or [(job.dbms, job.table, rows)]
+        for dbms, table, n in targets:
+            self.stats.file_done(dbms, table, n, now - job.start, now, job.kind)
+            labels = metrics.table_labels(dbms, table)
+            metrics.rows_ingested.labels(**labels).inc(n)
+            metrics.files_ingested.labels(**labels).inc()
+            metrics.ingest_history.add(dbms, table, rows=n, files=1)
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         self.pause.succeeded()
         for observer in list(self.observers):
@@ -355,23 +364,8 @@ class Operator(NodeProcess):
         row, new = await almgm.transaction(
             tsd.register, job.tsd_table, job.dbms, job.table, fname.source, job.hash, fname.instructions,
             schema.format_timestamp(_utc(now)), None if own else fname.tsd_id, True)
-        if row.table != job.tsd_table:  # the cluster holds this data under another identity
-            state = "already ingested" if row.done else "being ingested"
-            raise IngestError("duplicate", f"the same data as file {row.file_id} of {row.table} (hash {job.hash}), "
-                                           f"{state}: the cluster keeps one copy")
         same_file = fname.registered and fname.tsd_id == row.file_id
-        if not new:
-            if row.done and not same_file:
-                raise IngestError("duplicate", f"the same data as file {row.file_id} of {job.tsd_table} "
-                                               f"(hash {job.hash}), already ingested")
-            if not own and not same_file:
-                raise IngestError("duplicate", f"hash {job.hash} is file {row.file_id} in {job.tsd_table}, "
-                                               f"not {fname.tsd_id}")
-            job.done, job.redo = row.done, not row.done
-        elif not own:
-            # A peer's (member, file_id) names one file for good: rows with its tag can only be an
-            # earlier copy whose TSD row was deleted (`time file delete`, then an HA pull): replace them.
-            job.redo = True
+        job.done, job.redo = tsd.judge(row, new, job.tsd_table, job.hash, own, same_file, fname.tsd_id)
         job.tsd_id = row.file_id
         job.tsd_name = self.config.member if own else str(int(fname.member))
         job.date = fname.tsd_date if same_file and fname.tsd_date else tsd_date(now)
@@ -403,7 +397,7 @@ class Operator(NodeProcess):
     async def _fail(self, job: Job, reason: str, message: str) -> None:
         now = self.reactor.seconds()
         text = f"{job.name}: {message}"
-        self.stats.file_failed(job.dbms, job.table, reason, text, now)
+        self.stats.file_failed(job.dbms, job.table, reason, text, now, job.kind)
         self.node.errors.add("operator", job.name, text)
         self.log.error("operator: {name} failed ({reason}): {message}", name=job.name, reason=reason, message=message)
         metrics = self._metrics()
@@ -440,15 +434,6 @@ class Operator(NodeProcess):
                 c.member]
 
 
-def _sweep(config: OperatorConfig, started: float) -> None:
-    """Temp files a killed node left where the operator publishes (the archive days a restart
-    finishes into, the error dir, the watch dir); only those older than this start."""
-    days = {tsd_date(started - back)[:6] for back in (0, 86400)}
-    dirs = [config.watch_dir, config.err_dir] + [os.path.join(config.archive_dir, archive_subdir(d)) for d in days]
-    for directory in dirs:
-        atomic.remove_stale_temps(directory, started)
-
-
 def _find_dbms(node, dbms: str):
     db = node.component(Databases).find(dbms)
     if db is None:
@@ -456,9 +441,7 @@ def _find_dbms(node, dbms: str):
     return db
 
 
-def _utc(seconds: float):
-    import datetime
-
+def _utc(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
 
 

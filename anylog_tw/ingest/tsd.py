@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass
 
 from anylog_tw.base.errors import StorageError
+from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.storage import schema
 
 PENDING = "pending"
@@ -183,3 +184,26 @@ def failed_attempts(status1: str | None, status2: str | None) -> int:
         return 0
     m = re.match(r"failed (\d+):", status2 or "")
     return int(m.group(1)) if m else 1
+
+
+def judge(row: TsdRow, new: bool, tsd_table: str, file_hash: str, own: bool, same_file: bool,
+          named_id: int | None) -> tuple[bool, bool]:
+    """What the TSD row `register` returned says about a file: (already done, redo its rows).
+
+    A file whose data the cluster holds under another identity, or this node under another file,
+    is a duplicate (IngestError); a peer's (member, file_id) names one file for good, so rows with
+    its tag can only be an earlier copy whose TSD row was deleted (`time file delete`, then an HA
+    pull): they are replaced.
+    """
+    if row.table != tsd_table:  # the cluster holds this data under another identity
+        state = "already ingested" if row.done else "being ingested"
+        raise IngestError("duplicate", f"the same data as file {row.file_id} of {row.table} (hash {file_hash}), "
+                                       f"{state}: the cluster keeps one copy")
+    if new:
+        return False, not own
+    if row.done and not same_file:
+        raise IngestError("duplicate", f"the same data as file {row.file_id} of {tsd_table} "
+                                       f"(hash {file_hash}), already ingested")
+    if not own and not same_file:
+        raise IngestError("duplicate", f"hash {file_hash} is file {row.file_id} in {tsd_table}, not {named_id}")
+    return row.done, not row.done

@@ -164,7 +164,8 @@ CORPUS = [
     ("lsl.bad8.0.0.0.json.gz", b"not gzip at all", "io", "cannot read"),
     ("nodb.t.0.0.0.json", b'{"a":1}\n', "dbms", "not connected"),
     ("lsl.t.a.b.c.d.json", b'{"a":1}\n', "name", "6 segments"),
-    ("lsl.t.0.0.0.sql", b"insert into t values (1);\n", "type", "type 'sql'"),
+    ("lsl.t.0.0.0.csv", b"a,b\n1,2\n", "type", "type 'csv'"),
+    ("lsl.t2.0.0.0.sql", b"insert into t2 (a) values (1);\ndrop table t2;\n", "sql", "only INSERT INTO t2"),
     ("lsl.bad9.0.0.0.json", b'{"a":1}\n"text"\n', "json", "line 2"),
     ("lsl.bad10.0.0.0.json", b'\xff\xfe{"a":1}\n', "json", "line 1"),
 ]
@@ -519,7 +520,7 @@ async def test_small_files_share_commits_and_a_bad_one_fails_alone(node):
         drop(node, f"lsl.grp.s{i}.json", [{"t": t, "seq": i * 3 + j} for j in range(3)])
     await wait_empty(node, 60)
     op = node.process("Operator")
-    group = op._groups["lsl"]
+    group = op.inserter.groups["lsl"]
     expected = 39 if node.engine == "psql" else 40
     assert await count(node, "select count(*) from grp where seq >= 0") == expected * 3
     assert await count(node, "select count(distinct seq) from grp where seq >= 0") == expected * 3
@@ -541,7 +542,7 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_bad_file(node):
     cols = {"seq": "integer"}
 
     def item(i, value):
-        return ("gc", cols, [[value]], "0", i, False)
+        return ([("gc", cols, [[value]], [])], "0", i, False)
 
     ds = [Deferred.fromCoroutine(group.insert(item(i, i), 1)) for i in range(10)]
     results = await DeferredList(ds, consumeErrors=True)

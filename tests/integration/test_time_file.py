@@ -198,7 +198,7 @@ async def test_new_of_a_peers_file_goes_to_its_member_table_with_its_id(node):
 
 @pytest.mark.parametrize("name, says", [
     ("lsl.ping.a.b.c.d.json", "6 segments"),
-    ("lsl.ping.0.h.0.sql", "type 'sql'"),
+    ("lsl.ping.0.h.0.csv", "type 'csv'"),
     ("9x.ping.0.h.0.json", "not a valid name"),
 ])
 async def test_new_refuses_names_that_break_the_convention(node, name, says):
