@@ -86,10 +86,12 @@ class BrokerLink(Service):
         self.deliver = deliver  # (topic, payload) -> None or the reason it failed
         self.connection = connection
         self.metrics = metrics
-        self.first: Deferred = Deferred()  # fires with None (accepted) or the reason of the first failure
+        self.first: Deferred = Deferred()  # fires with ("connected"|"refused"|"failed", reason) once
         self._service: ClientService | None = None
         self._proto = None
         self._made_at = 0.0
+        self._tls_failed = False
+        self._accepted = False  # the broker accepted the session on the current connection
         self._misc = LoopingCall(self._tick)
         self._misc.clock = reactor
         self.paho = self._make_client()
@@ -121,9 +123,10 @@ class BrokerLink(Service):
             c.connected = False
             c.last_error = f"the broker refused the session: {reason}"
             self.metrics.msg_sessions.labels(result="refused").inc()
-            self._fire_first(c.last_error)
+            self._fire_first(("refused", c.last_error))
             return
         c.connected = True
+        self._accepted = True
         c.attempts = 0
         c.connects += 1
         c.next_try = None
@@ -131,7 +134,7 @@ class BrokerLink(Service):
         c.session_present = bool(flags.session_present)
         self.metrics.msg_sessions.labels(result="connected").inc()
         client.subscribe([(t.name, t.qos) for t in self.spec.topics])
-        self._fire_first(None)
+        self._fire_first(("connected", None))
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:
         refused = [(t.name, r) for t, r in zip(self.spec.topics, reasons) if r.is_failure]
@@ -166,12 +169,20 @@ class BrokerLink(Service):
 
     def _made(self, proto) -> None:
         self._proto = proto
+        self._accepted = False
         self._made_at = self.reactor.seconds()
         if not self._misc.running:
             self._misc.start(1.0, now=False)
 
     def _lost(self, reason) -> None:
         self._proto = None
+        if not self._accepted and not self.connection.last_error.startswith("the broker refused"):
+            from OpenSSL.SSL import Error as TLSError
+
+            self._tls_failed = reason.check(TLSError) is not None
+            text = reason.getErrorMessage()
+            self.connection.last_error = (f"TLS failed: {text}" if self._tls_failed else
+                                          f"the connection closed before the broker answered ({text})")
         if self._misc.running:
             self._misc.stop()
 
@@ -187,7 +198,7 @@ class BrokerLink(Service):
         delay = backoff(c.attempts)
         c.next_try = self.reactor.seconds() + delay
         if c.attempts == 1:
-            self._fire_first(c.last_error or "could not connect")
+            self._fire_first(("refused" if self._tls_failed else "failed", c.last_error or "could not connect"))
         return delay
 
     def startService(self) -> None:
@@ -205,6 +216,6 @@ class BrokerLink(Service):
             self.paho.disconnect()
         self.connection.connected = False
         self.connection.next_try = None
-        self._fire_first("stopped")
+        self._fire_first(("failed", "stopped"))
         service, self._service = self._service, None
         return service.stopService() if service is not None else succeed(None)

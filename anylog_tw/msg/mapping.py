@@ -32,3 +32,8 @@ class Target:
 
 # A mapper takes one message object and the arrival time, and returns (target, row dict) pairs.
 Mapper = Callable[[Any, float], Iterable[tuple[Target, dict]]]
+
+
+def compile_topic(topic, policies: list[dict]) -> Mapper:
+    """The mapper of one topic: its inline rules, or its mapping policies (source, id as instructions)."""
+    raise MappingError("mapping rules are not available on this node yet")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from paho.mqtt.client import topic_matches_sub
-
 from anylog_tw.base.errors import OptionError
 
 T = TypeVar("T")
@@ -79,6 +77,8 @@ class TopicTable(Generic[T]):
             return self._cache[topic]
         except KeyError:
             pass
+        from paho.mqtt.client import topic_matches_sub  # paho loads when a wildcard is first used
+
         found = None
         for name, value in self.wild:
             # A topic starting with '$' (broker statistics) is not matched by a leading wildcard (§4.7.2).
