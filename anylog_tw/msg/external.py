@@ -102,7 +102,7 @@ class BrokerLink(Service):
 
     def _make_client(self) -> PahoClient:
         spec = self.spec
-        client = PahoClient(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        client = PahoClient(paho.CallbackAPIVersion.VERSION2, clock=self.reactor, client_id=self.client_id,
                             clean_session=spec.clean_session, protocol=paho.MQTTv311, reconnect_on_failure=False)
         if spec.password or spec.user not in ("", "unused"):
             client.username_pw_set(spec.user, spec.password or None)

@@ -68,9 +68,23 @@ class _Socket:
 
 
 class PahoClient(paho.Client):
-    """A paho client whose socket is the Twisted connection handed to `attach`."""
+    """A paho client whose socket is the Twisted connection handed to `attach`.
+
+    paho writes a packet at once only outside its callbacks; a packet queued inside one (the
+    SUBSCRIBE of on_connect, each QoS 1 PUBACK of on_message) waits for `loop_write`.  paho asks
+    for it through `on_socket_register_write`: while a read is being parsed the protocol writes
+    once at its end (all the PUBACKs of a read in one go), otherwise a write is scheduled on the
+    reactor for the next turn.
+    """
 
     _twisted_socket: _Socket | None = None
+
+    def __init__(self, *args, clock, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+        self.reading = False  # inside MqttProtocol.dataReceived: it writes when done
+        self._write_call = None
+        self.on_socket_register_write = self._want_write
 
     def _create_socket(self):  # paho's hook in reconnect(): give it our connection, never open one
         sock, self._twisted_socket = self._twisted_socket, None
@@ -82,7 +96,25 @@ class PahoClient(paho.Client):
         """Start an MQTT session on a new connection: paho sends CONNECT through it."""
         sock = self._twisted_socket = _Socket(transport)
         self.reconnect()
+        self.flush()
         return sock
+
+    def _want_write(self, client, userdata, sock) -> None:
+        if not self.reading and self._write_call is None:
+            self._write_call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Hand every packet paho has queued to the transport."""
+        call, self._write_call = self._write_call, None
+        if call is not None and call.active():
+            call.cancel()
+        if self.want_write():
+            self.loop_write()
+
+    def cancel_write(self) -> None:
+        call, self._write_call = self._write_call, None
+        if call is not None and call.active():
+            call.cancel()
 
 
 class MqttProtocol(Protocol):
@@ -110,9 +142,14 @@ class MqttProtocol(Protocol):
             return
         client = self.client
         # paho parses one packet per loop_read; go on while bytes are left and the session lives.
-        while sock.pending():
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS:
-                break
+        client.reading = True
+        try:
+            while sock.pending():
+                if client.loop_read() != paho.MQTT_ERR_SUCCESS:
+                    break
+        finally:
+            client.reading = False
+        client.flush()
 
     def connectionLost(self, reason) -> None:
         sock = self.sock
@@ -122,6 +159,7 @@ class MqttProtocol(Protocol):
             for _ in range(1_000_000):
                 if self.client.loop_read() != paho.MQTT_ERR_SUCCESS:
                     break
+            self.client.cancel_write()
         if self.on_lost is not None:
             self.on_lost(reason)
 
