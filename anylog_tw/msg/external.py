@@ -11,6 +11,7 @@ persistent session: what the broker queued while the node was away arrives when 
 from __future__ import annotations
 
 import random
+from collections import deque
 import paho.mqtt.client as paho
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
@@ -28,6 +29,40 @@ from anylog_tw.msg.transport import MqttFactory, PahoClient
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 CONNECT_TIMEOUT = 10  # seconds for TCP (and TLS) to a broker
+
+
+class Redeliveries:
+    """The QoS 1 and 2 messages taken lately, to drop a broker's DUP resend of one we took already.
+
+    A broker that restarts (or loses our PUBACK) sends its in-flight messages again with the DUP
+    flag and the same packet id; MQTT calls that at-least-once, and the rows would double.  A
+    message is the same when packet id, topic and payload are: the last HISTORY of them are
+    remembered (about a megabyte), so only a DUP resend of a message taken that recently is
+    dropped; a publisher sending a message twice makes two messages, as MQTT 3.1.1 defines.
+    """
+
+    HISTORY = 16_384
+
+    def __init__(self) -> None:
+        self.order: deque[int] = deque()
+        self.keys: set[int] = set()
+        self.dropped = 0
+
+    def repeat(self, message) -> bool:
+        """Whether to drop `message` (remembering it when it is new)."""
+        if not message.qos:
+            return False
+        key = hash((message.mid, message._topic, message.payload))
+        if key in self.keys:
+            if message.dup:
+                self.dropped += 1
+                return True
+            return False
+        self.keys.add(key)
+        self.order.append(key)
+        if len(self.order) > self.HISTORY:
+            self.keys.discard(self.order.popleft())
+        return False
 
 
 def backoff(attempt: int, rand=random.random) -> float:
@@ -91,6 +126,7 @@ class BrokerLink(Service):
         self._proto = None
         self._made_at = 0.0
         self._tls_failed = False
+        self.redeliveries = Redeliveries()
         self._accepted = False  # the broker accepted the session on the current connection
         self._misc = LoopingCall(self._tick)
         self._misc.clock = reactor
@@ -151,7 +187,16 @@ class BrokerLink(Service):
         c.connected = False
 
     def _on_message(self, client, userdata, message) -> None:
-        self.deliver(message.topic, message.payload)
+        if self.redeliveries.repeat(message):
+            return  # taken already; paho acknowledges it again
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # brokers check topics; one that did not must not end the session
+            topic = message._topic.decode("utf-8", "replace")
+        try:
+            self.deliver(topic, message.payload)
+        except Exception:  # deliver counts every failure it knows; anything else is a bug, logged
+            self.log.failure("taking a message on {topic} failed", topic=topic)
 
     def _on_log(self, client, userdata, level, text) -> None:
         self.log.info("MQTT {broker}: {text}", broker=self.spec.address, text=text)

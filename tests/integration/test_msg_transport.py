@@ -165,3 +165,41 @@ async def test_broker_down_at_start_then_up(node, tmp_path):
         await end_client(node, client.id)
     finally:
         broker.stop()
+
+
+def start_publisher(port: int, topic: str, count: int, per_second: float):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "tests.mqtt_publisher", str(port), topic, str(count),
+                             str(per_second)], cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+async def test_broker_restarted_during_a_qos1_stream_loses_nothing(node, tmp_path):
+    """Mosquitto restarts mid-stream: the client reconnects, resubscribes, and every message arrives once."""
+    from twisted.internet import threads
+
+    broker = Mosquitto(tmp_path / "mq").start()
+    topic = "t/restart"
+    ids = []
+
+    def record(obj, now):
+        ids.append(obj["id"])
+        return [(Target("d", "t"), obj)]
+
+    try:
+        client, _ = await start_client(node, spec_for(topic, port=broker.port, qos=1), {topic: record})
+        count = 4000
+        pub = start_publisher(broker.port, topic, count, 2000)
+        await poll(lambda: len(ids) > 600, what="the stream to start")
+        await threads.deferToThread(broker.restart)
+        await poll(lambda: pub.poll() is not None, timeout=60, what="the publisher")
+        assert pub.returncode == 0
+        await poll(lambda: len(set(ids)) == count, timeout=30, what=f"{count} ids")
+        assert client.connection.connects >= 2
+        assert sorted(set(ids)) == list(range(count))
+        doubled = len(ids) - len(set(ids))
+        assert doubled == 0, f"{doubled} messages arrived twice"
+        await end_client(node, client.id)
+    finally:
+        broker.stop()
