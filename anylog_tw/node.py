@@ -12,7 +12,6 @@ import inspect
 import os
 import re
 import socket
-import time
 from typing import Any, Callable
 
 from twisted.application.service import MultiService
@@ -279,11 +278,16 @@ class Node(MultiService):
     def process(self, name: str):
         return self.namedServices.get(name)
 
+    def check_free(self, name: str) -> None:
+        """Raise if the process `name` runs: `run X` asks before it binds a port or opens files."""
+        running = self.namedServices.get(name)
+        if running is not None:
+            how = getattr(running, "exit_command", "") or f"exit {name.lower()}"
+            raise ServiceError(f"{name} is already running (stop it first with '{how}')")
+
     def add_process(self, service) -> None:
         """Start a background process; starting one that runs already is an error."""
-        if service.name in self.namedServices:
-            how = getattr(service, "exit_command", "") or f"exit {service.name.lower()}"
-            raise ServiceError(f"{service.name} is already running (stop it first with '{how}')")
+        self.check_free(service.name)
         service.setServiceParent(self)
 
     async def stop_process(self, name: str) -> None:
@@ -357,10 +361,6 @@ class Node(MultiService):
 
     def __repr__(self) -> str:
         return f"<Node {self.name} at {self.home}>"
-
-
-def now_text(seconds: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds if seconds is not None else time.time()))
 
 
 _SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+)""", re.IGNORECASE)

@@ -22,7 +22,6 @@ TYPES = ("json",)
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
 _DATE = re.compile(r"^\d{12}$")
 _TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".swp", ".crdownload", "~")
-_ERR = re.compile(r"\.err_[a-z]+\.\d+\.")
 
 
 @dataclass(frozen=True)
@@ -175,10 +174,6 @@ def error_name(name: str, reason: str, epoch: int) -> str:
     stem, ftype = split_type(name)
     out = f"{stem}.err_{reason}.{int(epoch)}"
     return f"{out}.{ftype}" if ftype else out
-
-
-def is_error_name(name: str) -> bool:
-    return bool(_ERR.search(name + "."))
 
 
 def is_temporary(name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Periodic work that survives its own failures: `Periodic` and its Service form `PeriodicService`.
+"""Periodic work that survives its own failures: `Periodic`, the one loop every process uses.
 
 A bare `LoopingCall` (and `TimerService`, built on it) stops for good the first time its
 function raises; a node's pollers, synchronizers and flushers must not.  `Periodic`:
@@ -14,11 +14,13 @@ function raises; a node's pollers, synchronizers and flushers must not.  `Period
 * `stop()` cancels the pending timer and returns a Deferred that fires when the run in flight,
   if any, has ended.
 
-The clock is handed in (the node's reactor; a `task.Clock` in tests).  Example::
+The clock is handed in (the node's reactor; a `task.Clock` in tests).  The synchronizer is the
+example to read (metadata/sync.py)::
 
-    poll = PeriodicService(node.reactor, 5, self.scan_watch_dir, name="watch dir scan")
-    poll.setServiceParent(self)        # runs while its parent runs
-    await poll.periodic.call_soon()    # "scan now", e.g. from `run blockchain sync` with no options
+    self.periodic = Periodic(self.node.reactor, self.interval, self.sync_once, name="blockchain sync")
+    self.periodic.start()              # in startService
+    await self.periodic.call_soon()    # `run blockchain sync` with no options: sync now
+    return self.periodic.stop()        # in stopService: fires when the sync in flight has ended
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -142,21 +143,3 @@ class Periodic:
             self.log.failure("periodic {name} failed (it keeps running)", name=self.name)
             return False
         return True
-
-
-class PeriodicService(Service):
-    """A `Periodic` that runs while the service runs (add it as a child of a process)."""
-
-    def __init__(self, clock, interval: float, fn: Callable[[], Any], name: str = "", now: bool = True):
-        self.periodic = Periodic(clock, interval, fn, name=name, now=now)
-
-    def startService(self) -> None:
-        Service.startService(self)
-        self.periodic.start()
-
-    def stopService(self) -> Deferred:
-        Service.stopService(self)
-        return self.periodic.stop()
-
-    def call_soon(self) -> Deferred:
-        return self.periodic.call_soon()

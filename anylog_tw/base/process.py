@@ -23,8 +23,8 @@ class NodeProcess(Service):
     _node = None
 
     def setServiceParent(self, parent):
+        self._node = parent  # before: a running parent starts the service inside setServiceParent
         Service.setServiceParent(self, parent)
-        self._node = parent
 
     @property
     def node(self):

@@ -13,10 +13,10 @@ import ipaddress
 import os
 import socket
 import struct
-import time
 from typing import Any, Iterable, Sequence
 
 from anylog_tw.base.errors import OptionError
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.metadata import policies
 from anylog_tw.metadata.values import policy_type
 
@@ -221,8 +221,6 @@ def file_facts(path: str) -> tuple[int, float] | None:
     return st.st_size, st.st_mtime
 
 
-def when(seconds: float | None) -> str:
-    return "" if seconds is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def metadata_info(ledger: Any, facts: tuple[int, float] | None, sync: Any) -> dict[str, Any]:
@@ -233,14 +231,14 @@ def metadata_info(ledger: Any, facts: tuple[int, float] | None, sync: Any) -> di
     info["Skipped lines"] = len(ledger.load_errors)
     info["Ledger file"] = ledger.path
     info["File size"] = facts[0] if facts else "missing (an empty ledger)"
-    info["File modified"] = when(facts[1]) if facts else ""
+    info["File modified"] = format_utc(facts[1]) if facts else ""
     if sync is None:
         info["Source"] = "file (no synchronizer: local inserts only)"
     else:
         info["Source"] = f"{sync.source} {sync.connection}".strip()
-        info["Sync status"] = sync.status
+        info["Sync status"] = sync.state
         info["Master version"] = sync.version
-        info["Last load"] = when(sync.last_load_at)
+        info["Last load"] = format_utc(sync.last_load_at)
         info["Last failure"] = sync.last_failure
     return info
 

@@ -29,8 +29,7 @@ async def listen(node, ip: str, port: int, factory, what: str):
                   Option("port", kind="int", default=32051, help="TCP port (0 picks a free one)")))
 async def run_console(call):
     node = call.node
-    if node.process(ConsoleService.name) is not None:
-        raise ServiceError("Console is already running (stop it first with 'exit console')")
+    node.check_free(ConsoleService.name)
     factory = ShellFactory(node)
     port = await listen(node, call.opts["ip"], call.opts["port"], factory, "the console")
     service = ConsoleService(port, factory)
@@ -60,8 +59,7 @@ async def exit_console(call):
                   Option("password", required=True), Option("ip", default=LOOPBACK)))
 async def run_manhole(call):
     node = call.node
-    if node.process(ManholeService.name) is not None:
-        raise ServiceError("Manhole is already running (stop it first with 'exit manhole')")
+    node.check_free(ManholeService.name)
     if not call.opts["password"] or not call.opts["user"]:
         raise CommandError("the manhole needs a non-empty user and password")
     factory = manhole_factory(node, call.opts["user"], call.opts["password"])

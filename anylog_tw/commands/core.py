@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import time
 
 import twisted
 from anylog_tw import __version__
@@ -12,6 +11,7 @@ from anylog_tw.base.errors import CommandError, GrammarError
 from anylog_tw.base.grammar import EQ, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply
+from anylog_tw.base.timefmt import format_utc
 
 LIMIT = Option("limit", kind="int", default=100, help="how many entries, newest last (0 = all)")
 
@@ -130,7 +130,7 @@ def get_version(call):
 def _log_reply(log, limit: int, with_result: bool) -> Reply:
     rows = []
     for number, when, origin, cmd, result in log.entries(limit or None):
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+        stamp = format_utc(when)
         rows.append((number, stamp, origin, cmd, result) if with_result else (number, stamp, origin, cmd))
     columns = ("ID", "Time", "Origin", "Command", "Result") if with_result else ("ID", "Time", "Origin", "Command")
     return Reply.of_table(columns, rows)

@@ -150,10 +150,10 @@ async def _check_ledger(node, timeout: float) -> list[list]:
     sync = node.process("Blockchain Sync")
     if sync is None:
         rows.append(["Blockchain Sync", "off", "not running: the ledger changes by local inserts only"])
-    elif sync.status == "Synchronized":
+    elif sync.state == "Synchronized":
         rows.append(["Blockchain Sync", diag.OK, f"synchronized with {sync.connection or sync.source}"])
     else:
-        rows.append(["Blockchain Sync", diag.FAILED, f"{sync.status}: {sync.last_failure or 'no sync yet'}"])
+        rows.append(["Blockchain Sync", diag.FAILED, f"{sync.state}: {sync.last_failure or 'no sync yet'}"])
     return rows
 
 

@@ -44,7 +44,7 @@ async def _start(call, push: bool, pull: bool) -> str:
     running = node.process(PROCESS)
     if running is not None:
         if (not push or running.push is not None) and (not pull or running.pull is not None):
-            raise ServiceError("HA is already running (stop it first with 'exit ha')")
+            node.check_free(PROCESS)
         running.enable(push, pull)
         return "HA: " + running.details()
     op = node.process("Operator")

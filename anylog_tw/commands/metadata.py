@@ -16,6 +16,7 @@ from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("metadata", "blockchain")
 
@@ -49,10 +50,6 @@ def outcome_reply(outcome: Outcome) -> Reply:
 
 def _master_store(node):
     """The master's `blockchain.ledger` table, when dbms blockchain is connected; else None."""
-    try:
-        from anylog_tw.storage.engines import Databases
-    except ImportError:
-        return None
     db = node.component(Databases).find(DBMS)
     return MasterLedger(db) if db is not None else None
 

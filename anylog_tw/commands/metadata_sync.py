@@ -33,12 +33,11 @@ async def run_blockchain_sync(call):
             raise ServiceError("the synchronizer is not running: start it with 'run blockchain sync where source = "
                                "master and time = 30 seconds and dest = file and connection = ip:port'")
         # Scripts rely on it: once it answers, the local copy is as current as the master's.
-        await running.sync_once()
-        if running.status != "Synchronized":
+        await running.sync_now()
+        if running.state != "Synchronized":
             raise PeerError(f"sync with {running.connection or running.source} failed: {running.last_failure}")
         return f"Synchronized with {running.connection or running.source}"
-    if running is not None:
-        raise ServiceError("Blockchain Sync is already running (stop it first with 'exit synchronizer')")
+    node.check_free(Synchronizer.name)
     opts = call.opts
     for name in ("source", "time", "dest"):
         if name not in call.given:

@@ -43,8 +43,7 @@ DEFAULT_TIMEOUT = 20.0
                   Option("ssl", kind="bool", default=False), Option("cert"), Option("key"), Option("ca")))
 async def run_tcp_server(call):
     node = call.node
-    if node.process(TCPServer.name) is not None:
-        raise ServiceError("TCP is already running (stop it first with 'exit tcp')")
+    node.check_free(TCPServer.name)
     opts = dict(call.opts)
     names = ("external_ip", "external_port", "internal_ip", "internal_port", "threads")
     for name, value in zip(names, call.args):

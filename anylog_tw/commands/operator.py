@@ -50,8 +50,7 @@ async def run_operator(call):
     from anylog_tw.storage import Databases
 
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Operator is already running (stop it first with 'exit operator')")
+    node.check_free(PROCESS)
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")
@@ -60,7 +59,7 @@ async def run_operator(call):
     for entry in o["limit_tables"] or []:
         if entry.count(".") != 1 and entry != "*":
             raise OptionError(f"limit_tables entry {entry!r} must be dbms.table (or dbms.*)")
-    link = LedgerLink(node)
+    link = await LedgerLink.open(node)
     cluster, member, company = await link.operator(o["policy"])
     dbs = node.component(Databases)
     if o["update_tsd_info"]:
@@ -69,7 +68,6 @@ async def run_operator(call):
             raise CommandError("update_tsd_info needs dbms almgm: connect it first "
                                "('connect dbms almgm where type = sqlite'), or set update_tsd_info = false")
         await almgm.create_tsd_table("tsd_info")
-    await link.open()
     d = node.dictionary
     config = OperatorConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], err_dir=o["err_dir"] or d["err_dir"],

@@ -48,8 +48,7 @@ async def run_publisher(call):
     from anylog_tw.net.peers import Peers, canonical
 
     node = call.node
-    if node.process(PROCESS) is not None:
-        raise ServiceError("Publisher is already running (stop it first with 'exit publisher')")
+    node.check_free(PROCESS)
     o = call.opts
     if o["err_dir"] and o["error_dir"] and o["err_dir"] != o["error_dir"]:
         raise OptionError("err_dir and error_dir are the same option: give one of them")

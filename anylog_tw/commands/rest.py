@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.error import CannotListenError
@@ -11,6 +10,7 @@ from twisted.internet.error import CannotListenError
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.front.rest_request import DEFAULT_MAX_BODY
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 
@@ -134,8 +134,7 @@ _OPTIONS = (
 async def run_rest_server(call):
     node = call.node
     opts = call.opts
-    if node.process(REST) is not None:
-        raise ServiceError("REST is already running (stop it first with 'exit rest')")
+    node.check_free(REST)
     interface, port, announced = listen_address(opts, call.args)
     timeout = opts["timeout"]
     if len(call.args) > 2 and "timeout" not in call.given:
@@ -186,8 +185,6 @@ async def exit_rest(call):
     return "REST server stopping"
 
 
-def _time(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""
 
 
 @command("get rest calls", usage="get rest calls [where format = json]",
@@ -199,8 +196,8 @@ def get_rest_calls(call):
     calls = call.node.component(_server()[0].RestCalls)
     rows = []
     for (caller, method), r in sorted(calls.rows.items()):
-        rows.append((caller, method, r["processed"], r["errors"], r["last_error"], _time(r["first"]),
-                     _time(r.get("last")), r.get("last_caller", "")))
+        rows.append((caller, method, r["processed"], r["errors"], r["last_error"], format_utc(r["first"]),
+                     format_utc(r.get("last")), r.get("last_caller", "")))
     return Reply.of_table(("Caller", "Call", "Processed", "Errors", "Last Error", "First Call", "Last Call",
                            "Last Caller"), rows)
 

@@ -7,7 +7,8 @@ from anylog_tw.base.errors import CommandError, GrammarError, NotFound, OptionEr
 from anylog_tw.base.grammar import EQ, Token
 from anylog_tw.base.registry import FORMAT, Option, command, tokens_text
 from anylog_tw.base.reply import Reply
-from anylog_tw.services.scheduler import MIN_INTERVAL, Scheduler, Task, format_interval, format_time
+from anylog_tw.base.timefmt import format_utc
+from anylog_tw.services.scheduler import MIN_INTERVAL, Scheduler, Task, format_interval
 from anylog_tw.services.scheduler_service import MAX_ID, SYSTEM, Schedulers, attach
 
 SCHEDULE_USAGE = ('schedule time = <interval> [and name = "<name>" and start = <date> and scheduler = <id>] '
@@ -122,7 +123,7 @@ def schedule(call):
         raise CommandError(f"scheduler {sid} already has a task named '{name}': pick another name, or remove it "
                            f"first with 'task remove where scheduler = {sid} and name = {grammar.quote(name)}'") from None
     return (f"Task {task.id} '{task.name}' on scheduler {sid}: every {format_interval(interval)}, next run "
-            f"{format_time(task.next_run)} UTC{_not_running_note(sched)}")
+            f"{format_utc(task.next_run)} UTC{_not_running_note(sched)}")
 
 
 # --- run / exit scheduler ----------------------------------------------------------------------
@@ -212,7 +213,7 @@ def task_stop(call):
 def task_resume(call):
     sched, task = find_task(call)
     sched.resume_task(task)
-    return f"Task {task.id} '{task.name}' on scheduler {sched.id}: next run {format_time(task.next_run)} UTC"
+    return f"Task {task.id} '{task.name}' on scheduler {sched.id}: next run {format_utc(task.next_run)} UTC"
 
 
 @command("task remove", usage="task remove where scheduler = <id> and name = <name>|id = <id>",
@@ -254,7 +255,7 @@ def task_init(call):
     sched, task = find_task(call)
     sched.init_task(task, _start(call.node, call.opts["start"]))
     stopped = "" if task.active else " (stopped: 'task resume' makes it run)"
-    return f"Task {task.id} '{task.name}' on scheduler {sched.id}: next run {format_time(task.next_run)} UTC{stopped}"
+    return f"Task {task.id} '{task.name}' on scheduler {sched.id}: next run {format_utc(task.next_run)} UTC{stopped}"
 
 
 # --- get scheduler ------------------------------------------------------------------------------

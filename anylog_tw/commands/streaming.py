@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from anylog_tw.base.errors import CommandError, ServiceError
+from anylog_tw.base.errors import CommandError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
@@ -131,8 +131,7 @@ class StreamerProcess(NodeProcess):
          options=(Option("prep_dir"), Option("watch_dir"), Option("err_dir")))
 def run_streamer(call):
     node = call.node
-    if node.process(StreamerProcess.name) is not None:
-        raise ServiceError("Streamer is already running (stop it first with 'exit streamer')")
+    node.check_free(StreamerProcess.name)
     dirs = {k: v for k, v in call.opts.items() if v}
     node.add_process(StreamerProcess(node.component(Streamer), dirs))
     return "Streamer running"

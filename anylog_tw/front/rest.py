@@ -24,6 +24,7 @@ from twisted.web import resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from anylog_tw import __version__
+from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
@@ -226,22 +227,12 @@ class RestApi:
 
     def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
         """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
-        result: Deferred = Deferred()
 
-        def expire():
-            result.errback(Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
-                                   f"'timeout' header, or the server's timeout)"))
+        def expired():
+            raise Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
+                          f"'timeout' header, or the server's timeout)")
 
-        timer = self.node.reactor.callLater(timeout, expire)
-
-        def answered(reply):
-            if timer.active():
-                timer.cancel()
-                result.callback(reply)
-            return None
-
-        d.addCallback(answered)
-        return result
+        return with_deadline(d, timeout, self.node.reactor, expired)
 
     def _options(self, request, started: float) -> bytes:
         request.setHeader(b"access-control-allow-methods", ALLOWED)

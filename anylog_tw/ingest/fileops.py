@@ -28,6 +28,7 @@ from anylog_tw.base.atomic import fsync_dir, rename_no_replace
 from anylog_tw.base.errors import CommandError, NotFound
 from anylog_tw.base.filename import archive_subdir, file_hash, parse_file_name
 from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.timefmt import format_utc
 
 _BUF = 1 << 20
 
@@ -316,8 +317,6 @@ def hash_file(path: str, dbms: str | None = None, table: str | None = None) -> s
 # --- listings -----------------------------------------------------------------------------------
 
 
-def utc_text(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _entries(directory: str) -> list[os.DirEntry]:
@@ -333,7 +332,7 @@ def list_files(path: str) -> list[tuple[str, int, str]]:
         try:
             if entry.is_file():
                 st = entry.stat()
-                rows.append((entry.name, st.st_size, utc_text(st.st_mtime)))
+                rows.append((entry.name, st.st_size, format_utc(st.st_mtime)))
         except OSError:
             continue  # gone, or a dangling link, since the listing was read
     return rows
@@ -345,7 +344,7 @@ def list_directories(path: str) -> list[tuple[str, str]]:
     for entry in _entries(_directory(path)):
         try:
             if entry.is_dir():
-                rows.append((entry.name, utc_text(entry.stat().st_mtime)))
+                rows.append((entry.name, format_utc(entry.stat().st_mtime)))
         except OSError:
             continue
     return rows

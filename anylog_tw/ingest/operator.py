@@ -14,8 +14,9 @@ Exactly once across a crash: every step is either idempotent or recorded before 
 whose TSD row is done is only archived; one whose row is pending is inserted again, after the
 rows of the earlier attempt are deleted in the same transaction.
 
-`threads` files are in hand at once: parsing (worker threads) of one overlaps the insert
-(the database's writer thread, which releases the GIL) of another.
+Up to `threads` workers run at once, each preparing one file (parsing, in the operator's
+threads) while up to 16 small files it prepared before wait for their group commit on the
+database's writer thread, which releases the GIL: parsing overlaps inserting.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from twisted.python.threadpool import ThreadPool
 from anylog_tw.base.errors import AnyLogError, StorageError
 from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, tsd
 from anylog_tw.ingest.batcher import GroupCommit
 from anylog_tw.ingest.ledger_link import LedgerLink
@@ -142,23 +145,23 @@ class Operator(NodeProcess):
         for path in (self.config.watch_dir, self.config.err_dir, self.config.archive_dir):
             os.makedirs(path, exist_ok=True)
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
+        metrics.watch_queue("operator", lambda: len(self.queue) + len(self.in_hand))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         self.queue.clear()
         self.queued.clear()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.forget_queue("operator")
+        metrics.forget_queue("operator")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             if self._tasks:  # files in hand finish (a transaction cannot be abandoned half-way)
                 await DeferredList(list(self._tasks), consumeErrors=True)
             if self.pool is not None:
@@ -240,12 +243,6 @@ class Operator(NodeProcess):
 
     def _path(self, name: str) -> str:
         return os.path.join(self.config.watch_dir, name)
-
-    async def process(self, name: str) -> None:
-        """Ingest one file from the watch dir, or move it to the error dir with the reason."""
-        job = await self._stage(self._prepare, Job(name))
-        if job is not None:
-            await self._stage(self._finish, job)
 
     async def _stage(self, step, job: Job) -> Job | None:
         """Run one stage of a file; on failure the file goes to the error dir and None comes back."""
@@ -333,9 +330,8 @@ class Operator(NodeProcess):
         now = self.reactor.seconds()
         self.stats.file_done(job.dbms, job.table, rows, now - job.start, now)
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
-            metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+        metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
+        metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         for observer in list(self.observers):
             try:
@@ -416,8 +412,7 @@ class Operator(NodeProcess):
         self.node.errors.add("operator", job.name, text)
         self.log.error("operator: {name} failed ({reason}): {message}", name=job.name, reason=reason, message=message)
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.ingest_errors.labels(stage=reason).inc()
+        metrics.ingest_errors.labels(stage=reason).inc()
         if job.tsd_id and not job.done and self.config.update_tsd_info:
             await self._mark_failed(job, f"{reason}: {message}")
         try:
@@ -437,18 +432,14 @@ class Operator(NodeProcess):
             self.log.error("cannot record the failure of {name} in {table}: {error}", name=job.name,
                            table=job.tsd_table, error=e)
 
-    def _metrics(self):
-        try:
-            from anylog_tw.base.metrics import Metrics
-        except ImportError:  # pragma: no cover
-            return None
+    def _metrics(self) -> Metrics:
         return self.node.component(Metrics)
 
     # -- status --------------------------------------------------------------------------------
 
     def config_row(self) -> list:
         c = self.config
-        return ["Running" if self.running else "Stopped", _stamp(self.started_at), c.policy, c.cluster, c.member]
+        return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
 
 
 def _find_dbms(node, dbms: str):
@@ -464,5 +455,3 @@ def _utc(seconds: float):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""

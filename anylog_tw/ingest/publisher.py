@@ -31,6 +31,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.ingest_errors import IngestError
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
@@ -102,16 +103,15 @@ class Publisher(NodeProcess):
             os.makedirs(path, exist_ok=True)
         self._arm_metadata()
         self.watcher = DirectoryWatcher(self.reactor, self.config.watch_dir, self.offer,
-                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify)
+                                        rescan=self.config.rescan, use_inotify=self.config.use_inotify,
+                                        in_thread=self.node.in_thread)
         self.watcher.start()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.watch_queue("publisher", lambda: len(self.known))
+        metrics.watch_queue("publisher", lambda: len(self.known))
 
     def stopService(self) -> Deferred:
         NodeProcess.stopService(self)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watching = self.watcher.stop() if self.watcher is not None else None
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
@@ -120,10 +120,11 @@ class Publisher(NodeProcess):
         self._meta_wait = None
         self.to_inspect.clear()
         metrics = self._metrics()
-        if metrics is not None:
-            metrics.forget_queue("publisher")
+        metrics.forget_queue("publisher")
 
         async def drain() -> None:
+            if watching is not None:
+                await watching  # a scan in flight ends before the process is stopped
             # Transfers in flight end (acknowledged, or failed by their timeout); what was not
             # acknowledged stays in the watch dir for the next start.
             while self._tasks:
@@ -411,9 +412,7 @@ class Publisher(NodeProcess):
                          len(self.ready.get(address, ())), st.failures, st.last_error])
         return rows
 
-    def _metrics(self):
-        from anylog_tw.base.metrics import Metrics
-
+    def _metrics(self) -> Metrics:
         return self.node.component(Metrics)
 
     def _pmetrics(self):

@@ -6,8 +6,9 @@ Plain counters updated by the publisher on the reactor thread; the Prometheus si
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+
+from anylog_tw.base.timefmt import format_utc
 
 
 @dataclass
@@ -69,7 +70,7 @@ class PublisherStats:
             "Failures": self.failures,
             "Bad files": self.bad_files,
             "Last error": self.last_error,
-            "Last error time": _stamp(self.last_error_time),
+            "Last error time": format_utc(self.last_error_time),
         }
 
     def table_rows(self) -> list[list]:
@@ -93,5 +94,3 @@ class PublisherMetrics:
                                 ("operator",), registry=r)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""

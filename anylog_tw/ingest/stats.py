@@ -6,12 +6,9 @@ the command renders the tables.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-
-def _stamp(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""
+from anylog_tw.base.timefmt import format_utc
 
 
 @dataclass
@@ -94,11 +91,11 @@ class OperatorStats:
         return [[d, t, s.files, 0, _hms(s.elapsed)] for (d, t), s in sorted(self.tables.items())]
 
     def insert_rows(self) -> list[list]:
-        return [[d, t, _stamp(s.first_insert), _stamp(s.last_insert), s.batches, 0, s.rows]
+        return [[d, t, format_utc(s.first_insert), format_utc(s.last_insert), s.batches, 0, s.rows]
                 for (d, t), s in sorted(self.tables.items())]
 
     def error_rows(self) -> list[list]:
-        return [[kind, e.counter, _stamp(e.last), e.dbms, e.table, e.code, e.text]
+        return [[kind, e.counter, format_utc(e.last), e.dbms, e.table, e.code, e.text]
                 for kind, e in sorted(self.errors.items())]
 
 

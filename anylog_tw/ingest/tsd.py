@@ -129,9 +129,3 @@ def failed_attempts(status1: str | None, status2: str | None) -> int:
         return 0
     m = re.match(r"failed (\d+):", status2 or "")
     return int(m.group(1)) if m else 1
-
-
-def delete_tagged(tx, table: str, tsd_name: str, tsd_id: int) -> int:
-    """Remove the rows an earlier, unfinished attempt at this file left (in the insert transaction)."""
-    return tx.execute(f'DELETE FROM {schema.quote(table)} WHERE "tsd_id" = ? AND "tsd_name" = ?',
-                      (int(tsd_id), tsd_name))

@@ -14,19 +14,22 @@ A file is "complete" when INotify reports `IN_CLOSE_WRITE` (written in place) or
 
 Hidden and temporary names (`.x`, `*.part`, `*.tmp`, `*~` ...) are never reported.  The
 watcher only says "this name looks complete"; it may say so twice, so its user keeps track of
-the files it has in hand.  Time comes from the reactor given (a Clock in tests).
+the files it has in hand.  Time comes from the reactor given (a Clock in tests).  Listing a
+directory and stat-ing its files can take long after downtime (100k files waiting), so it runs in
+the thread helper the watcher is given (`node.in_thread`); the comparison is done on the reactor.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from anylog_tw.base.filename import is_temporary
+from anylog_tw.base.periodic import Periodic
 
 try:
     from twisted.internet import inotify
@@ -59,17 +62,18 @@ class DirectoryWatcher:
     log = Logger()
 
     def __init__(self, reactor, path: str, on_file: Callable[[str], None], rescan: float = 10.0,
-                 use_inotify: bool = True, poll: float = 1.0):
+                 use_inotify: bool = True, poll: float = 1.0, in_thread: Callable[..., Deferred] | None = None):
         self.reactor = reactor
         self.path = os.path.abspath(path)
         self.on_file = on_file
         self.rescan_interval = rescan
         self.poll_interval = poll
         self.use_inotify = use_inotify and inotify is not None
+        self.in_thread = in_thread or _inline
         self.notifier = None
         self.rebuilds = 0
-        self._seen: dict[str, tuple[int, int]] = {}
-        self._loop: LoopingCall | None = None
+        self._seen: dict[str, tuple[int, int]] | None = None  # None: report everything at the next scan
+        self.periodic: Periodic | None = None
         self._rebuild_call = None
         self.running = False
 
@@ -78,6 +82,7 @@ class DirectoryWatcher:
         return "inotify" if self.use_inotify else "polling"
 
     def start(self) -> None:
+        """Watch, and scan at once for the files already there (the first run of the rescan loop)."""
         os.makedirs(self.path, exist_ok=True)
         self.running = True
         if self.use_inotify:
@@ -86,24 +91,20 @@ class DirectoryWatcher:
             except Exception as e:
                 self.log.warn("INotify is not usable on {path} ({error}); polling instead", path=self.path, error=e)
                 self.use_inotify = False
-        for name in sorted(list_files(self.path)):
-            self._report(name)
-        self._seen = {}
+        self._seen = None
         interval = self.rescan_interval if self.use_inotify else self.poll_interval
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self.reactor
-        d = self._loop.start(interval, now=False)
-        d.addErrback(lambda f: self.log.failure("watching {path} stopped", f, path=self.path))
+        self.periodic = Periodic(self.reactor, interval, self._rescan, name=f"watching {self.path}")
+        self.periodic.start()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred:
+        """Stop watching; fires when a scan in flight has ended."""
         self.running = False
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
         if self._rebuild_call is not None and self._rebuild_call.active():
             self._rebuild_call.cancel()
         self._rebuild_call = None
         self._close_notifier()
+        periodic, self.periodic = self.periodic, None
+        return periodic.stop() if periodic is not None else succeed(None)
 
     # -- INotify ---------------------------------------------------------------------------------
 
@@ -150,36 +151,36 @@ class DirectoryWatcher:
             self.log.error("cannot watch {path} again ({error}); the rescan keeps trying", path=self.path, error=e)
             return
         self.log.info("watching {path} again (the directory was removed or moved)", path=self.path)
-        for name in sorted(list_files(self.path)):
-            self._report(name)
+        self._seen = None
+        if self.periodic is not None:
+            self.periodic.call_soon()
 
     # -- scanning --------------------------------------------------------------------------------
 
-    def _tick(self) -> None:
-        """The rescan (or the poll): report files whose size and time held still since last time."""
-        try:
-            self._rescan()
-        except Exception:  # a LoopingCall that raises stops for good: log and go on
-            self.log.failure("rescanning {path} failed", path=self.path)
-
-    def _rescan(self) -> None:
+    async def _rescan(self) -> None:
+        """Report files whose size and time held still since the last scan (every file at a first scan)."""
         if self.use_inotify and (self.notifier is None or not self.notifier.connected):
             self._rebuild()
-        if not os.path.isdir(self.path):
-            os.makedirs(self.path, exist_ok=True)
-        now = list_files(self.path)
+        now = await self.in_thread(_list_again, self.path)
+        if not self.running:
+            return
+        seen, self._seen = self._seen, now
         for name in sorted(now):
-            if self._seen.get(name) == now[name]:
+            if seen is None or seen.get(name) == now[name]:
                 self._report(name)
-        self._seen = now
-
-    def scan_now(self) -> None:
-        """Report every file there now (used when the user asks, and by tests)."""
-        for name in sorted(list_files(self.path)):
-            self._report(name)
 
     def _report(self, name: str) -> None:
         try:
             self.on_file(name)
         except Exception:
             self.log.failure("handling {name} from {path} failed", name=name, path=self.path)
+
+
+def _list_again(path: str) -> dict[str, tuple[int, int]]:
+    """(In a thread.) The listing, with the directory made again if it was removed."""
+    os.makedirs(path, exist_ok=True)
+    return list_files(path)
+
+
+def _inline(fn: Callable, *args: Any) -> Deferred:
+    return maybeDeferred(fn, *args)

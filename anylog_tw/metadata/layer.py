@@ -1,10 +1,10 @@
 """The node's metadata component: the ledger, loaded once, changed under one lock, off the reactor.
 
-`await metadata(node)` gives the node's `Metadata` (built on first use with
-`node.component(Metadata)` and loaded from `!blockchain_file` in a thread).  Every change goes
+`await metadata(node)` gives the node's `Metadata` (one of the node's parts, loaded from
+`!blockchain_file` in a thread on first use).  Every change goes
 through it, so a sync that swaps the file and an insert that appends a line never interleave:
 
-- `add(policy, ledger)`: append one line (small: done on the reactor thread);
+- `add(policy, ledger)`: append one line and fsync it (in a thread);
 - `remove(ids)`: write the ledger without them aside, then rename it in (in a thread);
 - `install_master_copy(text)`: the synchronizer's swap (see `sync.py`).
 

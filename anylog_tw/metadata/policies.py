@@ -93,24 +93,10 @@ def mapping_policy(store: Store, mapping_id: str) -> dict | None:
     return None
 
 
-def mapping_policies(store: Store, dbms: str | None = None, table: str | None = None) -> list[dict]:
-    """Mapping policies, optionally those naming this dbms and table."""
-    return [p for p in store.of_type("mapping")
-            if (dbms is None or attr(p, "dbms") == dbms) and (table is None or attr(p, "table") == table)]
-
-
 def master_address(store: Store) -> str | None:
     masters: Sequence[dict] = store.of_type("master")
     for p in reversed(list(masters)):  # the most recent master policy wins
         address = ip_port(p)
         if address:
             return address
-    return None
-
-
-def cluster_of_operator(store: Store, address: str) -> str | None:
-    """The cluster id of the operator listening at `ip:port`, or None."""
-    for p in store.of_type("operator"):
-        if ip_port(p) == address or ip_port(p, local=True) == address:
-            return attr(p, "cluster")
     return None

@@ -27,9 +27,9 @@ import hashlib
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import LoopingCall
 
 from anylog_tw.base.errors import AnyLogError, PeerError
+from anylog_tw.base.periodic import Periodic
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.metadata.layer import Metadata, metadata
 from anylog_tw.metadata.ledger import to_line
@@ -58,54 +58,28 @@ class Synchronizer(NodeProcess):
         self.deltas = 0  # change sets applied
         self.pushed = 0
         self.version = ""  # MD5 of the master copy loaded last
-        self.status = "Starting"
+        self.state = "Starting"
         self.last_failure = ""
         self.last_failure_at: float | None = None
         self.last_load_at: float | None = None
-        self._loop: LoopingCall | None = None
-        self._running: Deferred | None = None
-        self._again = False
+        self.periodic: Periodic | None = None
         self._sent: dict[str, str] = {}  # local policy id -> master version when it was last pushed
 
     # -- life cycle --------------------------------------------------------------------------
 
     def startService(self) -> None:
         NodeProcess.startService(self)
-        self._loop = LoopingCall(self.sync_now)
-        self._loop.clock = self.node.reactor
-        self._loop.start(self.interval, now=True)
+        self.periodic = Periodic(self.node.reactor, self.interval, self.sync_once, name="blockchain sync")
+        self.periodic.start()
 
     def stopService(self) -> Deferred:
+        """Fires when the sync in flight, if any, has ended (the node stays reachable meanwhile)."""
         NodeProcess.stopService(self)
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._again = False
-        running = self._running
-        if running is None:
-            return succeed(None)
-        d = Deferred()
-        running.addBoth(lambda r: (d.callback(None), r)[1])
-        return d
+        return self.periodic.stop() if self.periodic is not None else succeed(None)
 
     def sync_now(self) -> Deferred:
-        """Run one sync; while one runs, ask for another right after it (coalesced)."""
-        if self._running is not None:
-            self._again = True
-            return succeed(None)
-        d = Deferred.fromCoroutine(self._run())
-        if not d.called:  # a sync that failed at once has already finished
-            self._running = d
-        return succeed(None)  # the loop never waits on (or dies of) a sync
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                self._again = False
-                await self.sync_once()
-                if not self._again or not self.running:
-                    break
-        finally:
-            self._running = None
+        """Run one sync now; while one runs, one more right after it (requests are coalesced)."""
+        return self.periodic.call_soon() if self.periodic is not None else succeed(False)
 
     # -- one sync ----------------------------------------------------------------------------
 
@@ -124,11 +98,11 @@ class Synchronizer(NodeProcess):
             self.log.failure("blockchain sync failed")
             self._failed(f"{type(e).__name__}: {e}")
             return False
-        self.status = "Synchronized"
+        self.state = "Synchronized"
         return loaded
 
     def _failed(self, message: str) -> None:
-        self.status = f"Failed to connect to {self.source} using: {self.connection or 'the local dbms'}"
+        self.state = f"Failed to connect to {self.source} using: {self.connection or 'the local dbms'}"
         self.last_failure = message
         self.last_failure_at = self.node.reactor.seconds()
         self.node.errors.add("blockchain sync", self.connection or self.source, message)
@@ -230,7 +204,7 @@ class Synchronizer(NodeProcess):
         meta = self.node.component(Metadata)
         now = self.node.reactor.seconds()
         return {
-            "Status": self.status,
+            "Status": self.state,
             "Source": self.source,
             "Connection": self.connection,
             "Dest": ",".join(self.dests),
@@ -247,4 +221,4 @@ class Synchronizer(NodeProcess):
 
     def details(self) -> str:
         where = f" using {self.connection}" if self.connection else ""
-        return f"Sync every {self.interval:g} seconds from {self.source}{where}: {self.status}"
+        return f"Sync every {self.interval:g} seconds from {self.source}{where}: {self.state}"

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.protocol import Protocol
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import PeerError
 from anylog_tw.net.http_client import ReplyTooLarge, Request, failure_message
 
@@ -41,24 +43,17 @@ async def exchange(reactor, request: Request, verb: str) -> Response:
     socket would outlive the command for nothing.  A network failure is a PeerError worded by
     `failure_message`; anything else is a bug and propagates as it is.
     """
-    from twisted.internet.defer import Deferred, TimeoutError
+    def expired():
+        raise PeerError(failure_message(verb, request.url, TimeoutError(), request.timeout))
 
-    d = Deferred.fromCoroutine(_exchange(reactor, request))
-    expired = []
-
-    def expire() -> None:
-        expired.append(True)
-        d.cancel()  # the Agent reports this as errors of its own (ResponseNeverReceived ...)
-
-    deadline = reactor.callLater(request.timeout, expire)
+    # Cancelling makes the Agent fail with errors of its own (ResponseNeverReceived ...); the
+    # deadline replaces them with the timeout's wording.
+    d = with_deadline(Deferred.fromCoroutine(_exchange(reactor, request)), request.timeout, reactor, expired,
+                      cancel=True)
     try:
         return await d
     except _network_errors() as e:
-        cause = TimeoutError() if expired else e
-        raise PeerError(failure_message(verb, request.url, cause, request.timeout)) from None
-    finally:
-        if deadline.active():
-            deadline.cancel()
+        raise PeerError(failure_message(verb, request.url, e, request.timeout)) from None
 
 
 async def _exchange(reactor, request: Request) -> Response:

@@ -97,7 +97,7 @@ class Peers:
     def __init__(self, node):
         self.node = node
         self.reactor = node.reactor
-        key = node.environ.get("ANYLOG_NETWORK_KEY") if hasattr(node, "environ") else None
+        key = node.environ.get("ANYLOG_NETWORK_KEY")
         self.network_key: bytes | None = key.encode() if key else None
         self.tls = None  # auth.TLSConfig when the TCP server runs with ssl = true
         self.connect_timeout = 5.0

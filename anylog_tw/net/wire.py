@@ -142,10 +142,6 @@ class Decoder:
         return bool(self._stash)
 
     @property
-    def in_body(self) -> bool:
-        return self._header is not None
-
-    @property
     def idle(self) -> bool:
         """No partial frame is buffered (a clean place for the stream to end)."""
         return self._header is None and self._head_len == 0

@@ -26,21 +26,17 @@ import inspect
 import itertools
 import math
 import re
-import time
 from typing import Any, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from anylog_tw.base.timefmt import format_instant, format_utc
+
 MIN_INTERVAL = 0.1  # seconds: below this a task would keep the reactor busy for nothing
 RESULT_CHARS = 200  # how much of an error a task keeps as its last result
 
 
-def format_time(seconds: float | None) -> str:
-    """UTC `YYYY-MM-DD HH:MM:SS`, or '' for never."""
-    if seconds is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def format_interval(seconds: float) -> str:
@@ -64,7 +60,7 @@ def expand_time_marks(command: str, previous: float, current: float) -> str:
     """
     if "TIME(" not in command.upper():
         return command
-    return _TIME_MARKS.sub(lambda m: format_time(previous if m.group(1).upper() == "PREVIOUS" else current),
+    return _TIME_MARKS.sub(lambda m: format_instant(previous if m.group(1).upper() == "PREVIOUS" else current),
                            command)
 
 
@@ -123,8 +119,8 @@ class Task:
 
     def as_dict(self) -> dict:
         return {"scheduler": self.scheduler_id, "id": self.id, "name": self.name, "status": self.status,
-                "interval": self.interval, "next_run": format_time(self.next_run) if self.active else "",
-                "last_run": format_time(self.last_run), "last_result": self.last_result, "runs": self.runs,
+                "interval": self.interval, "next_run": format_utc(self.next_run) if self.active else "",
+                "last_run": format_utc(self.last_run), "last_result": self.last_result, "runs": self.runs,
                 "failures": self.failures, "skipped": self.skipped, "command": self.what}
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.services.scheduler import Scheduler, Task, call_function, expand_time_marks
@@ -83,7 +84,7 @@ class Schedulers:
             self.log.warn("stopped waiting for {n} scheduled task run(s) after {wait} seconds", n=inflight,
                           wait=wait)
 
-        return _bounded(DeferredList(pending, consumeErrors=True), wait, self.node.reactor, gave_up)
+        return with_deadline(DeferredList(pending, consumeErrors=True), wait, self.node.reactor, gave_up)
 
     def close(self) -> None:
         """The node is stopping: no timer stays armed (the "Scheduler" process did the waiting)."""
@@ -178,27 +179,3 @@ def attach(node) -> SchedulerService:
 
 async def _nothing() -> None:
     return None
-
-
-def _bounded(d: Deferred, seconds: float, clock, on_timeout: Callable[[], None]) -> Deferred:
-    """A Deferred that fires with None when `d` fires or after `seconds`, whichever is first.
-
-    A task stuck on a peer that never answers must not keep the node from stopping.
-    """
-    out: Deferred = Deferred()
-
-    def timeout() -> None:
-        if not out.called:
-            on_timeout()
-            out.callback(None)
-
-    timer = clock.callLater(seconds, timeout)
-
-    def done(_):
-        if timer.active():
-            timer.cancel()
-        if not out.called:
-            out.callback(None)
-
-    d.addBoth(done)
-    return out

@@ -64,11 +64,6 @@ def to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
-def count_placeholders(sql: str) -> int:
-    """How many `?` placeholders the statement has (outside quotes and comments)."""
-    return to_pyformat(sql.replace("%", "")).count("%s")
-
-
 # --- COPY text format -------------------------------------------------------------------------
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

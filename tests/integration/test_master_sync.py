@@ -122,7 +122,7 @@ async def start_sync(node: Node, master: Node, seconds: int = 60):
     await ok(node, f"run blockchain sync where source = master and time = {seconds} seconds and dest = file and "
                    f"connection = {addr(master)}")
     sync = node.process("Blockchain Sync")
-    await poll(lambda: sync.calls >= 1 and sync._running is None, what="the first sync")
+    await poll(lambda: sync.calls >= 1 and not sync.periodic.busy, what="the first sync")
     return sync
 
 
@@ -130,9 +130,9 @@ async def forced_sync(node: Node) -> None:
     sync = node.process("Blockchain Sync")
     calls = sync.calls
     reply = await node.run("run blockchain sync")  # answers once the sync is done: ok, or its failure
-    assert reply.ok == (sync.status == "Synchronized"), reply.render()
+    assert reply.ok == (sync.state == "Synchronized"), reply.render()
     assert sync.calls > calls
-    await poll(lambda: sync._running is None, what="the loop's sync, if one ran")
+    await poll(lambda: not sync.periodic.busy, what="the loop's sync, if one ran")
 
 
 async def test_a_policy_inserted_on_one_node_reaches_the_others(cluster):
@@ -150,7 +150,7 @@ async def test_a_policy_inserted_on_one_node_reaches_the_others(cluster):
     assert (sb.loads, sb.deltas) == (1, 1) and sb.calls == 3
     info = (await ok(b, "get synchronizer where format = json")).json_data()
     assert info["Policies"] == 1 and info["Connection"] == addr(master) and info["Last failure"] == ""
-    assert sa.status == "Synchronized"
+    assert sa.state == "Synchronized"
 
 
 @pytest.mark.allow_logged_errors
@@ -166,7 +166,7 @@ async def test_master_down_nodes_go_on_and_local_policies_reach_it_later(cluster
     reply = await ok(a, f'blockchain insert where policy = {{"config": {{"id": "late"}}}} and master = {addr(master)}')
     assert "will be pushed again" in reply.text
     await forced_sync(a)
-    assert sync.status.startswith("Failed to connect to master using")
+    assert sync.state.startswith("Failed to connect to master using")
     assert "connection refused" in sync.last_failure
     assert (await ok(a, "blockchain get config bring [config][ledger]")).text == "local"
     assert "connection refused" in (await ok(a, "get synchronizer")).render()
@@ -262,7 +262,7 @@ async def test_a_local_policy_the_master_refuses_is_reported_once(cluster):
     await ok(a, 'blockchain add {"operator": {"name": "y", "cluster": "c", "member": 3}}')
     await forced_sync(a)
     await forced_sync(a)
-    assert "refused local policy" in sync.last_failure and sync.status == "Synchronized"
+    assert "refused local policy" in sync.last_failure and sync.state == "Synchronized"
     assert sum("refused local policy" in e[-1] for e in a.errors.entries(None)) == 1
     assert (await ok(a, "blockchain get operator where name = y bring [operator][ledger]")).text == "local"
 
@@ -277,7 +277,7 @@ async def test_dest_dbms_keeps_the_nodes_ledger_table_in_step(cluster, engine):
         await ok(a, f"run blockchain sync where source = master and time = 60 seconds and dest = file and dest = dbms "
                     f"and connection = {addr(master)}")
         sync = a.process("Blockchain Sync")
-        await poll(lambda: sync.calls >= 1 and sync._running is None, what="the first sync")
+        await poll(lambda: sync.calls >= 1 and not sync.periodic.busy, what="the first sync")
         assert await MasterLedger(db).ids() == {"t0", "t1", "t2"}
         await ok(master, 'blockchain push {"config": {"id": "t3"}}')
         await forced_sync(a)

@@ -13,7 +13,6 @@ from anylog_tw.base.filename import (
     archive_subdir,
     error_name,
     file_hash,
-    is_error_name,
     is_temporary,
     parse_file_name,
     split_type,
@@ -102,7 +101,6 @@ def test_error_names_keep_the_type_and_say_why():
     assert error_name("lsl.ping.0.abc.0.json", "duplicate", 1712345678) == "lsl.ping.0.abc.0.err_duplicate.1712345678.json"
     assert error_name("lsl.ping.json.gz", "json", 5) == "lsl.ping.err_json.5.json.gz"
     assert error_name("noext", "name", 5) == "noext.err_name.5"
-    assert is_error_name("lsl.ping.0.abc.0.err_duplicate.1712345678.json")
     assert split_type("a.b.json.gz") == ("a.b", "json.gz")
 
 

@@ -6,7 +6,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from anylog_tw.base.periodic import Periodic, PeriodicService
+from anylog_tw.base.periodic import Periodic
 from tests.helpers import fired
 
 
@@ -93,10 +93,10 @@ def test_call_soon_during_a_run_is_coalesced_into_one_more_run():
 def test_stop_waits_for_the_run_in_flight_and_then_nothing_runs():
     clock = Clock()
     work = Work(clock, hold=True)
-    svc = PeriodicService(clock, 1, work)
-    svc.startService()
+    svc = Periodic(clock, 1, work)
+    svc.start()
     waiting = svc.call_soon()
-    d = svc.stopService()
+    d = svc.stop()
     assert not d.called and fired(waiting) is False
     work.finish()
     assert d.called and clock.getDelayedCalls() == []
