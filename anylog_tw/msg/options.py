@@ -71,6 +71,9 @@ class TopicSpec:
     columns: tuple[ColumnRule, ...] = ()
     policies: tuple[str, ...] = ()  # mapping policy ids
     persist: bool = False
+    # The dbms, table and column.* options as written (variables resolved), for the ingest mapper:
+    # a column group is a dict of its keys.
+    rules: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -222,12 +225,18 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
     found: dict[str, str] = {}
     columns: list[ColumnRule] = []
     policies: list[str] = []
+    rules: list[tuple[str, object]] = []
     for key, value in _pairs(list(grammar.tokenize(tokens[0].value)), "topic"):
         if key.startswith("column."):
             column = read_column(key, value, resolve)
             if any(c.name == column.name for c in columns):
                 raise OptionError(f"topic: column {column.name!r} is given twice")
             columns.append(column)
+            if len(value) == 1 and value[0].kind == GROUP:
+                group = {k: _text(v, resolve) for k, v in _pairs(list(grammar.tokenize(value[0].value)), key)}
+                rules.append((key, group))
+            else:
+                rules.append((key, _text(value, resolve)))
         elif key == "policy":
             policies.append(policy_id(_text(value, resolve)))
         elif key in NOT_SUPPORTED:
@@ -255,8 +264,9 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
             raise OptionError(f"topic {name} needs a table (a name or \"bring [...]\")")
         if not columns and not policies:
             raise OptionError(f"topic {name} needs column rules (column.<name>.<type> = ...) or a mapping policy")
+    rules = [(k, found[k]) for k in ("dbms", "table") if found.get(k)] + rules
     return TopicSpec(name=name, qos=qos, dbms=dbms, table=table, columns=tuple(columns),
-                     policies=tuple(policies), persist=persist)
+                     policies=tuple(policies), persist=persist, rules=tuple(rules))
 
 
 def read_client(tokens: list[Token], resolve: Callable[[str], str]) -> ClientSpec:
