@@ -169,9 +169,8 @@ class BrokerProtocol(Protocol):
                 rel = pdu.PUBREL()
                 rel.decode(packet)
                 self.qos2.discard(rel.msgId)
-                done = pdu.PUBCOMP()
-                done.msgId = rel.msgId
-                self.transport.write(done.encode())
+                # twisted-mqtt 0.3.11 encodes PUBCOMP as 0x72; MQTT 3.1.1 §3.7.1 says 0x70 (flags reserved, 0).
+                self.transport.write(bytes((PUBCOMP << 4, 2, rel.msgId >> 8, rel.msgId & 0xFF)))
             elif kind == DISCONNECT:
                 self.factory.stats.ok(self.ip, event)
                 self.transport.loseConnection()
