@@ -76,21 +76,25 @@ class Mosquitto:
         self.proc.wait()
 
 
-def publishers(port: int, n: int, qos: int, clients: int, directory: str) -> list[subprocess.Popen]:
-    """`clients` mosquitto_pub processes, each publishing its share of n messages from a file (-l)."""
-    procs = []
+def write_shares(n: int, clients: int, directory: str) -> list[str]:
+    """n messages split over `clients` files, one message a line (for mosquitto_pub -l)."""
+    paths = []
     share = n // clients
     for c in range(clients):
         path = os.path.join(directory, f"messages-{c}.txt")
         with open(path, "w") as f:
             f.writelines(message(c * share + i) + "\n" for i in range(share))
-        procs.append(subprocess.Popen(f"mosquitto_pub -h 127.0.0.1 -p {port} -t {TOPIC} -q {qos} -l < {path}",
-                                      shell=True))
-    return procs
+        paths.append(path)
+    return paths
+
+
+def publishers(port: int, paths: list[str], qos: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen(f"mosquitto_pub -h 127.0.0.1 -p {port} -t {TOPIC} -q {qos} -l < {path}", shell=True)
+            for path in paths]
 
 
 def fill(port: int, n: int, qos: int, directory: str) -> None:
-    for p in publishers(port, n, qos, 1, directory):
+    for p in publishers(port, write_shares(n, 1, directory), qos):
         if p.wait() != 0:
             raise RuntimeError("mosquitto_pub failed")
 
@@ -241,8 +245,9 @@ def ten_publishers(kind: str, n: int, qos: int) -> dict:
             args = ["bare", str(broker.port), str(n), str(qos), "1"]
         else:
             args = ["broker", "0", str(n), str(qos), os.path.join(work, "home")]
+        paths = write_shares(n, 10, work)
         return measure(args, lambda info: broker.port if broker is not None else info["port"],
-                       lambda port: _run_all(publishers(port, n, qos, 10, work)))
+                       lambda port: _run_all(publishers(port, paths, qos)))
     finally:
         if broker is not None:
             broker.stop()
