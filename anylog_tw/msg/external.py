@@ -127,6 +127,7 @@ class BrokerLink(Service):
         self._made_at = 0.0
         self._tls_failed = False
         self.redeliveries = Redeliveries()
+        self._first_fired = False
         self._accepted = False  # the broker accepted the session on the current connection
         self._misc = LoopingCall(self._tick)
         self._misc.clock = reactor
@@ -232,8 +233,11 @@ class BrokerLink(Service):
             self._misc.stop()
 
     def _fire_first(self, result) -> None:
-        if not self.first.called:
-            self.first.callback(result)
+        """Settle `first` on the next reactor turn: it is reached from inside ClientService's state
+        machine, and whoever waits on it may stop the service, which must not re-enter it."""
+        if not self._first_fired:
+            self._first_fired = True
+            self.reactor.callLater(0, self.first.callback, result)
 
     # -- the connection ------------------------------------------------------------------------
 

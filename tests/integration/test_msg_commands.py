@@ -106,8 +106,8 @@ async def test_case2_and_3_local_broker(node):
     await poll(lambda: node_counts_ready(node), what="the message")
     got = await rows(node, "my_dbms", "select value from rand_data")
     assert [float(v) for (v,) in got] == [-998060882.0]
-    broker = await ok(node, "get local broker where format = json")
-    events = {r["Event"]: r for r in broker.data}
+    broker = json.loads((await ok(node, "get local broker where format = json")).render())
+    events = {r["Event"]: r for r in broker}
     assert events["CONNECT"]["Success"] >= 1 and events["PUBLISH"]["Success"] == 1
     # case 3: the broker's own address is the same as broker = local
     await ok(node, f"run msg client where broker = 127.0.0.1 and port = {port} and topic = (name = other and "

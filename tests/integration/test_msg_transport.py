@@ -203,3 +203,90 @@ async def test_broker_restarted_during_a_qos1_stream_loses_nothing(node, tmp_pat
         await end_client(node, client.id)
     finally:
         broker.stop()
+
+
+def make_certs(directory) -> dict:
+    """A CA and a server certificate for 127.0.0.1 (and a second CA that signed nothing)."""
+    import subprocess
+
+    d = str(directory)
+    run = lambda *args: subprocess.run(args, cwd=d, check=True, capture_output=True)  # noqa: E731
+    for ca in ("ca", "other"):
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+            "-days", "2", "-subj", f"/CN=test {ca}")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+        "/CN=127.0.0.1")
+    with open(f"{d}/san.ext", "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return {"ca": f"{d}/ca.crt", "cert": f"{d}/server.crt", "key": f"{d}/server.key", "other": f"{d}/other.crt"}
+
+
+async def test_tls_to_the_broker(node, tmp_path):
+    """ssl = true with the broker's CA connects and receives; a CA that did not sign it is refused at once."""
+    (tmp_path / "certs").mkdir()
+    certs = make_certs(tmp_path / "certs")
+    broker = Mosquitto(tmp_path / "mq", tls=certs).start()
+    try:
+        topic = "t/tls"
+        with pytest.raises(Exception, match="TLS"):
+            await start_client(node, spec_for(topic, port=broker.port, ssl=True, ca=certs["other"]),
+                               {topic: value_mapper})
+        assert not node.component(MsgClients).clients
+        client, text = await start_client(node, spec_for(topic, port=broker.port, ssl=True, ca=certs["ca"]),
+                                          {topic: value_mapper})
+        assert "connected" in text, text
+        import subprocess
+
+        await threads_run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile", certs["ca"],
+                           "-t", topic, "-m", '{"value": 5}'])
+        await poll(lambda: client.counts.success == 1, what="the message over TLS")
+        await end_client(node, client.id)
+    finally:
+        broker.stop()
+
+
+def threads_run(argv):
+    import subprocess
+
+    from twisted.internet import threads
+
+    return threads.deferToThread(subprocess.run, argv, check=True, capture_output=True, timeout=30)
+
+
+async def test_the_node_as_a_broker_takes_ten_publishers(node):
+    """run message broker: 10 mosquitto_pub clients at QoS 1; every message reaches the local client once."""
+    from twisted.internet.defer import gatherResults
+
+    from tests.helpers import ok
+
+    await ok(node, "run message broker where internal_ip = 127.0.0.1 and internal_port = 0")
+    port = node.process("Broker").address[1]
+    ids = []
+
+    def record(obj, now):
+        ids.append(obj["id"])
+        return [(Target("d", "t"), obj)]
+
+    spec = ClientSpec(broker="local", topics=(TopicSpec(name="dev/+", qos=1),))
+    client, text = await start_client(node, spec, {"dev/+": record})
+    assert "message broker" in text
+    await gatherResults([publish(port, f"dev/{p}", [json.dumps({"id": p * 1000 + i}) for i in range(300)], qos=1)
+                         for p in range(10)])
+    await publish(port, "nobody/here", ['{"id": -1}'])
+    await poll(lambda: len(ids) == 3000, what="3000 messages")
+    assert sorted(ids) == sorted(p * 1000 + i for p in range(10) for i in range(300))
+    stats = json.loads((await ok(node, "get local broker where format = json")).render())
+    events = {}
+    for row in stats:
+        events.setdefault(row["Event"], [0, 0])
+        events[row["Event"]][0] += row["Success"]
+        events[row["Event"]][1] += row["Error"]
+    assert events["CONNECT"] == [11, 0]
+    assert events["PUBLISH"] == [3000, 1]
+    assert any("nobody/here" in row["Details"] for row in stats)
+    processes = (await ok(node, "get processes")).render()
+    assert "Broker" in processes and "Message Client" in processes
+    await ok(node, "exit broker")
+    await end_client(node, client.id)
