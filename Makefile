@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: bootstrap run test test-fast bench postgres clean
+.PHONY: bootstrap run test test-fast bench postgres mosquitto clean
 
 bootstrap: $(STAMP)
 
@@ -22,14 +22,17 @@ run: bootstrap
 postgres:
 	tools/ensure-postgres
 
-test: bootstrap postgres
+mosquitto:
+	tools/ensure-mosquitto
+
+test: bootstrap postgres mosquitto
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n auto --durations=15
 
-test-fast: bootstrap
+test-fast: bootstrap mosquitto
 	$(BIN)/pytest -q -n auto -m "not e2e"
 
-bench: bootstrap postgres
+bench: bootstrap postgres mosquitto
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
