@@ -1,5 +1,5 @@
 # make run:  bootstrap .venv and start a demo node (console on this terminal and on telnet 127.0.0.1 32051)
-# make test: bootstrap .venv, make sure PostgreSQL answers, run the whole suite
+# make test: bootstrap .venv, make sure PostgreSQL and Mosquitto answer, run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
