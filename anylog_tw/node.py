@@ -81,7 +81,7 @@ class Call:
             raise OptionError(f"'{self.command.name}': wrong number of arguments (usage: {self.command.usage})")
 
     @property
-    def rest(self) -> str:
+    def remainder(self) -> str:
         """The text after the command words, as typed (for commands that carry a command)."""
         return self.text[self.tokens[0].start:] if self.tokens else ""
 

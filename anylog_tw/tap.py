@@ -9,6 +9,9 @@ from twisted.application.service import Service
 from twisted.python import usage
 
 from anylog_tw.base.layout import create_work_directories
+from anylog_tw.front.console import StdioShell
+from anylog_tw.net.peers import Peers
+from anylog_tw.node import Node
 
 DEFAULT_HOME = "anylog-data"
 
@@ -63,7 +66,6 @@ class StdinConsole(Service):
     def startService(self):
         from twisted.internet import stdio
 
-        from anylog_tw.front.console import StdioShell
 
         Service.startService(self)
         self._stdio = stdio.StandardIO(StdioShell(self.node), reactor=self.node.reactor)
@@ -75,12 +77,9 @@ class StdinConsole(Service):
 
 
 def makeService(options):
-    from anylog_tw.node import Node
-
     create_work_directories(options["home"])
     node = Node(options["home"], name=options["name"], scripts=options["scripts"])
     if options.get("network-key"):
-        from anylog_tw.net.peers import Peers
 
         node.component(Peers).set_network_key(options["network-key"])
     if not options["no-stdin"] and sys.stdin is not None and sys.stdin.isatty():

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from anylog_tw.base.registry import REGISTRY
+
 _INFRASTRUCTURE: set[str] = set()
 
 
 def load_commands():
     """Import every command module and return the registry they filled."""
-    from anylog_tw.base.registry import REGISTRY
-
     for info in pkgutil.iter_modules(__path__):
         if info.name not in _INFRASTRUCTURE and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")

@@ -12,6 +12,7 @@ from anylog_tw.base.grammar import EQ, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply
 from anylog_tw.base.timefmt import format_utc
+from anylog_tw.commands.files import path_check
 
 LIMIT = Option("limit", kind="int", default=100, help="how many entries, newest last (0 = all)")
 
@@ -91,8 +92,6 @@ def print_(call):
          examples=("process !local_scripts/operator.al", "process conf/demo.al"),
          keywords=("script", "configuration"), nargs=(1, 1))
 async def process_script(call):
-    from anylog_tw.commands.files import path_check
-
     path = call.node.resolve_script(call.args[0])
     peer = call.origin.startswith("peer ")
     if peer:

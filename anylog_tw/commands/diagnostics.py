@@ -18,6 +18,12 @@ from anylog_tw.base.errors import AnyLogError, CommandError, OptionError, Servic
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands import _probes as diag
+from anylog_tw.metadata import policies
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.net.http_client import Request
+from anylog_tw.net.http_exchange import exchange
+from anylog_tw.net.peers import Peers
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("monitor", "test", "network")
 _NETWORK_ERRORS = (OSError, ConnectError)
@@ -49,8 +55,6 @@ def _ms(clock, started: float) -> float:
 
 
 def _peers(node):
-    from anylog_tw.net.peers import Peers
-
     return node.component(Peers)
 
 
@@ -63,8 +67,6 @@ async def ask(node, address: str, text: str, timeout: float) -> tuple[Reply | No
 
 
 async def local_ledger(node):
-    from anylog_tw.metadata.layer import metadata
-
     return (await metadata(node)).ledger
 
 
@@ -99,9 +101,6 @@ async def _check_tcp(node, timeout: float) -> list[list]:
 
 async def _http_get(node, url: str, timeout: float) -> int:
     """The status of a GET, through the `rest get` client (its deadline, body bound and wording)."""
-    from anylog_tw.net.http_client import Request
-    from anylog_tw.net.http_exchange import exchange
-
     request = Request("GET", url, (("User-Agent", "anylog-tw test node"),), None, timeout, 64 * 1024)
     return (await exchange(node.reactor, request, "get")).code
 
@@ -158,8 +157,6 @@ async def _check_ledger(node, timeout: float) -> list[list]:
 
 
 async def _check_dbms(node, timeout: float) -> list[list]:
-    from anylog_tw.storage.engines import Databases
-
     dbs = node.component(Databases)
     if not dbs.names():
         return [["DBMS", diag.WARNING, "no dbms connected (connect dbms <name> where type = sqlite)"]]
@@ -272,8 +269,6 @@ async def test_network_metadata(call):
 
 async def _members(node) -> tuple[Any, list[tuple[str, str, str]]]:
     """This operator and its cluster's operators: [(member, ip:port, name)]."""
-    from anylog_tw.metadata import policies
-
     op = node.process("Operator")
     if op is None or not op.config.cluster:
         raise ServiceError("this node is not an operator of a cluster (run operator where policy = <id>)")
@@ -289,9 +284,6 @@ async def _members(node) -> tuple[Any, list[tuple[str, str, str]]]:
          examples=("test cluster setup", "test cluster setup where format = json"),
          keywords=("ha", "cluster", "test"), options=(FORMAT,), readonly=True)
 async def test_cluster_setup(call):
-    from anylog_tw.metadata import policies
-    from anylog_tw.storage.engines import Databases
-
     node = call.node
     op = node.process("Operator")
     ha = node.process("HA")

@@ -9,6 +9,12 @@ from anylog_tw.base import values
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.metadata import policies
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.net.peers import canonical
+from anylog_tw.services import ha_pull, ha_state
+from anylog_tw.services.ha import HA, HAConfig
+from anylog_tw.storage import Databases
 
 PROCESS = "HA"
 
@@ -29,9 +35,6 @@ _RUN_OPTIONS = (
 
 
 async def _start(call, push: bool, pull: bool) -> str:
-    from anylog_tw.metadata.layer import metadata
-    from anylog_tw.services.ha import HA, HAConfig
-
     node = call.node
     o = call.opts
     try:
@@ -54,7 +57,6 @@ async def _start(call, push: bool, pull: bool) -> str:
     if not op.config.cluster:
         raise ServiceError("the operator has no cluster: start it with 'run operator where policy = <id>' "
                            "naming an operator policy with a cluster")
-    from anylog_tw.storage import Databases
 
     almgm = node.component(Databases).find("almgm")
     if almgm is None:
@@ -110,7 +112,7 @@ async def exit_ha(call):
          text="Pause (suspend) or resume (active) the pull requests of HA.",
          examples=("set consumer mode = suspend",), keywords=("ha",), raw=True)
 def set_consumer_mode(call):
-    words = call.rest.replace("=", " ").split()
+    words = call.remainder.replace("=", " ").split()
     if len(words) != 1 or words[0].lower() not in ("active", "suspend"):
         raise OptionError("usage: set consumer mode = active|suspend")
     ha = call.node.process(PROCESS)
@@ -151,8 +153,6 @@ def get_ha(call):
 
 def _local(node):
     """(almgm, archive dir, member) of this node's operator, for serving its files."""
-    from anylog_tw.storage import Databases
-
     op = node.process("Operator")
     if op is None:
         raise ServiceError("no operator runs on this node: it has no files to serve")
@@ -169,8 +169,6 @@ def _local(node):
          options=(Option("start_date", kind="date", default="-7d"), Option("end_date", kind="date"), FORMAT),
          readonly=True)
 async def get_ha_files(call):
-    from anylog_tw.services import ha_pull, ha_state
-
     almgm, _, member, _ = _local(call.node)
     now = call.node.reactor.seconds()
     dates = {}
@@ -190,11 +188,6 @@ async def get_ha_files(call):
          examples=("ha deliver where ids = 1-20 and to = 10.0.0.2:32048",), keywords=("ha",),
          options=(Option("ids", required=True), Option("to", required=True)))
 async def ha_deliver(call):
-    from anylog_tw.metadata import policies
-    from anylog_tw.metadata.layer import metadata
-    from anylog_tw.net.peers import canonical
-    from anylog_tw.services import ha_pull, ha_state
-
     almgm, archive_dir, member, cluster = _local(call.node)
     try:
         ids = ha_state.parse_ranges(call.opts["ids"])

@@ -11,6 +11,11 @@ from anylog_tw.base import values
 from anylog_tw.base.errors import AnyLogError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.metadata import policies
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.net.peers import Peers, canonical
+from anylog_tw.services.ha_state import stamp
+from anylog_tw.storage import Databases
 
 _TSD = re.compile(r"^tsd_(info|\d{1,9})$")
 
@@ -30,8 +35,6 @@ DETAILS = ("TSD", "File ID", "DBMS", "Table", "Source", "Hash", "Instructions", 
 
 
 def _almgm(node):
-    from anylog_tw.storage import Databases
-
     db = node.component(Databases).find("almgm")
     if db is None:
         raise ServiceError("dbms almgm is not connected (connect dbms almgm where type = sqlite)")
@@ -48,8 +51,6 @@ async def _tsd_tables(db, which: str) -> list[str]:
 
 
 def _where(call) -> tuple[str, list]:
-    from anylog_tw.services.ha_state import stamp
-
     now = call.node.reactor.seconds()
     conds, params = [], []
     if call.opts["hash"]:
@@ -135,8 +136,6 @@ _tsd_command("list", "The TSD tables of almgm (tsd_info and one tsd_<member> per
 
 
 async def _ledger(node):
-    from anylog_tw.metadata.layer import metadata
-
     return (await metadata(node)).ledger
 
 
@@ -145,15 +144,12 @@ def _status(node, address: str | None, own: bool) -> str:
         return "local"
     if not address:
         return "no address"
-    from anylog_tw.net.peers import Peers, canonical
 
     st = node.component(Peers).states.get(canonical(address))
     return st.status if st is not None else "unknown"
 
 
 def _cluster_tables(store, cluster: str) -> list[tuple[str, str]]:
-    from anylog_tw.metadata import policies
-
     out = []
     for c in store.of_type("cluster"):
         if cluster in (policies.attr(c, "id"), policies.attr(c, "parent")):
@@ -169,8 +165,6 @@ def _cluster_tables(store, cluster: str) -> list[tuple[str, str]]:
               "connection status) and the tables the cluster hosts.",
          examples=("get cluster info",), keywords=("ha", "cluster", "monitoring"), options=(FORMAT,), readonly=True)
 async def get_cluster_info(call):
-    from anylog_tw.metadata import policies
-
     node = call.node
     op = node.process("Operator")
     if op is None or not op.config.cluster:
@@ -200,8 +194,6 @@ async def get_cluster_info(call):
          keywords=("ha", "cluster", "metadata"),
          options=(Option("company"), Option("dbms"), Option("table"), FORMAT), readonly=True)
 async def get_data_nodes(call):
-    from anylog_tw.metadata import policies
-
     node = call.node
     store = await _ledger(node)
     o = call.opts
@@ -235,9 +227,6 @@ async def get_data_nodes(call):
          examples=("test cluster data",), keywords=("ha", "cluster", "monitoring"),
          options=(Option("timeout", kind="seconds", default=10.0), FORMAT), readonly=True)
 async def test_cluster_data(call):
-    from anylog_tw.metadata import policies
-    from anylog_tw.net.peers import Peers
-
     node = call.node
     op = node.process("Operator")
     if op is None or not op.config.cluster:

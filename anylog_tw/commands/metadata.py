@@ -13,7 +13,7 @@ from anylog_tw.base.grammar import JSON, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply
 from anylog_tw.metadata.layer import metadata
-from anylog_tw.metadata.ledger import parse_policy, policy_id, to_line
+from anylog_tw.metadata.ledger import parse_lines, parse_policy, policy_id, to_line, write_atomically
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
 from anylog_tw.storage.engines import Databases
@@ -97,7 +97,7 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
          keywords=KEYWORDS, raw=True, readonly=True)
 async def blockchain_get(call):
     meta = await metadata(call.node)
-    return outcome_reply(evaluate(parse_query(call.node.substitute(call.rest)), meta.ledger))
+    return outcome_reply(evaluate(parse_query(call.node.substitute(call.remainder)), meta.ledger))
 
 
 @command("blockchain get id", usage="blockchain get id <policy>",
@@ -154,7 +154,6 @@ async def blockchain_pull(call):
         return Reply.of_text(data.decode("utf-8", "replace"))
     if where != "json" or len(call.args) != 2:
         raise OptionError("usage: blockchain pull to stdout | blockchain pull to json <file>")
-    from anylog_tw.metadata.ledger import write_atomically
 
     await call.node.in_thread(write_atomically, call.args[1], data, False)
     return f"{len(meta.ledger)} policies written to {call.args[1]}"
@@ -359,8 +358,6 @@ async def blockchain_seed(call):
          text="Check the local ledger file: lines, policies, corrupt lines (with their numbers) and duplicates.",
          examples=("blockchain test",), keywords=KEYWORDS, options=(FORMAT,), readonly=True)
 async def blockchain_test(call):
-    from anylog_tw.metadata.ledger import parse_lines
-
     meta = await metadata(call.node)
     data = await call.node.in_thread(meta.ledger.read_file)
     parsed = await call.node.in_thread(parse_lines, data.decode("utf-8", "replace"))

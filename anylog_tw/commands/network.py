@@ -13,7 +13,10 @@ from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerEr
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
 from anylog_tw.base.registry import Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
+from anylog_tw.commands.files import path_check
 from anylog_tw.front.tcpserver import TCPServer, listen_plan
+from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
+from anylog_tw.net.auth import TLSConfig
 from anylog_tw.net.endpoints import BACKLOG, tcp_server_endpoint
 from anylog_tw.net.peers import Peers, canonical
 
@@ -59,7 +62,6 @@ async def run_tcp_server(call):
         if missing:
             raise OptionError(f"ssl = true needs {', '.join(missing)} (files of the node's certificate, its "
                               f"private key and the network CA)")
-        from anylog_tw.net.auth import TLSConfig
 
         try:
             tls = TLSConfig(opts["cert"], opts["key"], opts["ca"])
@@ -234,7 +236,6 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
-    from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
@@ -287,8 +288,6 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
          options=(Option("dest", default="watch", help="the peer's <dest>_dir"), Option("name"),
                   Option("timeout", kind="seconds")))
 async def file_send(call):
-    from anylog_tw.commands.files import path_check
-
     path, destination = call.args
     path = path_check(call)(path)
     text = destination[1:-1] if destination.startswith("(") and destination.endswith(")") else destination

@@ -5,6 +5,10 @@ from __future__ import annotations
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.ingest import stats as S
+from anylog_tw.ingest.ledger_link import LedgerLink
+from anylog_tw.ingest.operator import Operator, OperatorConfig
+from anylog_tw.storage import Databases
 
 # The ingest and storage modules are imported when a command runs, not when commands load: a
 # node's command table never depends on the database drivers importing cleanly.
@@ -45,10 +49,6 @@ _OPTIONS = (
                    "run operator where create_table = true and update_tsd_info = true and archive_json = true"),
          keywords=("operator", "background processes", "data"), options=_OPTIONS)
 async def run_operator(call):
-    from anylog_tw.ingest.ledger_link import LedgerLink
-    from anylog_tw.ingest.operator import Operator, OperatorConfig
-    from anylog_tw.storage import Databases
-
     node = call.node
     node.check_free(PROCESS)
     o = call.opts
@@ -99,8 +99,6 @@ _TOPICS = ("config", "summary", "json", "inserts", "error")
          examples=("get operator", "get operator summary", "get operator error where format = json"),
          keywords=("operator", "monitoring"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_operator(call):
-    from anylog_tw.ingest import stats as S
-
     topic = call.args[0].lower() if call.args else ""
     if topic and topic not in _TOPICS:
         raise OptionError(f"unknown operator topic {topic!r} (one of: {', '.join(_TOPICS)})")

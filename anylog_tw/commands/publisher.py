@@ -6,6 +6,10 @@ from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.names import is_name
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.ingest.distribution import Distribution
+from anylog_tw.ingest.publisher import Publisher, PublisherConfig
+from anylog_tw.metadata.layer import metadata
+from anylog_tw.net.peers import Peers, canonical
 
 PROCESS = "Publisher"
 
@@ -42,11 +46,6 @@ _OPTIONS = (
                    "run publisher where watch_dir = !watch_dir and bkup_dir = !bkup_dir and compress_json = true"),
          keywords=("publisher", "background processes", "data"), options=_OPTIONS)
 async def run_publisher(call):
-    from anylog_tw.ingest.distribution import Distribution
-    from anylog_tw.ingest.publisher import Publisher, PublisherConfig
-    from anylog_tw.metadata.layer import metadata
-    from anylog_tw.net.peers import Peers, canonical
-
     node = call.node
     node.check_free(PROCESS)
     o = call.opts
@@ -162,9 +161,6 @@ def get_publisher(call):
          options=(Option("dbms", required=True), Option("table", required=True), Option("dest", repeat=True),
                   Option("remove", kind="bool", default=False)))
 def set_data_distribution(call):
-    from anylog_tw.ingest.distribution import Distribution
-    from anylog_tw.net.peers import canonical
-
     o = call.opts
     dbms, table = o["dbms"].lower(), o["table"].lower()
     if not is_name(dbms):
@@ -198,7 +194,5 @@ def _reroute(node) -> None:
          examples=("get publisher distribution",), keywords=("publisher", "monitoring"), options=(FORMAT,),
          readonly=True)
 def get_publisher_distribution(call):
-    from anylog_tw.ingest.distribution import Distribution
-
     rows = call.node.component(Distribution).rows()
     return Reply.of_table(("DBMS", "Table", "Destinations"), rows, "Data distribution")

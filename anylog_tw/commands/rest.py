@@ -18,8 +18,8 @@ REST = "REST"  # the process name (REST), kept here so this module stays light t
 
 
 def _server():
-    """The REST server's modules, imported on first use: Klein and Werkzeug add about 8 MB to a node,
-    which a node without a REST server should not pay."""
+    """The REST server's modules, imported on first use: Klein and Werkzeug add about 5.7 MB of RSS
+    to a node (measured: importing front.rest after node), which a node without REST should not pay."""
     from anylog_tw.front import rest, rest_site
 
     return rest, rest_site

@@ -24,6 +24,7 @@ from anylog_tw.base.reply import JSON_FORMAT, Reply
 from anylog_tw.commands.files import path_check
 from anylog_tw.ingest import fileops
 from anylog_tw.net import http_client
+from anylog_tw.net.http_exchange import exchange
 
 log = Logger()
 KEYWORDS = ("rest", "network")
@@ -80,7 +81,6 @@ def save_reply(path: str, value, body: bytes, keyed: bool, overwrite: bool) -> t
 async def rest_call(call, verb: str) -> Reply:
     request, output = http_client.build_request(verb, where_pairs(call))
     dest = path_check(call)(output.file) if output.file is not None else None
-    from anylog_tw.net.http_exchange import exchange
 
     try:
         response = await exchange(call.node.reactor, request, verb)

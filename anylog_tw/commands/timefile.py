@@ -15,15 +15,14 @@ from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command, read_options, token_text
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands.files import path_check
-from anylog_tw.ingest import fileops
+from anylog_tw.ingest import fileops, tsd, tsd_admin
+from anylog_tw.storage import Databases, schema
 
 KEYWORDS = ("tsd", "operator", "data")
 OPERATOR, HA = "Operator", "HA"
 
 
 def _almgm(node):
-    from anylog_tw.storage import Databases
-
     db = node.component(Databases).find("almgm")
     if db is None:
         raise ServiceError("dbms almgm is not connected: the TSD tables live there "
@@ -66,8 +65,6 @@ _RENAME_OPTIONS = (
                    "source = dev7")),
          keywords=KEYWORDS + ("file",), options=_RENAME_OPTIONS, raw=True)
 async def time_file_rename(call):
-    from anylog_tw.ingest import tsd_admin
-
     tokens = list(call.tokens)
     cut = next((i for i, t in enumerate(tokens) if i > 0 and t.is_word("to", "where")), None)
     positional = tokens if cut is None else tokens[:cut]
@@ -94,9 +91,6 @@ _NEW_TEXT = ("Register a data file in its TSD table, from its name. A short name
 
 
 async def _register(call, check_file: bool):
-    from anylog_tw.ingest import tsd, tsd_admin
-    from anylog_tw.storage import schema
-
     node = call.node
     path = path_check(call)(call.args[0]) if check_file else call.args[0]  # `new` reads no file
     name = tsd_admin.parse_name(path)
@@ -170,8 +164,6 @@ async def time_file_add(call):
          keywords=KEYWORDS, nargs=(1, 3),
          options=(Option("table", default="tsd_info", help="the TSD table of the row"),))
 async def time_file_update(call):
-    from anylog_tw.ingest import tsd_admin
-
     if len(call.args) < 2:
         raise OptionError(f"give status1 and/or status2 to set (usage: {call.command.usage})")
     table = tsd_admin.check_tsd_table(call.opts["table"])
@@ -201,8 +193,6 @@ async def time_file_update(call):
               "tsd_<member> for those of each cluster peer, with their files, files done and rows.",
          examples=("time file tables",), keywords=KEYWORDS + ("monitoring",), options=(FORMAT,), readonly=True)
 async def time_file_tables(call):
-    from anylog_tw.ingest import tsd_admin
-
     db = _almgm(call.node)
     tables = tsd_admin.tsd_tables(await db.tables())
     counts = await db.transaction(tsd_admin.table_counts, tables)
@@ -225,8 +215,6 @@ def _no_ingest(node, what: str) -> None:
               "while the operator and HA are stopped.",
          examples=("time file drop tsd_123", "time file drop all"), keywords=KEYWORDS, nargs=(1, 1))
 async def time_file_drop(call):
-    from anylog_tw.ingest import tsd_admin
-
     which = call.args[0].strip().lower()
     if which != "all":
         which = tsd_admin.check_tsd_table(which)
@@ -264,8 +252,6 @@ async def time_file_drop(call):
          examples=("time file delete 16 from tsd_info", "time file delete 126 from tsd_129"),
          keywords=KEYWORDS, nargs=(3, 3))
 async def time_file_delete(call):
-    from anylog_tw.ingest import tsd_admin
-
     raw_id, word, name = call.args
     if word.lower() != "from":
         raise OptionError(f"expected 'from' after the row id, got {word!r} (usage: {call.command.usage})")

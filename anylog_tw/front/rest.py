@@ -29,8 +29,16 @@ from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.front.rest_auth import Credentials
+from anylog_tw.front.rest_openapi import openapi_document
 from anylog_tw.front.rest_put import put_data
-from anylog_tw.front.rest_request import RequestError, agent_product, check_method, check_read_only, read_request
+from anylog_tw.front.rest_request import (
+    ReadOnlyError,
+    RequestError,
+    agent_product,
+    check_method,
+    check_read_only,
+    read_request,
+)
 from anylog_tw.front.rest_site import DEFAULT_MAX_BODY
 
 JSON_TYPE = b"application/json"
@@ -241,7 +249,6 @@ class RestApi:
 
     def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
         """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
-
         def expired():
             raise Timeout(f"'{text[:80]}' did not answer within {timeout:g} seconds (raise the "
                           f"'timeout' header, or the server's timeout)")
@@ -293,7 +300,6 @@ class RestApi:
         try:
             self._authorize(request)
             if self._openapi is None:
-                from anylog_tw.front.rest_openapi import openapi_document
 
                 self._openapi = orjson.dumps(openapi_document(self.node, self.config))
             return self._send(request, "/openapi.json", started, 200, self._openapi, JSON_TYPE)
@@ -357,8 +363,6 @@ class _Root(resource.Resource):
 
 
 def _read_only_put() -> AnyLogError:
-    from anylog_tw.front.rest_request import ReadOnlyError
-
     return ReadOnlyError("this REST server is read only: PUT data is refused (use a REST server without "
                          "'read only = true')")
 

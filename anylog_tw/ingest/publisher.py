@@ -36,8 +36,9 @@ from anylog_tw.base.process import NodeProcess
 from anylog_tw.ingest import archive, outbox, routing
 from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.outbox import Outgoing
-from anylog_tw.ingest.publisher_stats import PublisherStats
+from anylog_tw.ingest.publisher_stats import PublisherMetrics, PublisherStats
 from anylog_tw.ingest.watcher import DirectoryWatcher
+from anylog_tw.net.peers import canonical
 
 
 @dataclass
@@ -204,7 +205,6 @@ class Publisher(NodeProcess):
     def live(self, address: str) -> bool:
         """An operator is live unless the peer layer marks it not responding."""
         try:
-            from anylog_tw.net.peers import canonical
 
             st = self.peers.states.get(canonical(address))
         except AnyLogError:
@@ -416,6 +416,4 @@ class Publisher(NodeProcess):
         return self.node.component(Metrics)
 
     def _pmetrics(self):
-        from anylog_tw.ingest.publisher_stats import PublisherMetrics
-
         return self.node.component(PublisherMetrics)

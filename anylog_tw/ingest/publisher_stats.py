@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.timefmt import format_utc
 
 
@@ -83,7 +84,6 @@ class PublisherMetrics:
     def __init__(self, node) -> None:
         from prometheus_client import Counter
 
-        from anylog_tw.base.metrics import Metrics
 
         r = node.component(Metrics).registry
         self.files = Counter("anylog_publisher_files", "Files the publisher delivered, by operator",

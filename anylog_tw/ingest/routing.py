@@ -31,6 +31,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
+from anylog_tw.metadata import policies
+
 ANY_TABLE = "*"
 
 Rules = Mapping[tuple[str, str], tuple[str, ...]]  # (dbms, table or "*") -> destinations
@@ -159,8 +161,6 @@ def route(dbms: str, table: str, file_key: str, rules: Rules, topology: Topology
 
 def topology(store, dbms: str, table: str, all_clusters: Mapping[str, tuple[str, ...]] | None = None) -> Topology:
     """The Topology of dbms.table in a store of policies (the ledger, or a query.MemoryStore)."""
-    from anylog_tw.metadata import policies
-
     hosting = {}
     for cid in policies.clusters_hosting(store, dbms, table):
         ops = [policies.ip_port(p) for p in policies.operators_of_cluster(store, cid)]
@@ -170,8 +170,6 @@ def topology(store, dbms: str, table: str, all_clusters: Mapping[str, tuple[str,
 
 def clusters_with_operators(store) -> dict[str, tuple[str, ...]]:
     """{cluster id: operator addresses} of every operator policy that names a cluster."""
-    from anylog_tw.metadata import policies
-
     out: dict[str, list[str]] = {}
     for p in store.of_type("operator"):
         cid = policies.attr(p, "cluster")

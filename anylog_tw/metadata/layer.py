@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import PeerError, StorageError
+from anylog_tw.base.errors import OptionError, PeerError, StorageError
+from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 from anylog_tw.metadata.ledger import (
     Ledger,
     Parsed,
@@ -259,8 +260,6 @@ def _merge_and_write(ledger: Ledger, text: str | bytes) -> tuple[State, list[dic
 async def metadata_destination(node, text: str) -> list[str] | None:
     """`ip:port` of the nodes a `run client (...)` destination names through the metadata, or None
     when the text is not a metadata form (then it is a list of addresses)."""
-    from anylog_tw.base.errors import OptionError
-    from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 
     if not is_metadata_destination(text):
         return None

@@ -34,6 +34,7 @@ from anylog_tw.base.process import NodeProcess
 from anylog_tw.metadata.layer import Metadata, metadata
 from anylog_tw.metadata.ledger import to_line
 from anylog_tw.metadata.master import DBMS, MasterLedger
+from anylog_tw.storage.engines import Databases
 
 VERSION_COMMAND = "get metadata version"
 PULL_COMMAND = "blockchain pull to stdout"
@@ -151,8 +152,6 @@ class Synchronizer(NodeProcess):
         raise PeerError(f"the master at {self.connection} sent a change set this node cannot read: {header[:80]!r}")
 
     async def _from_dbms(self) -> bool:
-        from anylog_tw.storage.engines import Databases
-
         meta = await metadata(self.node)
         db = self.node.component(Databases).get(DBMS)
         text = await MasterLedger(db).dump()
@@ -173,8 +172,6 @@ class Synchronizer(NodeProcess):
 
     async def _copy_to_dbms(self, meta) -> None:
         """`dest = dbms`: keep the node's own `blockchain.ledger` table in step with the file."""
-        from anylog_tw.storage.engines import Databases
-
         master = MasterLedger(self.node.component(Databases).get(DBMS))
         await master.ensure_table()
         await master.push_many(meta.ledger.all())

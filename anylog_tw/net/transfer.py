@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from anylog_tw.base.atomic import announce, fsync_dir
+from anylog_tw.net.chunkworker import ChunkWorker
 
 CHUNK = 256 * 1024
 _NAME = re.compile(r"^[^/\\\x00]{1,255}$")
@@ -97,8 +98,6 @@ class FileReceiver:
 
     def use_worker(self, reactor, pause, resume) -> None:
         """Hash and write on a worker thread; `pause`/`resume` throttle the incoming stream."""
-        from anylog_tw.net.chunkworker import ChunkWorker
-
         self.worker = ChunkWorker(reactor, self._consume, pause, resume)
 
     def _consume(self, chunk: bytes) -> None:
@@ -197,7 +196,6 @@ class FileProducer:
         self.hashing = False  # waiting for the worker to finish the digest
         self.worker = None
         if hasher is not None:  # the md5 follows the body: hash on a thread as the bytes go
-            from anylog_tw.net.chunkworker import ChunkWorker
 
             self.worker = ChunkWorker(reactor, hasher.update, self._hash_pause, self._hash_resume)
 

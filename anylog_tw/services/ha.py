@@ -22,9 +22,12 @@ from anylog_tw.base import values
 from anylog_tw.base.errors import ServiceError
 from anylog_tw.base.periodic import Periodic
 from anylog_tw.base.process import NodeProcess
+from anylog_tw.metadata import policies
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
+from anylog_tw.storage import Databases
 
 PROCESS = "HA"
 
@@ -72,16 +75,12 @@ class HA(NodeProcess):
         return op
 
     def almgm(self):
-        from anylog_tw.storage import Databases
-
         db = self.node.component(Databases).find("almgm")
         if db is None:
             raise ServiceError("HA needs dbms almgm (connect dbms almgm where type = sqlite)")
         return db
 
     def peers(self):
-        from anylog_tw.net.peers import Peers
-
         return self.node.component(Peers)
 
     def archive_dir(self) -> str:
@@ -96,7 +95,6 @@ class HA(NodeProcess):
         self.operator()
         if not self.cluster or self.meta is None:
             return []
-        from anylog_tw.metadata import policies
 
         out = []
         for p in policies.operators_of_cluster(self.meta.ledger, self.cluster):

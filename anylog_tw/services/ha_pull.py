@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, CommandError, PeerError, Timeout
 from anylog_tw.ingest import tsd
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state as S
 
 BATCH = 200  # ids per deliver request
@@ -140,8 +141,6 @@ async def list_files(almgm, start: float, end: float | None = None) -> list[int]
 
 async def deliver(node, almgm, archive_dir: str, member: str, ids: list[int], to: str) -> dict:
     """Send the archived files of `ids` to `to`; the ones no longer here come back as `missing`."""
-    from anylog_tw.net.peers import Peers
-
     peers = node.component(Peers)
     found: dict[int, S.FileRow] = {}
     for batch in S.batches(ids, 500):

@@ -29,6 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
+from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state as S
 from anylog_tw.services.ha_pull import in_hand
 
@@ -319,6 +320,4 @@ class Push:
 
 
 def _peers():
-    from anylog_tw.net.peers import Peers
-
     return Peers

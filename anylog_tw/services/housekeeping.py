@@ -17,6 +17,7 @@ import time
 from twisted.logger import Logger
 
 from anylog_tw.base.errors import AnyLogError, OptionError
+from anylog_tw.net.peers import Peers
 
 PING_INTERVAL = 60.0
 ARCHIVE_INTERVAL = 3600.0
@@ -77,8 +78,6 @@ def delete_archive(archive_dir: str, days: int, now: float) -> list[str]:
 
 async def ping_peers(node) -> int:
     """Ask every peer marked not responding for its status; returns how many were asked."""
-    from anylog_tw.net.peers import Peers
-
     peers = node.component(Peers)
     down = [address for address, st in list(peers.states.items()) if st.status == "not responding"]
     for address in down:

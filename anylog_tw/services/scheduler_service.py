@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError
 from anylog_tw.base.process import NodeProcess
+from anylog_tw.services import housekeeping
 from anylog_tw.services.scheduler import Scheduler, Task, call_function, expand_time_marks
 
 SYSTEM = 0
@@ -156,7 +157,6 @@ class SchedulerService(NodeProcess):
         sched = self.schedulers.scheduler(SYSTEM, create=True)
         if not sched.running:
             sched.start()
-        from anylog_tw.services import housekeeping
 
         housekeeping.install(self.schedulers, self.node)
 
