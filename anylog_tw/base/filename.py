@@ -18,7 +18,7 @@ from typing import Iterable
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.names import is_name
 
-TYPES = ("json",)
+TYPES = ("json", "sql")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
 _DATE = re.compile(r"^\d{12}$")
 _TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".swp", ".crdownload", "~")
@@ -38,6 +38,7 @@ class FileName:
     tsd_date: str | None = None  # YYMMDDHHMMSS, UTC
     type: str = "json"
     gz: bool = False
+    partition: str | None = None  # a .sql file's partition segment (after the table), kept as given
 
     @property
     def registered(self) -> bool:
@@ -47,6 +48,8 @@ class FileName:
     def stem(self) -> str:
         """The name without its type (and without `.gz`)."""
         parts = [self.dbms, self.table, self.source, self.hash, self.instructions]
+        if self.partition is not None:
+            parts.insert(2, self.partition)
         if self.member is not None:
             parts += [self.member, str(self.tsd_id), self.tsd_date or ""]
         return ".".join(parts)
@@ -68,7 +71,7 @@ class FileName:
 def _bad(name: str, why: str) -> IngestError:
     shown = name if len(name) <= 120 else name[:117] + "..."
     return IngestError("name", f"file name {shown!r}: {why} (expected dbms.table[.source[.hash[.instructions]]].json "
-                               f"or the 8-segment registered form)")
+                               f"or the 8-segment registered form; .sql may carry a partition after the table)")
 
 
 def parse_file_name(name: str) -> FileName:
@@ -77,7 +80,8 @@ def parse_file_name(name: str) -> FileName:
     2 to 5 segments before the type, or exactly 8 (spec §3.1); 6 or 7 are refused.  dbms and
     table must be valid database names (they are lower-cased, as AnyLog does).  In the 8-segment
     form the member is digits or `@`, the TSD id a positive integer and the date 12 digits that
-    make a real UTC time.
+    make a real UTC time.  A `.sql` name may carry AnyLog's partition segment after the table
+    (6 or 9 segments: `dbms.table.partition.source.hash.instructions[.member.id.date].sql`).
     """
     if "/" in name or "\\" in name or "\x00" in name:
         raise _bad(name, "a file name cannot hold a path")
@@ -91,8 +95,14 @@ def parse_file_name(name: str) -> FileName:
     ftype = parts[-1].lower()
     if ftype not in TYPES:
         raise IngestError("type", f"file {name!r} has type {parts[-1]!r}; the operator takes .json "
-                                  f"(newline-delimited JSON objects or one JSON array), optionally gzipped")
+                                  f"(newline-delimited JSON objects or one JSON array) and .sql (INSERTs of the "
+                                  f"file's table), optionally gzipped")
     segs = parts[:-1]
+    partition = None
+    if ftype == "sql" and len(segs) in (6, 9):
+        partition = segs.pop(2)
+        if not partition or not _SEGMENT.match(partition):
+            raise _bad(name, f"partition segment {partition!r} holds characters other than letters, digits and _-:+=@~,")
     if len(segs) in (6, 7) or len(segs) > 8:
         raise _bad(name, f"it has {len(segs)} segments before the type")
     for i, seg in enumerate(segs):
@@ -110,7 +120,7 @@ def parse_file_name(name: str) -> FileName:
     if "@" in dbms + table + source + hash_ + instructions:
         raise _bad(name, "'@' is only allowed as the member segment")
     if len(segs) < 8:
-        return FileName(dbms, table, source, hash_, instructions, type=ftype, gz=gz)
+        return FileName(dbms, table, source, hash_, instructions, type=ftype, gz=gz, partition=partition)
     member, tsd_id, date = segs[5], segs[6], segs[7]
     if member != "@" and not member.isdigit():
         raise _bad(name, f"member {member!r} must be a number or '@'")
@@ -118,7 +128,7 @@ def parse_file_name(name: str) -> FileName:
         raise _bad(name, f"TSD id {tsd_id!r} must be a positive number")
     if not _DATE.match(date) or parse_tsd_date(date) is None:
         raise _bad(name, f"TSD date {date!r} must be YYMMDDHHMMSS (12 digits, UTC)")
-    return FileName(dbms, table, source, hash_, instructions, member, int(tsd_id), date, ftype, gz)
+    return FileName(dbms, table, source, hash_, instructions, member, int(tsd_id), date, ftype, gz, partition)
 
 
 # --- dates ------------------------------------------------------------------------------------

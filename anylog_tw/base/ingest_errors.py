@@ -12,7 +12,7 @@ from anylog_tw.base.errors import AnyLogError
 # code -> what it means; the code is the part after `err_` in the error file's name.
 CODES = {
     "name": "the file name does not follow dbms.table.source.hash.instructions[.member.id.date].json",
-    "type": "the file type is not json (or json.gz)",
+    "type": "the file type is not json or sql (or .gz of them)",
     "empty": "the file holds no rows",
     "json": "a line is not a JSON object",
     "duplicate": "a file with the same hash was already ingested",
@@ -20,6 +20,7 @@ CODES = {
     "limit": "the table is outside the operator's limit_tables",
     "table": "the table cannot be created or changed",
     "mapping": "a row cannot be mapped to the table's columns",
+    "sql": "a .sql file holds a statement other than INSERT INTO / CREATE TABLE IF NOT EXISTS of its table",
     "insert": "the database refused the rows",
     "archive": "the file could not be archived",
     "io": "the file could not be read",

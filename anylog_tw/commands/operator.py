@@ -1,4 +1,5 @@
-"""`run operator`, `exit operator` and `get operator [config|summary|json|inserts|error]`."""
+"""`run operator`, `exit operator`, `get operator [config|summary|json|sql|inserts|error]`, and
+`get stats` / `reset stats where service = operator` (spec §8.2)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ _OPTIONS = (
            help="record every file in almgm.tsd_info (needed for exactly-once and duplicate detection)"),
     Option("archive_json", kind="bool", default=True, help="keep ingested files under archive_dir/YY/MM/DD"),
     Option("compress_json", kind="bool", default=True, help="gzip archived files"),
-    Option("archive_sql", kind="bool", default=False, help="accepted for compatibility (no SQL files are written)"),
+    Option("archive_sql", kind="bool", default=False,
+           help="accepted for compatibility (.sql files are archived with the JSON files, as archive_json says)"),
     Option("compress_sql", kind="bool", default=True, help="accepted for compatibility"),
     Option("limit_tables", kind="list", default=None, help="only these dbms.table (dbms.* for a whole dbms)"),
     Option("threads", kind="int", default=1, help="files in hand at once (1 to 10)"),
@@ -30,6 +32,7 @@ _OPTIONS = (
     Option("company"),
     Option("distributor", kind="bool", default=False, help="not supported: must be false"),
     Option("watch_dir"), Option("err_dir"), Option("archive_dir"), Option("bkup_dir"), Option("distr_dir"),
+    Option("blobs_dir", help="where blob columns of mapping policies are written (default: !blobs_dir)"),
     Option("file_type", help="accepted for compatibility (json and json.gz are taken)"),
     Option("rescan", kind="seconds", default=10.0, help="seconds between backstop rescans of the watch dir"),
     Option("inotify", kind="bool", default=True, help="false polls the watch dir instead of INotify"),
@@ -75,7 +78,8 @@ async def run_operator(call):
         member=member, company=o["company"] or company, create_table=o["create_table"],
         update_tsd_info=o["update_tsd_info"], archive_json=o["archive_json"], compress_json=o["compress_json"],
         limit_tables=[e.lower() for e in (o["limit_tables"] or [])], threads=o["threads"],
-        master_node=o["master_node"] or "", rescan=o["rescan"], use_inotify=o["inotify"])
+        master_node=o["master_node"] or "", rescan=o["rescan"], use_inotify=o["inotify"],
+        blobs_dir=o["blobs_dir"] or d.get("blobs_dir") or "")
     service = Operator(config, link)
     node.add_process(service)
     return f"Operator started (watching {config.watch_dir}, member {member}, {config.threads} thread(s))"
@@ -89,14 +93,14 @@ async def exit_operator(call):
     return "Operator stopped"
 
 
-_TOPICS = ("config", "summary", "json", "inserts", "error")
+_TOPICS = ("config", "summary", "json", "sql", "inserts", "error")
 
 
-@command("get operator", usage="get operator [config|summary|json|inserts|error] [where format = json]",
-         text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (files "
-              "per table), inserts (rows per table), error (the last failure of each kind). With no topic: json, "
-              "inserts and error.",
-         examples=("get operator", "get operator summary", "get operator error where format = json"),
+@command("get operator", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
+         text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (JSON "
+              "files per table), sql (.sql files per table), inserts (rows per table), error (the last failure of "
+              "each kind, JSON or SQL). With no topic: json, sql, inserts and error.",
+         examples=("get operator", "get operator summary", "get operator sql", "get operator error where format = json"),
          keywords=("operator", "monitoring"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_operator(call):
     topic = call.args[0].lower() if call.args else ""
@@ -116,11 +120,14 @@ def get_operator(call):
                       "Operator summary")
     if topic == "json":
         return _table(S.JSON, st.json_rows(), "JSON files")
+    if topic == "sql":
+        return _table(S.SQL, st.sql_rows(), "SQL files")
     if topic == "inserts":
         return _table(S.INSERTS, st.insert_rows(), "Inserts")
     if topic == "error":
         return _table(S.ERRORS, st.error_rows(), "Errors")
-    parts = [("JSON files", S.JSON, st.json_rows()), ("Inserts", S.INSERTS, st.insert_rows()),
+    parts = [("JSON files", S.JSON, st.json_rows()), ("SQL files", S.SQL, st.sql_rows()),
+             ("Inserts", S.INSERTS, st.insert_rows()),
              ("Errors", S.ERRORS, st.error_rows())]
     if call.wants_json:
         return Reply.of_json({title: [dict(zip(cols, r)) for r in rows] for title, cols, rows in parts})
@@ -130,3 +137,43 @@ def get_operator(call):
 
 def _table(columns, rows, title):
     return Reply.of_table(columns, rows, title)
+
+
+_SERVICE = (Option("service", required=True, choices=("operator",), help="the service whose counters: operator"),
+            Option("topic", default="summary", help="summary (the counters of get operator)"), FORMAT)
+
+
+def _operator_stats(call):
+    topic = (call.opts.get("topic") or "summary").lower()
+    if topic != "summary":
+        raise OptionError(f"topic {topic!r}: the operator's statistics topic is 'summary'")
+    op = call.node.process(PROCESS)
+    if op is None or op.stats is None:
+        raise ServiceError("Operator is not running (start it with 'run operator')")
+    return op
+
+
+@command("get stats", usage="get stats where service = operator [and topic = summary] [and format = json]",
+         text="A service's statistics: for the operator, its summary (as 'get operator summary').",
+         examples=("get stats where service = operator and topic = summary",
+                   "get stats where service = operator and format = json"),
+         keywords=("operator", "monitoring"), options=_SERVICE, readonly=True)
+def get_stats(call):
+    from anylog_tw.ingest import stats as S
+
+    op = _operator_stats(call)
+    node = call.node
+    return _table(S.SUMMARY, [op.stats.summary_row(node.name, "Running", node.reactor.seconds(), False)],
+                  "Operator summary")
+
+
+@command("reset stats", usage="reset stats where service = operator [and topic = summary]",
+         text="Start a service's counters again from zero: for the operator, the rows, files, errors and times of "
+              "'get operator' (summary, json, sql, inserts, error). Its configuration and the files it holds are "
+              "not touched.",
+         examples=("reset stats where service = operator and topic = summary",),
+         keywords=("operator", "monitoring"), options=_SERVICE)
+def reset_stats(call):
+    op = _operator_stats(call)
+    op.stats.reset(call.node.reactor.seconds())
+    return "Operator statistics reset"

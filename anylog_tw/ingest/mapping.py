@@ -1,7 +1,7 @@
 """JSON rows -> table rows: the default mapping and `mapping` policies (spec §5.5).
 
 Pure functions over data.  A file's objects become `{column: value}` dicts (`flatten` for the
-default mapping, a compiled `MappingPolicy` for the `instructions` segment); `plan_columns`
+default mapping; mapping policies go through `mapper.py`); `plan_columns`
 decides the table's columns (new ones are added, never dropped: AnyLog silently drops unknown
 attributes, we keep them); `to_rows` turns the dicts into tuples in column order, adapting every
 value to its column's type or failing with the line, column and value named.  Either every row
@@ -10,16 +10,15 @@ of a file lands with its values intact, or the file fails with a reason.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from anylog_tw.base.columns import ColumnError, convert_column
+from anylog_tw.base.convert import INT64, shown
 from anylog_tw.base.errors import StorageError
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.ingest.mapping_policy import MappingPolicy, compile_condition, policy_type  # noqa: F401 (re-exported)
 from anylog_tw.storage import schema
 from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
 
@@ -70,17 +69,19 @@ class Batch:
     columns: list[str]
     values: list[list]
     lines: list[int]
+    types: dict[str, str] | None = None  # columns already converted to these types (a mapping's)
 
     def __len__(self) -> int:
         return len(self.lines)
 
     @classmethod
-    def of_rows(cls, columns: list[str], rows: list[list], lines: list[int]) -> "Batch":
+    def of_rows(cls, columns: list[str], rows: list[list], lines: list[int],
+                types: dict[str, str] | None = None) -> "Batch":
         """From row lists aligned to `columns` (a row may be shorter: the rest is null)."""
         n = len(columns)
         values = [list(c) for c in itertools.zip_longest(*rows, fillvalue=None)] if rows else []
         values += [[None] * len(rows) for _ in range(n - len(values))]
-        return cls(columns, values, lines)
+        return cls(columns, values, lines, types)
 
 
 def default_batch(objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Batch:
@@ -141,21 +142,6 @@ def _place(col: str, index: dict[str, int]) -> int:
     return p
 
 
-def policy_batch(policy: "MappingPolicy", objs: Sequence[Mapping[str, Any]], lines: Sequence[int]) -> Batch:
-    """The rows a mapping policy makes of a file's objects (a reading array gives several)."""
-    cols = [c.name for c in policy.columns]
-    rows, out_lines = [], []
-    for obj, line in zip(objs, lines):
-        for r in policy.rows(obj, line):
-            rows.append(list(r.values()))
-            out_lines.append(line)
-    return Batch.of_rows(cols, rows, out_lines)
-
-
-def _columns_of(batch: Batch) -> list[list]:
-    return batch.values
-
-
 # --- columns and rows -------------------------------------------------------------------------
 
 
@@ -206,7 +192,7 @@ def infer_column(values: Sequence[Any]) -> str | None:
         sample = next(v for v in values if type(v) is t)
         k = schema.infer_type(sample)
         if k == INTEGER and t is int:  # a big int anywhere makes the column text
-            if any(type(v) is int and not _INT64[0] <= v <= _INT64[1] for v in values):
+            if any(type(v) is int and not INT64[0] <= v <= INT64[1] for v in values):
                 k = TEXT
         if k == FLOAT and any(type(v) is float and not math.isfinite(v) for v in values):
             k = TEXT
@@ -226,10 +212,16 @@ def to_columns(batch: Batch, columns: Mapping[str, str], engine: str = schema.SQ
     n = len(batch)
     values = batch.values
     where = {c: j for j, c in enumerate(batch.columns)}
+    done = batch.types or {}
     out: list[Sequence[Any]] = []
     for col, kind in columns.items():
         j = where.get(col)
-        out.append([None] * n if j is None else _adapt_column(values[j], kind, col, batch.lines, engine))
+        if j is None:
+            out.append([None] * n)
+        elif done.get(col) == kind:
+            out.append(values[j])  # the mapping converted it already
+        else:
+            out.append(_adapt_column(values[j], kind, col, batch.lines, engine))
     return out
 
 
@@ -242,94 +234,9 @@ def to_rows(batch: Batch, columns: Mapping[str, str], prefix: Sequence[Any] = ()
 
 def _adapt_column(values: Sequence[Any], kind: str, col: str, lines: Sequence[int],
                   engine: str = schema.SQLITE) -> Sequence[Any]:
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if kinds <= _FAST.get(kind, set()):
-        return values
-    if kind == TIMESTAMP and kinds == {str} and engine == schema.PSQL:
-        utc = _UTC_TEXT.fullmatch
-        if all(utc(v) for v in values if v is not None):
-            return values
-    if kind == TIMESTAMP and kinds == {str}:
-        try:
-            return _timestamps(values)
-        except (ValueError, TypeError):
-            pass  # offsets, odd forms, or a bad value: value by value below
-    if kind == INTEGER and kinds == {int}:
-        present = values if len(values) and None not in values else [v for v in values if v is not None]
-        if not present or _INT64[0] <= min(present) and max(present) <= _INT64[1]:
-            return values
-    adapt = schema.adapt
-    out = []
-    for v, line in zip(values, lines):
-        try:
-            out.append(None if v is None else adapt(v, kind))
-        except StorageError as e:
-            shown = repr(v)
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise IngestError("mapping", f"line {line}: column {col!r} ({kind}) cannot hold {shown}: "
-                                         f"{e.message}") from None
-    return out
-
-
-_INT64 = (-(2**63), 2**63 - 1)
-# Python types a column takes as they are (the hot path of big files).
-_FAST: dict[str, set] = {TEXT: {str}, FLOAT: {float}, BOOLEAN: {bool}}
-_ISO = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?(?:Z|[+-]\d\d:?\d\d)?")
-_UTC = datetime.timezone.utc
-_UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?Z?")
-
-
-def _timestamp(v: str) -> str:
-    """A timestamp text in the one stored form (UTC, `YYYY-MM-DD HH:MM:SS[.ffffff]`), fast.
-
-    The common device forms (no zone, or `Z`) skip the time-zone arithmetic.
-    """
-    if not _ISO.fullmatch(v):
-        raise ValueError(v)
-    if v[-1] == "Z":
-        d = _fromiso(v[:-1])
-    else:
-        d = _fromiso(v)
-        if d.tzinfo is not None:
-            d = d.astimezone(_UTC).replace(tzinfo=None)
-    return d.isoformat(" ", "microseconds" if d.microsecond else "seconds")
-
-
-_fromiso = datetime.datetime.fromisoformat
-_HEAD = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
-
-
-def _timestamps(values: Sequence[Any]) -> list:
-    """A column of UTC timestamp texts (`...SS[.ffffff][Z]`) in the stored form, fast.
-
-    The `YYYY-MM-DD?HH:MM:SS` head is checked (a real date and time) once per distinct second
-    and the fraction is copied as text: about a third of the cost of parsing every value.
-    Anything else (an offset, a missing seconds field) raises ValueError: the caller then
-    adapts value by value.
-    """
-    heads: dict[str, str] = {}
-    out = []
-    append = out.append
-    for v in values:
-        if v is None:
-            append(None)
-            continue
-        key = v[:19]
-        head = heads.get(key)
-        if head is None:
-            if not _HEAD.fullmatch(key):
-                raise ValueError(v)
-            _fromiso(key)  # a real date and time, or ValueError
-            head = heads[key] = key[:10] + " " + key[11:]
-        tail = v[19:]
-        if tail and tail[-1] == "Z":
-            tail = tail[:-1]
-        if not tail:
-            append(head)
-            continue
-        digits = tail[1:]
-        if tail[0] != "." or not 1 <= len(digits) <= 6 or not digits.isascii() or not digits.isdigit():
-            raise ValueError(v)
-        append(head if digits.count("0") == len(digits) else f"{head}.{digits.ljust(6, '0')}")
-    return out
+    """One column converted by base/columns.py, a misfit named with its line, column and value."""
+    try:
+        return convert_column(values, kind, utc_text_as_is=engine == schema.PSQL)
+    except ColumnError as e:
+        raise IngestError("mapping", f"line {lines[e.index]}: column {col!r} ({kind}) cannot hold "
+                                     f"{shown(e.value)}: {e.message}") from None

@@ -40,7 +40,7 @@ from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, tsd
 from anylog_tw.ingest.batcher import GroupCommit
 from anylog_tw.ingest.ledger_link import LedgerLink
-from anylog_tw.ingest.mapping import MappingPolicy
+from anylog_tw.ingest.mapping_policy import MappingPolicy
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
@@ -70,11 +70,25 @@ class OperatorConfig:
     master_node: str = ""
     rescan: float = 10.0
     use_inotify: bool = True
+    blobs_dir: str = ""  # where blob columns of mapping policies are written
 
     def allows(self, dbms: str, table: str) -> bool:
         if not self.limit_tables:
             return True
         return any(e in (f"{dbms}.{table}", f"{dbms}.*", "*") for e in self.limit_tables)
+
+
+@dataclass
+class Target:
+    """The rows of a file for one table: its dbms, columns and the values ready to insert."""
+
+    dbms: str
+    table: str
+    db: Any
+    columns: dict
+    rows: int
+    adapted: Any = None
+    ddl: list = field(default_factory=list)  # a .sql file's CREATE, run in the insert transaction
 
 
 @dataclass
@@ -94,13 +108,14 @@ class Job:
     hash: str = ""
     first_name: str = ""
     start: float = 0.0
-    db: Any = None
     policy: MappingPolicy | None = None
-    parsed: Any = None
-    columns: dict = field(default_factory=dict)
-    adapted: list | None = None
+    targets: list[Target] = field(default_factory=list)
     big: bool = False
     rows: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "SQL" if self.fname is not None and self.fname.type == "sql" else "JSON"
 
     @property
     def small(self) -> bool:
@@ -251,7 +266,8 @@ class Operator(NodeProcess):
         except IngestError as e:
             await self._fail(job, e.reason, e.message)
         except StorageError as e:
-            self.tables.forget(job.dbms, job.table)  # the table may have changed under us
+            for t in job.targets:
+                self.tables.forget(t.db.name, t.table)  # the table may have changed under us
             await self._fail(job, "insert", e.message)
         except AnyLogError as e:
             await self._fail(job, "insert", e.message)
@@ -281,57 +297,100 @@ class Operator(NodeProcess):
             self._done(job, 0)
             return None
         policy = None
-        if fname.instructions != "0":
+        if fname.instructions != "0" and fname.type == "json":
             found = self.link.mapping_policy(fname.instructions)
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
             policy = job.policy = MappingPolicy(found)
             job.dbms, job.table = policy.dbms or job.dbms, policy.table or job.table
-        db = job.db = _find_dbms(self.node, job.dbms)
-        if not self.config.allows(job.dbms, job.table):
-            raise IngestError("limit", f"table {job.dbms}.{job.table} is not in limit_tables "
-                                       f"({', '.join(self.config.limit_tables)})")
-        parsed = job.parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy)
-        job.columns = await self.tables.ensure(db, job.table, parsed, policy)
+        if policy is None or not policy.per_row:
+            _find_dbms(self.node, job.dbms)
+            self._check_limit(job.dbms, job.table)
+        parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
+                                    (job.dbms, job.table), self.config.blobs_dir)
         job.big, job.rows = parsed.big, parsed.rows
-        if not job.big:
-            job.adapted = await self._thread(pipeline.adapt, parsed.batch, job.columns, db.engine)
-            parsed.batch = None  # the adapted columns are all the insert needs
+        for (dbms, table), part in parsed.parts.items():
+            self._check_limit(dbms, table)
+            db = _find_dbms(self.node, dbms)
+            columns, ddl = await self.tables.ensure(db, part, parsed.create.get((dbms, table)))
+            target = Target(dbms, table, db, columns, part.rows, ddl=ddl)
+            if not job.big:
+                target.adapted = await self._thread(pipeline.adapt, part.batch, columns, db.engine)
+                part.batch = None  # the adapted columns are all the insert needs
+            job.targets.append(target)
         if self.config.update_tsd_info:
             await self._register(job, parsed)
             if job.done:  # inserted before a restart: only the archiving was left
                 await self._archive(job, job.fname)
                 self._done(job, 0)
                 return None
-        if not job.big and db.engine == schema.PSQL:
-            job.adapted = await self._thread(pipeline.copy_text, job.adapted, job.tsd_name, job.tsd_id)
+        if not job.big:
+            for t in job.targets:
+                if t.db.engine == schema.PSQL:
+                    t.adapted = await self._thread(pipeline.copy_text, t.adapted, job.tsd_name, job.tsd_id)
         return job
 
+    def _check_limit(self, dbms: str, table: str) -> None:
+        if not self.config.allows(dbms, table):
+            raise IngestError("limit", f"table {dbms}.{table} is not in limit_tables "
+                                       f"({', '.join(self.config.limit_tables)})")
+
     async def _finish(self, job: Job) -> None:
-        """The insert (one transaction), the TSD row marked done, the file archived."""
-        db = job.db
-        if job.big:
-            rows = await db.transaction(pipeline.insert_big, job.table, job.columns, self._path(job.name), job.fname,
-                                        job.policy, job.tsd_name, job.tsd_id, job.redo)
-        else:
-            item = (job.table, job.columns, job.adapted, job.tsd_name, job.tsd_id, job.redo)
-            job.adapted = None
-            group = self._groups.get(db.name)
-            if group is None or group.db is not db:
-                group = self._groups[db.name] = GroupCommit(db)
-            rows = await group.insert(item, job.rows)
+        """The insert (one transaction per dbms), the TSD row marked done, the file archived."""
+        rows = 0
+        committed: list[tuple[Any, list[Target]]] = []
+        try:
+            for db, targets in _by_dbms(job.targets):
+                rows += await self._insert(job, db, targets)
+                committed.append((db, targets))
+        except BaseException:
+            await self._undo(job, committed)
+            raise
+        for _, targets in committed:
+            for t in targets:
+                if t.ddl:
+                    await self.tables.created(t.db, t.table, t.ddl)
         if self.config.update_tsd_info:
             await self._almgm().transaction(tsd.mark_done, job.tsd_table, job.tsd_id, rows)
         await self._archive(job, job.fname)
         self._done(job, rows)
 
+    async def _insert(self, job: Job, db, targets: list[Target]) -> int:
+        if job.big:
+            tables = {(t.dbms, t.table): t.columns for t in targets}
+            return await db.transaction(pipeline.insert_big, tables, self._path(job.name),
+                                        replace(job.fname, dbms=job.dbms, table=job.table), job.policy,
+                                        job.tsd_name, job.tsd_id, job.redo, None, [s for t in targets for s in t.ddl],
+                                        self.config.blobs_dir)
+        parts = [(t.table, t.columns, t.adapted, t.ddl) for t in targets]
+        for t in targets:
+            t.adapted = None
+        item = (parts, job.tsd_name, job.tsd_id, job.redo)
+        group = self._groups.get(db.name)
+        if group is None or group.db is not db:
+            group = self._groups[db.name] = GroupCommit(db)
+        return await group.insert(item, sum(t.rows for t in targets))
+
+    async def _undo(self, job: Job, committed: list) -> None:
+        """A file's rows in one dbms committed, in another failed: take the first ones out again
+        (the file goes to the error dir whole, with no row of it left anywhere)."""
+        for db, targets in committed:
+            try:
+                await db.transaction(pipeline.delete_tagged, [t.table for t in targets], job.tsd_name, job.tsd_id)
+            except Exception as e:
+                self.log.error("cannot remove the rows of failed file {name} from {dbms}: {error}", name=job.name,
+                               dbms=db.name, error=e)
+
     def _done(self, job: Job, rows: int) -> None:
         now = self.reactor.seconds()
-        self.stats.file_done(job.dbms, job.table, rows, now - job.start, now)
         metrics = self._metrics()
-        metrics.rows_ingested.labels(dbms=job.dbms, table=job.table).inc(rows)
-        metrics.files_ingested.labels(dbms=job.dbms, table=job.table).inc()
+        targets = [(t.dbms, t.table, t.rows if rows else 0) for t in job.targets] or [(job.dbms, job.table, rows)]
+        for dbms, table, n in targets:
+            self.stats.file_done(dbms, table, n, now - job.start, now, job.kind)
+            if metrics is not None:
+                metrics.rows_ingested.labels(dbms=dbms, table=table).inc(n)
+                metrics.files_ingested.labels(dbms=dbms, table=table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         for observer in list(self.observers):
             try:
@@ -408,7 +467,7 @@ class Operator(NodeProcess):
     async def _fail(self, job: Job, reason: str, message: str) -> None:
         now = self.reactor.seconds()
         text = f"{job.name}: {message}"
-        self.stats.file_failed(job.dbms, job.table, reason, text, now)
+        self.stats.file_failed(job.dbms, job.table, reason, text, now, job.kind)
         self.node.errors.add("operator", job.name, text)
         self.log.error("operator: {name} failed ({reason}): {message}", name=job.name, reason=reason, message=message)
         metrics = self._metrics()
@@ -440,6 +499,13 @@ class Operator(NodeProcess):
     def config_row(self) -> list:
         c = self.config
         return ["Running" if self.running else "Stopped", format_utc(self.started_at), c.policy, c.cluster, c.member]
+
+
+def _by_dbms(targets: list[Target]) -> list[tuple[Any, list[Target]]]:
+    groups: dict[str, tuple[Any, list[Target]]] = {}
+    for t in targets:
+        groups.setdefault(t.db.name, (t.db, []))[1].append(t)
+    return list(groups.values())
 
 
 def _find_dbms(node, dbms: str):

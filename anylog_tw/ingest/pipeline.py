@@ -23,12 +23,26 @@ from typing import Mapping
 
 from anylog_tw.base.filename import FileName
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.ingest import mapping, reader
-from anylog_tw.ingest.mapping import Batch, MappingPolicy
+from anylog_tw.ingest import blobs, mapping, reader, sqlfile
+from anylog_tw.ingest.mapping import Batch
+from anylog_tw.ingest.mapping_policy import MappingPolicy
 from anylog_tw.storage import schema, sqlfmt
 
 SMALL = 8 << 20
 TSD_COLUMNS = ("tsd_name", "tsd_id")
+
+
+@dataclass
+class Part:
+    """The rows of one file that go to one table (a mapping policy can send rows to several)."""
+
+    dbms: str
+    table: str
+    batch: Batch | None  # a small file's mapped rows; None for a big one (read again to insert)
+    columns: list[str] = field(default_factory=list)  # column names in first-seen order
+    types: dict[str, str | None] = field(default_factory=dict)  # inferred types (big files)
+    rows: int = 0
+    fixed: dict[str, str] = field(default_factory=dict)  # types the mapping (or the SQL) declares
 
 
 @dataclass
@@ -37,27 +51,41 @@ class Parsed:
 
     hash: str
     objects: int
-    batch: Batch | None  # the mapped rows of a small file; None for a big one (read again to insert)
-    columns: list[str] = field(default_factory=list)  # column names in first-seen order
-    types: dict[str, str | None] = field(default_factory=dict)  # inferred types (big files)
-    rows: int = 0
+    parts: dict[tuple[str, str], Part]
+    big: bool = False
+    create: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)  # a .sql file's CREATEs
 
     @property
-    def big(self) -> bool:
-        return self.batch is None
+    def rows(self) -> int:
+        return sum(p.rows for p in self.parts.values())
 
 
-def _map(objs, lines, policy: MappingPolicy | None) -> Batch:
-    return mapping.policy_batch(policy, objs, lines) if policy is not None else mapping.default_batch(objs, lines)
+def _map(objs, lines, policy: MappingPolicy | None, target: tuple[str, str], blobs_dir: str | None = None,
+         write: bool = True) -> dict[tuple[str, str], Batch]:
+    if policy is None:
+        return {target: mapping.default_batch(objs, lines)}
+    batches = policy.batch(objs, lines, *target)
+    if policy.has_blobs:
+        blobs.store(batches, blobs_dir, write)
+    return batches
 
 
-def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: int = SMALL,
-               chunk: int = reader.CHUNK) -> Parsed:
-    """Hash, parse and map a file (in a worker thread); IngestError when it cannot be ingested."""
+def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: tuple[str, str] | None = None,
+               blobs_dir: str | None = None, small: int = SMALL, chunk: int = reader.CHUNK) -> Parsed:
+    """Hash, parse and map a file (in a worker thread); IngestError when it cannot be ingested.
+
+    `target` is the (dbms, table) of rows the mapping does not place elsewhere: the file
+    name's, or the mapping policy's literal ones.  The hash is always over the file name's.
+    Blob columns are written under `blobs_dir` (a big file's on its second reading).
+    """
+    target = target or (name.dbms, name.table)
     try:
         size = os.path.getsize(path)
     except OSError as e:
         raise IngestError("io", f"cannot read {path}: {e}") from None
+    if name.type == "sql":
+        return sqlfile.first_pass(path, name)
+    fixed = policy.types if policy is not None else {}
     if size <= (small // 8 if name.gz else small) or _starts_array(path, name.gz):  # gz: ~8x the bytes
         data = reader.read_whole(path, name.gz)
         digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
@@ -66,23 +94,28 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, small: i
             raise IngestError("empty", f"{os.path.basename(path)} is empty")
         objs, lines = reader.parse_objects(data, 1)
         del data
-        batch = _map(objs, lines, policy)
-        return Parsed(digest.hexdigest(), len(objs), batch, list(batch.columns), rows=len(batch))
+        parts = {key: Part(key[0], key[1], batch, list(batch.columns), rows=len(batch), fixed=fixed)
+                 for key, batch in _map(objs, lines, policy, target, blobs_dir).items()}
+        return Parsed(digest.hexdigest(), len(objs), parts)
     digest = hashlib.md5(f"{name.dbms}.{name.table}".encode("utf-8"))
-    objects = rows = 0
-    types: dict[str, str | None] = {}
+    objects = 0
+    parts: dict[tuple[str, str], Part] = {}
     for first, data in reader.iter_chunks(path, name.gz, chunk):
         digest.update(data)
         objs, lines = reader.parse_objects(data, first)
         objects += len(objs)
-        batch = _map(objs, lines, policy)
-        rows += len(batch)
-        values = batch.values
-        for col, vals in zip(batch.columns, values):
-            types[col] = schema.widen(types.get(col), mapping.infer_column(vals))
+        for key, batch in _map(objs, lines, policy, target, blobs_dir, write=False).items():
+            part = parts.get(key)
+            if part is None:
+                part = parts[key] = Part(key[0], key[1], None, fixed=fixed)
+            part.rows += len(batch)
+            for col, vals in zip(batch.columns, batch.values):
+                part.types[col] = schema.widen(part.types.get(col), mapping.infer_column(vals))
     if objects == 0:
         raise IngestError("empty", f"{os.path.basename(path)} holds no JSON objects")
-    return Parsed(digest.hexdigest(), objects, None, list(types), types, rows)
+    for part in parts.values():
+        part.columns = list(part.types)
+    return Parsed(digest.hexdigest(), objects, parts, big=True)
 
 
 def _starts_array(path: str, gz: bool) -> bool:
@@ -113,15 +146,21 @@ def copy_text(adapted: list, tsd_name: str, tsd_id: int) -> tuple[str, int]:
     return text, reader.count
 
 
-def insert_small(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: str, tsd_id: int,
-                 redo: bool) -> int:
+def insert_small(tx, parts: list[tuple], tsd_name: str, tsd_id: int, redo: bool) -> int:
     """One file's rows in one transaction; a redo first removes rows of an earlier attempt.
 
-    `adapted` is the adapted columns, or (PostgreSQL) the rows already as (COPY text, count).
+    `parts` are (table, columns, adapted, ddl) of one dbms: `adapted` is the adapted columns,
+    or (PostgreSQL) the rows already as (COPY text, count); `ddl` are statements that create
+    the table first (a `.sql` file's CREATE TABLE IF NOT EXISTS, in the same transaction).
     """
-    if redo:
-        _delete_tagged(tx, table, tsd_name, tsd_id)
-    return _insert_prepared(tx, table, columns, adapted, tsd_name, tsd_id)
+    total = 0
+    for table, columns, adapted, ddl in parts:
+        for statement in ddl:
+            tx.execute(statement)
+        if redo:
+            _delete_tagged(tx, table, tsd_name, tsd_id)
+        total += _insert_prepared(tx, table, columns, adapted, tsd_name, tsd_id)
+    return total
 
 
 def _insert_prepared(tx, table: str, columns: Mapping[str, str], adapted, tsd_name: str, tsd_id: int) -> int:
@@ -137,18 +176,25 @@ def _insert_prepared(tx, table: str, columns: Mapping[str, str], adapted, tsd_na
     return tx.insert_rows(table, [*TSD_COLUMNS, *columns], rows_of(adapted, tsd_name, tsd_id))
 
 
-def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: FileName,
+def insert_big(tx, tables: dict[tuple[str, str], Mapping[str, str]], path: str, name: FileName,
                policy: MappingPolicy | None, tsd_name: str, tsd_id: int, redo: bool,
-               chunk: int | None = None) -> int:
+               chunk: int | None = None, ddl: list[str] | None = None, blobs_dir: str | None = None) -> int:
     """A big file read again chunk by chunk inside the transaction: parse, adapt, insert each.
 
-    A helper thread parses and adapts the next chunk (at most two waiting) while this one, the
-    database's writer thread, inserts the current one: memory stays at a few chunks.
+    `tables` are the file's targets in this transaction's dbms ((dbms, table) -> its columns);
+    rows for other dbms are left to their own transaction.  A helper thread parses and adapts
+    the next chunk (at most two waiting) while this one, the database's writer thread, inserts
+    the current one: memory stays at a few chunks.  `name` carries the target of rows the
+    mapping does not place elsewhere.
     """
+    for statement in ddl or ():
+        tx.execute(statement)
     if redo:
-        _delete_tagged(tx, table, tsd_name, tsd_id)
+        for (_, table) in tables:
+            _delete_tagged(tx, table, tsd_name, tsd_id)
     size = chunk or reader.CHUNK
     psql = tx.engine == schema.PSQL
+    dbms = {d for d, _ in tables}
     chunks: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -159,11 +205,20 @@ def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: File
                     return
                 objs, lines = reader.parse_objects(data, first)
                 del data
-                batch = _map(objs, lines, policy)
+                batches = _map(objs, lines, policy, (name.dbms, name.table), blobs_dir)
                 del objs
-                adapted = mapping.to_columns(batch, columns, tx.engine)
-                del batch
-                chunks.put(("rows", copy_text(adapted, tsd_name, tsd_id) if psql else adapted))
+                prepared = []
+                for key, batch in batches.items():
+                    if key[0] not in dbms:
+                        continue
+                    columns = tables.get(key)
+                    if columns is None:
+                        raise IngestError("mapping", f"rows for {key[0]}.{key[1]} appeared on the second reading "
+                                                     f"of the file only")
+                    adapted = mapping.to_columns(batch, columns, tx.engine)
+                    prepared.append((key[1], columns, copy_text(adapted, tsd_name, tsd_id) if psql else adapted))
+                del batches
+                chunks.put(("rows", prepared))
             chunks.put(("end", None))
         except BaseException as e:  # handed to the writer thread, which fails the transaction
             chunks.put(("error", e))
@@ -178,7 +233,8 @@ def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: File
                 return total
             if kind == "error":
                 raise item
-            total += _insert_prepared(tx, table, columns, item, tsd_name, tsd_id)
+            for table, columns, adapted in item:
+                total += _insert_prepared(tx, table, columns, adapted, tsd_name, tsd_id)
     finally:
         stop.set()
         while helper.is_alive():  # let a helper blocked on a full queue finish
@@ -187,6 +243,12 @@ def insert_big(tx, table: str, columns: Mapping[str, str], path: str, name: File
             except queue.Empty:
                 pass
         helper.join()
+
+
+def delete_tagged(tx, tables: list[str], tsd_name: str, tsd_id: int) -> int:
+    """Remove a file's rows from its tables (undoing the part of a file that committed before
+    another of its dbms failed)."""
+    return sum(_delete_tagged(tx, table, tsd_name, tsd_id) for table in tables)
 
 
 def _delete_tagged(tx, table: str, tsd_name: str, tsd_id: int) -> int:
@@ -199,18 +261,18 @@ def column_types(declared: list[tuple[str, str]]) -> dict[str, str]:
     return {n.lower(): schema.logical_type(t) for n, t in declared if n.lower() not in schema.SYSTEM_COLUMN_NAMES}
 
 
-def new_columns(parsed: Parsed, existing: Mapping[str, str] | None,
+def new_columns(part: Part, existing: Mapping[str, str] | None,
                 fixed: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(the columns this file writes with their types, those the table lacks) for either size."""
-    if parsed.batch is not None:
-        return mapping.plan_columns(parsed.batch, existing, fixed)
+    """(the columns this part writes with their types, those the table lacks) for either size."""
+    if part.batch is not None:
+        return mapping.plan_columns(part.batch, existing, fixed)
     existing = dict(existing or {})
     fixed = dict(fixed or {})
     columns: dict[str, str] = {}
     added: dict[str, str] = {}
-    for col in parsed.columns:
+    for col in part.columns:
         if col in existing:
             columns[col] = existing[col]
         else:
-            columns[col] = added[col] = fixed.get(col) or parsed.types.get(col) or schema.TEXT
+            columns[col] = added[col] = fixed.get(col) or part.types.get(col) or schema.TEXT
     return columns, added

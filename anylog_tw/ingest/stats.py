@@ -35,6 +35,7 @@ class ErrorStats:
 class OperatorStats:
     started: float
     tables: dict[tuple[str, str], TableStats] = field(default_factory=dict)
+    sql_tables: dict[tuple[str, str], TableStats] = field(default_factory=dict)  # .sql files (get operator sql)
     errors: dict[str, ErrorStats] = field(default_factory=dict)
     processing: float = 0.0  # seconds with at least one file in hand
     first_file: float | None = None
@@ -42,19 +43,22 @@ class OperatorStats:
     seen_rows: int = 0  # totals at the last `get operator summary` ("new" counts from there)
     seen_errors: int = 0
 
-    def file_done(self, dbms: str, table: str, rows: int, elapsed: float, now: float) -> None:
+    def file_done(self, dbms: str, table: str, rows: int, elapsed: float, now: float, kind: str = "JSON") -> None:
         t = self.tables.setdefault((dbms, table), TableStats())
-        t.files += 1
         t.rows += rows
-        t.elapsed += elapsed
         t.batches += 1
         t.first_insert = t.first_insert or now
         t.last_insert = now
+        by_kind = self.sql_tables.setdefault((dbms, table), TableStats()) if kind == "SQL" else t
+        by_kind.files += 1
+        by_kind.elapsed += elapsed
+        if kind == "SQL":
+            by_kind.rows += rows
         self.first_file = self.first_file or now - elapsed
         self.last_file = now
 
-    def file_failed(self, dbms: str, table: str, code: str, text: str, now: float) -> None:
-        e = self.errors.setdefault("JSON", ErrorStats())
+    def file_failed(self, dbms: str, table: str, code: str, text: str, now: float, kind: str = "JSON") -> None:
+        e = self.errors.setdefault(kind, ErrorStats())
         e.counter += 1
         e.last, e.dbms, e.table, e.code, e.text = now, dbms, table, code, text
 
@@ -88,7 +92,19 @@ class OperatorStats:
         return row
 
     def json_rows(self) -> list[list]:
-        return [[d, t, s.files, 0, _hms(s.elapsed)] for (d, t), s in sorted(self.tables.items())]
+        return [[d, t, s.files, 0, _hms(s.elapsed)] for (d, t), s in sorted(self.tables.items()) if s.files]
+
+    def sql_rows(self) -> list[list]:
+        return [[d, t, s.files, 0, _hms(s.elapsed)] for (d, t), s in sorted(self.sql_tables.items())]
+
+    def reset(self, now: float) -> None:
+        """`reset stats where service = operator`: counters start again from zero (the config stays)."""
+        self.tables.clear()
+        self.sql_tables.clear()
+        self.errors.clear()
+        self.processing = 0.0
+        self.first_file = self.last_file = None
+        self.seen_rows = self.seen_errors = 0
 
     def insert_rows(self) -> list[list]:
         return [[d, t, format_utc(s.first_insert), format_utc(s.last_insert), s.batches, 0, s.rows]
@@ -102,6 +118,7 @@ class OperatorStats:
 SUMMARY = ("Node name", "Status", "Operational time", "Processing time", "Elapsed Time", "New rows",
            "Total rows", "New errors", "Total errors", "Avg. rows/sec")
 JSON = ("DBMS", "Table", "Files", "Immediate", "Elapsed time")
+SQL = ("DBMS", "Table or partition", "Files", "Immediate", "Elapsed_time")
 INSERTS = ("DBMS", "Table", "First Insert", "Last Insert", "Batch Inserts", "Immediate Inserts", "Rows")
 ERRORS = ("Type", "Counter", "Timestamp", "DBMS Name", "Table Name", "Last Error", "Last Error Text")
 

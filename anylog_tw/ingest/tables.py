@@ -3,7 +3,9 @@
 An existing table is used as it is.  Else a `table` policy from the ledger creates it; else its
 columns are inferred from the file and it is created with schema.py's layout, then published as
 a table policy.  Either way the table is then assigned to the operator's cluster (a cluster
-child policy).  A later file with new attributes adds nullable columns.  All of this is
+child policy).  A later file with new attributes adds nullable columns.  A `.sql` file's CREATE
+TABLE IF NOT EXISTS is read for its columns and, when the table is missing, run (in this node's
+layout) inside the file's insert transaction.  All of this is
 serialised per table (a DeferredLock), so concurrent files never race to create or alter it;
 the columns are cached so the common case costs no query.
 """
@@ -28,8 +30,15 @@ class TableKeeper:
         """Drop the cached columns (after a failed insert the table may have changed)."""
         self._columns.pop((dbms, table), None)
 
-    async def ensure(self, db, table: str, parsed: pipeline.Parsed, policy) -> dict[str, str]:
-        """The columns this file writes (name -> logical type), after the table has them all."""
+    async def ensure(self, db, part: pipeline.Part,
+                     create: list[tuple[str, str]] | None = None) -> tuple[dict[str, str], list[str]]:
+        """(the columns this part writes, name -> logical type; DDL for the insert transaction).
+
+        The DDL is empty unless a `.sql` file's CREATE TABLE IF NOT EXISTS (`create`) names a
+        table that is missing: then the table is created at the start of the insert's own
+        transaction (all or nothing) and `created` is called once it committed.
+        """
+        table = part.table
         key = (db.name, table)
         lock = self._locks.setdefault(key, DeferredLock())
         await lock.acquire()
@@ -37,10 +46,19 @@ class TableKeeper:
             existing = self._columns.get(key)
             if existing is None and await db.has_table(table):
                 existing = pipeline.column_types(await db.columns(table))
-            fixed = policy.types if policy is not None else None
+            fixed = part.fixed or None
+            if existing is None and create is not None:
+                if not self.operator.config.create_table:
+                    raise IngestError("table", f"table {db.name}.{table} does not exist and create_table is false")
+                columns, added = pipeline.new_columns(part, dict(create), fixed)
+                layout = {**dict(create), **added}
+                try:
+                    return columns, schema.create_table_sql(db.engine, table, layout)
+                except StorageError as e:
+                    raise IngestError("table", f"cannot create table {db.name}.{table}: {e.message}") from None
             if existing is None:
-                existing = await self._create(db, table, parsed, fixed)
-            columns, added = pipeline.new_columns(parsed, existing, fixed)
+                existing = await self._create(db, table, part, fixed)
+            columns, added = pipeline.new_columns(part, existing, fixed)
             if added:
                 try:
                     await db.add_columns(table, list(added.items()))
@@ -49,11 +67,19 @@ class TableKeeper:
                                                f"{e.message}") from None
                 existing = {**existing, **added}
             self._columns[key] = existing
-            return columns
+            return columns, []
         finally:
             lock.release()
 
-    async def _create(self, db, table: str, parsed: pipeline.Parsed, fixed) -> dict[str, str]:
+    async def created(self, db, table: str, ddl: list[str]) -> None:
+        """A table a `.sql` file created in its insert transaction: publish and assign it like ours."""
+        self.forget(db.name, table)
+        op = self.operator
+        source = f"Operator of node {op.node.name}"
+        await op.link.publish_table(db.name, table, "; ".join(ddl) + ";", source)
+        await op.link.assign_table(op.config.cluster, db.name, table, source)
+
+    async def _create(self, db, table: str, part: pipeline.Part, fixed) -> dict[str, str]:
         op = self.operator
         if not op.config.create_table:
             raise IngestError("table", f"table {db.name}.{table} does not exist and create_table is false")
@@ -66,7 +92,7 @@ class TableKeeper:
                 await db.create_table(table, columns)
                 existing = pipeline.column_types(await db.columns(table))
             else:
-                existing, _ = pipeline.new_columns(parsed, {}, fixed)
+                existing, _ = pipeline.new_columns(part, {}, fixed)
                 await db.create_table(table, existing)
                 ddl = "; ".join(schema.create_table_sql(db.engine, table, existing)) + ";"
                 await op.link.publish_table(db.name, table, ddl, source)

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from anylog_tw.metadata.bring import MODIFIERS, Bring
+from anylog_tw.base import bring as base_bring
+from anylog_tw.base.bring import Bring, BringError
 from anylog_tw.metadata.query_model import BoolOp, Query, Test
 from anylog_tw.metadata.values import QueryError
 
@@ -328,50 +329,9 @@ class _Conditional:
         return Test(path, name, value)
 
 
-def _unescape_separator(text: str) -> str:
-    return text.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
-
-
-_MODIFIER = re.compile(r"\.([A-Za-z_]+)(\(([^)]*)\))?")
-
-
 def parse_bring(text: str) -> Bring:
-    """`bring[.mod[.mod(args)]...] items... [separator = X]`."""
-    m = re.match(r"bring((?:\.[A-Za-z_]+(?:\([^)]*\))?)*)", text, re.IGNORECASE)
-    assert m is not None
-    bring = Bring()
-    for mm in _MODIFIER.finditer(m.group(1)):
-        name = mm.group(1).lower()
-        if name == "sort":
-            if not bring.has("table"):
-                raise QueryError("'.sort(i, j)' follows '.table', as in 'bring.table.sort(0)'")
-            args = [a.strip() for a in (mm.group(3) or "").split(",") if a.strip()]
-            try:
-                bring.modifiers.append(("sort", [int(a) for a in args]))
-            except ValueError:
-                raise QueryError(f"'.sort({mm.group(3)})' takes column numbers") from None
-            continue
-        if name not in MODIFIERS:
-            raise QueryError(f"unknown bring modifier '.{name}' (modifiers: {', '.join(MODIFIERS)}, table.sort)")
-        bring.modifiers.append((name, None))
-    toks = tokenize(text[m.end():])
-    i = 0
-    while i < len(toks):
-        tok = toks[i]
-        if tok.kind == "word" and tok.value.lower() == "separator" and i + 1 < len(toks) and \
-                toks[i + 1].kind == "op" and toks[i + 1].value == "=":
-            if i + 2 >= len(toks):
-                raise QueryError("'separator =' needs a value, e.g. 'separator = ,'")
-            bring.separator = _unescape_separator(str(toks[i + 2].value))
-            i += 3
-            continue
-        if tok.kind == "path":
-            bring.items.append(("key", list(tok.value)))
-        elif tok.kind in ("str", "word", "comma"):
-            bring.items.append(("lit", _unescape_separator(str(tok.value))))
-        else:
-            raise QueryError(f"unexpected {tok.value!r} in the bring list (column {tok.pos + 1})")
-        i += 1
-    return bring
-
-
+    """`bring[.mod[.mod(args)]...] items... [separator = X]`, read by the bring language (base/bring.py)."""
+    try:
+        return base_bring.parse_bring(text, word=True)
+    except BringError as e:
+        raise QueryError(e.message) from None

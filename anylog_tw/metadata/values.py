@@ -6,16 +6,13 @@ indexes (`ledger.py`), so that an index lookup and a scan always agree on what "
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any, Iterable, Protocol, Sequence
 
-from anylog_tw.base.errors import GrammarError
-
-MISSING = object()
+from anylog_tw.base.bring import (MISSING, BringError, Segment, apply_function, as_number,  # noqa: F401 (re-exported)
+                                  split_function, text_of, walk)
 
 # Types a query may name even when the ledger holds none of them yet (an empty answer, not a typo).
-class QueryError(GrammarError):
+class QueryError(BringError):
     """A `blockchain get` that cannot be read or run; the message says which part and why."""
 
 
@@ -88,27 +85,6 @@ def lookup_keys(text: str) -> list:
     return keys
 
 
-def as_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def text_of(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
 def matches(actual: Any, text: str) -> bool:
     """Equality of an attribute value and a where-value typed as text (`port = 32148` matches 32148)."""
     if actual is MISSING or actual is None:
@@ -125,63 +101,31 @@ def matches(actual: Any, text: str) -> bool:
     return False
 
 
-def resolve(policy: dict, segments: Sequence[str]) -> Any:
+def resolve(policy: dict, segments: Sequence[str] | Sequence[Segment]) -> Any:
     """The value at a path, MISSING when absent; through a list, the list of values found.
 
     A first segment naming a root key of the record (its type; a joined record has several) or
-    `*` starts at that root; any other path starts inside the record's first root.
+    `*` starts at that root; any other path starts inside the record's first root.  The walk is
+    the bring language's (base/bring.py); `[]` is passed over (`[]` alone is the whole policy).
     """
     if not segments:
         return policy
-    first = segments[0]
-    if first in policy:
-        value: Any = policy[first]
-        segments = segments[1:]
+    segs = [s if isinstance(s, Segment) else Segment(*split_function(s)) for s in segments]
+    segs = [s for s in segs if s.name is not None]
+    if not segs:
+        return policy
+    first = segs[0]
+    if first.func is None and first.name in policy:
+        value: Any = policy[first.name]
+        segs = segs[1:]
     else:
         value = policy[policy_type(policy)]
-        if first == "*":
-            segments = segments[1:]
-    for seg in segments:
-        seg, func = split_function(seg)
-        if isinstance(value, dict):
-            value = value.get(seg, MISSING)
-        elif isinstance(value, list):
-            found = [e[seg] for e in value if isinstance(e, dict) and seg in e]
-            value = found if found else MISSING
-        else:
-            return MISSING
-        if value is MISSING:
-            return MISSING
-        if func is not None:
-            value = _apply_function(func, text_of(value))
-    return value
-
-
-_FUNCTION = re.compile(r"^([^()]+)\((rfind|find|prefix|suffix)\((.*)\)\)$")
-
-
-def split_function(segment: str) -> tuple[str, tuple[str, str] | None]:
-    m = _FUNCTION.match(segment)
-    if not m:
-        return segment, None
-    return m.group(1), (m.group(2), m.group(3).strip().strip("'\""))
-
-
-def _apply_function(func: tuple[str, str], text: str) -> str:
-    """Substring functions: find(x) keeps what precedes the first x, rfind(x) what follows the last
-    x, prefix(n) the first n characters and suffix(n) the last n."""
-    name, arg = func
-    if name in ("prefix", "suffix"):
-        try:
-            n = int(arg)
-        except ValueError:
-            raise QueryError(f"{name}({arg}) needs a whole number") from None
-        return text[:n] if name == "prefix" else (text[-n:] if n else "")
-    if name == "find":
-        i = text.find(arg)
-        return text if i < 0 else text[:i]
-    i = text.rfind(arg)
-    return text if i < 0 else text[i + len(arg):]
+        if first.name == "*":
+            segs = segs[1:]
+    try:
+        return walk(value, segs, each=False)
+    except BringError as e:
+        raise QueryError(e.message) from None
 
 
 def compare(actual: Any, op: str, other: Any) -> bool:

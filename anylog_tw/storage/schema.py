@@ -9,7 +9,8 @@ about tables without one.  Three concerns, all about what a table looks like:
 * **Types** are five logical types (`integer`, `float`, `boolean`, `timestamp`, `text`) inferred
   from JSON values and widened when rows disagree (integer+float -> float, anything else that
   disagrees -> text, which holds every value losslessly).  `adapt` turns a JSON value into what
-  its column stores, or raises when that would lose information.
+  its column stores, or raises when that would lose information.  The type names and the
+  conversion rules are base/convert.py's, shared with every way data comes in.
 * **Layout** is chosen for ingest speed, the biggest factor in it (measured in issue 6): on
   SQLite the key is the free rowid (`row_id INTEGER PRIMARY KEY`) and the only indexes are the
   time column and `tsd_id`; on PostgreSQL the key is an identity column with no btree behind it
@@ -19,26 +20,22 @@ about tables without one.  Three concerns, all about what a table looks like:
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from anylog_tw.base import names
+from anylog_tw.base import convert
+from anylog_tw.base.convert import (BOOLEAN, FLOAT, INTEGER, NAME_PATTERN, TEXT, TIMESTAMP, TYPES,  # noqa: F401
+                                    ConversionError, format_timestamp, infer_type, parse_timestamp, widen)
 from anylog_tw.base.errors import StorageError
 
 SQLITE = "sqlite"
 PSQL = "psql"
 ENGINES = (SQLITE, PSQL)
 
-INTEGER, FLOAT, BOOLEAN, TIMESTAMP, TEXT = "integer", "float", "boolean", "timestamp", "text"
-TYPES = (INTEGER, FLOAT, BOOLEAN, TIMESTAMP, TEXT)
-
 # --- names ------------------------------------------------------------------------------------
-
 
 
 def check_name(name: Any, what: str = "name") -> str:
@@ -59,93 +56,19 @@ def quote(name: str, what: str = "name") -> str:
 
 
 def column_name(key: str) -> str:
-    """A JSON attribute name turned into a column name (`Temp-C` -> `temp_c`), checked.
+    """A JSON attribute name turned into a column name by AnyLog's rule (`Temp-C` -> `temp_c`).
 
-    Characters outside `[a-z0-9_]` become `_`; a leading digit gets a `_` in front.  The result is
-    still checked, so an empty or absurdly long key is an error rather than a strange column.
+    Lower case; space, `-`, `.`, `/`, `\\` and `:` become `_` (base/convert.py `data_name`); a
+    key that still is not a plain name (`PM 2.5 (ug/m3)`, `1st`) is refused with the reason,
+    never silently renamed: a mapping policy can give it a column name.
     """
-    low = key.strip().lower()
-    name = re.sub(r"[^a-z0-9_]", "_", low)
-    if name[:1].isdigit():
-        name = "_" + name
-    return check_name(name, "column name")
+    try:
+        return convert.data_name(key, "column name")
+    except ConversionError as e:
+        raise StorageError(e.message) from None
 
 
 # --- types ------------------------------------------------------------------------------------
-
-_INT64 = (-(2**63), 2**63 - 1)
-_TIMESTAMP = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}:?\d{2})?$")
-
-
-def parse_timestamp(text: str) -> datetime.datetime | None:
-    """A timestamp-looking string as a naive UTC datetime, or None when it is not one.
-
-    Accepted: `YYYY-MM-DD`, then optionally `[T ]HH:MM[:SS[.fraction]]`, then optionally `Z` or a
-    `+HH:MM` offset (converted to UTC, since the columns are `timestamp` without a zone and
-    PostgreSQL would otherwise drop the offset silently).  Fractions beyond microseconds are cut.
-    """
-    if len(text) < 10 or len(text) > 40 or not _TIMESTAMP.match(text):
-        return None
-    s = text.replace("T", " ")
-    zone = None
-    if s.endswith("Z"):
-        s, zone = s[:-1], datetime.timezone.utc
-    else:
-        m = re.search(r"([+-])(\d{2}):?(\d{2})$", s)
-        if m and len(s) > 10:
-            sign = 1 if m.group(1) == "+" else -1
-            hours, minutes = int(m.group(2)), int(m.group(3))
-            if hours > 23 or minutes > 59:
-                return None
-            zone = datetime.timezone(sign * datetime.timedelta(hours=hours, minutes=minutes))
-            s = s[: m.start()]
-    if "." in s:
-        head, frac = s.split(".", 1)
-        s = head + "." + frac[:6].ljust(6, "0")
-    try:
-        value = datetime.datetime.fromisoformat(s)
-    except ValueError:
-        return None
-    if zone is not None:
-        value = value.replace(tzinfo=zone).astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    return value
-
-
-def format_timestamp(value: datetime.datetime) -> str:
-    """The one text form of timestamps (sorts correctly as text, which SQLite relies on)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    return value.isoformat(sep=" ", timespec="microseconds" if value.microsecond else "seconds")
-
-
-def infer_type(value: Any) -> str | None:
-    """The logical type of one JSON value; None for null (it says nothing about the column)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return BOOLEAN
-    if isinstance(value, int):
-        return INTEGER if _INT64[0] <= value <= _INT64[1] else TEXT
-    if isinstance(value, float):
-        return FLOAT if math.isfinite(value) else TEXT
-    if isinstance(value, str):
-        return TIMESTAMP if parse_timestamp(value) is not None else TEXT
-    if isinstance(value, (datetime.datetime, datetime.date)):
-        return TIMESTAMP
-    return TEXT  # lists and objects are kept as their JSON text
-
-
-def widen(a: str | None, b: str | None) -> str | None:
-    """The narrowest type that holds values of both types (None is "no value seen yet")."""
-    if a is None:
-        return b
-    if b is None or a == b:
-        return a
-    if {a, b} == {INTEGER, FLOAT}:
-        return FLOAT
-    return TEXT
-
 
 def infer_columns(rows: Iterable[Mapping[str, Any]],
                   known: Mapping[str, str] | None = None) -> dict[str, str | None]:
@@ -179,51 +102,16 @@ def table_columns(types: Mapping[str, str | None]) -> list[tuple[str, str]]:
 def adapt(value: Any, kind: str) -> Any:
     """A JSON value as its column stores it, or a StorageError when that would lose information.
 
-    integer: ints (and floats with no fraction); float: ints and floats; boolean: true/false;
-    timestamp: timestamp-looking strings, normalised to UTC text; text: anything (numbers and
-    booleans as their JSON text, lists and objects as JSON).
+    The rules are base/convert.py's (shared with mapping policies, `.sql` files and messages):
+    integer and float columns take numbers and number texts that fit exactly; boolean takes
+    true/false, "true"/"false" and 0/1; timestamp takes ISO text (converted to UTC) and epoch
+    numbers; text takes anything (numbers and booleans as their JSON text, lists and objects
+    as JSON).
     """
-    if value is None:
-        return None
-    if kind == TEXT:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, (int, float)):
-            return repr(value) if isinstance(value, float) else str(value)
-        if isinstance(value, (datetime.datetime, datetime.date)):
-            return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    if kind == INTEGER:
-        if isinstance(value, bool):
-            raise StorageError(f"{value!r} is a boolean, not an integer")
-        if isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
-            return value
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
-            return int(value)
-        raise StorageError(f"{value!r} cannot be stored in an integer column without loss")
-    if kind == FLOAT:
-        if isinstance(value, bool):
-            raise StorageError(f"{value!r} is a boolean, not a number")
-        if isinstance(value, float) and math.isfinite(value):
-            return value
-        if isinstance(value, int) and abs(value) <= 2**53:
-            return float(value)
-        raise StorageError(f"{value!r} cannot be stored in a float column without loss")
-    if kind == BOOLEAN:
-        if isinstance(value, bool):
-            return value
-        raise StorageError(f"{value!r} is not a boolean (true or false)")
-    if kind == TIMESTAMP:
-        if isinstance(value, datetime.datetime):
-            return format_timestamp(value)
-        if isinstance(value, str):
-            parsed = parse_timestamp(value)
-            if parsed is not None:
-                return format_timestamp(parsed)
-        raise StorageError(f"{value!r} is not a timestamp (YYYY-MM-DD HH:MM:SS[.ffffff][Z|+HH:MM])")
-    raise StorageError(f"unknown column type {kind!r}")
+    try:
+        return convert.convert(value, kind)
+    except ConversionError as e:
+        raise StorageError(e.message) from None
 
 
 # --- engine types -----------------------------------------------------------------------------
@@ -249,6 +137,9 @@ _INTEGER_TYPE = re.compile(r"\b(tiny|small|medium|big)?int(eger|[248])?\b|\b(sma
 def logical_type(declared: str) -> str:
     """The logical type of a column as the database declares it (for tables made elsewhere)."""
     d = (declared or "").strip().lower()
+    kind = convert.TYPE_WORDS.get(" ".join(d.split("(", 1)[0].split()))
+    if kind is not None:
+        return kind
     if d.startswith("timestamp") or d in ("date", "datetime"):
         return TIMESTAMP
     if d in ("boolean", "bool"):

@@ -165,7 +165,8 @@ CORPUS = [
     ("lsl.bad8.0.0.0.json.gz", b"not gzip at all", "io", "cannot read"),
     ("nodb.t.0.0.0.json", b'{"a":1}\n', "dbms", "not connected"),
     ("lsl.t.a.b.c.d.json", b'{"a":1}\n', "name", "6 segments"),
-    ("lsl.t.0.0.0.sql", b"insert into t values (1);\n", "type", "type 'sql'"),
+    ("lsl.t.0.0.0.csv", b"a,b\n1,2\n", "type", "type 'csv'"),
+    ("lsl.t2.0.0.0.sql", b"insert into t2 (a) values (1);\ndrop table t2;\n", "sql", "only INSERT INTO t2"),
     ("lsl.bad9.0.0.0.json", b'{"a":1}\n"text"\n', "json", "line 2"),
     ("lsl.bad10.0.0.0.json", b'\xff\xfe{"a":1}\n', "json", "line 1"),
 ]
@@ -542,7 +543,7 @@ async def test_group_commit_shares_a_transaction_and_isolates_a_bad_file(node):
     cols = {"seq": "integer"}
 
     def item(i, value):
-        return ("gc", cols, [[value]], "0", i, False)
+        return ([("gc", cols, [[value]], [])], "0", i, False)
 
     ds = [Deferred.fromCoroutine(group.insert(item(i, i), 1)) for i in range(10)]
     results = await DeferredList(ds, consumeErrors=True)

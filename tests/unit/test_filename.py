@@ -70,7 +70,7 @@ def test_spec_examples_parse():
     ("1abc.t.json", "name"),                        # dbms starts with a digit
     ("a.b c.json", "name"),                         # a space
     ("a..json", "name"),                            # empty segment
-    ("a.b.0.0.0.sql", "type"),
+    ("a.b.0.0.0.csv", "type"),
     ("a.b.0.0.0.csv", "type"),
     ("a.b@.json", "name"),
 ])

@@ -109,8 +109,9 @@ def test_inference_examples(values, kind):
 
 
 @pytest.mark.parametrize("value,kind", [
-    (1.5, INTEGER), (True, INTEGER), ("3", INTEGER), ("x", FLOAT), (1, BOOLEAN), ("2026-13-01", TIMESTAMP),
-    (2**64, INTEGER), (float("nan"), FLOAT),
+    (1.5, INTEGER), (True, INTEGER), ("3.5", INTEGER), ("x", FLOAT), (2, BOOLEAN), ("yes", BOOLEAN),
+    ("2026-13-01", TIMESTAMP), (2**64, INTEGER), (float("nan"), FLOAT), (2**60 + 1, FLOAT), ("1e999", FLOAT),
+    ("12 apples", INTEGER), (True, TIMESTAMP), ([1], INTEGER),
 ])
 def test_adapt_refuses_what_would_lose_information(value, kind):
     with pytest.raises(StorageError):
