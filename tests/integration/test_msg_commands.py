@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 import pytest_twisted
-import treq
 from twisted.internet import reactor, task
 
 from anylog_tw.node import Node
@@ -139,24 +138,30 @@ async def test_case5_and_6_rest_broker(node):
     await msg_client(node, "run msg client where broker=rest and user-agent = opc and topic = (name = opcua and "
                            "dbms = \"bring [dbms]\" and table = \"bring [table]\" and column.timestamp.timestamp = "
                            "\"bring [ts]\" and column.value.float = \"bring [value]\")")
-    url = f"http://127.0.0.1:{port}/"
-    body = json.dumps([CASE1_MESSAGE, dict(CASE1_MESSAGE, value=211)]).encode()
-    r = await treq.post(url, body, headers={"command": "data", "User-Agent": "AnyLog/1.23", "topic": "test"})
-    assert r.code == 200, await r.text()
-    await r.content()
-    elements = [{"dbms": "dmci", "table": t, "value": 50, "ts": "2019-10-14T17:22:13.051101Z"}
-                for t in ("fic11", "fic16", "ai_mv")]
-    r = await treq.post(url, json.dumps(elements).encode(), headers={"command": "data", "User-Agent": "opc/2"})
-    assert r.code == 200, await r.text()
-    await r.content()
-    got = await rows(node, "anylog", "select value from cutter_23_1234567890 order by value")
-    assert [v for (v,) in got] == [210, 211]
-    for t in ("fic11", "fic16", "ai_mv"):
-        assert [float(v) for (v,) in await rows(node, "dmci", f"select value from {t}")] == [50.0]
-    r = await treq.post(url, b'[{"value": 1}]', headers={"command": "data", "User-Agent": "AnyLog/1.23"})
-    assert r.code == 400 and "metadata" in (await r.text())
-    r = await treq.post(url, b'{}', headers={"command": "data", "User-Agent": "curl/8"})
-    assert r.code == 400 and "no message client" in (await r.text())
+    from tests.integration.rest_support import Client
+
+    http = Client(node)
+    try:
+        headers = {"command": "data", "User-Agent": "AnyLog/1.23", "topic": "test"}
+        body = json.dumps([CASE1_MESSAGE, dict(CASE1_MESSAGE, value=211)]).encode()
+        code, _, text = await http.call("POST", "/", headers, body)
+        assert code == 200, text
+        elements = [{"dbms": "dmci", "table": t, "value": 50, "ts": "2019-10-14T17:22:13.051101Z"}
+                    for t in ("fic11", "fic16", "ai_mv")]
+        code, _, text = await http.call("POST", "/", {"command": "data", "User-Agent": "opc/2"},
+                                        json.dumps(elements).encode())
+        assert code == 200, text
+        got = await rows(node, "anylog", "select value from cutter_23_1234567890 order by value")
+        assert [v for (v,) in got] == [210, 211]
+        for t in ("fic11", "fic16", "ai_mv"):
+            assert [float(v) for (v,) in await rows(node, "dmci", f"select value from {t}")] == [50.0]
+        code, _, text = await http.call("POST", "/", {"command": "data", "User-Agent": "AnyLog/1.23"},
+                                        b'[{"value": 1}]')
+        assert code == 400 and b"metadata" in text, text
+        code, _, text = await http.call("POST", "/", {"command": "data", "User-Agent": "curl/8"}, b"{}")
+        assert code == 400 and b"no message client" in text, text
+    finally:
+        await http.close()
 
 
 async def test_case7_optional_column(node):
