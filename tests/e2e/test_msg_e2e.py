@@ -50,7 +50,7 @@ def test_node_restarted_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tm
     broker = Mosquitto(tmp_path / "mosquitto").start()
     try:
         node = nodes("mq", script(broker.port))
-        assert "connected" in node.command("get msg clients")
+        assert "Connection:      Connected" in node.command("get msg clients")
         device = subprocess.Popen([sys.executable, "-m", "tests.mqtt_publisher", str(broker.port), "plant/line1",
                                    str(COUNT), "500"], cwd=str(Path(__file__).parents[2]))
         wait_for(lambda: stored(node.home)[0] >= 500, 30, "the first rows")
