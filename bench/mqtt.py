@@ -29,7 +29,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+# This file's folder must not be on the path: its name would shadow twisted-mqtt's `mqtt` package.
+sys.path[:] = [ROOT] + [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 TOPIC = "bench"
 RULES = ('topic = (name = bench and dbms = "bring [metadata][company]" and table = '
@@ -202,24 +203,34 @@ def measure(kind: list[str], before_go, after_go=None) -> dict:
     """Start a measured process, wait for 'ready', run `before_go`, say go, read its result."""
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", *kind], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    info = {}
-    while True:
+    try:
+        info = {}
+        while True:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{kind[0]} exited early")
+            if line.strip() == "ready":
+                break
+            info.update(json.loads(line))
+            if "error" in info:
+                raise RuntimeError(info["error"])
+        context = before_go(info)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if after_go is not None:
+            after_go(context)
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"{kind[0]} exited early")
-        if line.strip() == "ready":
-            break
-        info.update(json.loads(line))
-    context = before_go(info)
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    if after_go is not None:
-        after_go(context)
-    result = json.loads(proc.stdout.readline())
-    proc.wait()
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    return result
+            raise RuntimeError(f"{kind[0]} exited without a result")
+        result = json.loads(line)
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        proc.wait(60)
+        return result
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def from_mosquitto(kind: str, n: int, qos: int) -> dict:
@@ -263,10 +274,14 @@ def _run_all(procs: list[subprocess.Popen]) -> None:
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         kind, port, n, qos = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-        if kind == "bare":
-            serve_bare(port, n, qos, sys.argv[6] == "1")
+        run = (lambda: serve_bare(port, n, qos, sys.argv[6] == "1")) if kind == "bare" else (
+            lambda: serve_node(kind, port, n, qos, sys.argv[6]))
+        if os.environ.get("BENCH_PROFILE"):  # where the time goes: python bench/mqtt.py with BENCH_PROFILE=file
+            import cProfile
+
+            cProfile.runctx("run()", globals(), locals(), f"{os.environ['BENCH_PROFILE']}.{kind}")
         else:
-            serve_node(kind, port, n, qos, sys.argv[6])
+            run()
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)

@@ -52,14 +52,9 @@ class Metrics:
         self.files_written = Counter("anylog_files_written", "Files written into a watch dir (REST PUT, streamer)",
                                      ("source",), registry=r)
         # -- messages (MQTT subscriptions, the node's broker, REST as a broker) ----------------
-        self.msg_messages = Counter("anylog_msg_messages", "Messages taken by message clients, by result",
-                                    ("result",), registry=r)
-        self.msg_rows = Counter("anylog_msg_rows", "Rows message clients handed to the streaming buffers",
-                                registry=r)
+        # Per-message counts are read from the message clients when /metrics is scraped (msg/metrics.py).
         self.msg_sessions = Counter("anylog_msg_sessions", "MQTT sessions with external brokers, by result "
                                     "(connected, refused, failed, lost)", ("result",), registry=r)
-        self.broker_events = Counter("anylog_broker_events", "Packets the node's MQTT broker handled, by event "
-                                     "and result", ("event", "result"), registry=r)
         # -- peers ---------------------------------------------------------------------------
         self.peer_messages = Counter("anylog_peer_messages", "Peer protocol frames, by direction (in/out) and kind",
                                      ("direction", "kind"), registry=r)

@@ -33,7 +33,6 @@ BACKLOG = 1024
 async def run_message_broker(call):
     from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 
-    from anylog_tw.base.metrics import Metrics
     from anylog_tw.front.tcpserver import listen_plan
     from anylog_tw.msg.broker import BrokerFactory, BrokerStats, MessageBroker
     from anylog_tw.msg.clients import MsgClients
@@ -57,7 +56,7 @@ async def run_message_broker(call):
     plan = listen_plan(opts["external_ip"], opts["external_port"], opts["internal_ip"], opts["internal_port"],
                        opts["bind"], node.dictionary.get("ip", "127.0.0.1"))
     clients = node.component(MsgClients)
-    factory = BrokerFactory(clients.deliver_local, BrokerStats(node.reactor, node.component(Metrics)),
+    factory = BrokerFactory(clients.deliver_local, BrokerStats(node.reactor),
                             {opts["user"]: opts["password"]} if opts["user"] else None)
     endpoint_class = TCP6ServerEndpoint if ":" in (plan.bind_ip or "") else TCP4ServerEndpoint
     endpoint = endpoint_class(node.reactor, plan.port, backlog=BACKLOG, interface=plan.bind_ip or "")
@@ -70,6 +69,7 @@ async def run_message_broker(call):
     service = MessageBroker(port, factory, (plan.external_ip, plan.external_port or bound),
                             (plan.internal_ip, plan.internal_port or bound))
     node.add_process(service)
+    clients.collector.broker = factory.stats
     return f"Message broker {service.details()[len('Listening on: '):]}"
 
 
@@ -78,7 +78,13 @@ async def run_message_broker(call):
 async def exit_broker(call):
     if call.node.process("Broker") is None:
         raise ServiceError("the message broker is not running")
+    from anylog_tw.msg.clients import MsgClients
+
+    stats = call.node.process("Broker").factory.stats
     await call.node.stop_process("Broker")
+    collector = call.node.component(MsgClients).collector
+    collector.retire_broker(stats)
+    collector.broker = None
     return "Message broker stopped"
 
 

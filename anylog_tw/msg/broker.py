@@ -51,10 +51,9 @@ class EventStats:
 class BrokerStats:
     """Counts per (protocol, client IP, event), as AnyLog's "Message Broker Stat" table."""
 
-    def __init__(self, clock, metrics=None):
+    def __init__(self, clock):
         self.clock = clock
         self.rows: dict[tuple[str, str, str], EventStats] = {}
-        self.metrics = metrics
 
     def _row(self, ip: str, event: str) -> EventStats:
         key = ("MQTT", ip, event)
@@ -67,8 +66,6 @@ class BrokerStats:
         row = self._row(ip, event)
         row.success += 1
         row.last_message = self.clock.seconds()
-        if self.metrics is not None:
-            self.metrics.broker_events.labels(event=event, result="success").inc()
 
     def error(self, ip: str, event: str, code: int, details: str) -> None:
         row = self._row(ip, event)
@@ -76,8 +73,6 @@ class BrokerStats:
         row.last_error_at = self.clock.seconds()
         row.error_code = code
         row.details = details[:200]
-        if self.metrics is not None:
-            self.metrics.broker_events.labels(event=event, result="error").inc()
 
 
 def is_loopback(host: str) -> bool:

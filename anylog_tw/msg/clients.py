@@ -22,6 +22,7 @@ from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.streamer import Streamer
 from anylog_tw.msg.files import Appender, error_record, file_label
 from anylog_tw.msg.mapping import Mapper, MappingError, Target
+from anylog_tw.msg.metrics import MsgCollector
 from anylog_tw.msg.options import LOCAL, REST, ClientSpec, TopicSpec
 from anylog_tw.msg.stats import Connection, Counts
 from anylog_tw.msg.topics import TopicTable
@@ -46,6 +47,7 @@ class MsgClient:
     subscriptions: TopicTable[Subscription] = field(default_factory=TopicTable)
     counts: Counts = field(default_factory=Counts)
     unmatched: Counts = field(default_factory=Counts)  # messages on topics with no subscription
+    rows: int = 0  # rows handed to the streaming buffers
     connection: Connection | None = None  # external brokers only
     link: Any = None  # the service holding the connection (external brokers)
 
@@ -68,9 +70,9 @@ class MsgClients:
         self.clients: dict[int, MsgClient] = {}
         self._next_id = 1
         self.files = Appender(node)
-        metrics = self.metrics = node.component(Metrics)
-        self._received = {result: metrics.msg_messages.labels(result=result) for result in ("success", "error")}
-        self._rows = metrics.msg_rows
+        self.metrics = node.component(Metrics)
+        self.collector = MsgCollector(self)
+        self.metrics.registry.register(self.collector)
         self.streamer: Streamer = node.component(Streamer)
 
     # -- registration --------------------------------------------------------------------------
@@ -104,6 +106,7 @@ class MsgClients:
     def remove(self, client_id: int) -> MsgClient:
         client = self.get(client_id)
         del self.clients[client_id]
+        self.collector.retire(client)
         return client
 
     def local_clients(self) -> list[MsgClient]:
@@ -130,7 +133,6 @@ class MsgClients:
             self._keep(client, sub, topic, payload)
             sub.counts.ok(now)
             client.counts.ok(now)
-            self._received["success"].inc()
             return None
         if len(payload) > MAX_MESSAGE:
             return self._failed(client, sub, topic, payload, now,
@@ -159,8 +161,7 @@ class MsgClients:
             rows += len(lines)
         sub.counts.ok(now)
         client.counts.ok(now)
-        self._received["success"].inc()
-        self._rows.inc(rows)
+        client.rows += rows
         return None
 
     def deliver_local(self, topic: str, payload: bytes) -> str | None:
@@ -175,7 +176,6 @@ class MsgClients:
         client.counts.failed(now, reason)
         if sub is not None:
             sub.counts.failed(now, reason)
-        self._received["error"].inc()
         if client.spec.log_error:
             name = f"err_{client.spec.broker_id}.{file_label(topic)}.json"
             self.files.append(self._dir(client, "err_dir"), name, error_record(client.spec.address, topic, reason,

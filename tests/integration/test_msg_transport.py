@@ -59,6 +59,12 @@ async def test_messages_from_mosquitto_become_buffered_rows(node):
     assert buffered(node) == 500
     await end_client(node, client.id)
     assert node.process("Message Client") is None
+    from anylog_tw.base.metrics import Metrics
+
+    exposed = node.component(Metrics).render().decode()
+    assert 'anylog_msg_messages_total{result="success"} 500.0' in exposed  # kept after the client exited
+    assert "anylog_msg_rows_total 500.0" in exposed
+    assert 'anylog_msg_sessions_total{result="connected"} 1.0' in exposed
 
 
 async def test_malformed_payloads_are_counted_and_the_client_goes_on(node, tmp_path):
