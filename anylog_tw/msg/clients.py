@@ -10,7 +10,6 @@ reason.  Nothing a message holds can stop its client.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -141,15 +140,18 @@ class MsgClients:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError as e:
             return self._failed(client, sub, topic, payload, now, f"{NOT_JSON} ({e})")
-        objects = message if isinstance(message, list) else [message]
+        objects = message if type(message) is list else (message,)
         try:
-            batches: dict[Target, list[bytes]] = defaultdict(list)
+            batches: dict[Target, list[bytes]] = {}
             for i, obj in enumerate(objects):
-                if not isinstance(obj, dict):
-                    where = f"element {i + 1} of the list" if isinstance(message, list) else "the message"
+                if type(obj) is not dict:
+                    where = f"element {i + 1} of the list" if type(message) is list else "the message"
                     raise MappingError(f"{where} is {type(obj).__name__}, not a JSON object")
                 for target, row in sub.mapper(obj, now):
-                    batches[target].append(orjson.dumps(row))
+                    lines = batches.get(target)
+                    if lines is None:
+                        lines = batches[target] = []
+                    lines.append(orjson.dumps(row))
         except AnyLogError as e:
             return self._failed(client, sub, topic, payload, now, e.message)
         except Exception as e:  # a bug in a rule must not stop the client: count it and say what it was

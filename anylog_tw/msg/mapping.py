@@ -47,7 +47,13 @@ def compile_topic(topic, policies: list[dict]) -> Mapper:
     from anylog_tw.ingest.mapping_rules import rules_from_policy, rules_from_topic
 
     if not policies:
-        compiled = compile_mapper(rules_from_topic(topic.rules, where=f"topic {topic.name}"))
+        from anylog_tw.ingest.mapping_rules import NO_DEFAULT
+
+        rules = rules_from_topic(topic.rules, where=f"topic {topic.name}")
+        uses_now = any((c.value is not None and c.value.kind == "now") or c.default is not NO_DEFAULT
+                       for c in rules.columns)
+        # The mapper asks for the time once a message; rules that never use it need not format it.
+        compiled = compile_mapper(rules) if uses_now else compile_mapper(rules, now=str)
         targets: dict[tuple[str, str], Target] = {}
 
         def inline(obj: Any, now: float) -> list[tuple[Target, dict]]:
