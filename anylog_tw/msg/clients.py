@@ -151,7 +151,9 @@ class MsgClients:
                     lines = batches.get(target)
                     if lines is None:
                         lines = batches[target] = []
-                    lines.append(orjson.dumps(row))
+                    # orjson's result keeps a 4 KiB allocation whatever its length; buffered rows are
+                    # copied to their size (100k buffered rows: 20 MB instead of 400 MB).
+                    lines.append(memoryview(orjson.dumps(row)).tobytes())
         except AnyLogError as e:
             return self._failed(client, sub, topic, payload, now, e.message)
         except Exception as e:  # a bug in a rule must not stop the client: count it and say what it was
