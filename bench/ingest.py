@@ -7,8 +7,15 @@
    transaction per file.  Both engines; medians of several runs and the ratio.
 2. Latency: one small file dropped into an idle operator until its row is queryable (median).
 3. Peak RSS of a node process ingesting one 200 MB file (a fresh process per engine).
+4. Mapping policy (issue 18): the same 1,000,000 rows (keys with a space and a dot, numbers and
+   booleans written as text, an epoch-ms time) ingested through a mapping policy of quoted keys
+   and typed conversions (`['device id']`, `["pm2.5"]` text -> float, `['ok']` text -> bool,
+   `['n']` text -> int), against the default mapping of the same files, in the same run; medians
+   and the ratio (goal >= 0.8).  Also shown: the same policy reading the epoch-ms `created` as a
+   timestamp (a second indexed timestamp column).
 
 Run: .venv/bin/python bench/ingest.py [--runs 3] [--files 200] [--rows 5000] [--engines sqlite,psql]
+     [--skip throughput,latency,rss,policy]
 """
 
 from __future__ import annotations
@@ -54,6 +61,46 @@ def make_files(directory: str, files: int, rows: int, table: str = "readings") -
                 "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
             seq += 1
         name = f"bench.{table}.src{f}.0.0.json"
+        with open(os.path.join(directory, name), "wb") as out:
+            out.write(b"\n".join(lines) + b"\n")
+        names.append(name)
+    return names
+
+
+AIR_POLICY = {"mapping": {"id": "air-policy", "table": "air", "schema": {
+    "ts": {"type": "timestamp", "bring": "['ts']"},
+    "device": {"type": "varchar", "bring": "['device id']"},
+    "pm25": {"type": "float", "bring": '["pm2.5"]'},
+    "ok": {"type": "bool", "bring": "['ok']"},
+    "n": {"type": "int", "bring": "['n']"},
+    "created": {"type": "int", "bring": "[created]"},
+    "status": {"type": "str", "bring": "['status']"},
+    "seq": {"type": "int", "bring": "[seq]"}}}}
+# The same, with the epoch-ms `created` read as a timestamp: one more timestamp column, and so one
+# more index in this node's layout (every timestamp column is indexed), which the default mapping
+# (an integer column) does not have.
+AIR_POLICY_EPOCH = {"mapping": dict(AIR_POLICY["mapping"], id="air-epoch", schema=dict(
+    AIR_POLICY["mapping"]["schema"], created={"type": "timestamp", "bring": "[created]"}))}
+
+
+def make_air_files(directory: str, files: int, rows: int) -> list[str]:
+    """Rows for the mapping-policy case; the default mapping takes them too (device_id, pm2_5 ...)."""
+    os.makedirs(directory, exist_ok=True)
+    rnd = random.Random(11)
+    base = 1_790_000_000
+    names = []
+    seq = 0
+    for f in range(files):
+        lines = []
+        for _ in range(rows):
+            t = base + seq * 0.001
+            lines.append(orjson.dumps({
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z",
+                "device id": f"dev-{rnd.randrange(100):03d}", "pm2.5": f"{rnd.uniform(0, 150):.2f}",
+                "ok": rnd.choice(("true", "false")), "n": str(rnd.randrange(1000)),
+                "created": int(t * 1000), "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
+            seq += 1
+        name = f"bench.air.src{f}.0.0.json"
         with open(os.path.join(directory, name), "wb") as out:
             out.write(b"\n".join(lines) + b"\n")
         names.append(name)
@@ -152,18 +199,23 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
         else:
             await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="postgres", password="",
                               database=extra["dbname"])
+        if extra.get("policy"):
+            reply = await node.run(f"blockchain insert where policy = {json.dumps(extra['policy'])} and local = true")
+            assert reply.ok, reply.render()
         reply = await node.run(f"run operator where threads = {threads}" + extra.get("opts", ""))
         assert reply.ok, reply.render()
         op = node.process("Operator")
         watch = node.dictionary["watch_dir"]
         try:
             if mode == "throughput":
+                c0 = _cpu()
                 t0 = time.perf_counter()
                 for name in names:
                     os.rename(os.path.join(src, name), os.path.join(watch, name))
                 while op.stats.total_files + op.stats.total_errors < len(names):
                     await task.deferLater(reactor, 0.005, lambda: None)
                 result["elapsed"] = time.perf_counter() - t0
+                result["cpu"] = _cpu() - c0
                 result["rows"] = op.stats.total_rows
                 result["errors"] = op.stats.total_errors
             elif mode == "latency":
@@ -215,6 +267,14 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
     return result
 
 
+def _cpu() -> float:
+    """CPU seconds of this process, all its threads (the node's work, whatever else the machine runs)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def spawn(mode: str, engine: str, work: str, src: str, names: list[str], threads: int, extra: dict) -> dict:
     home = os.path.join(work, "home")
     names_file = os.path.join(work, "names.json")
@@ -240,7 +300,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=3)
     ap.add_argument("--engines", default="sqlite,psql")
     ap.add_argument("--big-mb", type=int, default=200)
-    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss")
+    ap.add_argument("--skip", default="", help="comma list of: throughput,latency,rss,policy")
     ap.add_argument("--opts", default="", help="more operator options, e.g. ' and compress_json = false'")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -286,6 +346,50 @@ def main() -> None:
                 print(f"{engine:6s} throughput: operator {mo:,.0f} rows/s | plain script {mp:,.0f} rows/s | "
                       f"ratio {mo / mp:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | "
                       f"goal {goal:,} rows/s")
+        if "policy" not in skip:
+            air = os.path.join(base, "air")
+            air_names = make_air_files(air, args.files, args.rows)
+            for engine in engines:
+                default, mapped, epoch = [], [], []
+                cpu: dict[str, list] = {"default": [], "policy": [], "epoch": []}
+                for run in range(args.runs):
+                    for kind, policy, out in (("default", None, default), ("policy", AIR_POLICY, mapped),
+                                              ("epoch", AIR_POLICY_EPOCH, epoch)):
+                        pid = policy["mapping"]["id"] if policy else "0"
+                        names_ = [n.replace(".0.0.json", f".0.{pid}.json") for n in air_names]
+                        work = os.path.join(base, f"air-{engine}-{kind}-{run}")
+                        src = os.path.join(work, "src")
+                        os.makedirs(src)
+                        for a, b in zip(air_names, names_):
+                            shutil.copyfile(os.path.join(air, a), os.path.join(src, b))
+                        dbname = "bench_" + uuid.uuid4().hex[:8]
+                        if engine == "psql":
+                            pg_create(dbname)
+                        try:
+                            extra = {"dbname": dbname, "opts": args.opts}
+                            if policy:
+                                extra["policy"] = policy
+                            r = spawn("throughput", engine, work, src, names_, args.threads, extra)
+                        finally:
+                            if engine == "psql":
+                                pg_drop(dbname)
+                            shutil.rmtree(work, ignore_errors=True)
+                        if r["rows"] != total or r["errors"]:
+                            print(f"  !! {engine} {kind} run {run}: {r['rows']} rows, {r['errors']} errors")
+                        out.append(r["rows"] / r["elapsed"])
+                        cpu[kind].append(r["rows"] / r["cpu"])
+                    print(f"  {engine} run {run + 1}: default mapping {default[-1]:,.0f} rows/s, mapping policy "
+                          f"{mapped[-1]:,.0f} rows/s, with the epoch timestamp {epoch[-1]:,.0f} rows/s; per CPU second "
+                          f"of the node {cpu['default'][-1]:,.0f} / {cpu['policy'][-1]:,.0f} / {cpu['epoch'][-1]:,.0f}")
+                md, mm, me = median(default), median(mapped), median(epoch)
+                paired = median([m / d for m, d in zip(mapped, default)])
+                paired_e = median([m / d for m, d in zip(epoch, default)])
+                cd, cm, ce = (median(cpu[k]) for k in ("default", "policy", "epoch"))
+                print(f"{engine:6s} mapping policy: {mm:,.0f} rows/s | default mapping {md:,.0f} rows/s | ratio "
+                      f"{mm / md:.2f} (median of per-run ratios {paired:.2f}; goal >= 0.8) | with the epoch "
+                      f"timestamp column {me:,.0f} rows/s, ratio {me / md:.2f} ({paired_e:.2f})")
+                print(f"{engine:6s} rows per CPU second of the node: mapping policy {cm:,.0f} | default mapping "
+                      f"{cd:,.0f} | ratio {cm / cd:.2f} | with the epoch timestamp column {ce:,.0f}, ratio {ce / cd:.2f}")
         if "latency" not in skip:
             for engine in engines:
                 work = os.path.join(base, f"lat-{engine}")

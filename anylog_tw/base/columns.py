@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from itertools import repeat
 from typing import Any, Sequence
 
 from anylog_tw.base.convert import (BOOLEAN, FLOAT, INT64, INTEGER, NS_PER_US, TEXT, TIMESTAMP, ConversionError,
@@ -29,6 +30,9 @@ class ColumnError(ConversionError):
         self.value = value
 
 
+_INT_TEXT = re.compile(r"[+-]?\d+").fullmatch
+# Booleans written as text (any case) or as 0/1 (keys (v, 0) keep 1 apart from True's hash twin).
+_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, (1, 0): True, (0, 0): False}
 # Python types a column takes as they are.
 _AS_IS: dict[str, set] = {TEXT: {str}, FLOAT: {float}, BOOLEAN: {bool}}
 _UTC_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?Z?")
@@ -49,9 +53,19 @@ def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = Fals
         return values
     try:
         if kind == INTEGER and kinds == {int}:
-            present = values if None not in values else [v for v in values if v is not None]
+            present = _present(values)
             if INT64[0] <= min(present) and max(present) <= INT64[1]:
                 return values
+        elif kind == INTEGER and kinds == {str}:
+            present = _present(values)
+            if all(map(_INT_TEXT, present)):
+                out = [None if v is None else int(v) for v in values] if None in values else list(map(int, values))
+                ints = _present(out)
+                if INT64[0] <= min(ints) and max(ints) <= INT64[1]:
+                    return out
+        elif kind == BOOLEAN and kinds <= {str, int}:
+            table = _BOOLEAN_TEXT
+            return [None if v is None else table[v.lower() if type(v) is str else (v, 0)] for v in values]
         elif kind == FLOAT:
             out = _floats(values, kinds)
             if out is not None:
@@ -61,9 +75,9 @@ def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = Fals
                 if utc_text_as_is and all(map(_UTC_TEXT.fullmatch, _present(values))):
                     return values
                 return _timestamps(values)
-            if kinds <= {int, float}:
+            if kinds == {int}:
                 return _epochs(values)
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError, KeyError):
         pass  # a value the fast path cannot vouch for: value by value below
     return _one_by_one(values, kind)
 
@@ -84,20 +98,25 @@ def _one_by_one(values: Sequence[Any], kind: str) -> list:
 
 
 def _floats(values: Sequence[Any], kinds: set) -> list | None:
-    """Floats, small ints and number texts as floats; None when a value needs a closer look."""
+    """Floats, small ints and number texts as floats; None when a value needs a closer look.
+
+    `float()` reads what `to_float` reads, except `_` between digits (refused there), `nan` and
+    `inf` (not finite: caught after), and long integer texts (which may lose digits): those go
+    value by value.
+    """
+    if bool in kinds or not kinds <= {int, float, str}:
+        return None
     if str in kinds:
-        texts = [v for v in values if type(v) is str]
-        if not all(map(NUMBER_TEXT, texts)):
+        texts = [v for v in values if type(v) is str] if kinds != {str} or None in values else values
+        if max(map(len, texts)) > 15 or "_" in "".join(texts):
             return None
     if int in kinds and any(type(v) is int and abs(v) > EXACT_FLOAT for v in values):
         return None
-    if bool in kinds or not kinds <= {int, float, str}:
+    try:
+        out = [None if v is None else float(v) for v in values] if None in values else list(map(float, values))
+    except ValueError:
         return None
-    out = [None if v is None else float(v) for v in values]
     if not all(map(math.isfinite, _present(out))):
-        return None
-    if str in kinds and any(type(v) is str and "." not in v and "e" not in v and "E" not in v
-                            and abs(int(v)) > EXACT_FLOAT for v in values):
         return None
     return out
 
@@ -136,26 +155,54 @@ def _timestamps(values: Sequence[Any]) -> list:
 
 
 def _epochs(values: Sequence[Any]) -> list:
-    """Integer epoch numbers as timestamp text, formatted once per distinct second.
+    """Integer epoch numbers (and None) as timestamp text, formatted once per distinct second.
 
-    Floats (and anything odd) raise ValueError so that `convert` rounds them exactly as it does
-    one by one.
+    The unit is decided once when the whole column is in one magnitude band (the usual case).
+    Floats are left to `convert`, which rounds them exactly as it does one by one.
     """
+    present = _present(values)
+    low, high = min(present), max(present)
+    per_unit = epoch_unit(low) if low >= 0 else -1
+    if per_unit < 0 or epoch_unit(high) != per_unit:
+        per_unit = -1  # mixed bands or negative: decided value by value
+    divisor = {1_000_000: 1, 1_000: 1_000, 1: 1_000_000}.get(per_unit)
     heads: dict[int, str] = {}
-    out = []
+    epoch = _EPOCH
+    delta = datetime.timedelta
+
+    def head_of(second: int) -> str:
+        head = heads[second] = (epoch + delta(seconds=second)).isoformat(sep=" ")
+        return head
+
+    get = heads.get
+    if None not in values:  # the usual column: one comprehension, divmod in C
+        if divisor == 1_000:  # milliseconds, the common device clock
+            millis = _MILLIS
+            return [(get(s) or head_of(s)) + millis[p] for s, p in map(divmod, values, repeat(1_000))]
+        if divisor == 1:
+            return [get(v) or head_of(v) for v in values]
+    out: list = []
     append = out.append
     for v in values:
         if v is None:
             append(None)
             continue
-        if type(v) is not int:
-            raise ValueError(v)
-        per_unit = epoch_unit(v)
-        micros = v * per_unit if per_unit else v // NS_PER_US
+        if divisor == 1_000:  # milliseconds, the common device clock
+            second, part = divmod(v, 1_000)
+            append((get(second) or head_of(second)) + _MILLIS[part])
+            continue
+        if divisor == 1:
+            append(get(v) or head_of(v))
+            continue
+        if divisor is None:  # nanoseconds, or bands that differ
+            unit = epoch_unit(v)
+            micros = v * unit if unit else v // NS_PER_US
+        else:
+            micros = v
         second, fraction = divmod(micros, 1_000_000)
-        head = heads.get(second)
-        if head is None:
-            head = heads[second] = (_EPOCH + datetime.timedelta(seconds=second)).isoformat(sep=" ")
+        head = get(second) or head_of(second)
         append(f"{head}.{fraction:06d}" if fraction else head)
     return out
 
+
+_MILLIS = [""] + [f".{i:03d}000" for i in range(1, 1000)]

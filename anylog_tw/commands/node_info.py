@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from anylog_tw.base.registry import FORMAT, command
+from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands import _probes as diag
 from anylog_tw.commands.diagnostics import local_ledger
@@ -62,17 +62,27 @@ def get_rest_pool(call):
                        _reactor_pool(call.node))
 
 
-@command("get operator pool", usage="get operator pool [where format = json]",
+@command("get operator pool", usage="get operator pool [where details = true and format = json]",
          text="The operator's own thread pool (two threads per worker: one prepares a file while the other archives "
               "the previous one); 'Configured' is the operator's threads (files in hand at once). Inserts run on "
-              "each dbms's own thread (get system threads).",
-         examples=("get operator pool", "get operator pool where format = json"), keywords=("monitor", "operator"),
-         options=(FORMAT,), readonly=True)
+              "each dbms's own thread (get system threads). With details = true, also the files in hand and those "
+              "waiting in the queue.",
+         examples=("get operator pool", "get operator pool where details = true",
+                   "get operator pool where format = json"), keywords=("monitor", "operator"),
+         options=(FORMAT, Option("details", kind="bool", default=False, help="also list the files in hand")),
+         readonly=True)
 def get_operator_pool(call):
     op = call.node.process("Operator")
     if op is None:
         return _pool_reply("operator", "not running", None)
-    return _pool_reply("operator", op.config.threads, op.pool)
+    pool = _pool_reply("operator", op.config.threads, op.pool)
+    if not call.opts.get("details"):
+        return pool
+    files = [[name, "in hand"] for name in sorted(op.in_hand)] + [[name, "queued"] for name in list(op.queue)]
+    listing = Reply.of_table(("File", "State"), files, "Files")
+    if call.wants_json:
+        return Reply.of_json({"Pool": pool.json_data(), "Files": listing.json_data()})
+    return Reply.of_text(pool.render() + "\n\n" + listing.render())
 
 
 @command("get system threads", usage="get system threads [where format = json]",

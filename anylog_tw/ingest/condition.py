@@ -102,7 +102,7 @@ class _Parser:
         kind, value = self._take()
         if kind == "(":
             inner = self.or_expr()
-            if self._take()[0] != ")":
+            if self._peek()[0] is None or self._take()[0] != ")":
                 raise ConditionError(f"condition {self.text!r}: a '(' is not closed")
             return inner
         if kind != "key":

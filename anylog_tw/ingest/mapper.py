@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from anylog_tw.base.bring import MISSING, BringError, Many, compile_value, text_of, walk
 from anylog_tw.base.columns import ColumnError, convert_column
-from anylog_tw.base.convert import ConversionError, convert, data_name, format_timestamp, logical_type, shown
+from anylog_tw.base.convert import TIMESTAMP, ConversionError, convert, data_name, format_timestamp, logical_type, shown
 from anylog_tw.ingest.condition import compile_condition
 from anylog_tw.ingest.mapping import Batch
 from anylog_tw.ingest.mapping_rules import NO_DEFAULT, NOW_WORDS, ColumnRule, MappingError, Rules, Value
@@ -259,6 +259,7 @@ class Mapper:
         if any(type(o) is not dict for o in objs):
             return None
         values = []
+        converted = dict(self.types)
         for col in self.columns:
             if col.now:
                 vals: list = [now] * n
@@ -285,13 +286,16 @@ class Mapper:
             if col.rule.apply == "json_dump":
                 vals = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False,
                                                                              separators=(",", ":")) for v in vals]
-            try:
-                vals = convert_column(vals, col.kind)
-            except ColumnError as e:
-                raise MappingError(f"line {lines[e.index]}: column {col.name!r} ({col.kind}) cannot hold "
-                                   f"{shown(e.value)}: {e.message}") from None
+            if col.kind == TIMESTAMP and set(map(type, vals)) <= {str, type(None)}:
+                converted.pop(col.name, None)  # timestamp text: the insert adapts it (PostgreSQL parses UTC text)
+            else:
+                try:
+                    vals = convert_column(vals, col.kind)
+                except ColumnError as e:
+                    raise MappingError(f"line {lines[e.index]}: column {col.name!r} ({col.kind}) cannot hold "
+                                       f"{shown(e.value)}: {e.message}") from None
             values.append(vals)
-        return Batch([c.name for c in self.columns], values, list(lines), dict(self.types))
+        return Batch([c.name for c in self.columns], values, list(lines), converted)
 
     def _filled(self, col: _Col, v: Any, line: int, now: str) -> Any:
         if v is not MISSING and v is not None:

@@ -20,7 +20,7 @@ from anylog_tw.base.convert import INT64, shown
 from anylog_tw.base.errors import StorageError
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.storage import schema
-from anylog_tw.storage.schema import BOOLEAN, FLOAT, INTEGER, TEXT, TIMESTAMP
+from anylog_tw.storage.schema import FLOAT, INTEGER, TEXT, TIMESTAMP
 
 # --- default mapping --------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from anylog_tw.base.convert import ConversionError, logical_type
 from anylog_tw.base.ingest_errors import IngestError
-from anylog_tw.ingest.condition import compile_condition  # noqa: F401 (re-exported)
 from anylog_tw.ingest.mapper import Mapper, compile_mapper
 from anylog_tw.ingest.mapping import Batch
 from anylog_tw.ingest.mapping_rules import rules_from_policy

@@ -21,6 +21,7 @@ database's writer thread, which releases the GIL: parsing overlaps inserting.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
@@ -141,6 +142,7 @@ class Operator(NodeProcess):
         self.tables = TableKeeper(self)
         self._groups: dict[str, GroupCommit] = {}
         self._tsd_tables: set[str] = set()
+        self._policies: dict[str, MappingPolicy] = {}  # compiled mapping policies by their JSON text
         self._busy_since: float | None = None
         self.started_at = 0.0
         # Called as fn(job, rows) after each file is committed and archived (job.tsd_table and
@@ -302,7 +304,7 @@ class Operator(NodeProcess):
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
                                              f"(the file's instructions segment names it)")
-            policy = job.policy = MappingPolicy(found)
+            policy = job.policy = self._compiled(found)
             job.dbms, job.table = policy.dbms or job.dbms, policy.table or job.table
         if policy is None or not policy.per_row:
             _find_dbms(self.node, job.dbms)
@@ -330,6 +332,16 @@ class Operator(NodeProcess):
                 if t.db.engine == schema.PSQL:
                     t.adapted = await self._thread(pipeline.copy_text, t.adapted, job.tsd_name, job.tsd_id)
         return job
+
+    def _compiled(self, found: dict) -> MappingPolicy:
+        """A mapping policy compiled once and reused while the ledger holds it unchanged."""
+        key = json.dumps(found, sort_keys=True, default=str)
+        compiled = self._policies.get(key)
+        if compiled is None:
+            if len(self._policies) >= 64:
+                self._policies.clear()
+            compiled = self._policies[key] = MappingPolicy(found)
+        return compiled
 
     def _check_limit(self, dbms: str, table: str) -> None:
         if not self.config.allows(dbms, table):

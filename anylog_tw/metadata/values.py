@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Protocol, Sequence
 
-from anylog_tw.base.bring import (MISSING, BringError, Segment, apply_function, as_number,  # noqa: F401 (re-exported)
+from anylog_tw.base.bring import (MISSING, BringError, Segment, as_number,  # noqa: F401 (re-exported)
                                   split_function, text_of, walk)
 
 # Types a query may name even when the ledger holds none of them yet (an empty answer, not a typo).

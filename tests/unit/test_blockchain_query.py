@@ -323,3 +323,14 @@ def test_bad_joins(text, fragment):
     with pytest.raises(QueryError) as e:
         get(MemoryStore(ALL + [BUCKET]), text)
     assert fragment in e.value.message
+
+
+def test_bring_keys_with_spaces_and_quotes_read_the_same_as_in_mapping_policies():
+    """The bring language is base/bring.py's for blockchain get too (issue 18)."""
+    gateway = {"gateway": {"name": "g1", "id": "g1", "station id": "s 7", "a]b": 1, "date": "2024-01-01T00:00:00Z",
+                           "PM 2.5 (ug/m3)": "81.5"}}
+    s = MemoryStore([gateway])
+    assert get(s, "gateway bring [gateway][station id]").value == "s 7"
+    assert get(s, "gateway bring [gateway]['a]b']").value == "1"
+    assert get(s, "gateway bring ['PM 2.5 (ug/m3)'] _ [name]").value == "81.5_g1"
+    assert get(s, "gateway bring.json [gateway][station id]").value == [{"station id": "s 7"}]

@@ -43,9 +43,16 @@ def test_any_bring_over_an_objects_keys_finds_the_value_walking_finds(case, with
 @settings(max_examples=300)
 @given(any_key, any_key, st.lists(st.dictionaries(any_key, scalars, max_size=3), max_size=5), scalars)
 def test_a_list_walk_gives_one_value_per_element(list_key, item_key, elements, other):
-    """`[list][][key]`: one value per element, MISSING where an element lacks the key."""
+    """`[list][][key]`: one value per element, MISSING where an element lacks the key (looked up
+    exactly, then without regard to case)."""
     obj = {list_key: elements}
-    expected = [e.get(item_key, MISSING) for e in elements]
+
+    def lookup(e):
+        if item_key in e:
+            return e[item_key]
+        return next((v for k, v in e.items() if k.lower() == item_key.lower()), MISSING)
+
+    expected = [lookup(e) for e in elements]
     found = compile_value(parse_bring("bring " + format_key([list_key]) + "[]" + format_key([item_key])))(obj)
     assert type(found) is Many and list(found) == expected
 
