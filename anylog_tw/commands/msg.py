@@ -177,3 +177,43 @@ def get_msg_broker(call):
     if not rows:
         return "No clients assigned to brokers"
     return Reply.of_table(("Broker", "Topic", "Client ID", "Messages", "Success", "Failure"), rows)
+
+
+@command("mqtt publish",
+         usage="mqtt publish where broker = <host>|local [and port = 1883 and user = U and password = PW and "
+               "ssl = true and ca = F] and topic = T [and qos = 0|1|2] and message = <text or !variable>",
+         text="Publish one message. broker = local hands it to this node's 'broker = local' message client of the "
+              "topic (no network; the reply says whether it was mapped). Any other broker gets a short MQTT "
+              "session: connect, publish, wait for the acknowledgement at QoS 1 and 2, disconnect.",
+         examples=("mqtt publish where broker = local and topic = mqtt-test and message = !message",
+                   "mqtt publish where broker = 127.0.0.1 and port = 1883 and topic = test and qos = 1 and "
+                   "message = '{\"value\": 210, \"ts\": 1607959427550}'"),
+         keywords=KEYWORDS,
+         options=(Option("broker", required=True), Option("port", kind="int", default=1883), Option("user"),
+                  Option("password"), Option("ssl", kind="bool", default=False), Option("ca"),
+                  Option("topic", required=True), Option("qos", kind="int", default=0),
+                  Option("message", required=True)),
+         grant="write")
+async def mqtt_publish(call):
+    from anylog_tw.msg.clients import MsgClients
+    from anylog_tw.msg.options import ClientSpec, LOCAL
+    from anylog_tw.msg.publish import publish_remote
+    from anylog_tw.msg.topics import check_filter
+
+    opts = call.opts
+    if opts["qos"] not in (0, 1, 2):
+        raise OptionError(f"qos must be 0, 1 or 2, not {opts['qos']}")
+    topic = check_filter(opts["topic"])
+    if "+" in topic or "#" in topic:
+        raise OptionError(f"a message is published to one topic, not to the filter {topic!r}")
+    payload = opts["message"].encode("utf-8")
+    broker = opts["broker"].strip()
+    spec = ClientSpec(broker=broker.lower() if broker.lower() == LOCAL else broker, port=opts["port"],
+                      user=opts["user"] or "unused", password=opts["password"] or "", ssl=opts["ssl"],
+                      ca=opts["ca"] or "")
+    if spec.broker == LOCAL:  # the node's own address goes through the network (and get local broker counts it)
+        reason = call.node.component(MsgClients).deliver_local(topic, payload)
+        if reason is not None:
+            raise CommandError(f"topic {topic!r}: {reason}")
+        return f"Published to the local message clients, topic {topic!r}"
+    return await publish_remote(call.node.reactor, spec, topic, payload, opts["qos"], call.node.name)

@@ -256,3 +256,25 @@ async def test_case14_and_16_case_sensitivity_and_exit(node):
     await ok(node, "exit msg client all")
     assert (await ok(node, "get msg clients")).render() == "No message client subscriptions"
     assert node.process("Message Client") is None
+
+
+async def test_mqtt_publish_to_a_broker_and_to_local(node):
+    """mqtt publish: over the network to the node's own broker (QoS 1), and to the local clients directly."""
+    await ok(node, "run message broker 127.0.0.1 0")
+    port = node.process("Broker").address[1]
+    await msg_client(node, "run msg client where broker = local and topic = (name = p and dbms = x and table = pub and "
+                           "column.v.int = \"bring [v]\")")
+    text = (await ok(node, f"mqtt publish where broker = 127.0.0.1 and port = {port} and topic = p and qos = 1 and "
+                           "message = '{\"v\": 1}'")).render()
+    assert "Published" in text
+    await ok(node, "mqtt publish where broker = local and topic = p and message = '{\"v\": 2}'")
+    assert "no local message client" in await refused(node, "mqtt publish where broker = local and topic = q and "
+                                                            "message = '{\"v\": 3}'")
+    assert "metadata" not in await refused(node, "mqtt publish where broker = local and topic = p and message = 'x'")
+    assert [v for (v,) in await rows(node, "x", "select v from pub order by v")] == [1, 2]
+    publishes = [r for r in json.loads((await ok(node, "get local broker where format = json")).render())
+                 if r["Event"] == "PUBLISH"]
+    assert sum(r["Success"] for r in publishes) == 1  # the local publish did not go through the socket
+    closed = await refused(node, f"mqtt publish where broker = 127.0.0.1 and port = {port + 1 if port < 65535 else 1}"
+                                 " and topic = p and message = '{}'")
+    assert "cannot connect" in closed or "did not" in closed
