@@ -77,6 +77,7 @@ def client_data(client: MsgClient, now: float, detailed: bool = False, dirs: dic
     if client.connection is not None:
         data["Client ID"] = client.link.client_id if client.link is not None else ""
         data["Sessions"] = client.connection.connects
+        data["Redeliveries dropped"] = client.link.redeliveries.dropped if client.link is not None else 0
     if detailed and dirs is not None:
         data["Directories"] = dirs
     return data
@@ -88,7 +89,8 @@ def render_client(client: MsgClient, now: float, statistics: bool = False, detai
     lines = [f"Subscription ID: {client.label}", f"User:            {spec.user}", f"Broker:          {spec.address}",
              f"Connection:      {connection_text(client, now)}"]
     if client.link is not None:
-        lines.append(f"Client ID:       {client.link.client_id} (clean session: {spec.clean_session})")
+        lines.append(f"Client ID:       {client.link.client_id} (clean session: {spec.clean_session}; sessions: "
+                     f"{client.connection.connects}; redeliveries dropped: {client.link.redeliveries.dropped})")
     if detailed and dirs:
         lines += [f"{k + ':':<17}{v}" for k, v in dirs.items()]
     lines.append("")
