@@ -9,8 +9,7 @@ columns, and mapping policies (source = the policy's data source, instructions =
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from anylog_tw.base.errors import AnyLogError
 
@@ -21,9 +20,8 @@ class MappingError(AnyLogError):
     code = "mqtt_data"
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where rows go: a streaming buffer key."""
+class Target(NamedTuple):
+    """Where rows go: a streaming buffer key (a tuple: hashed and compared in C, once a row)."""
 
     dbms: str
     table: str
