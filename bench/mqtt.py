@@ -134,11 +134,11 @@ def serve_bare(port: int, n: int, qos: int, live: bool) -> None:
         client.loop(0.1)
     print("ready", flush=True)
     sys.stdin.readline()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if not live:
         client.connect("127.0.0.1", port, keepalive=60)
     client.loop_forever()
-    print(json.dumps({"seconds": done[0] - t0}), flush=True)
+    print(json.dumps({"seconds": done[0] - t0, "cpu": time.process_time() - c0}), flush=True)
 
 
 def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
@@ -176,7 +176,7 @@ def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
             print(json.dumps({"port": node.process("Broker").address[1]}), flush=True)
         print("ready", flush=True)
         await threads.deferToThread(sys.stdin.readline)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if mode == "mosquitto":
             await ok(node, run)
         while sum(c.counts.messages for c in clients.clients.values()) < n:
@@ -185,7 +185,8 @@ def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
         await ok(node, "flush buffers")
         while op.stats.total_rows < n:
             await task.deferLater(reactor, 0.005, lambda: None)
-        result = {"seconds": time.perf_counter() - t0, "received": received, "rows": op.stats.total_rows,
+        result = {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "received": received,
+                  "rows": op.stats.total_rows,
                   "errors": sum(c.counts.errors for c in clients.clients.values()), "rss_mb": peak_rss_mb()}
         print(json.dumps(result), flush=True)
         await node.stopService()
@@ -299,11 +300,15 @@ def main() -> None:
             bare.append(args.messages / b["seconds"])
             node.append(args.messages / r["seconds"])
             extra.setdefault("received", []).append(args.messages / r["received"])
+            extra.setdefault("node_cpu", []).append(r["cpu"] / args.messages * 1e6)
+            extra.setdefault("bare_cpu", []).append(b["cpu"] / args.messages * 1e6)
         nm, bm = statistics.median(node), statistics.median(bare)
+        nc, bc = statistics.median(extra["node_cpu"]), statistics.median(extra["bare_cpu"])
         print(f"Mosquitto QoS {qos} -> rows: node {nm:,.0f} msg/s (received {statistics.median(extra['received']):,.0f}"
-              f" msg/s); bare paho subscriber {bm:,.0f} msg/s; ratio {nm / bm:.2f}")
+              f" msg/s); bare paho subscriber {bm:,.0f} msg/s; ratio {nm / bm:.2f}; CPU a message: node {nc:.1f} us, "
+              f"bare {bc:.1f} us (ratio {bc / nc:.2f})")
     for qos in (0, 1):
-        node, bare, rss = [], [], []
+        node, bare, rss, cpu = [], [], [], []
         for _ in range(args.runs):
             b = ten_publishers("bare", args.broker_messages, qos)
             r = ten_publishers("node", args.broker_messages, qos)
@@ -311,9 +316,11 @@ def main() -> None:
             bare.append(args.broker_messages / b["seconds"])
             node.append(args.broker_messages / r["seconds"])
             rss.append(r["rss_mb"])
+            cpu.append(r["cpu"] / args.broker_messages * 1e6)
         nm, bm = statistics.median(node), statistics.median(bare)
-        print(f"10 publishers QoS {qos} -> node broker -> rows: {nm:,.0f} msg/s, peak RSS {max(rss)} MB; "
-              f"Mosquitto + bare paho subscriber {bm:,.0f} msg/s; ratio {nm / bm:.2f}")
+        print(f"10 publishers QoS {qos} -> node broker -> rows: {nm:,.0f} msg/s, peak RSS {max(rss)} MB, node CPU a "
+              f"message {statistics.median(cpu):.1f} us; Mosquitto + bare paho subscriber {bm:,.0f} msg/s; "
+              f"ratio {nm / bm:.2f}")
 
 
 if __name__ == "__main__":
