@@ -27,7 +27,7 @@ mosquitto:
 
 test: bootstrap postgres mosquitto
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q -n auto --durations=15
+	$(BIN)/pytest -q -n auto --dist loadgroup --durations=15
 
 test-fast: bootstrap mosquitto
 	$(BIN)/pytest -q -n auto -m "not e2e"

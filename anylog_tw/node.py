@@ -336,7 +336,9 @@ class Node(MultiService):
 
     async def _stop(self) -> None:
         """Stop every background process (they may still use the parts), then close the parts in
-        the reverse of `PARTS` order, each after the one before it has finished closing."""
+        the reverse of `PARTS` order, each after the one before it has finished closing.  Users' queries
+        are stopped first: none of them is worth waiting for, and a process may wait behind one."""
+        self._components[Databases].interrupt("the node is stopping")
         await maybeDeferred(MultiService.stopService, self)
         for component in reversed(list(self._components.values())):
             close = getattr(component, "close", None)

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from anylog_tw.storage import schema  # noqa: E402
 
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
+PG = dict(host="127.0.0.1", port=5432, user="anylog")  # the non-superuser role of tools/ensure-postgres
 COLUMNS = {"timestamp": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
 
 
@@ -197,7 +197,7 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
         if engine == "sqlite":
             await dbs.connect("bench", "sqlite")
         else:
-            await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="postgres", password="",
+            await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="anylog", password="",
                               database=extra["dbname"])
         if extra.get("policy"):
             reply = await node.run(f"blockchain insert where policy = {json.dumps(extra['policy'])} and local = true")

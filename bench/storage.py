@@ -35,7 +35,7 @@ from anylog_tw.storage.sqlite import SQLiteDatabase  # noqa: E402
 
 COLUMNS = ["ts", "device", "value", "status", "seq"]
 TYPES = {"ts": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
+PG = dict(host="127.0.0.1", port=5432, user="anylog")  # the non-superuser role of tools/ensure-postgres
 
 
 def make_rows(n: int) -> list[tuple]:

@@ -5,7 +5,7 @@
 # Before it, set what differs per node, e.g. in a small script of your own:
 #   tcp_port = 32148   rest_port = 32149   cluster_name = cluster1   master_node = 127.0.0.1:32048
 # With PostgreSQL instead of SQLite, replace the two 'connect dbms' lines, e.g.:
-#   connect dbms lsl where type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = ""
+#   connect dbms lsl where type = psql and ip = 127.0.0.1 and port = 5432 and user = anylog and password = "" (a non-superuser role: docs/storage.md)
 
 if not !tcp_port then tcp_port = 32148
 if not !rest_port then rest_port = 32149

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 
 import pytest
 import pytest_twisted
@@ -16,9 +17,28 @@ settings.register_profile("anylog", deadline=None, suppress_health_check=[Health
 settings.load_profile("anylog")
 
 
+def _uses_reactor(request) -> bool:
+    """Whether the test runs on the real reactor: it is async, or one of its fixtures is."""
+    if inspect.iscoroutinefunction(request.function) or request.node.get_closest_marker("reactor"):
+        return True
+    for defs in request.node._fixtureinfo.name2fixturedefs.values():
+        for fixturedef in defs:
+            func = fixturedef.func
+            if getattr(func, "_pytest_twisted_mark", None) or inspect.iscoroutinefunction(func) \
+                    or inspect.isasyncgenfunction(func):
+                return True
+    return False
+
+
 @pytest.fixture(autouse=True)
 def reactor_janitor(request):
-    """Fail a test that leaves timers, sockets or logged errors behind (pytest-twisted does not)."""
+    """Fail a test that leaves timers, sockets or logged errors behind (pytest-twisted does not).
+
+    Only a test that ran on the reactor pays for a reactor turn (so closing connections finish)
+    and a full garbage collection (so an unhandled error in a Deferred is logged now, not in a
+    later test); the many pure tests get the cheap checks.  Timers armed before the test (a
+    module-scoped node's) are not its leaks.
+    """
     errors = []
 
     def observe(event):
@@ -27,11 +47,16 @@ def reactor_janitor(request):
 
     globalLogPublisher.addObserver(observe)
     readers, writers = set(reactor.getReaders()), set(reactor.getWriters())
+    before = {id(c) for c in reactor.getDelayedCalls()}
+    uses_reactor = _uses_reactor(request)
     yield
-    pytest_twisted.blockon(task.deferLater(reactor, 0.01, lambda: None))
-    gc.collect()
+    if uses_reactor:
+        pytest_twisted.blockon(task.deferLater(reactor, 0.01, lambda: None))
+        gc.collect()
+    else:
+        gc.collect(1)
     globalLogPublisher.removeObserver(observe)
-    calls = [c for c in reactor.getDelayedCalls() if c.active()]
+    calls = [c for c in reactor.getDelayedCalls() if c.active() and id(c) not in before]
     leaked = {s for s in (set(reactor.getReaders()) - readers) | (set(reactor.getWriters()) - writers)
               if not type(s).__module__.startswith("twisted.internet._signals")}  # the reactor's own wakers
     for c in calls:
@@ -47,3 +72,4 @@ def reactor_janitor(request):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_logged_errors: the test expects errors in the log")
+    config.addinivalue_line("markers", "reactor: a synchronous test that still runs the real reactor")

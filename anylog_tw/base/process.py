@@ -55,6 +55,12 @@ class ListeningProcess(NodeProcess):
         host = self.port.getHost()
         return host.host, host.port
 
+    def startService(self) -> None:
+        NodeProcess.startService(self)
+        host, port = self.address
+        # With port 0 the kernel chose the port: the log is where scripts and tests learn it.
+        self.log.info("{process} listening on {host}:{port}", process=self.name, host=host, port=port)
+
     def close_connections(self) -> None:
         """Subclasses close their live connections here."""
 

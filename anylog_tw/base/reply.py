@@ -58,10 +58,10 @@ class Reply:
     the user asked for with `where format = ...`.
     """
 
-    __slots__ = ("ok", "text", "data", "columns", "rows", "title", "fmt", "error_code", "status")
+    __slots__ = ("ok", "text", "data", "columns", "rows", "title", "fmt", "error_code", "status", "json_text")
 
     def __init__(self, ok=True, text=None, data=None, columns=None, rows=None, title=None,
-                 fmt=TEXT, error_code=None, status=200):
+                 fmt=TEXT, error_code=None, status=200, json_text=None):
         self.ok = ok
         self.text = text
         self.data = data
@@ -71,6 +71,9 @@ class Reply:
         self.fmt = fmt
         self.error_code = error_code
         self.status = status
+        # `data` already rendered as JSON, by a command that made a big reply in a thread (`sql`), so
+        # that no front door renders it again on the reactor thread.
+        self.json_text = json_text
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -121,6 +124,8 @@ class Reply:
     def render(self, fmt: str | None = None) -> str:
         """The reply as the text a user reads: JSON when asked for, or when the payload is JSON."""
         if self.renders_json(fmt):
+            if self.json_text is not None and self.ok and not self.is_table:
+                return self.json_text
             return to_json(self.json_data())
         if not self.ok:
             return f"Error: {self.text}"

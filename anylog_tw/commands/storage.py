@@ -3,14 +3,16 @@ and the system tables (`create table tsd_info`, `create table ledger`)."""
 
 from __future__ import annotations
 
-import json
 import time
 
-from anylog_tw.base.errors import CommandError, GrammarError, OptionError
+from anylog_tw.base import values
+from anylog_tw.base.errors import GrammarError, OptionError
 from anylog_tw.base.grammar import EQ, STRING, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
-from anylog_tw.base.reply import Reply, render_table
-from anylog_tw.storage import schema, sqlfmt
+from anylog_tw.base.reply import Reply
+from anylog_tw.commands import _sql_reply
+from anylog_tw.storage import schema
+from anylog_tw.storage.deadline import DEFAULT_ROW_LIMIT
 from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("dbms", "sql", "configuration")
@@ -131,7 +133,6 @@ async def create_ledger(call):
 # --- sql ---------------------------------------------------------------------------------------
 
 SQL_FORMAT = Option("format", choices=("json", "table"), help="json (default) or table")
-_TRANSACTION_WORDS = {"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}
 
 
 def parse_sql_call(tokens, text: str, sub) -> tuple[str, dict[str, str], str]:
@@ -164,37 +165,63 @@ def parse_sql_call(tokens, text: str, sub) -> tuple[str, dict[str, str], str]:
     return dbms, opts, statement
 
 
-@command("sql", usage='sql <dbms> [format = json|table] "<statement>"',
+SQL_OPTIONS = (SQL_FORMAT,
+               Option("timeout", kind="seconds", help="seconds the statement may run (default: the node's "
+                                                      "'set query timeout', 20 s)"),
+               Option("limit", kind="int", help=f"rows the reply holds at most (default {DEFAULT_ROW_LIMIT})"))
+
+
+def sql_options(given: dict[str, str], default_timeout: float) -> tuple[str, float, int]:
+    """(format, timeout, limit) from the options written before the statement."""
+    known = {opt.name: opt for opt in SQL_OPTIONS}
+    values = {"format": "json", "timeout": default_timeout, "limit": DEFAULT_ROW_LIMIT}
+    for key, text in given.items():
+        if key not in known:
+            raise OptionError(f"'sql' has no option '{key}' here (valid options: {', '.join(known)}); network "
+                              f"options belong to 'run client () sql ...'")
+        values[key] = known[key].convert(text)
+    if values["timeout"] <= 0:
+        raise OptionError("option 'timeout' must be more than 0 seconds")
+    if values["limit"] < 1:
+        raise OptionError("option 'limit' must be at least 1 row")
+    return values["format"], values["timeout"], values["limit"]
+
+
+@command("sql", usage='sql <dbms> [format = json|table] [timeout = <seconds>] [limit = <rows>] "<statement>"',
          text="Run an SQL statement on a connected dbms of this node. A query answers {\"Query\": [rows], "
               "\"Statistics\": [{\"Count\", \"Time\", \"Nodes\"}]} (format = json, the default) or a text table "
-              "(format = table); other statements answer the number of rows they changed. Each statement commits "
-              "on its own; BEGIN/COMMIT are refused.",
+              "(format = table); other statements answer the number of rows they changed. A caller with the read "
+              "grant only reads (the database engine refuses anything else); writing needs the write grant; "
+              "ATTACH, VACUUM, pragmas that set, extensions, and server files or programs on PostgreSQL are for "
+              "the node's owner. The statement stops after 'timeout' seconds (default 20, or 'set query "
+              "timeout'), and the reply holds at most 'limit' rows (default 10000; Statistics says when rows "
+              "were cut). One statement per call, each committed on its own: BEGIN/COMMIT are refused.",
          examples=('sql lsl_demo "select count(*) from ping_sensor"',
                    'sql lsl_demo format = table "select * from ping_sensor order by row_id limit 10"',
+                   'sql lsl_demo timeout = 60 and limit = 50000 "select * from ping_sensor"',
                    'sql almgm "select file_id, table_name, rows from tsd_info"'),
-         keywords=KEYWORDS + ("query",), options=(SQL_FORMAT,), raw=True)
+         keywords=KEYWORDS + ("query",), options=SQL_OPTIONS, raw=True, grant="read")
 async def sql(call):
     dbms, given, statement = parse_sql_call(call.tokens, call.text, call.node.substitute)
-    fmt = "json"
-    for key, value in given.items():
-        if key != "format":
-            raise OptionError(f"'sql' has no option '{key}' here (valid options: format); network options "
-                              f"belong to 'run client () sql ...'")
-        fmt = SQL_FORMAT.convert(value)
-    if sqlfmt.statement_kind(statement) in _TRANSACTION_WORDS:
-        raise CommandError(f"sql {dbms}: transaction statements are not allowed; each statement commits on its own")
-    db = databases(call).get(dbms)
-    started = time.monotonic()
-    columns, rows, count = await db.statement(statement)
-    stats = {"Count": len(rows) if columns is not None else count,
-             "Time": sqlfmt.hms(time.monotonic() - started), "Nodes": 0}
-    if columns is None:
-        if fmt == "table":
-            return f"{count} rows affected" if count >= 0 else "Done"
-        return Reply.of_json({"Statistics": [stats]})
-    if fmt == "table":
-        values = [[sqlfmt.json_value(v) for v in row] for row in rows]
-        table = render_table(columns, values)
-        return Reply.of_text(f"{table}\n\n{json.dumps({'Statistics': [stats]}, indent=2)}")
-    return Reply.of_json({"Query": sqlfmt.reply_rows(columns, rows), "Statistics": [stats]})
+    dbs = databases(call)
+    fmt, timeout, limit = sql_options(given, dbs.query_timeout)
+    db = dbs.get(dbms)
+    shape = _sql_reply.shaper(fmt, db.name, limit, time.monotonic())
+    return await db.statement(statement, grant=call.grant, timeout=timeout, limit=limit, shape=shape)
 
+
+@command("set query timeout", usage="set query timeout = <seconds>",
+         text="How long a user's sql statement on this node may run before it is stopped with an error (default "
+              "20 seconds). One statement can ask for another limit with 'sql <dbms> timeout = <seconds> ...'. "
+              "Ingest never waits for user queries, whatever the limit.",
+         examples=("set query timeout = 60",), keywords=KEYWORDS + ("query", "configuration"),
+         raw=True, grant="admin")
+def set_query_timeout(call):
+    tokens = call.tokens
+    if len(tokens) < 2 or tokens[0].kind != EQ:
+        raise GrammarError("usage: set query timeout = <seconds>")
+    seconds = values.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in tokens[1:]))
+    if seconds <= 0:
+        raise OptionError("the query timeout must be more than 0 seconds")
+    databases(call).query_timeout = seconds
+    return f"Query timeout set to {seconds:g} seconds"

@@ -38,7 +38,8 @@ def reply_fields(reply: Reply) -> tuple[dict, bytes]:
         return header, _dumps(payload).encode("utf-8")
     if reply.data is not None:
         header["format"] = "json"
-        return header, _dumps(reply.data).encode("utf-8")
+        text = reply.json_text if reply.json_text is not None else _dumps(reply.data)  # rendered in a thread
+        return header, text.encode("utf-8")
     header["format"] = "text"
     return header, (reply.text or "").encode("utf-8")
 

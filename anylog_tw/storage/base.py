@@ -38,6 +38,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base.errors import StorageError
 from anylog_tw.storage import schema
+from anylog_tw.storage.deadline import Running
 
 Params = Sequence[Any] | None
 
@@ -79,6 +80,7 @@ class Database:
         self.name = schema.check_name(name, "dbms name")
         self.reactor = reactor
         self.closed = False
+        self.running = Running()  # users' statements in flight, stopped by `interrupt`
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -103,9 +105,20 @@ class Database:
         """Run one statement; (column names, rows).  A statement without rows gives ([], [])."""
         raise NotImplementedError
 
-    async def statement(self, sql: str) -> tuple[list[str] | None, list[tuple], int]:
-        """A user's statement (`sql` command): (columns or None when no result set, rows, rowcount)."""
+    async def statement(self, sql: str, grant: str = "owner", timeout: float | None = None,
+                        limit: int | None = None, shape: Callable[..., Any] | None = None) -> Any:
+        """A user's statement (`sql` command), confined to what `grant` allows (`confine.py`).
+
+        It runs apart from the ingest writer whenever it only reads, ends with `SQLDeadline` after
+        `timeout` seconds, keeps at most `limit` rows, and answers `shape(columns or None, rows,
+        rowcount, cut)` made in the statement's thread (default: (columns, rows, rowcount)), so a
+        big result is never shaped on the reactor.  A refusal is `SQLRefused`, and nothing ran.
+        """
         raise NotImplementedError
+
+    def interrupt(self, reason: str) -> None:
+        """Stop every user statement in flight (they end with `SQLDeadline` naming the reason)."""
+        self.running.cancel_all(reason)
 
     async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(tx, *args)` in the writer thread inside one transaction: committed or rolled back."""

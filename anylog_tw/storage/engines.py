@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from anylog_tw.base.errors import CommandError, NotFound, StorageError
 from anylog_tw.storage import schema
 from anylog_tw.storage.base import Database
+from anylog_tw.storage.deadline import DEFAULT_QUERY_TIMEOUT
 from anylog_tw.storage.sqlite import SQLiteDatabase
 
 
@@ -25,6 +26,7 @@ class Databases:
         self.node = node
         self._dbs: dict[str, Database] = {}
         self._opening: set[str] = set()
+        self.query_timeout = DEFAULT_QUERY_TIMEOUT  # seconds a user's sql may run (`set query timeout`)
 
     def names(self) -> list[str]:
         return sorted(self._dbs)
@@ -62,6 +64,11 @@ class Databases:
         db = self.get(name)
         del self._dbs[db.name]
         await db.close()
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the users' statements in flight on every dbms (the node is stopping)."""
+        for db in self._dbs.values():
+            db.interrupt(reason)
 
     async def close(self) -> None:
         """Close every dbms (the node is stopping)."""

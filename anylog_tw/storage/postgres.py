@@ -1,6 +1,7 @@
 """PostgreSQL: txpostgres for statements and DDL, psycopg2 COPY on a writer thread for bulk work.
 
-Two connections per dbms, each with one job:
+Users' `sql` has connections of its own (pg_user.py: psycopg 3, read-only for `read`, a deadline).
+Besides those, two connections per dbms, each with one job:
 * a txpostgres (non-blocking psycopg2) connection for `execute`, `query`, `statement`, DDL and
   catalog reads.  It is opened by `connect dbms` (so a server that is not there is an error at
   once) and re-opened lazily by the next call after it was lost (server restart, terminated
@@ -29,10 +30,13 @@ from twisted.python.threadpool import ThreadPool
 from txpostgres import txpostgres
 
 from anylog_tw.base.errors import NotFound, StorageError
-from anylog_tw.storage import schema, sqlfmt
+from anylog_tw.storage import confine, schema, sqlfmt
 from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
+from anylog_tw.storage.deadline import Deadline
+from anylog_tw.storage.pg_user import PostgresUsers
 
 CONNECT_TIMEOUT = 10.0  # seconds; async libpq connects have no timeout of their own
+BACKSTOP = 5.0  # seconds past a user statement's deadline before the node cancels it itself
 
 
 def _params(sql: str, params: Params) -> tuple[str, Any]:
@@ -105,6 +109,8 @@ class PostgresDatabase(Database):
         self._connecting: Deferred | None = None
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"psql-{self.name}")
         self._writer: psycopg2.extensions.connection | None = None
+        self._users = PostgresUsers(self)
+        self.powers: list[str] = []  # what the role may do on the server's files and programs (confine.py)
 
     def dsn(self, database: str | None = None) -> str:
         return psycopg2.extensions.make_dsn(host=self.ip, port=self.port, user=self.user,
@@ -217,6 +223,13 @@ class PostgresDatabase(Database):
                     raise
                 await self._create_database()
                 self._conn = await self._open_connection(self.database)
+            self.powers = confine.pg_powers((await self.query(confine.PG_POWER_QUERY))[1][0])
+            if self.powers:
+                self.log.warn("dbms {dbms} connects to PostgreSQL as {user}, a role with {powers}: sql from callers "
+                              "other than the owner runs read-only on it, and reading server files or running "
+                              "programs is refused by a parser only; connect as a non-superuser role "
+                              "(docs/storage.md)", dbms=self.name, user=self.user, powers=", ".join(self.powers))
+            self._users.start()
         except BaseException:
             self.closed = True
             self._pool.stop()
@@ -240,8 +253,12 @@ class PostgresDatabase(Database):
         if self.closed:
             return
         self.closed = True
+        self.interrupt("the dbms is being disconnected (or the node is stopping)")
         if self._conn is not None:
             self._drop_connection()
+        if self._users.pool.started:
+            # In a thread: stop() joins the users' threads, which the cancel has just set free.
+            await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._users.stop)
 
         def close_writer() -> None:
             writer, self._writer = self._writer, None
@@ -254,8 +271,9 @@ class PostgresDatabase(Database):
             self._pool.stop()
 
     def describe(self) -> dict[str, str]:
+        powers = f", role has {' and '.join(self.powers)} (see docs/storage.md)" if self.powers else ""
         return {"Type": "psql", "Owner": self.user, "IP:Port": f"{self.ip}:{self.port}",
-                "Configuration": f"database = {self.database}", "Storage": ""}
+                "Configuration": f"database = {self.database}{powers}", "Storage": ""}
 
     # -- statements --------------------------------------------------------------------------
 
@@ -265,8 +283,29 @@ class PostgresDatabase(Database):
     async def query(self, sql: str, params: Params = None) -> tuple[list[str], list[tuple]]:
         return await self._run(sql, params, "rows")
 
-    async def statement(self, sql: str) -> tuple[list[str] | None, list[tuple], int]:
-        return await self._run(sql, None, "all")
+    async def statement(self, sql: str, grant: str = "owner", timeout: float | None = None,
+                        limit: int | None = None, shape: Callable[..., Any] | None = None) -> Any:
+        """On a connection of the users' pool (pg_user.py): read-only for `read`, and for everyone but the
+        owner when the role can reach the server's files or programs (then `pg_owner_only` also applies)."""
+        self._check_open()
+        powerful = bool(self.powers) and grant != "owner"
+        if powerful:
+            found = confine.pg_owner_only(sql)
+            if found:
+                raise confine.refusal(self.name, f"{found} (this dbms connects as '{self.user}', a role with "
+                                                 f"{', '.join(self.powers)})", "owner", grant)
+        deadline = Deadline(timeout, self.name)
+        self.running.add(deadline)
+        # The server's statement_timeout stops the statement; this stops a wait on a server that is gone.
+        backstop = None if timeout is None else self.reactor.callLater(
+            timeout + BACKSTOP, deadline.cancel, f"the server did not stop it {BACKSTOP:g} s after its deadline")
+        try:
+            return await self._users.run(sql, grant == "read" or powerful, grant, deadline, limit,
+                                         shape or (lambda columns, rows, count, cut: (columns, rows, count)))
+        finally:
+            self.running.discard(deadline)
+            if backstop is not None and backstop.active():
+                backstop.cancel()
 
     # -- the writer thread -------------------------------------------------------------------
 

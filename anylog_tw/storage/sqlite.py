@@ -13,6 +13,9 @@ while the writer is inside a long transaction, so a user's query does not wait b
 million-row insert (measured in bench/storage.py: the latency of a count during a bulk insert).
 Every write is committed before its call returns, so a read issued after it sees it.  A memory
 database has only the writer connection (a second connection would see another database).
+
+Users' `sql` (`statement`) has reader connections of its own, an authorizer for the caller's grant
+and a deadline (sqlite_user.py); it reaches the writer only for what the grant lets it write.
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage import schema, sqlfmt
+from anylog_tw.base.registry import grant_allows
 from anylog_tw.storage.base import Database, Params, Transaction, cursor_result
+from anylog_tw.storage.confine import Authorizer
+from anylog_tw.storage.deadline import Deadline
+from anylog_tw.storage.sqlite_user import NeedsGrant, Shape, UserReaders, plain_shape, run_confined
 
 # Values sqlite3 cannot bind by itself, stored the way schema.adapt stores them (global to the
 # sqlite3 module, as its adapters are; the forms match what PostgreSQL receives).
@@ -65,6 +72,7 @@ class SQLiteDatabase(Database):
         self._conn: sqlite3.Connection | None = None
         self._rpool = None if memory else ThreadPool(minthreads=1, maxthreads=1, name=f"sqlite-{self.name}-read")
         self._rconn: sqlite3.Connection | None = None
+        self._users = None if memory else UserReaders(self.path, self.name, reactor)
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -102,6 +110,7 @@ class SQLiteDatabase(Database):
         self._pool.start()
         if self._rpool is not None:
             self._rpool.start()
+            self._users.start()
         try:
             await self._call(self._guard(self._connect, None))
             if self._rpool is not None:
@@ -114,6 +123,10 @@ class SQLiteDatabase(Database):
         if self.closed:
             return
         self.closed = True
+        self.interrupt("the dbms is being disconnected (or the node is stopping)")
+        if self._users is not None:
+            # In a thread: stop() joins the reader threads, which the interrupt has just set free.
+            await deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self._users.stop)
         for pool, attr in ((self._rpool, "_rconn"), (self._pool, "_conn")):
             if pool is None:
                 continue
@@ -172,29 +185,38 @@ class SQLiteDatabase(Database):
             raise StorageError(f"dbms '{self.name}' is disconnected")
         return self._rconn.cursor()
 
-    async def statement(self, sql: str) -> tuple[list[str] | None, list[tuple], int]:
-        if self._reads(sql):
-            def read() -> tuple[list[str] | None, list[tuple], int]:
-                cur = self._reader()
-                cur.execute(sql)
-                return cursor_result(cur)
+    async def statement(self, sql: str, grant: str = "owner", timeout: float | None = None,
+                        limit: int | None = None, shape: Shape | None = None) -> Any:
+        """On a user reader as `read` first; on the writer, under the caller's grant, only when it must
+        (see sqlite_user.py).  The deadline covers both, queueing included."""
+        self._check_open()
+        shape = shape or plain_shape
+        deadline = Deadline(timeout, self.name)
+        self.running.add(deadline)
+        try:
+            if self._users is not None:
+                try:
+                    return await self._users.run(self._guard(run_confined, sql), sql, Authorizer("read"), deadline,
+                                                 limit, shape, True)
+                except NeedsGrant as e:
+                    needs = e.authorizer.needs()
+                    if needs == "transaction" or not (grant == "owner" or grant_allows(grant, needs)):
+                        raise e.authorizer.refusal(self.name, grant) from None
+                except StorageError:
+                    # What the owner attached lives on the writer's connection only: an owner's statement
+                    # the readers cannot run gets its chance there.
+                    if grant != "owner" or deadline.stopped():
+                        raise
 
-            return await self._read(self._guard(read, sql))
+            def on_writer() -> Any:
+                return run_confined(self._cursor().connection, sql, Authorizer(grant), deadline, limit, shape, False)
 
-        def run() -> tuple[list[str] | None, list[tuple], int]:
-            cur = self._cursor()
             try:
-                cur.execute(sql)
-                return cursor_result(cur)
-            finally:
-                if self._conn is not None and self._conn.in_transaction:
-                    # A user's BEGIN would leave the writer connection in a transaction that
-                    # every later write joins: never keep one open between calls.
-                    self._conn.execute("ROLLBACK")
-                    raise StorageError(f"dbms '{self.name}': transaction statements are not allowed in "
-                                       f"'sql'; each statement commits on its own")
-
-        return await self._call(self._guard(run, sql))
+                return await self._call(self._guard(on_writer, sql))
+            except NeedsGrant as e:
+                raise e.authorizer.refusal(self.name, grant) from None
+        finally:
+            self.running.discard(deadline)
 
     async def transaction(self, fn: Callable[..., Any], *args: Any) -> Any:
         def run() -> Any:

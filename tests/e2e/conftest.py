@@ -26,3 +26,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+            # One xdist worker runs the end-to-end tests (they mostly wait on their node processes)
+            # while the other takes the CPU-bound rest; see `--dist loadgroup` in the Makefile.
+            item.add_marker(pytest.mark.xdist_group("e2e"))

@@ -109,13 +109,16 @@ class NodeProcess:
         self.name = name
         self.home = base / name
         self.home.mkdir(parents=True, exist_ok=True)
-        self.console_port = console_port or free_port()
+        # Port 0 unless the test needs a fixed one: the node logs the port the kernel chose, so two
+        # tests on two workers never race for a port that "was free a moment ago".
+        self.console_port = console_port or 0
         self.script_path = self.home / "start.al"
         self.script_path.write_text(f"run console where ip = 127.0.0.1 and port = {self.console_port}\n" + script)
         self.log_path = self.home / "twistd.log"
         self.extra_args = extra_args
         self.env = dict(os.environ, **(env or {}))
         self.proc: subprocess.Popen | None = None
+        self._log_from = 0
         self._console: TelnetClient | None = None
 
     def argv(self) -> list[str]:
@@ -123,6 +126,8 @@ class NodeProcess:
                 "--name", self.name, "--script", str(self.script_path), "--no-stdin", *self.extra_args]
 
     def start(self, timeout: float = 15.0) -> "NodeProcess":
+        # twistd appends to its log: this start's lines are the ones after what is there now.
+        self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(self.argv(), cwd=str(self.home), env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.wait_ready(timeout)
@@ -131,13 +136,28 @@ class NodeProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_since_start(self) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_from)
+            return f.read().decode("utf-8", "replace")
+
     def wait_ready(self, timeout: float = 15.0) -> None:
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"node {self.name} exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
-            return f"node {self.name} ready" in self.log()
+            return f"node {self.name} ready" in self.log_since_start()
 
         wait_for(ready, timeout, f"node {self.name} to be ready")
+        self.console_port = self.listening("Console")
+
+    def listening(self, process: str) -> int:
+        """The port a process of the node is listening on, as the node logged it (the latest start)."""
+        found = re.findall(rf"{re.escape(process)} listening on [^:\s]+:(\d+)", self.log_since_start())
+        if not found:
+            raise AssertionError(f"node {self.name} logged no '{process} listening on' line")
+        return int(found[-1])
 
     @property
     def console(self) -> TelnetClient:

@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -18,6 +17,7 @@ from twisted.internet import reactor
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
+from tests.pg import PG, pg_connect
 
 FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds and grace = 0 seconds"
 
@@ -38,7 +38,7 @@ async def start_node(tmp_path, name: str, almgm: str = "") -> Node:
     await ok(node, "run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
     if almgm:  # the TSD tables and the push marks on PostgreSQL
         await node.component(Databases).connect("almgm", "psql", database=almgm, ip="127.0.0.1", port=5432,
-                                                user="postgres", password="")
+                                                user=PG["user"], password="")
     else:
         await ok(node, "connect dbms almgm where type = sqlite")
     await ok(node, "connect dbms lsl where type = sqlite")
@@ -84,7 +84,7 @@ async def cluster(request, tmp_path):
     for node in (a, b):
         await node.stopService()
     if request.param == "psql":
-        c = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        c = pg_connect("postgres")
         c.autocommit = True
         with c.cursor() as cur:
             for name in names.values():

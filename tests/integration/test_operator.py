@@ -20,13 +20,13 @@ from anylog_tw.base.filename import parse_file_name
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
+from tests.pg import PG, pg_connect
 
-PG = dict(ip="127.0.0.1", port=5432, user="postgres", password="")
 
 
 def _pg_ok() -> bool:
     try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=2).close()
+        pg_connect("test", connect_timeout=2).close()
         return True
     except psycopg2.Error:
         return False
@@ -72,7 +72,7 @@ async def node(request, tmp_path):
     yield node
     await node.stopService()
     if dbname:
-        c = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        c = pg_connect("postgres")
         c.autocommit = True
         with c.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

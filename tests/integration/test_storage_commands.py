@@ -14,8 +14,8 @@ from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.pg import PSQL
 
-PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
 
 
 @pytest_twisted.async_yield_fixture
@@ -82,7 +82,7 @@ async def test_sql_errors_are_readable_and_the_dbms_stays_usable(dbms):
     assert f"dbms '{name}'" in msg and "selec" in msg
     assert "nosuchtable" in await refused(node, f'sql {name} "select * from nosuchtable"')
     assert "transaction statements are not allowed" in await refused(node, f'sql {name} "begin"')
-    assert "no option 'timeout'" in await refused(node, f'sql {name} timeout = 3 "select 1"')
+    assert "no option 'dest'" in await refused(node, f'sql {name} dest = stdout "select 1"')
     assert "must be one of" in await refused(node, f'sql {name} format = xml "select 1"')
     assert "no statement" in await refused(node, f"sql {name}")
     await ok(node, f'sql {name} "select 1"')
@@ -155,7 +155,7 @@ async def test_connect_psql_creates_the_database_and_refuses_a_missing_server(no
     finally:
         await node.run(f"disconnect dbms {name}")
         drop_pg_database(name)
-    msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = postgres")
+    msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = anylog")
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in msg
     assert "far" not in [r[0] for r in (await node.run("get databases")).rows]
 

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import uuid
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -19,32 +18,9 @@ from twisted.internet import defer, reactor, task
 from anylog_tw.base.errors import NotFound, StorageError
 from anylog_tw.storage.postgres import PostgresDatabase
 from anylog_tw.storage.sqlite import SQLiteDatabase
+from tests.pg import PG, drop_pg_database, kill_backends, pg_admin  # noqa: F401 (others import them from here)
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
-PG = dict(ip="127.0.0.1", port=5432, user="postgres", password="")
-
-
-def pg_admin(sql: str, dbname: str = "postgres"):
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=dbname)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
-
-
-def drop_pg_database(name: str) -> None:
-    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def kill_backends(database: str) -> int:
-    rows = pg_admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' "
-                    f"AND pid <> pg_backend_pid()")
-    return len(rows)
-
-
 @pytest_twisted.async_yield_fixture(params=ENGINES)
 async def db(request, tmp_path):
     name = "st_" + uuid.uuid4().hex[:10]
@@ -320,7 +296,7 @@ async def test_postgres_database_is_created_when_missing_and_named_by_option():
 
 @pytest.mark.postgres
 async def test_postgres_server_not_there_is_an_error_at_once():
-    db = PostgresDatabase("nothere", reactor, ip="127.0.0.1", port=1, user="postgres")
+    db = PostgresDatabase("nothere", reactor, ip="127.0.0.1", port=1, user=PG["user"])
     started = reactor.seconds()
     with pytest.raises(StorageError, match="cannot connect to PostgreSQL at 127.0.0.1:1"):
         await db.open()

@@ -22,8 +22,8 @@ from anylog_tw.storage import Databases
 from anylog_tw.storage.policy_ddl import policy_columns
 from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.pg import PSQL
 
-PSQL = "type = psql and ip = 127.0.0.1 and port = 5432 and user = postgres and password = \"\""
 
 
 @pytest_twisted.async_yield_fixture(params=ENGINES)

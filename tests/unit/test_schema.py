@@ -8,7 +8,7 @@ import re
 import sqlite3
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anylog_tw.base.errors import StorageError
@@ -135,9 +135,11 @@ def test_timestamp_text_round_trips_and_sorts_like_time(value):
     assert schema.parse_timestamp(text) == value
 
 
-@given(st.datetimes(), st.datetimes())
+_FOUR_DIGIT_YEARS = st.datetimes(min_value=datetime.datetime(1000, 1, 1))
+
+
+@given(_FOUR_DIGIT_YEARS, _FOUR_DIGIT_YEARS)
 def test_timestamp_text_order_is_time_order(a, b):
-    assume(a.year >= 1000 and b.year >= 1000)
     ta, tb = schema.format_timestamp(a), schema.format_timestamp(b)
     assert (ta < tb) == (a < b)
 
