@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections import defaultdict
 
 import orjson
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
+
+from anylog_tw.base.timefmt import format_instant
 
 FLUSH_AFTER = 0.5  # seconds a line may wait in memory
 FLUSH_BYTES = 1024 * 1024
@@ -33,8 +34,7 @@ def error_record(broker: str, topic: str, reason: str, payload: bytes, now: floa
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         text = payload.decode("utf-8", "backslashreplace")
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
-    return orjson.dumps({"time": stamp, "broker": broker, "topic": topic, "reason": reason, "message": text}) + b"\n"
+    return orjson.dumps({"time": format_instant(now), "broker": broker, "topic": topic, "reason": reason, "message": text}) + b"\n"
 
 
 def append_files(batch: dict[str, list[bytes]]) -> None:

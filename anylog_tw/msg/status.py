@@ -7,10 +7,10 @@ counters, then one line per column rule of each topic, with bring rules shown as
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from anylog_tw.base.reply import render_table
+from anylog_tw.base.timefmt import format_utc
 from anylog_tw.msg.broker import BrokerStats
 from anylog_tw.msg.clients import MsgClient, Subscription
 from anylog_tw.msg.options import LOCAL, REST, Rule
@@ -24,8 +24,7 @@ BROKER_COLUMNS = ("Protocol", "IP", "Event", "Success", "Last message time", "Er
                   "Error Code", "Details")
 
 
-def stamp(seconds: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) if seconds else ""
+stamp = format_utc
 
 
 def _rule(rule: Rule | None) -> str:
