@@ -32,7 +32,7 @@ CASE1_TOPIC = ('dbms = "bring [metadata][company]" and table = "bring [metadata]
 
 @pytest_twisted.async_yield_fixture
 async def node(tmp_path):
-    node = Node(str(tmp_path / "home"), name="mq", reactor=reactor)
+    node = Node(str(tmp_path / "home"), name=f"mq{uuid.uuid4().hex[:8]}", reactor=reactor)  # client ids differ
     node.startService()
     dbs = node.component(Databases)
     for name in ("almgm", "anylog", "my_dbms", "test", "dmci", "x"):

@@ -37,7 +37,7 @@ def spec_for(topic: str, port: int = SYSTEM_PORT, qos: int = 0, **kw) -> ClientS
 
 @pytest_twisted.async_yield_fixture
 async def node(tmp_path):
-    node = Node(str(tmp_path / "home"), name="mq", reactor=reactor)
+    node = Node(str(tmp_path / "home"), name=f"mq{uuid.uuid4().hex[:8]}", reactor=reactor)  # client ids differ
     node.startService()
     node.component(Streamer).set_thresholds(time=3600, volume=10**9)  # rows stay buffered: counted, not flushed
     yield node
