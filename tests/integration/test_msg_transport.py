@@ -162,10 +162,14 @@ async def test_broker_down_at_start_then_up(node, tmp_path):
     topic = "t/late"
     client, text = await start_client(node, spec_for(topic, port=broker.port), {topic: value_mapper})
     assert "not connected" in text and "retrying" in text, text
-    assert "Not connected" in client.connection.text(reactor.seconds())
+    from anylog_tw.msg import status
+
+    shown = status.render_client(client, reactor.seconds())
+    assert "Connection:      Not connected: " in shown and "retrying in" in shown, shown
     broker.start()
     try:
         await poll(lambda: client.connection.connected, timeout=15, what="the connection")
+        assert "Connection:      Connected" in status.render_client(client, reactor.seconds())
         await publish(broker.port, topic, ['{"value": 1}'])
         await poll(lambda: client.counts.success == 1, what="the message")
         await end_client(node, client.id)
