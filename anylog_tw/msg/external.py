@@ -252,8 +252,8 @@ class BrokerLink(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        self._service = ClientService(self.endpoint, MqttFactory(self.paho, self._made, self._lost), retryPolicy=self._retry_delay,
-                                      clock=self.reactor)
+        factory = MqttFactory(self.paho, self._made, self._lost)
+        self._service = ClientService(self.endpoint, factory, retryPolicy=self._retry_delay, clock=self.reactor)
         self._service.startService()
 
     def stopService(self) -> Deferred:
@@ -263,6 +263,7 @@ class BrokerLink(Service):
             self._misc.stop()
         if self.connection.connected:
             self.paho.disconnect()
+            self.paho.flush()  # written now: the connection is closed right after
         self.connection.connected = False
         self.connection.next_try = None
         self._fire_first(("failed", "stopped"))

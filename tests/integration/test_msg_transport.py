@@ -303,3 +303,22 @@ async def test_the_node_as_a_broker_takes_ten_publishers(node):
     assert "Broker" in processes and "Message Client" in processes
     await ok(node, "exit broker")
     await end_client(node, client.id)
+
+
+async def test_exit_says_disconnect_and_the_session_stays(node, tmp_path):
+    """exit msg client sends DISCONNECT (a clean end, not a dropped socket); QoS 1 messages sent
+    meanwhile wait in the persistent session for the same client id."""
+    broker = Mosquitto(tmp_path / "mq").start()
+    try:
+        topic = "t/session"
+        spec = spec_for(topic, port=broker.port, qos=1, client_id="keep-me")
+        client, _ = await start_client(node, spec, {topic: value_mapper})
+        await end_client(node, client.id)
+        await poll(lambda: "Client keep-me disconnected." in broker.log(), what="a clean DISCONNECT in the log")
+        await publish(broker.port, topic, [json.dumps({"value": i}) for i in range(5)], qos=1)
+        client, text = await start_client(node, spec, {topic: value_mapper})
+        await poll(lambda: client.counts.success == 5, what="the queued messages")
+        assert client.connection.session_present
+        await end_client(node, client.id)
+    finally:
+        broker.stop()
