@@ -10,7 +10,6 @@ import json
 import os
 import uuid
 
-import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
@@ -41,12 +40,10 @@ async def node(request, tmp_path):
     node.engine = engine
     yield node
     await node.stopService()
+    from tests.pg import drop_pg_database
+
     for name in made:
-        c = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.close()
+        drop_pg_database(name)
 
 
 async def start(node, options: str = "") -> None:
