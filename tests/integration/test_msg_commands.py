@@ -202,8 +202,8 @@ async def test_case9_persist_and_case10_all_topics(node):
     base = unique()
     await msg_client(node, f"run msg client where broker = 127.0.0.1 and port = {SYSTEM_PORT} and topic = (name = "
                            f"{base}/raw and persist = true and dbms = abc and table = 123) and topic = (name = "
-                           f"{base}/mapped and dbms = x and table = m and column.v.int = \"bring [v]\") and topic = "
-                           f"\"{base}/#\"")
+                           f"{base}/mapped and dbms = x and table = m and column.v.int = \"bring [v]\" and "
+                           f"column.site.str = plant1) and topic = \"{base}/#\"")
     await publish(SYSTEM_PORT, f"{base}/raw", ['{"v": 1}', "not json"])
     await publish(SYSTEM_PORT, f"{base}/mapped", ['{"v": 2}'])
     await publish(SYSTEM_PORT, f"{base}/other", ['{"v": 3}'])
@@ -217,7 +217,7 @@ async def test_case9_persist_and_case10_all_topics(node):
     assert persist == ['{"v": 1}\nnot json\n']
     logged = [json.loads(line) for n, v in kept.items() if n.startswith("log_") for line in v.splitlines()]
     assert logged == [{"topic": f"{base}/other", "msg": {"v": 3}}]
-    assert [v for (v,) in await rows(node, "x", "select v from m")] == [2]
+    assert [tuple(r) for r in await rows(node, "x", "select v, site from m")] == [(2, "plant1")]  # a literal
 
 
 async def test_case11_mapping_policy(node):
