@@ -18,7 +18,7 @@ from itertools import repeat
 from typing import Any, Sequence
 
 from anylog_tw.base.convert import (BOOLEAN, FLOAT, INT64, INTEGER, NS_PER_US, TEXT, TIMESTAMP, ConversionError,
-                                    EXACT_FLOAT, NUMBER_TEXT, convert, epoch_unit)
+                                    EXACT_FLOAT, convert, epoch_unit)
 
 
 class ColumnError(ConversionError):
@@ -31,6 +31,7 @@ class ColumnError(ConversionError):
 
 
 _INT_TEXT = re.compile(r"[+-]?\d+").fullmatch
+_NUMBER_FULL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,2})?").fullmatch  # exponents below 100: finite
 # Booleans written as text (any case) or as 0/1 (keys (v, 0) keep 1 apart from True's hash twin).
 _BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, (1, 0): True, (0, 0): False}
 # Python types a column takes as they are.
@@ -41,15 +42,19 @@ _fromiso = datetime.datetime.fromisoformat
 _EPOCH = datetime.datetime(1970, 1, 1)
 
 
-def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = False) -> Sequence[Any]:
+def convert_column(values: Sequence[Any], kind: str, text_as_is: bool = False) -> Sequence[Any]:
     """The column's values as a column of `kind` stores them (None stays None).
 
-    `utc_text_as_is`: timestamp text already in UTC (`...SS[.ffffff][Z]`) is passed on unchanged
-    (PostgreSQL parses it in C, and refuses an impossible date itself).
+    `text_as_is` (PostgreSQL, which parses text in C as it copies it in): text that already is
+    what the rules would store is passed on unchanged: UTC timestamp text (`...SS[.ffffff][Z]`;
+    the server refuses an impossible date itself), plain ASCII number text short enough to be
+    exact, and true/false/1/0.  Anything else is converted here.
     """
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if not kinds or kinds <= _AS_IS.get(kind, set()):
+        return values
+    if text_as_is and kinds == {str} and _text_is_stored(_present(values), kind):
         return values
     try:
         if kind == INTEGER and kinds == {int}:
@@ -72,14 +77,28 @@ def convert_column(values: Sequence[Any], kind: str, utc_text_as_is: bool = Fals
                 return out
         elif kind == TIMESTAMP:
             if kinds == {str}:
-                if utc_text_as_is and all(map(_UTC_TEXT.fullmatch, _present(values))):
-                    return values
                 return _timestamps(values)
             if kinds == {int}:
                 return _epochs(values)
     except (ValueError, TypeError, OverflowError, KeyError):
         pass  # a value the fast path cannot vouch for: value by value below
     return _one_by_one(values, kind)
+
+
+def _text_is_stored(texts: Sequence[str], kind: str) -> bool:
+    """Whether every text is already a value `kind` takes as it is, in a form PostgreSQL reads alike."""
+    if kind == TIMESTAMP:
+        return all(map(_UTC_TEXT.fullmatch, texts))
+    if kind not in (FLOAT, INTEGER, BOOLEAN):
+        return False
+    joined = "".join(texts)
+    if not joined.isascii():
+        return False  # digits of other scripts: Python reads them, PostgreSQL does not
+    if kind == BOOLEAN:
+        return all(v.lower() in _BOOLEAN_TEXT for v in texts)
+    if max(map(len, texts)) > 15 or "_" in joined:
+        return False  # long numbers may not fit exactly: checked value by value
+    return all(map(_INT_TEXT if kind == INTEGER else _NUMBER_FULL, texts))
 
 
 def _present(values: Sequence[Any]):

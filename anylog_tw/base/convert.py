@@ -27,6 +27,8 @@ import re
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Callable
 
+from anylog_tw.base.names import NAME_PATTERN, is_name  # noqa: F401 (NAME_PATTERN re-exported)
+
 INTEGER, FLOAT, BOOLEAN, TIMESTAMP, TEXT = "integer", "float", "boolean", "timestamp", "text"
 TYPES = (INTEGER, FLOAT, BOOLEAN, TIMESTAMP, TEXT)
 
@@ -72,7 +74,6 @@ def logical_type(word: Any) -> str:
 
 # --- names ------------------------------------------------------------------------------------
 
-NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _NAME_MAP = str.maketrans({c: "_" for c in " -./\\:"})
 
 
@@ -88,7 +89,7 @@ def data_name(text: Any, what: str = "name") -> str:
             raise ConversionError(f"{what} {text!r} must be text")
         text = str(text)
     name = text.strip().lower().translate(_NAME_MAP)
-    if NAME_PATTERN.match(name):
+    if is_name(name):
         return name
     shown = text if len(text) <= 80 else text[:77] + "..."
     if not name:

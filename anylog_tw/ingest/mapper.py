@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from anylog_tw.base.bring import MISSING, BringError, Many, compile_value, text_of, walk
 from anylog_tw.base.columns import ColumnError, convert_column
-from anylog_tw.base.convert import TIMESTAMP, ConversionError, convert, data_name, format_timestamp, logical_type, shown
+from anylog_tw.base.convert import TEXT, ConversionError, convert, data_name, format_timestamp, logical_type, shown
 from anylog_tw.ingest.condition import compile_condition
 from anylog_tw.ingest.mapping import Batch
 from anylog_tw.ingest.mapping_rules import NO_DEFAULT, NOW_WORDS, ColumnRule, MappingError, Rules, Value
@@ -71,8 +71,9 @@ class _Col:
         self.text = rule.value.bring.text if rule.value is not None and rule.value.bring is not None else ""
         self.now = rule.value is not None and rule.value.kind == "now"
         self.literal = rule.value.literal if rule.value is not None and rule.value.kind == "literal" else MISSING
-        self.get = _compile(rule.value.bring) if rule.value is not None and rule.value.kind == "bring" else None
-        self.type_from = _compile(rule.type_from) if rule.type_from is not None else None
+        where = f"column {rule.name!r}"
+        self.get = _compile(rule.value.bring, where) if rule.value is not None and rule.value.kind == "bring" else None
+        self.type_from = _compile(rule.type_from, where) if rule.type_from is not None else None
         self.condition = compile_condition(rule.condition) if rule.condition else None
         self.default = rule.default
         self.plain_key = None  # the one plain key of a simple bring (the column-wise fast path)
@@ -88,18 +89,18 @@ class _Col:
         return self.default
 
 
-def _compile(bring) -> Callable[[Any], Any]:
+def _compile(bring, where: str) -> Callable[[Any], Any]:
     try:
         return compile_value(bring)
     except BringError as e:
-        raise MappingError(e.message) from None
+        raise BringError(f"{where}: {e.message}") from None
 
 
-def _compile_name(value: Value | None) -> tuple[str | None, Callable[[Any], Any] | None]:
+def _compile_name(value: Value | None, what: str) -> tuple[str | None, Callable[[Any], Any] | None]:
     if value is None:
         return None, None
     if value.kind == "bring":
-        return None, _compile(value.bring)
+        return None, _compile(value.bring, what)
     return value.literal, None
 
 
@@ -110,12 +111,12 @@ class Mapper:
         try:
             self.columns = [_Col(c) for c in rules.columns]
             self.condition = compile_condition(rules.condition) if rules.condition else None
+            self.dbms, self._dbms = _compile_name(rules.dbms, "dbms")
+            self.table, self._table = _compile_name(rules.table, "table")
         except BringError as e:
             raise MappingError(f"{_who(rules)}: {e.message}") from None
         # `now` columns come first (AnyLog places them first); the others keep their order.
         self.columns.sort(key=lambda c: not c.now)
-        self.dbms, self._dbms = _compile_name(rules.dbms)
-        self.table, self._table = _compile_name(rules.table)
         self.readings = rules.readings
         self.types = {c.name: c.kind for c in self.columns if c.type_from is None and c.rule.blob is None}
         self.types.update({c.name: "text" for c in self.columns if c.rule.blob is not None})
@@ -286,8 +287,8 @@ class Mapper:
             if col.rule.apply == "json_dump":
                 vals = [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False,
                                                                              separators=(",", ":")) for v in vals]
-            if col.kind == TIMESTAMP and set(map(type, vals)) <= {str, type(None)}:
-                converted.pop(col.name, None)  # timestamp text: the insert adapts it (PostgreSQL parses UTC text)
+            if col.kind != TEXT and set(map(type, vals)) <= {str, type(None)}:
+                converted.pop(col.name, None)  # text: the insert adapts it (PostgreSQL parses what is plain)
             else:
                 try:
                     vals = convert_column(vals, col.kind)

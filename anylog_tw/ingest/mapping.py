@@ -236,7 +236,7 @@ def _adapt_column(values: Sequence[Any], kind: str, col: str, lines: Sequence[in
                   engine: str = schema.SQLITE) -> Sequence[Any]:
     """One column converted by base/columns.py, a misfit named with its line, column and value."""
     try:
-        return convert_column(values, kind, utc_text_as_is=engine == schema.PSQL)
+        return convert_column(values, kind, text_as_is=engine == schema.PSQL)
     except ColumnError as e:
         raise IngestError("mapping", f"line {lines[e.index]}: column {col!r} ({kind}) cannot hold "
                                      f"{shown(e.value)}: {e.message}") from None

@@ -400,9 +400,8 @@ class Operator(NodeProcess):
         targets = [(t.dbms, t.table, t.rows if rows else 0) for t in job.targets] or [(job.dbms, job.table, rows)]
         for dbms, table, n in targets:
             self.stats.file_done(dbms, table, n, now - job.start, now, job.kind)
-            if metrics is not None:
-                metrics.rows_ingested.labels(dbms=dbms, table=table).inc(n)
-                metrics.files_ingested.labels(dbms=dbms, table=table).inc()
+            metrics.rows_ingested.labels(dbms=dbms, table=table).inc(n)
+            metrics.files_ingested.labels(dbms=dbms, table=table).inc()
         self.log.debug("ingested {rows} rows from {name}", rows=rows, name=job.name)
         for observer in list(self.observers):
             try:

@@ -25,8 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from anylog_tw.base import names
-from anylog_tw.base import convert
+from anylog_tw.base import convert, names  # noqa: F401 (names: the one name pattern)
 from anylog_tw.base.convert import (BOOLEAN, FLOAT, INTEGER, NAME_PATTERN, TEXT, TIMESTAMP, TYPES,  # noqa: F401
                                     ConversionError, format_timestamp, infer_type, parse_timestamp, widen)
 from anylog_tw.base.errors import StorageError

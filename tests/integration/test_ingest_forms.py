@@ -17,7 +17,8 @@ from twisted.internet import reactor
 from anylog_tw.ingest import pipeline
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
-from tests.integration.test_operator import PG, _insert_policy, count, drop, listing, wait_empty
+from tests.integration.test_operator import _insert_policy, count, drop, listing, wait_empty
+from tests.pg import PG, pg_admin
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
 
@@ -40,10 +41,8 @@ async def node(request, tmp_path):
     node.engine = engine
     yield node
     await node.stopService()
-    from tests.pg import drop_pg_database
-
     for name in made:
-        drop_pg_database(name)
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def start(node, options: str = "") -> None:
@@ -85,6 +84,23 @@ async def test_quoted_keys_epoch_numbers_and_numbers_as_text(node):
         (81.5, "s 7", "2023-11-14 22:13:20.123000", True, -12830, 1),
         (12.0, "s 8", "2026-11-28 10:00:00", True, 0, 1),
         (-1.0, "s 9", "2023-11-14 22:13:20", False, 3, 1)]
+
+
+async def test_columns_of_number_and_boolean_text(node):
+    """All-text numeric and boolean columns (PostgreSQL reads the plain ones itself) store the same values."""
+    await _insert_policy(node, {"mapping": {"id": "texts", "table": "texts", "schema": {
+        "f": {"type": "float", "bring": "[f]"}, "i": {"type": "int", "bring": "[i]"},
+        "b": {"type": "bool", "bring": "[b]"}, "k": {"type": "int", "bring": "[k]"}}}})
+    await start(node)
+    drop(node, "lsl.x.0.0.texts.json", [
+        {"f": "81.5", "i": "-12830", "b": "TRUE", "k": "1"},
+        {"f": "7.934139e+01", "i": "+17", "b": "0", "k": "12.0"},
+        {"f": ".5", "i": "007", "b": "false", "k": "0.000000e+00"}])
+    await wait_empty(node)
+    assert errors(node) == []
+    got = await rows(node, "select f, i, b, k from texts order by i")
+    assert [(r[0], r[1], bool(r[2]), r[3]) for r in got] == [(81.5, -12830, True, 1), (0.5, 7, False, 0),
+                                                            (79.34139, 17, False, 12)]
 
 
 async def test_a_value_that_does_not_fit_sends_the_file_whole_to_the_error_dir(node):

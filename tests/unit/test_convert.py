@@ -123,7 +123,7 @@ def test_a_data_name_is_always_a_plain_identifier_or_refused(text):
     except C.ConversionError as e:
         assert "cannot be a name" in e.message
         return
-    assert C.NAME_PATTERN.match(name) and C.data_name(name) == name
+    assert C.NAME_PATTERN.fullmatch(name) and C.data_name(name) == name
 
 
 # --- whole columns: the fast paths agree with value-by-value conversion --------------------------------
@@ -158,3 +158,25 @@ def test_a_column_converts_exactly_as_its_values_do(values, kind):
         assert expected == ("error", e.index) and values[e.index] is e.value
         return
     assert got == expected and [type(v) for v in got] == [type(v) for v in expected]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8), st.sampled_from(
+    ["81.5", "-12830", "0.000000e+00", "1e99", "1e999", "٣", "TRUE", "0", "7.", ".5", "1_0", "2026-01-01 00:00:00",
+     "2026-02-30 00:00:00", "123456789012345678"])), max_size=6), st.sampled_from(C.TYPES))
+def test_text_passed_on_for_postgresql_is_text_the_rules_take(values, kind):
+    """With text_as_is, a text column handed on unchanged holds only values `convert` takes (or, for
+    timestamps, UTC text the server checks itself), so the server reads what the rules would store."""
+    try:
+        got = convert_column(values, kind, text_as_is=True)
+    except ColumnError:
+        return
+    if got is values and kind != C.TEXT and any(v is not None for v in values):
+        for v in values:
+            if v is None:
+                continue
+            assert v.isascii()
+            if kind == C.TIMESTAMP:
+                assert C.parse_timestamp(v) is not None or "-02-30" in v
+            else:
+                C.convert(v, kind)  # raises if the rules would refuse it

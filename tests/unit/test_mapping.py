@@ -191,8 +191,8 @@ def test_bad_mapping_policies_are_refused(bad, match):
 
 def test_policy_number_text_that_is_not_a_number_fails_with_line():
     policy = MappingPolicy({"mapping": {"id": "m", "schema": {"v": {"bring": "[v]", "type": "int"}}}})
-    with pytest.raises(IngestError, match="line 4"):
-        policy.batch([{"v": "abc"}], [4], "d", "t")
+    with pytest.raises(IngestError, match="line 4: column 'v' \\(integer\\) cannot hold 'abc'"):
+        to_rows(policy.batch([{"v": "abc"}], [4], "d", "t")[("d", "t")], policy.types)
 
 
 # --- the reader ---------------------------------------------------------------------------------
