@@ -164,10 +164,13 @@ class MsgClients:
             self.log.failure("mapping a message on {topic} failed", topic=topic)
             return self._failed(client, sub, topic, payload, now, f"MQTT data error: {type(e).__name__}: {e}")
         add = self.streamer.add
-        if first is not None:
-            add(first.dbms, first.table, lines, first.source, first.instructions)
-        for target, more in others.items():
-            add(target.dbms, target.table, more, target.source, target.instructions)
+        try:
+            if first is not None:
+                add(first.dbms, first.table, lines, first.source, first.instructions)
+            for target, more in others.items():
+                add(target.dbms, target.table, more, target.source, target.instructions)
+        except AnyLogError as e:  # the buffers refuse rows while their files cannot be written
+            return self._failed(client, sub, topic, payload, now, e.message)
         rows = len(lines) + sum(len(more) for more in others.values())
         sub.counts.ok(now)
         client.counts.ok(now)
