@@ -1,11 +1,11 @@
 # make run:  bootstrap .venv and start a demo node (console on this terminal and on telnet 127.0.0.1 32051)
-# make test: bootstrap .venv, make sure PostgreSQL answers and headless Chromium is installed, run the whole suite
+# make test: bootstrap .venv, make sure PostgreSQL and Mosquitto answer and headless Chromium is installed, run the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.bootstrapped
 
-.PHONY: bootstrap run test test-fast bench postgres chromium clean
+.PHONY: bootstrap run test test-fast bench postgres mosquitto chromium clean
 
 bootstrap: $(STAMP)
 
@@ -25,14 +25,17 @@ postgres:
 chromium:
 	tools/ensure-chromium
 
-test: bootstrap postgres chromium
+mosquitto:
+	tools/ensure-mosquitto
+
+test: bootstrap postgres mosquitto chromium
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q -n auto --dist loadgroup --durations=15
 
-test-fast: bootstrap
+test-fast: bootstrap mosquitto
 	$(BIN)/pytest -q -n auto -m "not e2e"
 
-bench: bootstrap postgres chromium
+bench: bootstrap postgres mosquitto chromium
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

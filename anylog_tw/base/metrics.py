@@ -59,6 +59,10 @@ class Metrics:
                                       ("mode",), registry=r)
         self.files_written = Counter("anylog_files_written", "Files written into a watch dir (REST PUT, streamer)",
                                      ("source",), registry=r)
+        # -- messages (MQTT subscriptions, the node's broker, REST as a broker) ----------------
+        # Per-message counts are read from the message clients when /metrics is scraped (msg/metrics.py).
+        self.msg_sessions = Counter("anylog_msg_sessions", "MQTT sessions with external brokers, by result "
+                                    "(connected, refused, failed, lost)", ("result",), registry=r)
         # -- peers ---------------------------------------------------------------------------
         self.peer_messages = Counter("anylog_peer_messages", "Peer protocol frames, by direction (in/out) and kind",
                                      ("direction", "kind"), registry=r)

@@ -163,6 +163,8 @@ class RestApi:
                 if self.config.read_only:
                     raise _read_only_put()
                 return Deferred.fromCoroutine(self._put(request, headers, started))
+            if method == "POST" and headers.get("command", "").strip().lower() == "data":
+                return self._post_data(request, headers, started)  # REST as a message broker
             verb = "GET" if method == "HEAD" else method
             query = request.uri.split(b"?", 1)[1].decode("utf-8", "replace") if b"?" in request.uri else ""
             body = request.content.read() if verb == "POST" else b""
@@ -216,6 +218,18 @@ class RestApi:
             return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
         except Exception as e:
             return self._fail(request, "/", started, e)
+
+    def _post_data(self, request, headers: dict[str, str], started: float) -> bytes:
+        """`command: data`: the body is a message for the `broker = rest` client of the User-Agent."""
+        from anylog_tw.msg.clients import MsgClients
+        from anylog_tw.msg.rest_broker import post_data
+
+        request.anylog_agent = agent_product(headers)
+        if self.config.read_only:
+            raise _read_only_put()
+        result = post_data(self.node.component(MsgClients), request.anylog_agent, headers.get("topic", "").strip(),
+                           request.content.read())
+        return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
 
     async def _run_body(self, asked, origin: str):
         """Body commands first (a failing one answers), then the command."""
