@@ -24,7 +24,9 @@ from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, Optio
 from anylog_tw.base.eventlog import MAX_TEXT, EventLog, clip
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
 from anylog_tw.base.metrics import Metrics
-from anylog_tw.base.registry import Command, Registry, is_assignment, read_options, token_text
+from anylog_tw.base.origin import LOCAL, Origin
+from anylog_tw.base.origin import script as script_origin
+from anylog_tw.base.registry import Command, Registry, command_grant, is_assignment, read_options, token_text
 from anylog_tw.base.reply import JSON_FORMAT, Reply
 from anylog_tw.commands import load_commands
 from anylog_tw.ingest.streamer import Streamer
@@ -50,27 +52,29 @@ MAX_ERROR = 16 * 1024  # characters of an error reply (an error that quotes a hu
 class Call:
     """One command being run: the node, the matched command, and its arguments read for it."""
 
-    __slots__ = ("node", "command", "tokens", "text", "origin", "grant", "args", "opts", "given")
+    __slots__ = ("node", "command", "tokens", "text", "origin", "grant", "args", "opts", "given", "substitute", "env")
 
-    def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: str):
+    def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: Origin):
         self.node = node
         self.command = command
         self.tokens = tokens  # what follows the command words, unresolved
         self.text = text
         self.origin = origin
-        self.grant = "owner"  # what the caller holds (one of registry.GRANTS); the security model sets it
+        self.grant = origin.grant  # what the caller holds (one of registry.GRANTS)
         self.args: list[str] = []
         self.opts: dict[str, Any] = {}
         self.given: set[str] = set()
+        self.substitute = node.substituter(origin)  # `!key` and, for admin and owner only, `$VAR`
+        self.env = node.environ.get if origin.expands_env else _no_environment
         if command.raw or not tokens:
             if not command.raw:
                 self._check_nargs()
-                self.opts, _ = read_options(command, None, node.substitute)
+                self.opts, _ = read_options(command, None, self.substitute)
             return
         positional, clause = grammar.split_where(tokens)
-        self.args = [token_text(t, node.substitute) for t in positional]
+        self.args = [token_text(t, self.substitute) for t in positional]
         self._check_nargs()
-        self.opts, self.given = read_options(command, clause, node.substitute)
+        self.opts, self.given = read_options(command, clause, self.substitute)
 
     def _check_nargs(self) -> None:
         low, high = self.command.nargs
@@ -157,7 +161,15 @@ class Node(MultiService):
         return self.dictionary.get(key)
 
     def substitute(self, text: str) -> str:
+        """`!key` and `$VAR` as the owner sees them (the node's own code and scripts)."""
         return grammar.substitute(text, self.dictionary.get, self.environ.get)
+
+    def substituter(self, origin: Origin) -> Callable[[str], str]:
+        """`substitute` for a caller: `$VAR` reads the node's environment only for admin and owner,
+        as the environment holds secrets (`$ANYLOG_NETWORK_KEY`) that a reader must not echo back."""
+        if origin.expands_env:
+            return self.substitute
+        return lambda text: grammar.substitute(text, self.dictionary.get, _no_environment)
 
     def set_name(self, name: str) -> None:
         self.name = name
@@ -165,12 +177,14 @@ class Node(MultiService):
 
     # -- running commands --------------------------------------------------------------------
 
-    def execute(self, text: str, origin: str = "local") -> Deferred:
+    def execute(self, text: str, origin: Origin = LOCAL) -> Deferred:
         """Run one command; the Deferred fires with a Reply, never with a failure."""
         return Deferred.fromCoroutine(self.run(text, origin))
 
-    async def run(self, text: str, origin: str = "local") -> Reply:
+    async def run(self, text: str, origin: Origin = LOCAL) -> Reply:
         """Run one command and return its Reply; errors are replies, tracebacks go to the log."""
+        if not isinstance(origin, Origin):  # a front door that forgot to say who asks gets nothing
+            raise TypeError(f"Node.run needs an Origin, not {type(origin).__name__} {origin!r}")
         try:
             reply = await self._dispatch(text, origin)
         except AnyLogError as e:
@@ -183,14 +197,14 @@ class Node(MultiService):
                 "internal", 500)
         self.commands_run += 1
         if reply.ok:
-            self.events.add(origin, _for_log(text), "ok")
+            self.events.add(origin.label, _for_log(text), "ok")
         else:
             logged = _for_log(text)
-            self.events.add(origin, logged, "error")
-            self.errors.add(origin, logged, reply.text or "")
+            self.events.add(origin.label, logged, "error")
+            self.errors.add(origin.label, logged, reply.text or "")
         return reply
 
-    async def _dispatch(self, text: str, origin: str) -> Reply:
+    async def _dispatch(self, text: str, origin: Origin) -> Reply:
         text = text.strip()
         if text.startswith("<") and text.endswith(">"):
             text = text[1:-1].strip()
@@ -199,7 +213,7 @@ class Node(MultiService):
         target = grammar.split_output_target(text) if text[0] == "[" else None
         if target is not None:  # `[file = f, key = k, show = true] = rest get ...`: `show` is AnyLog's progress bar
             pairs, command = target
-            pairs = [(k, self.substitute(v)) for k, v in pairs if k != "show"]  # before quoting hides the !key
+            pairs = [(k, self.substituter(origin)(v)) for k, v in pairs if k != "show"]  # before quoting hides the !key
             return await self._dispatch(grammar.with_options(command, pairs), origin)
         tokens = grammar.tokenize(text)
         if is_assignment(tokens):
@@ -210,6 +224,7 @@ class Node(MultiService):
                 return await self._assign(tokens[1].value, tokens[3:], text, origin)
             raise self.registry.unknown(list(tokens))
         cmd, used = match
+        origin.require(command_grant(cmd), f"'{cmd.name}'")  # the one check: before anything of it runs
         call = Call(self, cmd, tokens[used:], text, origin)
         result = cmd.handler(call)
         if inspect.isawaitable(result):
@@ -219,7 +234,7 @@ class Node(MultiService):
             reply.fmt = JSON_FORMAT
         return reply
 
-    async def _assign(self, key: str, value: tuple[Token, ...], text: str, origin: str) -> Reply:
+    async def _assign(self, key: str, value: tuple[Token, ...], text: str, origin: Origin) -> Reply:
         """`key = value`, `key = ""` (delete) and `key = <command>` (store the command's output)."""
         if not _KEY.match(key):
             raise GrammarError(f"{key!r} cannot be a dictionary key: use letters, digits and '_'")
@@ -234,15 +249,16 @@ class Node(MultiService):
                 return reply
             stored = reply.render()
         elif len(value) == 1 and value[0].kind == JSON:
-            stored = grammar.substitute_json(value[0].value, self.dictionary.get, self.environ.get)
+            env = self.environ.get if origin.expands_env else _no_environment
+            stored = grammar.substitute_json(value[0].value, self.dictionary.get, env)
         else:
-            stored = " ".join(token_text(t, self.substitute) for t in value)
+            stored = " ".join(token_text(t, self.substituter(origin)) for t in value)
         self.dictionary[key] = stored
         return Reply.of_text("")
 
     # -- scripts -----------------------------------------------------------------------------
 
-    async def run_script(self, path: str, origin: str | None = None) -> tuple[int, int]:
+    async def run_script(self, path: str, origin: Origin | None = None) -> tuple[int, int]:
         """Run a script's commands in order: (commands run, commands failed).
 
         A failing line is logged with its file and line number and the script goes on, as a
@@ -253,7 +269,11 @@ class Node(MultiService):
         ran = failed = 0
         try:
             for lineno, command in grammar.split_script(text):
-                reply = await self.run(command, origin or f"script {path}:{lineno}")
+                line = script_origin(path, lineno)
+                if origin is not None:  # a script some caller asked for runs with that caller's grant
+                    label = line.label if origin.kind in ("local", "stdin", "script") else f"{origin} ({line})"
+                    line = origin.narrowed(origin.grant, label)
+                reply = await self.run(command, line)
                 ran += 1
                 if not reply.ok:
                     failed += 1
@@ -261,7 +281,7 @@ class Node(MultiService):
                                    command=command, error=reply.text)
         except GrammarError as e:
             failed += 1
-            self.errors.add(f"script {path}", "", e.message)
+            self.errors.add(origin.label if origin else f"script {path}", "", e.message)
             self.log.error("{path}: {error}", path=path, error=e.message)
         return ran, failed
 
@@ -378,3 +398,7 @@ def _for_log(text: str) -> str:
     if "assword" not in text and "ASSWORD" not in text and "key" not in text and "KEY" not in text:
         return text
     return _SECRET.sub(r"\1***", text)
+
+
+def _no_environment(name: str) -> str:
+    raise GrammarError(f"'${name}': environment variables are expanded only for admin and owner callers")

@@ -31,7 +31,7 @@ class EventLog:
 
     def add(self, origin: str, command: str, result: str) -> None:
         self.total += 1
-        self._entries.append((self.total, self._clock(), clip(origin, 256), clip(command), clip(result)))
+        self._entries.append((self.total, self._clock(), clip(str(origin), 256), clip(command), clip(result)))
 
     def entries(self, limit: int | None = None) -> list[tuple]:
         items = list(self._entries)

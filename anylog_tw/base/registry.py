@@ -66,6 +66,12 @@ def grant_allows(held: str, needed: str) -> bool:
     return GRANTS.index(held) >= GRANTS.index(needed)
 
 
+def command_grant(cmd: "Command") -> str:
+    """The grant a command needs: its declared one, else `read` for a read-only command and `admin`
+    for the rest (a command that forgot to declare is closed, not open)."""
+    return cmd.grant or ("read" if cmd.readonly else "admin")
+
+
 FORMAT = Option("format", choices=("json", "table"), default="table", help="json or table")
 
 

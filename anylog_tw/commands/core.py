@@ -69,7 +69,7 @@ def get_dictionary(call):
 
 
 def _words(call) -> str:
-    return " ".join(token_text(t, call.node.substitute) for t in call.tokens)
+    return " ".join(token_text(t, call.substitute) for t in call.tokens)
 
 
 @command("echo", usage="echo <text>",
@@ -93,10 +93,11 @@ def print_(call):
          keywords=("script", "configuration"), nargs=(1, 1))
 async def process_script(call):
     path = call.node.resolve_script(call.args[0])
-    peer = call.origin.startswith("peer ")
+    peer = call.origin.kind == "peer"
     if peer:
         path = path_check(call)(path)
-    ran, failed = await call.node.run_script(path, origin=f"{call.origin} (script {path})" if peer else None)
+    # The script's lines run with the caller's grant: `process` never widens what its caller holds.
+    ran, failed = await call.node.run_script(path, origin=call.origin)
     if failed:
         return Reply.of_text(f"Script {path}: {ran} commands, {failed} failed (see 'get error log')")
     return f"Script {path}: {ran} commands"
@@ -112,7 +113,7 @@ def get_node_name(call):
          text="Change the node's name (shown in the prompt, in get status and to peers).",
          examples=("set node name operator1",), keywords=("node", "configuration"), raw=True)
 def set_node_name(call):
-    words = [token_text(t, call.node.substitute) for t in call.tokens if t.kind != EQ]
+    words = [token_text(t, call.substitute) for t in call.tokens if t.kind != EQ]
     if len(words) != 1 or not words[0].strip():
         raise CommandError("usage: set node name <name> (one word, e.g. 'set node name operator1')")
     call.node.set_name(words[0])
@@ -185,7 +186,7 @@ def exit_node(call):
 def _condition_value(call, tok) -> str:
     """A condition operand: like any value, but a key missing from the dictionary reads as empty."""
     try:
-        return token_text(tok, call.node.substitute)
+        return token_text(tok, call.substitute)
     except GrammarError:
         return ""
 

@@ -32,8 +32,8 @@ def work_roots(node) -> list[str]:
 
 def path_check(call):
     """How the paths of this call are read: confined for a peer, only made absolute otherwise."""
-    if call.origin.startswith("peer "):
-        roots, who = work_roots(call.node), call.origin
+    if call.origin.kind == "peer":
+        roots, who = work_roots(call.node), call.origin.label
         return lambda path: fileops.confine(path, roots, who)
     return fileops.absolute
 

@@ -32,8 +32,8 @@ def policy_text(call, tokens=None) -> str:
         raise CommandError(f"'{call.command.name}' needs a policy: a JSON object or !variable "
                            f"(usage: {call.command.usage})")
     if len(tokens) == 1 and tokens[0].kind == JSON:
-        return grammar.substitute_json(tokens[0].value, node.dictionary.get, node.environ.get)
-    return " ".join(token_text(t, node.substitute) for t in tokens)
+        return grammar.substitute_json(tokens[0].value, node.dictionary.get, call.env)
+    return " ".join(token_text(t, call.substitute) for t in tokens)
 
 
 def read_policy(call, tokens=None) -> dict:
@@ -97,7 +97,7 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
          keywords=KEYWORDS, raw=True, readonly=True)
 async def blockchain_get(call):
     meta = await metadata(call.node)
-    return outcome_reply(evaluate(parse_query(call.node.substitute(call.remainder)), meta.ledger))
+    return outcome_reply(evaluate(parse_query(call.substitute(call.remainder)), meta.ledger))
 
 
 @command("blockchain get id", usage="blockchain get id <policy>",
@@ -294,7 +294,7 @@ async def blockchain_drop(call):
     meta = await metadata(call.node)
     positional, clause = grammar.split_where(call.tokens)
     if clause is not None and not positional:
-        pairs = dict((k, token_text(v[0], call.node.substitute)) for k, v in grammar.parse_where(clause))
+        pairs = dict((k, token_text(v[0], call.substitute)) for k, v in grammar.parse_where(clause))
         if set(pairs) != {"id"}:
             raise OptionError("usage: blockchain drop policy where id = a,b")
         ids = _ids_option(pairs["id"])
@@ -321,7 +321,7 @@ async def blockchain_wait_for(call):
             if key != "timeout":
                 raise OptionError(f"'blockchain wait for' has no option '{key}' (valid: timeout)")
             try:
-                timeout = values.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in value))
+                timeout = values.parse_seconds(" ".join(token_text(t, call.substitute) for t in value))
             except grammar.GrammarError as e:
                 raise OptionError(f"option 'timeout': {e.message}") from None
     pid = next(iter(meta.ledger.prepare(read_policy(call, positional)).values()))["id"]

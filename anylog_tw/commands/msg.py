@@ -42,7 +42,7 @@ async def _run(call):
     from anylog_tw.msg.options import read_client
     from anylog_tw.msg.service import start_client
 
-    spec = read_client(list(call.tokens), call.node.substitute)
+    spec = read_client(list(call.tokens), call.substitute)
     mappers = await compile_spec(call.node, spec)
     _, text = await start_client(call.node, spec, mappers)
     return text

@@ -197,7 +197,7 @@ def _split_client(call) -> tuple[str, str]:
         dest_text = first.value
     else:
         raise OptionError(f"run client: {first.value!r} is not a destination (write (ip:port) or ip:port)")
-    return call.node.substitute(dest_text), call.text[tokens[1].start:].strip()
+    return call.substitute(dest_text), call.text[tokens[1].start:].strip()
 
 
 @command("run client", usage="run client (<destination>) <command>",
@@ -220,7 +220,7 @@ async def run_client(call):
 
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
-    cmd = call.node.substitute(cmd)  # !key here, !!key becomes !key for the remote node
+    cmd = call.substitute(cmd)  # !key here, !!key becomes !key for the remote node
     peers = call.node.component(Peers)
     if len(dest.addresses) == 1:
         address = dest.addresses[0]
@@ -301,7 +301,7 @@ def set_network_key(call):
     tokens = list(call.tokens)
     if not tokens or tokens[0].kind != EQ or len(tokens) != 2:
         raise OptionError("usage: set network key = <key> (one word or a quoted string)")
-    key = token_text(tokens[1], call.node.substitute) if tokens[1].kind != STRING else tokens[1].value
+    key = token_text(tokens[1], call.substitute) if tokens[1].kind != STRING else tokens[1].value
     if key and len(key) < 8:
         raise OptionError("a network key needs at least 8 characters")
     call.node.component(Peers).set_network_key(key or None)

@@ -51,7 +51,7 @@ def _scalar(text: str) -> object:
 def create_policy(call):
     node = call.node
     positional, clause = grammar.split_where(call.tokens)
-    words = [token_text(t, node.substitute) for t in positional]
+    words = [token_text(t, call.substitute) for t in positional]
     if not words:
         raise CommandError("usage: create policy <type> [with defaults] where k = v and ...")
     ptype = words[0]
@@ -67,7 +67,7 @@ def create_policy(call):
                       "local_ip": node.dictionary.get("ip")})
     if clause is not None:
         for key, value in grammar.parse_where(clause):
-            resolved = [t._replace(value=node.substitute(t.value)) if t.kind in (WORD, GROUP) else t
+            resolved = [t._replace(value=call.substitute(t.value)) if t.kind in (WORD, GROUP) else t
                         for t in value]
             inner[key] = _typed_value(resolved)
     return Reply.of_json({ptype: inner})

@@ -64,7 +64,7 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
 
     node = call.node
     tokens = grammar.tokenize(cmd)
-    dbms, given, statement = parse_sql_call(tokens[1:], cmd, node.substitute)
+    dbms, given, statement = parse_sql_call(tokens[1:], cmd, call.substitute)
     dbms = dbms.lower()
     opts = parse_options(given, dbms)
     if opts.dest == "file" and not grant_allows(call.grant, "admin"):
@@ -75,7 +75,7 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
     meta = await metadata(node)
     peers = node.component(Peers)
     registry = jobs(call)
-    job = registry.new(cmd, dbms, statement, "rest" if call.origin.startswith("REST") else "stdout",
+    job = registry.new(cmd, dbms, statement, "rest" if call.origin.kind == "rest" else "stdout",
                        node.reactor.seconds())
 
     def is_down(address: str) -> bool:
@@ -105,7 +105,7 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
             stats["Failover"] = answer.failover
         return stats
 
-    if answer.stream is not None and call.origin.startswith("REST") and not opts.table and opts.dest != "file":
+    if answer.stream is not None and call.origin.kind == "rest" and not opts.table and opts.dest != "file":
         body = stream.chunks(opts.format, answer.titles, answer.stream, shape, opts.stat, statistics)
         return stream.StreamReply(body, opts.format != "table")
     if answer.stream is not None:
@@ -198,7 +198,7 @@ async def query_part(call):
     node = call.node
     opts = call.opts
     db = databases(call).get(opts["dbms"])
-    record = PartRecord(opts["node"] or call.origin, str(opts["job"]), db.name, opts["table"].lower(),
+    record = PartRecord(opts["node"] or call.origin.label, str(opts["job"]), db.name, opts["table"].lower(),
                         started=node.reactor.seconds())
     node.component(PartLog).add(record)
     extend = {k.strip().lower(): node.dictionary.get(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}

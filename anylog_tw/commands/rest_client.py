@@ -62,9 +62,9 @@ def where_pairs(call) -> list[tuple[str, str]]:
         if len(tokens) == 1 and tokens[0].kind == STRING:
             text = tokens[0].value
         elif len(tokens) == 1 and tokens[0].kind == JSON:
-            text = grammar.substitute_json(tokens[0].value, node.dictionary.get, node.environ.get)
+            text = grammar.substitute_json(tokens[0].value, node.dictionary.get, call.env)
         else:
-            text = node.substitute(call.text[tokens[0].start:tokens[-1].end])
+            text = call.substitute(call.text[tokens[0].start:tokens[-1].end])
         pairs.append((key, text))
     return pairs
 

@@ -107,7 +107,7 @@ SCHEDULE_TEXT = (
 def schedule(call):
     node = call.node
     option_tokens, first = split_schedule(call.tokens)
-    values = read_schedule_options(option_tokens, node.substitute)
+    values = read_schedule_options(option_tokens, call.substitute)
     sid = scheduler_id(values.get("scheduler", "1"))
     if sid == SYSTEM:
         raise CommandError("scheduler 0 holds the node's system tasks; schedule user tasks on scheduler 1 to "

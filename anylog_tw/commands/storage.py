@@ -202,7 +202,7 @@ def sql_options(given: dict[str, str], default_timeout: float) -> tuple[str, flo
                    'sql almgm "select file_id, table_name, rows from tsd_info"'),
          keywords=KEYWORDS + ("query",), options=SQL_OPTIONS, raw=True, grant="read")
 async def sql(call):
-    dbms, given, statement = parse_sql_call(call.tokens, call.text, call.node.substitute)
+    dbms, given, statement = parse_sql_call(call.tokens, call.text, call.substitute)
     dbs = databases(call)
     fmt, timeout, limit = sql_options(given, dbs.query_timeout)
     db = dbs.get(dbms)
@@ -220,7 +220,7 @@ def set_query_timeout(call):
     tokens = call.tokens
     if len(tokens) < 2 or tokens[0].kind != EQ:
         raise GrammarError("usage: set query timeout = <seconds>")
-    seconds = values.parse_seconds(" ".join(token_text(t, call.node.substitute) for t in tokens[1:]))
+    seconds = values.parse_seconds(" ".join(token_text(t, call.substitute) for t in tokens[1:]))
     if seconds <= 0:
         raise OptionError("the query timeout must be more than 0 seconds")
     databases(call).query_timeout = seconds

@@ -72,8 +72,8 @@ async def time_file_rename(call):
         raise OptionError(f"'time file rename' takes one file, then 'to key = value ...' (usage: {call.command.usage})")
     if cut is not None and cut + 1 == len(tokens):
         raise OptionError(f"'{tokens[cut].value}' must be followed by 'key = value' (usage: {call.command.usage})")
-    path = path_check(call)(token_text(positional[0], call.node.substitute))
-    opts, _ = read_options(call.command, None if cut is None else tokens[cut + 1:], call.node.substitute)
+    path = path_check(call)(token_text(positional[0], call.substitute))
+    opts, _ = read_options(call.command, None if cut is None else tokens[cut + 1:], call.substitute)
     plan = tsd_admin.plan_rename(path, opts["dbms"], opts["table"], opts["source"], opts["hash"],
                                  opts["instructions"])
     return await call.node.in_thread(tsd_admin.rename_file, path, plan)

@@ -28,6 +28,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from anylog_tw.base.grammar import CommandAccumulator
+from anylog_tw.base.origin import STDIN, Origin
 from anylog_tw.base.process import ListeningProcess
 from anylog_tw.net.limits import find_ticket
 
@@ -62,7 +63,7 @@ def prompt(node) -> str:
 class _SerialRunner:
     """Runs a session's commands one at a time, in order, and writes each reply."""
 
-    def __init__(self, node, origin: str, write):
+    def __init__(self, node, origin: Origin, write):
         self.node = node
         self.origin = origin
         self.write = write
@@ -94,7 +95,8 @@ class CommandShell(recvline.HistoricRecvLine):
 
     def connectionMade(self):
         peer = self.terminal.transport.getPeer() if hasattr(self.terminal, "transport") else None
-        origin = f"console {peer.host}:{peer.port}" if peer is not None and hasattr(peer, "host") else "console"
+        label = f"console {peer.host}:{peer.port}" if peer is not None and hasattr(peer, "host") else "console"
+        origin = Origin(label, "admin", "console")  # the console listens on loopback: the node's administrator
         self.runner = _SerialRunner(self.node, origin, self._write_reply)
         recvline.HistoricRecvLine.connectionMade(self)
         factory = getattr(self, "factory", None)
@@ -186,7 +188,7 @@ class StdioShell(LineReceiver):
         self.runner = None
 
     def connectionMade(self):
-        self.runner = _SerialRunner(self.node, "stdin", self._write_reply)
+        self.runner = _SerialRunner(self.node, STDIN, self._write_reply)
         self.transport.write(prompt(self.node).encode())
 
     def _write_reply(self, text: str) -> None:

@@ -29,6 +29,7 @@ from anylog_tw.base.deadline import with_deadline
 from anylog_tw.base.errors import AnyLogError, Timeout
 from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
+from anylog_tw.base.origin import Origin
 from anylog_tw.front.grafana import GRAFANA_PATHS, GrafanaApi
 from anylog_tw.front.rest_auth import AuthError, Credentials
 from anylog_tw.front.rest_calls import OTHER, RestCalls
@@ -176,7 +177,7 @@ class RestApi:
                 if self.config.read_only:
                     check_read_only(registry, text)
             request.anylog_peer = _peer(request)
-            origin = f"REST {request.anylog_peer}"
+            origin = self.origin(request, None, verb)
             if asked.body_commands:
                 d = Deferred.fromCoroutine(self._run_body(asked, origin))
             else:
@@ -231,7 +232,7 @@ class RestApi:
                            request.content.read())
         return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
 
-    async def _run_body(self, asked, origin: str):
+    async def _run_body(self, asked, origin: Origin):
         """Body commands first (a failing one answers), then the command."""
         for text in asked.body_commands:
             reply = await self.node.run(text, origin)
@@ -272,7 +273,7 @@ class RestApi:
         started = time.perf_counter()
         try:
             self._authorize(request)
-            reply = await self.node.run("get status where format = json", f"REST {_peer(request)}")
+            reply = await self.node.run("get status where format = json", self.origin(request, None, "GET"))
             return self._send(request, "/api/status", started, 200, reply.render().encode("utf-8"), JSON_TYPE)
         except Exception as e:
             return self._fail(request, "/api/status", started, e)
@@ -343,9 +344,9 @@ class RestApi:
                 pass
         return None
 
-    def origin(self, request, identity, verb: str) -> str:
-        """The origin the request's commands run with (the security model gives it the identity's grant)."""
-        return f"REST {_peer(request)}"
+    def origin(self, request, identity, verb: str) -> Origin:
+        """The origin the request's commands run with: the identity's grant."""
+        return Origin(f"REST {_peer(request)}", "write", "rest", identity or "")
 
     def resource(self):
         """The site's root: `/` straight to `root`, every other path through the Klein app.

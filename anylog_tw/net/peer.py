@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from anylog_tw.base.errors import PeerError
+from anylog_tw.base.origin import Origin
 from anylog_tw.base.reply import TEXT, Reply
 from anylog_tw.net import auth, wire
 from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
@@ -40,6 +41,10 @@ from anylog_tw.net.transfer import FileReceiver
 _WAITING_KINDS = frozenset({"cmd", "event"})  # frames that wait while the peer does not read its replies
 PRE_AUTH_BODY = 64 * 1024  # the largest body accepted before the hello handshake completes
 THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
+
+# What a peer's commands may do: the network's own protocols (queries, files into the watch dir,
+# metadata, HA and publisher exchanges) need read and write, never admin.
+PEER_GRANT = "write"
 
 
 class PeerProtocol(FileChannel, Backpressure, Protocol):
@@ -303,6 +308,10 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         d.errback(Failure(PeerError(reason)))
         return reason
 
+    def command_origin(self) -> Origin:
+        """The origin a command this peer sent runs with: what the network's protocols need."""
+        return Origin(self._origin or f"peer {self.label}", PEER_GRANT, "peer", self.label)
+
     def _authenticated(self) -> None:
         self.authenticated = True
         # Reply bodies are judged by `_admit` (a too-big one is skipped, not a broken stream), so the
@@ -348,7 +357,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             return
         self.requests_in += 1
         self.running += 1
-        drive(self.node.run(text, self._origin or f"peer {self.label}"), self._command_done, ident)
+        drive(self.node.run(text, self.command_origin()), self._command_done, ident)
         if self.running > MAX_RUNNING:
             self._check_pressure()
 

@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
+from anylog_tw.base.origin import LOCAL, Origin
 from anylog_tw.base.timefmt import format_instant, format_utc
 
 MIN_INTERVAL = 0.1  # seconds: below this a task would keep the reactor busy for nothing
@@ -83,7 +84,7 @@ class Task:
 
     def __init__(self, task_id: int, name: str, interval: float, next_run: float, created: float,
                  command: str = "", function: Callable[[], Any] | None = None, system: bool = False,
-                 scheduler_id: int = 1, owner: str = ""):
+                 scheduler_id: int = 1, owner: Origin = LOCAL):
         self.id = task_id
         self.name = name
         self.command = command
@@ -169,7 +170,7 @@ class Scheduler:
         return by_name if name is not None else by_id
 
     def add(self, interval: float, command: str = "", name: str | None = None, start: float | None = None,
-            function: Callable[[], Any] | None = None, system: bool = False, owner: str = "") -> Task:
+            function: Callable[[], Any] | None = None, system: bool = False, owner: Origin = LOCAL) -> Task:
         """Declare a task; it runs first at `start`, or one interval from now."""
         if not interval or interval < MIN_INTERVAL or math.isinf(interval) or math.isnan(interval):
             raise ValueError(f"the interval must be at least {MIN_INTERVAL} seconds, not {interval}")

@@ -120,9 +120,11 @@ class Schedulers:
 
     def _runner(self, sid: int):
         async def run(task: Task, previous: float) -> tuple[bool, str]:
-            origin = f"scheduler {sid} task {task.name}"
-            if task.owner.startswith("peer "):  # keeps a peer's limits (file commands stay inside the home)
-                origin = f"{task.owner} (scheduler {sid} task {task.name})"
+            # A task runs with the grant (and the limits) of whoever scheduled it, never more.
+            label = f"scheduler {sid} task {task.name}"
+            if task.owner.kind not in ("local", "stdin", "script"):  # says whose rights the task runs with
+                label = f"{task.owner} ({label})"
+            origin = task.owner.narrowed(task.owner.grant, label, "peer" if task.owner.kind == "peer" else "scheduler")
             if task.command:
                 text = expand_time_marks(task.command, previous, self.node.reactor.seconds())
                 reply = await self.node.run(text, origin)
@@ -130,12 +132,12 @@ class Schedulers:
             try:
                 await call_function(task.function)
             except AnyLogError as e:
-                self.node.errors.add(origin, task.what, e.message)
+                self.node.errors.add(origin.label, task.what, e.message)
                 return False, e.message
             except Exception as e:
                 self.log.failure("{origin} failed", origin=origin)
                 message = f"{type(e).__name__}: {e} (the traceback is in the log)"
-                self.node.errors.add(origin, task.what, message)
+                self.node.errors.add(origin.label, task.what, message)
                 return False, message
             return True, ""
 

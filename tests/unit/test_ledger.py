@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anylog_tw.base.origin import Origin
 from anylog_tw.metadata.layer import Metadata
 from anylog_tw.metadata.ledger import (
     DuplicatePolicy,
@@ -286,7 +287,7 @@ def test_insert_with_a_master_that_accepts_is_global_there_and_here(tmp_path):
     node = unit_node(tmp_path / "n")
 
     async def to_master(address, text):
-        return await master.run(text, "peer")
+        return await master.run(text, Origin("peer", "write", "peer"))
 
     node.component(Metadata).set_ask(to_master)
     ok(node, "blockchain insert where policy = {\"operator\": {\"name\": \"o\", \"cluster\": \"c\"}} and "
@@ -376,7 +377,7 @@ def test_a_policy_the_master_refuses_is_not_kept_locally(tmp_path):
     node = unit_node(tmp_path / "n")
 
     async def to_master(address, text):
-        return await master.run(text, "peer")
+        return await master.run(text, Origin("peer", "write", "peer"))
 
     node.component(Metadata).set_ask(to_master)
     ok(master, 'blockchain push {"operator": {"name": "a", "cluster": "c", "member": 9}}')
