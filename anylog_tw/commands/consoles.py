@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
 from anylog_tw.base.errors import CommandError, ServiceError
 from anylog_tw.base.registry import Option, command
 from anylog_tw.commands._limits import limit_options, read_limits
+from anylog_tw.commands.rest import read_credentials, secure_default
 from anylog_tw.front.console import ConsoleService, ManholeService, ShellFactory, manhole_factory
 from anylog_tw.net.endpoints import listen_guarded, tcp_server_endpoint
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 
 LOOPBACK = "127.0.0.1"
+_log = Logger()
+HOW_TO_LOGIN = ("give 'user = .. and password = ..' (password = $ENV_VAR keeps it out of the script) or "
+                "'users = <file>' (python -m anylog_tw.front.rest_users add <file> <name> <role>); see docs/security.md")
 # Sessions are people at a terminal: few, and given minutes to type their first command.
 CONSOLE_LIMITS = ConnectionLimits(max_connections=16, max_per_address=16, idle_timeout=300.0)
 
@@ -26,27 +31,45 @@ async def listen(node, ip: str, port: int, factory, what: str, gate=None):
 
 
 @command("run console", usage="run console [where ip = 127.0.0.1 and port = 32051 and max connections = 16 and "
-                              "max per address = 16 and idle timeout = 300]",
+                              "max per address = 16 and idle timeout = 300 and user = U and password = W and "
+                              "role = admin and users = F and auth = none]",
          text="Start the telnet command console: several sessions at once, with history (arrow keys) and line "
               "editing. Connect with 'telnet 127.0.0.1 32051'; 'quit' ends a session. Commands are the same as "
-              "on every other interface. At most 'max connections' sessions are open; a session that types no command "
-              "within 'idle timeout' seconds is closed.",
-         examples=("run console", "run console where ip = 127.0.0.1 and port = 32051"),
+              "on every other interface. Without credentials it listens on loopback only and a session is the node's "
+              "administrator; with 'user' and 'password' (role admin unless 'role' says reader or writer) or a "
+              "users file (the REST server's format), a session logs in first and runs with its user's role (three "
+              "wrong logins hang up). On another interface it refuses to start without credentials unless "
+              "'auth = none' says so on purpose. At most 'max connections' sessions are open; a session that types "
+              "no command within 'idle timeout' seconds is closed.",
+         examples=("run console", "run console where ip = 127.0.0.1 and port = 32051",
+                   "run console where ip = !ip and port = 32051 and users = !rest_users"),
          keywords=("cli", "background processes"),
          options=(Option("ip", default=LOOPBACK, help="interface to listen on"),
                   Option("port", kind="int", default=32051, help="TCP port (0 picks a free one)"),
+                  Option("user", help="login user (with password)"),
+                  Option("password", help="login password (write $ENV_VAR to keep it out of the script)"),
+                  Option("role", choices=("reader", "writer", "admin"), default="admin", help="the role of 'user'"),
+                  Option("users", help="users file: name:role:scrypt-hash lines (python -m anylog_tw.front.rest_users)"),
+                  Option("auth", choices=("none", "required"), default="required",
+                         help="'none' listens beyond loopback without a login, on purpose (a warning)"),
                   *limit_options(CONSOLE_LIMITS)))
 async def run_console(call):
     node = call.node
     node.check_free(ConsoleService.name)
     limits = read_limits(call.opts)
-    factory = ShellFactory(node)
+    credentials = await read_credentials(node, call.opts)
+    auth_none = secure_default(call.opts["ip"], call.opts["port"], credentials, call.opts, "the console", HOW_TO_LOGIN)
+    factory = ShellFactory(node, credentials, auth_none)
     gate = node.component(ConnectionGuard).gate(ConsoleService.name, limits)
     port = await listen(node, call.opts["ip"], call.opts["port"], factory, "the console", gate)
     service = ConsoleService(port, factory)
     service.gate = gate
     node.add_process(service)
     host, number = service.address
+    if auth_none:
+        _log.warn("the console on {where} has no login (auth = none): anyone who reaches it administers the node",
+                  where=f"{host}:{number}")
+        return f"Console listening on {host}:{number} WITHOUT a login (auth = none)"
     return f"Console listening on {host}:{number}"
 
 

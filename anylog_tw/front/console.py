@@ -1,6 +1,9 @@
 """The node's consoles: a telnet command shell, the stdin prompt, and a Python manhole.
 
-All three are thin: they read lines, hand complete commands to `Node.execute`, and write the
+The telnet console runs as the node's administrator when it listens on loopback without
+credentials; with credentials (`run console ... and user = .. and password = ..`, or a users
+file) every session logs in first (Twisted cred, the same checker as REST's) and its commands
+run with the logged-in user's role.  All three are thin: they read lines, hand complete commands to `Node.execute`, and write the
 rendered reply.  Commands from one session run one after another, in the order typed, while
 other sessions and the rest of the node go on.
 """
@@ -30,7 +33,10 @@ from zope.interface import implementer
 from anylog_tw.base.grammar import CommandAccumulator
 from anylog_tw.base.origin import STDIN, Origin
 from anylog_tw.base.process import ListeningProcess
+from anylog_tw.front.rest_auth import Identity
 from anylog_tw.net.limits import find_ticket
+
+MAX_LOGIN_TRIES = 3
 
 
 class QuietTelnetBootstrap(TelnetBootstrapProtocol):
@@ -84,9 +90,10 @@ class CommandShell(recvline.HistoricRecvLine):
 
     log = Logger()
 
-    def __init__(self, node):
+    def __init__(self, node, identity: Identity | None = None):
         recvline.HistoricRecvLine.__init__(self)
         self.node = node
+        self.identity = identity
         self.runner: _SerialRunner | None = None
 
     @property
@@ -95,8 +102,11 @@ class CommandShell(recvline.HistoricRecvLine):
 
     def connectionMade(self):
         peer = self.terminal.transport.getPeer() if hasattr(self.terminal, "transport") else None
-        label = f"console {peer.host}:{peer.port}" if peer is not None and hasattr(peer, "host") else "console"
-        origin = Origin(label, "admin", "console")  # the console listens on loopback: the node's administrator
+        where = f"{peer.host}:{peer.port}" if peer is not None and hasattr(peer, "host") else ""
+        if self.identity is None:  # no credentials: loopback (or `auth = none`), the node's administrator
+            origin = Origin(f"console {where}".strip(), "admin", "console")
+        else:
+            origin = Origin(f"console {self.identity.user}@{where}", self.identity.grant, "console", self.identity.user)
         self.runner = _SerialRunner(self.node, origin, self._write_reply)
         recvline.HistoricRecvLine.connectionMade(self)
         factory = getattr(self, "factory", None)
@@ -141,27 +151,75 @@ class CommandShell(recvline.HistoricRecvLine):
 
 
 class ShellFactory(protocol.ServerFactory):
-    """Builds telnet sessions running `CommandShell`; knows its live sessions to close them on stop."""
+    """Builds telnet sessions running `CommandShell`; knows its live sessions to close them on stop.
 
-    def __init__(self, node):
+    With `credentials` that require a login, a session starts at a login prompt and gets the shell
+    (with the user's role) only once the portal accepts it."""
+
+    def __init__(self, node, credentials=None, auth_none: bool = False):
         self.node = node
+        self.credentials = credentials
+        self.auth_none = auth_none
         self.sessions: set[CommandShell] = set()
+        self.portal = None
+        if credentials is not None and credentials.required:
+            self.portal = portal.Portal(_ShellRealm(self), [CredentialsChecker(credentials)])
+
+    def make_shell(self, identity: Identity | None = None) -> CommandShell:
+        shell = CommandShell(self.node, identity)
+        shell.factory = self
+        return shell
 
     def buildProtocol(self, addr):
-        factory = self
-
-        def make_shell():
-            shell = CommandShell(factory.node)
-            shell.factory = factory
-            return shell
-
-        transport = TelnetTransport(QuietTelnetBootstrap, insults.ServerProtocol, make_shell)
+        if self.portal is not None:
+            transport = TelnetTransport(PasswordLogin, self.portal)
+        else:
+            transport = TelnetTransport(QuietTelnetBootstrap, insults.ServerProtocol, self.make_shell)
         transport.factory = self
         return transport
+
+    def auth_text(self) -> str:
+        if self.auth_none:
+            return "NONE (auth = none: anyone who reaches it is the node's administrator)"
+        if self.portal is not None:
+            return f"login ({self.credentials.describe()})"
+        return "loopback only (admin)"
 
     def close_sessions(self) -> None:
         for session in list(self.sessions):
             session.terminal.loseConnection()
+
+
+@implementer(checkers.ICredentialsChecker)
+class CredentialsChecker:
+    """A console login checked like a REST one (the configured user or the users file): the Identity."""
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, creds):
+        self.creds = creds
+
+    def requestAvatarId(self, login):
+        d = self.creds.login(login.username.decode("utf-8", "replace"), login.password.decode("utf-8", "replace"))
+
+        def judged(identity):
+            if identity is None:
+                raise error.UnauthorizedLogin("wrong user or password")
+            return identity
+
+        return d.addCallback(judged)
+
+
+@implementer(portal.IRealm)
+class _ShellRealm:
+    def __init__(self, factory: ShellFactory):
+        self.factory = factory
+
+    def requestAvatar(self, identity, mind, *interfaces):
+        if ITelnetProtocol not in interfaces:
+            raise NotImplementedError("the console only speaks telnet")
+        proto = QuietTelnetBootstrap(insults.ServerProtocol, self.factory.make_shell, identity)
+        return ITelnetProtocol, proto, lambda: None
 
 
 class ConsoleService(ListeningProcess):
@@ -172,7 +230,7 @@ class ConsoleService(ListeningProcess):
 
     def details(self) -> str:
         host, port = self.address
-        return f"Listening on: {host}:{port}, Sessions: {len(self.factory.sessions)}"
+        return f"Listening on: {host}:{port}, Sessions: {len(self.factory.sessions)}, Auth: {self.factory.auth_text()}"
 
     def close_connections(self) -> None:
         self.factory.close_sessions()
@@ -244,6 +302,15 @@ class PasswordLogin(AuthenticatingTelnetProtocol):
                                                   ITelnetProtocol))
         d.addCallbacks(self._cbLogin, self._ebLogin)
         return "Discard"
+
+    def _ebLogin(self, failure):
+        """A wrong login: ask again, and hang up after a few tries."""
+        self.tries = getattr(self, "tries", 0) + 1
+        if self.tries >= MAX_LOGIN_TRIES:
+            self.transport.write(b"\r\nAuthentication failed: too many tries\r\n")
+            self.transport.loseConnection()
+            return
+        AuthenticatingTelnetProtocol._ebLogin(self, failure)
 
 
 @implementer(portal.IRealm)

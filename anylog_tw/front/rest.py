@@ -5,20 +5,20 @@ through `node.execute`, like the console's; this module only reads requests (`re
 checks credentials and verbs, waits with a timeout, and turns a Reply into an HTTP answer:
 `application/json` when the reply is JSON, `text/plain; charset=utf-8` otherwise, with a
 Content-Length so connections stay alive.  Every error is JSON `{"error": {"code", "message"}}`
-with a real status (400, 401, 403, 404, 405, 408, 409, 413; 500 only for bugs, logged with its
-traceback, never shown).  A slow command does not hold anything: other requests are answered
+with a real status (400, 401, 403, 404, 405, 408, 409, 413, 415, 421; 500 only for bugs, logged
+with its traceback, never shown).  Who may do what is front/rest_auth.py (identities and roles) and
+`RestApi.origin`; what keeps a browser page out is front/rest_browser.py (Host, CORS, POST bodies).  A slow command does not hold anything: other requests are answered
 while it runs.
 """
 
 from __future__ import annotations
 
-import base64
 import time
 from dataclasses import dataclass
 
 import orjson
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
@@ -31,7 +31,8 @@ from anylog_tw.base.metrics import CONTENT_TYPE as METRICS_TYPE
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.origin import Origin
 from anylog_tw.front.grafana import GRAFANA_PATHS, GrafanaApi
-from anylog_tw.front.rest_auth import AuthError, Credentials
+from anylog_tw.front.rest_auth import Credentials, Identity
+from anylog_tw.front.rest_browser import Cors, HostCheck, check_post_commands, node_addresses
 from anylog_tw.front.rest_calls import OTHER, RestCalls
 from anylog_tw.front.rest_openapi import openapi_document
 from anylog_tw.front.rest_put import put_data
@@ -56,7 +57,7 @@ CORS_HEADERS = (b"Content-Type, Authorization, Accept, User-Agent, AnyLog-Agent,
 
 
 _METHOD_NAMES = {m.encode(): m for m in METHODS}
-_ANY_ORIGIN = [b"*"]
+ANONYMOUS_GRANT = "write"  # no credentials configured: loopback callers put data in, never administer
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,11 @@ class RestConfig:
     read_only: bool = False
     max_body: int = DEFAULT_MAX_BODY
     ssl: bool = False
-    user: str = ""
-    password: str = ""
-    token: str = ""
     external: str = ""  # ip:port the server announces
+    interface: str = "127.0.0.1"  # where it listens ("" = every interface)
+    auth_none: bool = False  # `auth = none`: listens beyond loopback with no authentication, on purpose
+    cors: tuple[str, ...] = ()  # browser origins answered with CORS headers
+    hosts: tuple[str, ...] = ()  # extra names the Host header may carry
 
 
 def _headers(request) -> dict[str, str]:
@@ -90,10 +92,13 @@ class RestApi:
     app = Klein()
     log = Logger()
 
-    def __init__(self, node, config: RestConfig | None = None):
+    def __init__(self, node, config: RestConfig | None = None, credentials: Credentials | None = None):
         self.node = node
         self.config = config or RestConfig()
-        self.credentials = Credentials(self.config.user, self.config.password, self.config.token)
+        self.credentials = credentials or Credentials(in_thread=node.in_thread)
+        self.hosts = HostCheck(self.config.interface, self.config.hosts,
+                               lambda: node_addresses(node, self.config.external))
+        self.cors = Cors(self.config.cors)
         self.metrics = node.component(Metrics)
         self.calls = node.component(RestCalls)
         self._openapi: bytes | None = None
@@ -108,7 +113,8 @@ class RestApi:
         headers = request.responseHeaders
         headers.setRawHeaders(b"content-type", [ctype])
         headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
-        headers.setRawHeaders(b"access-control-allow-origin", _ANY_ORIGIN)
+        if self.cors.origins:
+            self.cors_headers(request)
         method = _METHOD_NAMES.get(request.method, OTHER)  # a client may send any word: keep the labels few
         key = (route, method, status)
         counter = self._counters.get(key)
@@ -138,9 +144,18 @@ class RestApi:
         return self._error(request, route, started, 500, "internal",
                            f"internal error: {type(e).__name__} (the traceback is in the node's log)")
 
-    def _authorize(self, request) -> None:
-        if self.credentials.required:
-            self.credentials.check(request.getHeader(b"authorization"))
+    def cors_headers(self, request) -> None:
+        """Access-Control-Allow-Origin for a listed origin only (none is listed by default)."""
+        allowed = self.cors.allow(request.getHeader(b"origin"))
+        if allowed is not None:
+            request.responseHeaders.setRawHeaders(b"access-control-allow-origin", [allowed])
+            request.responseHeaders.setRawHeaders(b"vary", [b"Origin"])
+
+    def _identify(self, request):
+        """Identity | None at once (cached or cheap), or a Deferred of it (a users-file password)."""
+        if not self.credentials.required:
+            return None
+        return self.credentials.check(request.getHeader(b"authorization"))
 
     # -- the AnyLog contract ----------------------------------------------------------------------
 
@@ -157,18 +172,35 @@ class RestApi:
                 return self._error(request, "/", started, 405, "method_not_allowed",
                                    f"{method} is not used here: GET runs commands that change nothing, POST any "
                                    f"command, PUT sends data")
-            self._authorize(request)
+            found = self._identify(request)
+            if isinstance(found, Deferred):
+                found.addCallback(lambda identity: self._serve(request, method, identity, started))
+                found.addErrback(lambda failure: self._fail(request, "/", started, failure.value, failure))
+                return found
+            return self._serve(request, method, found, started)
+        except Exception as e:
+            return self._fail(request, "/", started, e)
+
+    def _serve(self, request, method: str, identity: Identity | None, started: float):
+        """The request of a caller who proved `identity` (None: no credentials configured)."""
+        try:
             headers = _headers(request)
             if method == "PUT":
                 request.anylog_agent = agent_product(headers)
                 if self.config.read_only:
                     raise _read_only_put()
+                self.origin(request, identity, "PUT").require("write", "PUT data")
                 return Deferred.fromCoroutine(self._put(request, headers, started))
-            if method == "POST" and headers.get("command", "").strip().lower() == "data":
-                return self._post_data(request, headers, started)  # REST as a message broker
+            if method == "POST":
+                body = request.content.read()
+                check_post_commands(headers, bool(body.strip()))
+                if headers.get("command", "").strip().lower() == "data":
+                    self.origin(request, identity, "POST").require("write", "POST data")
+                    return self._post_data(request, headers, body, started)  # REST as a message broker
+            else:
+                body = b""
             verb = "GET" if method == "HEAD" else method
             query = request.uri.split(b"?", 1)[1].decode("utf-8", "replace") if b"?" in request.uri else ""
-            body = request.content.read() if verb == "POST" else b""
             asked = read_request(verb, headers, query, body)
             request.anylog_agent = asked.agent
             registry = self.node.registry
@@ -177,7 +209,7 @@ class RestApi:
                 if self.config.read_only:
                     check_read_only(registry, text)
             request.anylog_peer = _peer(request)
-            origin = self.origin(request, None, verb)
+            origin = self.origin(request, identity, verb)
             if asked.body_commands:
                 d = Deferred.fromCoroutine(self._run_body(asked, origin))
             else:
@@ -209,6 +241,8 @@ class RestApi:
         return self._send(request, "/", started, 200, reply.render().encode("utf-8"), ctype)
 
     async def _stream(self, reply, request, started: float, ctype: bytes) -> bytes:
+        if self.cors.origins:
+            self.cors_headers(request)
         await send_stream(request, reply.stream, ctype)
         self._send(request, "/", started, 200, b"", ctype)  # counts the call (the headers are out already)
         return b""
@@ -220,7 +254,7 @@ class RestApi:
         except Exception as e:
             return self._fail(request, "/", started, e)
 
-    def _post_data(self, request, headers: dict[str, str], started: float) -> bytes:
+    def _post_data(self, request, headers: dict[str, str], body: bytes, started: float) -> bytes:
         """`command: data`: the body is a message for the `broker = rest` client of the User-Agent."""
         from anylog_tw.msg.clients import MsgClients
         from anylog_tw.msg.rest_broker import post_data
@@ -229,7 +263,7 @@ class RestApi:
         if self.config.read_only:
             raise _read_only_put()
         result = post_data(self.node.component(MsgClients), request.anylog_agent, headers.get("topic", "").strip(),
-                           request.content.read())
+                           body)
         return self._send(request, "/", started, 200, orjson.dumps(result), JSON_TYPE)
 
     async def _run_body(self, asked, origin: Origin):
@@ -249,10 +283,14 @@ class RestApi:
         return with_deadline(d, timeout, self.node.reactor, expired)
 
     def _options(self, request, started: float) -> bytes:
-        request.setHeader(b"access-control-allow-methods", ALLOWED)
-        request.setHeader(b"access-control-allow-headers", CORS_HEADERS)
-        request.setHeader(b"access-control-max-age", b"86400")
+        """A preflight is answered only for a listed origin (403 otherwise); a tool's OPTIONS gets Allow."""
         request.anylog_agent = "options"
+        allowed = self.cors.preflight(request.getHeader(b"origin"))
+        request.setHeader(b"allow", ALLOWED)
+        if allowed is not None:
+            request.setHeader(b"access-control-allow-methods", ALLOWED)
+            request.setHeader(b"access-control-allow-headers", CORS_HEADERS)
+            request.setHeader(b"access-control-max-age", b"600")
         self._send(request, "/", started, 204, b"", TEXT_TYPE)
         request.responseHeaders.removeHeader(b"content-type")
         request.responseHeaders.removeHeader(b"content-length")
@@ -272,29 +310,28 @@ class RestApi:
         """EdgeLake answers `get status` here; so do we (JSON)."""
         started = time.perf_counter()
         try:
-            self._authorize(request)
-            reply = await self.node.run("get status where format = json", self.origin(request, None, "GET"))
+            identity = await self.identify(request)
+            reply = await self.node.run("get status where format = json", self.origin(request, identity, "GET"))
             return self._send(request, "/api/status", started, 200, reply.render().encode("utf-8"), JSON_TYPE)
         except Exception as e:
             return self._fail(request, "/api/status", started, e)
 
     @app.route("/metrics", methods=["GET", "HEAD"])
-    def prometheus(self, request):
+    async def prometheus(self, request):
         started = time.perf_counter()
         try:
-            self._authorize(request)
+            await self.identify(request)
             return self._send(request, "/metrics", started, 200, self.metrics.render(), METRICS_TYPE.encode())
         except Exception as e:
             return self._fail(request, "/metrics", started, e)
 
     @app.route("/openapi.json", methods=["GET", "HEAD"])
-    def openapi(self, request):
+    async def openapi(self, request):
         started = time.perf_counter()
         try:
-            self._authorize(request)
+            await self.identify(request)
             if self._openapi is None:
-
-                self._openapi = orjson.dumps(openapi_document(self.node, self.config))
+                self._openapi = orjson.dumps(openapi_document(self.node, self.config, self.credentials))
             return self._send(request, "/openapi.json", started, 200, self._openapi, JSON_TYPE)
         except Exception as e:
             return self._fail(request, "/openapi.json", started, e)
@@ -321,32 +358,36 @@ class RestApi:
     send = _send
     within = _within
 
-    def identify(self, request):
-        """Who a request is, from its Authorization header: None while the server keeps no identities
-        (no credentials, or one shared user); AuthError (401) when credentials are needed and wrong."""
-        self._authorize(request)
-        return None
+    def identify(self, request) -> Deferred:
+        """Who a request is, from its Authorization header: an Identity, or None when the server has no
+        credentials; fails with AuthError (401) when credentials are needed and missing or wrong."""
+        return maybeDeferred(self._identify, request)
 
-    def login(self, user: str, password: str):
-        """The identity a login form proves (the user, or "token"), or None: the server's user and
-        password, or its token typed as the password."""
-        if self.credentials.password:
-            try:
-                self.credentials.check(b"Basic " + base64.b64encode(f"{user}:{password}".encode()))
-                return user
-            except AuthError:
-                pass
-        if self.credentials.token:
-            try:
-                self.credentials.check(b"Bearer " + password.encode())
-                return user or "token"
-            except AuthError:
-                pass
-        return None
+    def login(self, user: str, password: str) -> Deferred:
+        """The identity a login form proves, or None: a user of the server (configured or from the users
+        file), or its token typed as the password."""
+        return self.credentials.login(user, password)
 
-    def origin(self, request, identity, verb: str) -> Origin:
-        """The origin the request's commands run with: the identity's grant."""
-        return Origin(f"REST {_peer(request)}", "write", "rest", identity or "")
+    def origin(self, request, identity: Identity | None, verb: str) -> Origin:
+        """The origin the request's commands run with: the identity's role (no credentials configured:
+        write, never admin).  A GET holds at most read, whoever asks: a page can make a browser send a
+        GET unasked, and a GET's `sql` then runs read-only in the engine."""
+        peer = _peer(request)
+        if identity is None:
+            grant, label, user = ANONYMOUS_GRANT, f"REST {peer}", ""
+        else:
+            grant, label, user = identity.grant, f"REST {identity.user}@{peer}", identity.user
+        if verb == "GET" and grant != "read":
+            grant = "read"
+        return Origin(label, grant, "rest", user)
+
+    def auth_text(self) -> str:
+        """How this server authenticates, for `get processes`, `get rest server info` and `test node`."""
+        if self.config.auth_none:
+            return "NONE (auth = none: anyone who reaches it can read and write)"
+        if self.credentials.required:
+            return self.credentials.describe()
+        return "loopback only (no credentials: read and write, never admin)"
 
     def resource(self):
         """The site's root: `/` straight to `root`, every other path through the Klein app.
@@ -376,6 +417,10 @@ class _Root(resource.Resource):
         self.grafana_paths = grafana_paths
 
     def render(self, request):
+        try:
+            self.api.hosts.check(request.getHeader(b"host"))
+        except AnyLogError as e:  # a rebound DNS name, or a name the node does not answer to
+            return self.api._fail(request, "other", time.perf_counter(), e)
         path = request.path
         if path != b"/":
             if path.startswith(b"/web/"):

@@ -12,13 +12,16 @@ from anylog_tw import __version__
 
 _ERROR_STATUSES = {
     "400": "Bad request: a malformed header or body, a wrong verb (says which to use), a bad command or option",
-    "401": "Credentials missing or wrong (the server was started with a user and password, or a token)",
-    "403": "Refused: the server is read only and the command (or PUT) would change the node",
+    "401": "Credentials missing or wrong (the server was started with a user and password, a token or a users file)",
+    "403": "Refused: the caller's role lacks the grant the command needs, the server is read only and the command "
+           "(or PUT) would change the node, or a browser origin not listed in 'cors'",
     "404": "Unknown command (with the nearest commands as hints) or something the command names does not exist",
     "405": "This verb is not used on this route",
     "408": "The command did not answer within the timeout (the 'timeout' header or the server's)",
     "409": "Conflict: the process is already running or not running, or the same data file was already sent",
     "413": "The body is over the server's limit ('max body', 64 MiB by default)",
+    "415": "A POST with commands but neither the 'command' header nor a JSON body (what any web page can send)",
+    "421": "The Host header does not name this node (a re-pointed DNS name): list extra names in 'hosts'",
     "500": "A bug in the node (the traceback is in the node's log, never in the reply)",
     "502": "A peer node named by 'destination' could not be reached or refused",
     "503": "The node could not write the data (disk full, permissions); nothing was half-written",
@@ -56,7 +59,7 @@ _COMMAND_REPLY = {
     "description": "The command's output: JSON when the output is JSON (e.g. 'where format = json'), text otherwise",
     "content": {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {}}},
 }
-_COMMAND_ERRORS = ("400", "401", "403", "404", "408", "409", "413", "500", "502", "503")
+_COMMAND_ERRORS = ("400", "401", "403", "404", "408", "409", "413", "415", "421", "500", "502", "503")
 
 _PUT_HEADERS = [
     _header("dbms", "The logical database of the rows.", "lsl_demo", required=True),
@@ -69,7 +72,7 @@ _PUT_HEADERS = [
 ]
 
 
-def openapi_document(node, config) -> dict:
+def openapi_document(node, config, credentials=None) -> dict:
     """The document for one server (security schemes only when the server asks for credentials)."""
     doc: dict = {
         "openapi": "3.0.3",
@@ -135,11 +138,11 @@ def openapi_document(node, config) -> dict:
                 "uptime": {"type": "number"}}},
         }},
     }
-    if config.password or config.token:
+    if credentials is not None and credentials.required:
         schemes = {}
-        if config.password:
+        if credentials.password:
             schemes["basicAuth"] = {"type": "http", "scheme": "basic"}
-        if config.token:
+        if credentials.token:
             schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
         doc["components"]["securitySchemes"] = schemes
         doc["security"] = [{name: []} for name in schemes]

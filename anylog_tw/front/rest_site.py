@@ -138,7 +138,7 @@ class RestService(ListeningProcess):
         c = self.api.config
         host, port = self.address
         return (f"Listening on: {host}:{port}, Threads Pool: {c.threads}, Timeout: {c.timeout:g}, "
-                f"SSL: {c.ssl}")
+                f"SSL: {c.ssl}, Auth: {self.api.auth_text()}")
 
     def close_connections(self) -> None:
         for channel in list(self.factory.channels):

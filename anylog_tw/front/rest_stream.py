@@ -40,7 +40,6 @@ async def send_stream(request, stream, content_type: bytes) -> None:
     """Write the stream's pieces to the request as they come; the request is left to finish."""
     request.setResponseCode(200)
     request.responseHeaders.setRawHeaders(b"content-type", [content_type])
-    request.responseHeaders.setRawHeaders(b"access-control-allow-origin", [b"*"])
     gate = _Gate()
     request.registerProducer(gate, True)
     lost = request.notifyFinish()

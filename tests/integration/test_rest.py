@@ -95,11 +95,13 @@ async def test_json_body_and_text_body_forms(client):
     code, _, body = await client.call("POST", "/", {"command": "echo value is !rest_value"},
                                       b"<rest_value = 42>\n# a comment\n")
     assert (code, body) == (200, b"value is 42")
-    code, _, body = await client.call("POST", "/", {}, b"echo one\necho two\n")  # no header: the last body line
+    code, _, body = await client.call("POST", "/", {"command": "body"}, b"echo one\necho two\n")  # the last line
     assert (code, body) == (200, b"two")
+    code, _, body = await client.call("POST", "/", {}, b"echo one\n")  # what any web page can send: refused
+    assert code == 415 and "command" in error_of(body)["message"]
     code, _, body = await client.call("POST", "/", {"Content-Type": "application/json"}, b'{"nothing": 1}')
     assert code == 400 and "command" in error_of(body)["message"]
-    code, _, body = await client.call("POST", "/")
+    code, _, body = await client.call("POST", "/", {"command": ""})
     assert code == 400 and "no command" in error_of(body)["message"]
 
 
@@ -152,7 +154,8 @@ async def test_slow_command_times_out_with_408_and_does_not_block_others(node, c
 async def test_options_and_unused_verbs(client):
     code, headers, body = await client.call("OPTIONS", "/")
     assert code == 204 and body == b""
-    assert "command" in headers.getRawHeaders("access-control-allow-headers")[0]
+    assert headers.getRawHeaders("allow") == ["GET, POST, PUT, OPTIONS, HEAD"]
+    assert headers.getRawHeaders("access-control-allow-headers") is None  # no CORS unless 'cors' lists origins
     for verb in ("DELETE", "PATCH"):
         code, headers, body = await client.call(verb, "/", {"command": "get status"})
         assert code == 405 and error_of(body)["code"] == "method_not_allowed"
@@ -424,11 +427,22 @@ async def test_rest_commands(node, client):
     assert not reply.ok and reply.status == 409
 
 
-async def test_exit_rest_closes_kept_alive_connections(node, client):
-    await client.command("get status")
+async def test_exit_rest_closes_kept_alive_connections(tmp_path):
+    """(`exit rest` needs admin: a caller with the server's admin token.)"""
+    node = await start_node(tmp_path, "token = admin-token-1234")
+    client = Client(node)
+    try:
+        await _exit_rest_closes(node, client)
+    finally:
+        await client.close()
+        await node.stopService()
+
+
+async def _exit_rest_closes(node, client):
+    await client.command("get status", authorization="Bearer admin-token-1234")
     assert len(node.process("REST").factory.channels) == 1
     site = node.process("REST").factory
-    code, _, body = await client.command("exit rest", method="POST")
+    code, _, body = await client.command("exit rest", method="POST", authorization="Bearer admin-token-1234")
     assert (code, body) == (200, b"REST server stopping")
     await poll(lambda: node.process("REST") is None and not site.channels, what="REST to stop")
     assert not (await node.run("get rest server info")).ok
