@@ -125,6 +125,9 @@ async def _check_rest(node, timeout: float) -> list[list]:
         if why:
             return [["REST server", diag.FAILED, f"{where} does not accept connections: {why}"]]
         return [["REST server", diag.OK, f"{where} accepts connections in {ms} ms (HTTPS, certificate not checked)"]]
+    if rest.api.config.auth_none:  # the opt-out is loud everywhere the operator looks
+        return [["REST server", diag.WARNING, f"{where} runs WITHOUT authentication (auth = none): anyone who "
+                 f"reaches it can read and write (docs/security.md)"]]
     code, why, ms = await timed(node, lambda: _http_get(node, f"http://{where}/health", timeout), timeout + 1)
     if why:
         return [["REST server", diag.FAILED, f"http://{where}/health: {why}"]]
