@@ -43,7 +43,7 @@ async def listen(node, ip: str, port: int, factory, what: str, gate=None):
               "no command within 'idle timeout' seconds is closed.",
          examples=("run console", "run console where ip = 127.0.0.1 and port = 32051",
                    "run console where ip = !ip and port = 32051 and users = !rest_users"),
-         keywords=("cli", "background processes"),
+         keywords=("cli", "background processes"), grant="admin",
          options=(Option("ip", default=LOOPBACK, help="interface to listen on"),
                   Option("port", kind="int", default=32051, help="TCP port (0 picks a free one)"),
                   Option("user", help="login user (with password)"),
@@ -74,7 +74,7 @@ async def run_console(call):
 
 
 @command("exit console", usage="exit console", text="Stop the telnet console and close its sessions.",
-         examples=("exit console",), keywords=("cli", "background processes"))
+         examples=("exit console",), keywords=("cli", "background processes"), grant="admin")
 async def exit_console(call):
     node = call.node
     if node.process(ConsoleService.name) is None:
@@ -85,11 +85,12 @@ async def exit_console(call):
 
 
 @command("run manhole", usage="run manhole where port = P and user = U and password = W [and ip = 127.0.0.1]",
-         text="Start a Python REPL into the live node, for debugging: telnet to the port and log in; 'node' and "
+         text="Start a Python REPL into the live node, for debugging (owner only: the node's own prompt or a startup "
+              "script, never REST, the console or a peer): telnet to the port and log in; 'node' and "
               "'reactor' are in scope. It listens on loopback unless 'ip' says otherwise and never runs without a "
               "password.",
          examples=("run manhole where port = 32052 and user = admin and password = s3cret",),
-         keywords=("debug", "background processes"),
+         keywords=("debug", "background processes"), grant="owner",
          options=(Option("port", kind="int", required=True), Option("user", required=True),
                   Option("password", required=True), Option("ip", default=LOOPBACK)))
 async def run_manhole(call):
@@ -106,7 +107,7 @@ async def run_manhole(call):
 
 
 @command("exit manhole", usage="exit manhole", text="Stop the Python manhole.",
-         examples=("exit manhole",), keywords=("debug", "background processes"))
+         examples=("exit manhole",), keywords=("debug", "background processes"), grant="admin")
 async def exit_manhole(call):
     await call.node.stop_process(ManholeService.name)
     return "Manhole stopped"

@@ -190,7 +190,7 @@ _OPTIONS = (
                    "password = $ANYLOG_REST_PASSWORD and read only = true",
                    "run rest server where external_ip = !external_ip and external_port = 32049 and bind = false and "
                    "users = !rest_users and cors = https://grafana.example"),
-         keywords=("rest", "network", "background processes"), options=_OPTIONS, nargs=(0, 3))
+         keywords=("rest", "network", "background processes"), options=_OPTIONS, nargs=(0, 3), grant="admin")
 async def run_rest_server(call):
     node = call.node
     opts = call.opts
@@ -239,7 +239,7 @@ async def run_rest_server(call):
 
 
 @command("exit rest", usage="exit rest", text="Stop the REST server and close its connections.",
-         examples=("exit rest",), keywords=("rest", "background processes"))
+         examples=("exit rest",), keywords=("rest", "background processes"), grant="admin")
 async def exit_rest(call):
     node = call.node
     if node.process(REST) is None:
@@ -257,7 +257,7 @@ async def exit_rest(call):
               "the callers used least recently, agents that are not a short product name and unusual verbs are "
               "counted under 'other'.",
          examples=("get rest calls", "get rest calls where format = json"),
-         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
+         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True, grant="read")
 def get_rest_calls(call):
     calls = call.node.component(RestCalls)
     rows = []
@@ -272,7 +272,7 @@ def get_rest_calls(call):
          text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit, "
               "open connections and the connection limits.",
          examples=("get rest server info", "get rest server info where format = json"),
-         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True)
+         keywords=("rest", "monitor"), options=(FORMAT,), readonly=True, grant="read")
 def get_rest_server_info(call):
     service = call.node.process(REST)
     if service is None:
