@@ -2,7 +2,9 @@
 # query node, data in ./anylog-data. Started by `make run`; each line is an AnyLog command, and the
 # script can run again on the same home (it only inserts what the ledger does not have yet).
 
-# Where users and peers reach it: telnet console, peer TCP, REST.
+# Where users and peers reach it: telnet console, peer TCP, REST, all on loopback. Without credentials
+# the console is the node's administrator and REST callers read and write but never administer
+# (docs/security.md); on another interface both would refuse to start without authentication.
 run console where ip = 127.0.0.1 and port = 32051
 run tcp server where external_ip = 127.0.0.1 and external_port = 32048 and bind = true
 run rest server where external_ip = 127.0.0.1 and external_port = 32049 and bind = true

@@ -1,5 +1,6 @@
-"""The node scripts in conf/ bring up a working network: master, operator and publisher processes,
-and the demo node. Each script runs without a failing line, also when run again on the same home."""
+"""The node scripts in conf/ bring up a working, authenticated network: master, operator and publisher
+processes with a network key file and a REST users file, and the loopback demo node. Each script runs
+without a failing line, also when run again on the same home."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from anylog_tw.front.rest_users import add_user
 from tests.e2e.harness import free_port, wait_for
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -25,15 +27,21 @@ def curl(*args) -> str:
                           timeout=30).stdout
 
 
-def test_master_operator_and_publisher_scripts(nodes):
+def test_master_operator_and_publisher_scripts(nodes, tmp_path):
+    key_file = tmp_path / "network.key"
+    key_file.write_text("a-network-key-for-the-conf-test\n")
+    users = tmp_path / "rest-users.txt"
+    add_user(str(users), "dev", "writer", "dev-password")
+    secured = {"extra_args": ("--network-key-file", str(key_file)), "env": {"ANYLOG_REST_USERS": str(users)}}
     master_tcp, master_rest = free_port(), free_port()
-    master = nodes("master", ports(tcp_port=master_tcp, rest_port=master_rest) + f"process {CONF}/master.al\n")
+    master = nodes("master", ports(tcp_port=master_tcp, rest_port=master_rest) + f"process {CONF}/master.al\n",
+                   **secured)
     master_node = f"127.0.0.1:{master_tcp}"
     op = nodes("op1", ports(tcp_port=free_port(), rest_port=free_port(), master_node=master_node,
-                            cluster_name="c1") + f"process {CONF}/operator.al\n")
+                            cluster_name="c1") + f"process {CONF}/operator.al\n", **secured)
     pub_rest = free_port()
     pub = nodes("pub", ports(tcp_port=free_port(), rest_port=pub_rest, master_node=master_node)
-                + f"process {CONF}/publisher.al\n")
+                + f"process {CONF}/publisher.al\n", **secured)
     for node in (master, op, pub):
         assert failed_lines(node) == [], node.name
     for line in ("Operator", "HA", "Blockchain Sync"):
@@ -42,7 +50,10 @@ def test_master_operator_and_publisher_scripts(nodes):
              interval=0.2)
 
     rows = "".join(json.dumps({"ts": f"2026-11-28 05:00:{i:02d}", "value": i}) + "\n" for i in range(10))
-    reply = curl("-X", "PUT", "-H", "dbms: lsl", "-H", "table: readings", "-H", "mode: file", "--data-binary", rows,
+    refused = curl("-X", "PUT", "-H", "dbms: lsl", "-H", "table: readings", "--data-binary", rows,
+                   f"http://127.0.0.1:{pub_rest}/")
+    assert json.loads(refused)["error"]["code"] == "unauthorized"  # REST beyond loopback asks who you are
+    reply = curl("-u", "dev:dev-password", "-X", "PUT", "-H", "dbms: lsl", "-H", "table: readings", "-H", "mode: file", "--data-binary", rows,
                  f"http://127.0.0.1:{pub_rest}/")
     assert json.loads(reply)["AnyLog.status"] == "Success"
 
