@@ -391,6 +391,6 @@ async def test_file_send_command(tmp_path, pair):
     landed = os.path.join(b.dictionary["watch_dir"], "renamed.json")
     assert hashlib.md5(open(landed, "rb").read()).hexdigest() == digest
     reply = await a.run(f"file send {src} {addr(b)} where dest = nowhere")
-    assert not reply.ok and "'nowhere' is not a file destination" in reply.text
+    assert not reply.ok and "option 'dest' is 'nowhere'; it must be one of: watch" in reply.text
     reply = await a.run(f"file send {tmp_path}/missing.json {addr(b)}")
     assert not reply.ok and "cannot read" in reply.text
