@@ -82,6 +82,14 @@ async def _check_tcp(node, timeout: float) -> list[list]:
     tcp = node.process("TCP")
     if tcp is None:
         return [["TCP server", "off", "not running: peers cannot reach this node (run tcp server where ...)"]]
+    if getattr(tcp, "open_on_purpose", False) and not tcp.peers.network_key and not tcp.tls:  # peersec
+        return [["TCP authentication", diag.WARNING, f"auth = none: anyone who reaches {tcp.bind_address[0]} is a "
+                                                     f"peer (set network key from file <path>, or ssl = true)"],
+                *await _check_tcp_answer(node, tcp, timeout)]
+    return await _check_tcp_answer(node, tcp, timeout)
+
+
+async def _check_tcp_answer(node, tcp, timeout: float) -> list[list]:
     own = "%s:%d" % tcp.external_address
     internal = "%s:%d" % tcp.internal_address
     reply, why, ms = await ask(node, own, "get status", timeout)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 
-from anylog_tw.base.errors import AnyLogError, OptionError, PeerError, ServiceError
+from anylog_tw.base import grammar
+from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
-from anylog_tw.base.registry import Option, command, token_text
+from anylog_tw.base.registry import Option, command, command_grant, is_assignment, token_text
 from anylog_tw.base.reply import Reply, render_table
 from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.commands.files import path_check
 from anylog_tw.commands.query import network_sql
-from anylog_tw.front.tcpserver import TCPServer, listen_plan
+from anylog_tw.front.tcpserver import TCPServer, is_loopback, listen_plan
 from anylog_tw.metadata.layer import metadata_destination  # metadata forms of spec 6.2 (issue 5)
 from anylog_tw.net import wire
 from anylog_tw.net.auth import TLSConfig
@@ -22,6 +24,9 @@ from anylog_tw.net.destination import Destination, parse_destination
 from anylog_tw.net.endpoints import listen_guarded
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 from anylog_tw.net.peers import Peers
+from anylog_tw.net.transfer import DESTINATIONS, file_destinations
+
+log = Logger()
 
 # Peers keep one connection per pair of nodes: a few per address is plenty; a hello takes milliseconds.
 TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_timeout=10.0)
@@ -43,11 +48,18 @@ TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_tim
               "present a certificate signed by the CA, and the node presents its own when it dials out. "
               "Limits: at most 'max connections' peers at once and 'max per address' from one IP; a peer must "
               "finish its hello within 'idle timeout' seconds; a reply body over 'max reply' is refused (the "
-              "request fails), and all peers together may make the node hold at most 'frame budget' bytes.",
+              "request fails), and all peers together may make the node hold at most 'frame budget' bytes. "
+              "On an interface other than loopback (bind = false listens on all of them) peers must authenticate: "
+              "the server refuses to start without a network key (set network key = ..., set network key from "
+              "file <path>, --network-key-file or $ANYLOG_NETWORK_KEY) or ssl = true, unless 'auth = none' says "
+              "the network is open on purpose (logged as a warning, shown in get processes and test node). "
+              "Peers' commands run with 'peer grant' (write by default: queries, data, metadata, HA); admin needs "
+              "a network key or ssl = true, as it lets every node holding them run anything here.",
          examples=("run tcp server where external_ip = !external_ip and external_port = 32048",
                    "run tcp server !external_ip 32048 !ip 32048",
                    "run tcp server where external_ip = 10.0.0.5 and external_port = 32048 and ssl = true and "
-                   "cert = !pem_dir/node.crt and key = !pem_dir/node.key and ca = !pem_dir/ca.crt"),
+                   "cert = !pem_dir/node.crt and key = !pem_dir/node.key and ca = !pem_dir/ca.crt",
+                   "run tcp server where external_ip = 127.0.0.1 and external_port = 32048 and bind = true"),
          keywords=("network", "background processes", "configuration"), nargs=(0, 5),
          options=(Option("external_ip"), Option("external_port", kind="int"), Option("internal_ip"),
                   Option("internal_port", kind="int"), Option("bind", kind="bool", default=False),
@@ -56,7 +68,11 @@ TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_tim
                   *limit_options(TCP_LIMITS),
                   Option("max reply", kind="size", default=wire.MAX_BODY, help="the largest reply body taken"),
                   Option("frame budget", kind="size", default=DEFAULT_BUDGET,
-                         help="bytes all peer connections together may make the node hold")))
+                         help="bytes all peer connections together may make the node hold"),
+                  Option("auth", choices=("none",), help="'none': listen beyond loopback without a key or TLS"),
+                  Option("peer grant", choices=("read", "write", "admin"), default="write",
+                         help="what peers' commands may do (admin needs a network key or ssl = true)")),
+         grant="admin")
 async def run_tcp_server(call):
     node = call.node
     node.check_free(TCPServer.name)
@@ -84,6 +100,7 @@ async def run_tcp_server(call):
     if opts["max reply"] <= 0 or opts["frame budget"] < opts["max reply"]:
         raise OptionError("'max reply' must be positive and 'frame budget' at least as large (e.g. max reply = "
                           "64MB and frame budget = 256MB)")
+    open_on_purpose = _check_authentication(peers, plan.bind_ip, tls, opts["auth"], opts["peer grant"])
     factory = peers.server_factory()
     gate = node.component(ConnectionGuard).gate(TCPServer.name, limits)
     try:
@@ -95,10 +112,36 @@ async def run_tcp_server(call):
     peers.tls = tls
     peers.max_reply = opts["max reply"]
     peers.budget.limit = opts["frame budget"]
-    service = TCPServer(port, factory, peers, plan, opts["threads"], tls is not None)
+    peers.peer_grant = opts["peer grant"]
+    peers.file_dirs = file_destinations(node.dictionary)  # where file frames land, fixed from now on
+    service = TCPServer(port, factory, peers, plan, opts["threads"], tls is not None, open_on_purpose)
     service.gate = gate
     node.add_process(service)
+    if open_on_purpose:
+        log.warn("TCP server on {where} with auth = none: anyone who reaches it is a peer holding '{grant}'",
+                 where=service.details()[len("Listening on: "):], grant=peers.peer_grant)
     return f"TCP server listening on {service.details()[len('Listening on: '):]}"
+
+
+HOW_TO_AUTHENTICATE = ("set a network key first (set network key from file <path>, twistd anylog "
+                       "--network-key-file <path>, or $ANYLOG_NETWORK_KEY in the node's environment; the same key "
+                       "on every node), or use mutual TLS (and ssl = true and cert = .. and key = .. and ca = ..)")
+
+
+def _check_authentication(peers, bind_ip: str, tls, auth: str | None, peer_grant: str) -> bool:
+    """Refuse a server that anyone on the network could use as a peer; True when `auth = none` opens one."""
+    proven = peers.network_key is not None or tls is not None
+    if peer_grant == "admin" and not proven:
+        raise OptionError("peer grant = admin lets every peer run anything here, so peers must prove who they are: "
+                          + HOW_TO_AUTHENTICATE)
+    if proven or (bind_ip and is_loopback(bind_ip)):
+        return False
+    if auth == "none":
+        return True
+    where = bind_ip or "every interface"
+    raise OptionError(f"the TCP server would listen on {where} with no authentication, so anyone who reaches it "
+                      f"could act as a peer: {HOW_TO_AUTHENTICATE}; or listen on loopback only (bind = true and "
+                      f"internal_ip = 127.0.0.1); or add 'and auth = none' to run it open on purpose")
 
 
 def _int(name: str, value: str) -> int:
@@ -109,7 +152,7 @@ def _int(name: str, value: str) -> int:
 
 
 @command("exit tcp", usage="exit tcp", text="Stop the peer messaging server and close the connections it accepted.",
-         examples=("exit tcp",), keywords=("network", "background processes"))
+         examples=("exit tcp",), keywords=("network", "background processes"), grant="admin")
 async def exit_tcp(call):
     node = call.node
     if node.process(TCPServer.name) is None:
@@ -148,7 +191,7 @@ PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests
               "stop answering are marked 'not responding' and redialled with backoff.",
          examples=("get connections", "get connections where format = json"),
          keywords=("network", "monitor"), options=(Option("format", choices=("json", "table"), default="table"),),
-         readonly=True)
+         readonly=True, grant="read")
 def get_connections(call):
     node = call.node
     listening = _listening_rows(node)
@@ -206,13 +249,15 @@ def _split_client(call) -> tuple[str, str]:
               "accepts replies from only some nodes and 'timeout = N' waits N seconds (default 20). Replies from "
               "several nodes are shown as [From Node ip:port] blocks, or, when they are JSON, as one object keyed "
               "by ip:port. '!key' is resolved here, '!!key' on the remote node. Without subset, a node that does not "
-              "answer fails the command.",
+              "answer fails the command. The remote command runs with no more than the caller holds here "
+              "(and no more than the remote node gives its peers): the caller needs the grant the command "
+              "needs (a command this node does not know needs admin).",
          examples=("run client 10.0.0.1:32048 get status",
                    "run client (10.0.0.1:32048, 10.0.0.2:32048 and subset = true and timeout = 5) get processes",
                    "run client (!operator_ip !operator_port) get dictionary where format = json",
                    "status = run client (10.0.0.1:32048) get status",
                    "run client (10.0.0.1:32048) echo !!node_name"),
-         keywords=("network", "query", "cli"), raw=True, readonly=False)
+         keywords=("network", "query", "cli"), raw=True, readonly=False, grant="read")
 async def run_client(call):
     dest_text, cmd = _split_client(call)
     if cmd.split(None, 1)[0].lower() == "sql":
@@ -221,15 +266,18 @@ async def run_client(call):
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
     cmd = call.substitute(cmd)  # !key here, !!key becomes !key for the remote node
+    name, needed = remote_grant(call.node.registry, cmd)
+    call.origin.require(needed, f"'{name}' (through run client)")
+    grant = call.origin.grant  # the remote runs it with no more than this (peer.py narrows to it)
     peers = call.node.component(Peers)
     if len(dest.addresses) == 1:
         address = dest.addresses[0]
         try:
-            return await peers.command(address, cmd, timeout=dest.timeout)
+            return await peers.command(address, cmd, timeout=dest.timeout, grant=grant)
         except AnyLogError as e:
             raise PeerError(f"no reply from {address}: {e.message}") from None
     results = await DeferredList(
-        [Deferred.fromCoroutine(peers.command(a, cmd, timeout=dest.timeout)) for a in dest.addresses],
+        [Deferred.fromCoroutine(peers.command(a, cmd, timeout=dest.timeout, grant=grant)) for a in dest.addresses],
         consumeErrors=True)
     replies: list[tuple[str, Reply]] = []
     missing: list[str] = []
@@ -244,6 +292,24 @@ async def run_client(call):
         raise PeerError(f"no reply from {len(missing)} of {len(dest.addresses)} nodes: {'; '.join(missing)}"
                         + ("" if dest.subset else " (add 'subset = true' to accept partial replies)"))
     return combine(replies)
+
+
+def remote_grant(registry, text: str) -> tuple[str, str]:
+    """(the command's name, the grant it needs) as this node's registry declares it; a command this
+    node does not know (a newer node's, or a typo) needs admin, so nobody relays what nobody checked."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    try:
+        tokens = grammar.tokenize(text)
+    except GrammarError:
+        return text[:40], "admin"
+    if is_assignment(tokens):
+        return f"{tokens[0].value} = ...", "write"  # the remote node judges which keys need more
+    match = registry.match(tokens)
+    if match is None:
+        return text.split(None, 1)[0][:40] if text else "", "admin"
+    return match[0].name, command_grant(match[0])
 
 
 def combine(replies: list[tuple[str, Reply]]) -> Reply:
@@ -266,8 +332,9 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
          examples=("file send !prep_dir/readings.0.json 10.0.0.1:32048",
                    "file send /data/f.json (10.0.0.1:32048, 10.0.0.2:32048) where dest = bkup"),
          keywords=("network", "file", "ha"), nargs=(2, 2),
-         options=(Option("dest", default="watch", help="the peer's <dest>_dir"), Option("name"),
-                  Option("timeout", kind="seconds")))
+         options=(Option("dest", default="watch", choices=DESTINATIONS, help="the peer's <dest>_dir"), Option("name"),
+                  Option("timeout", kind="seconds")),
+         grant="admin")
 async def file_send(call):
     path, destination = call.args
     path = path_check(call)(path)
@@ -290,22 +357,48 @@ async def file_send(call):
 # --- network key -----------------------------------------------------------------------------
 
 
-@command("set network key", usage="set network key = <key>",
-         text="Require peers to prove they know this key (HMAC over fresh nonces in the hello, in both directions) "
-              "before they can run anything; peers that cannot are refused and logged. Set the same key on every "
-              "node of the network; an empty value (\"\") turns the check off. New connections use it. Write "
-              "'set network key = $ANYLOG_NETWORK_KEY' to keep the key out of scripts and the event log.",
-         examples=("set network key = $ANYLOG_NETWORK_KEY", 'set network key = ""'),
-         keywords=("network", "security", "configuration"), raw=True)
+@command("set network key", usage="set network key = <key> | set network key from file <path>",
+         text="Require peers to prove they know this key (HMAC over both sides' fresh nonces and declared identities "
+              "in the hello, in both directions) before they can run anything; peers that cannot are refused and "
+              "logged. Set the same key on every node of the network; an empty value (\"\") turns the check off, "
+              "which a TCP server listening beyond loopback without TLS refuses (unless it runs with auth = none). "
+              "New connections use it. 'from file' reads the key from a file (its first line), so it is in no "
+              "script, reply or log; $ANYLOG_NETWORK_KEY in the node's environment and twistd anylog "
+              "--network-key-file do the same at start. The key is never shown.",
+         examples=("set network key from file !pem_dir/network.key", "set network key = $ANYLOG_NETWORK_KEY",
+                   'set network key = ""'),
+         keywords=("network", "security", "configuration"), raw=True, grant="admin")
 def set_network_key(call):
     tokens = list(call.tokens)
-    if not tokens or tokens[0].kind != EQ or len(tokens) != 2:
-        raise OptionError("usage: set network key = <key> (one word or a quoted string)")
-    key = token_text(tokens[1], call.substitute) if tokens[1].kind != STRING else tokens[1].value
+    if len(tokens) == 3 and tokens[0].is_word("from") and tokens[1].is_word("file"):
+        key = _read_key_file(call, token_text(tokens[2], call.substitute))
+    elif tokens and tokens[0].kind == EQ and len(tokens) == 2:
+        key = token_text(tokens[1], call.substitute) if tokens[1].kind != STRING else tokens[1].value
+    else:
+        raise OptionError("usage: set network key = <key> (one word or a quoted string), or set network key from "
+                          "file <path>")
     if key and len(key) < 8:
         raise OptionError("a network key needs at least 8 characters")
-    call.node.component(Peers).set_network_key(key or None)
+    node = call.node
+    tcp = node.process(TCPServer.name)
+    if not key and tcp is not None and tcp.needs_authentication():
+        raise OptionError(f"the TCP server listens on {tcp.bind_address[0]} with no TLS: removing the network key "
+                          f"would let anyone who reaches it act as a peer (stop it first with exit tcp, or restart "
+                          f"it with auth = none to run it open on purpose)")
+    node.component(Peers).set_network_key(key or None)
     return "Network key set" if key else "Network key removed: peers are not authenticated"
+
+
+def _read_key_file(call, path: str) -> str:
+    path = path_check(call)(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise OptionError(f"cannot read the network key file {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not key:
+        raise OptionError(f"the network key file {path} is empty (write the key on its first line)")
+    return key
 
 
 __all__ = ["parse_destination", "combine", "Destination"]

@@ -6,6 +6,7 @@ are tested without sockets; the service only holds the bound port and the addres
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from anylog_tw.base.errors import OptionError
@@ -53,7 +54,7 @@ class TCPServer(ListeningProcess):
     name = "TCP"
     exit_command = "exit tcp"
 
-    def __init__(self, port, factory, peers, plan: ListenPlan, threads: int, tls: bool):
+    def __init__(self, port, factory, peers, plan: ListenPlan, threads: int, tls: bool, open_on_purpose: bool = False):
         ListeningProcess.__init__(self, port, factory)
         self.peers = peers
         bound = port.getHost().port
@@ -62,13 +63,40 @@ class TCPServer(ListeningProcess):
         self.bind_address = (plan.bind_ip or "0.0.0.0", bound)
         self.threads = threads
         self.tls = tls
+        self.open_on_purpose = open_on_purpose  # started with `auth = none` beyond loopback
+
+    def needs_authentication(self) -> bool:
+        """Whether peers must authenticate here: it listens beyond loopback, without TLS, and was not
+        opened on purpose (`auth = none`)."""
+        return not self.tls and not self.open_on_purpose and not is_loopback(self.bind_address[0])
+
+    def authentication(self) -> str:
+        """How peers prove they belong, as `get processes` and `test node` say it."""
+        if self.tls:
+            return "mutual TLS" + (" and network key" if self.peers.network_key else "")
+        if self.peers.network_key:
+            return "network key"
+        if self.open_on_purpose:
+            return "none (auth = none: anyone who reaches the port is a peer)"
+        return "none (loopback only)"
 
     def details(self) -> str:
         ext = "%s:%d" % self.external_address
         internal = "%s:%d" % self.internal_address
         ssl = ", SSL: True" if self.tls else ""
         where = ext if ext == internal else f"{ext} and {internal}"  # one address when both are the same, as AnyLog
-        return f"Listening on: {where}, Threads Pool: {self.threads}{ssl}"
+        return (f"Listening on: {where}, Threads Pool: {self.threads}{ssl}, Auth: {self.authentication()}, "
+                f"Peer grant: {self.peers.peer_grant}")
 
     def close_connections(self) -> None:
         self.peers.close_inbound()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches only this host ("" and 0.0.0.0 are every interface)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # 0.0.0.0 is every interface; a host name may be anything

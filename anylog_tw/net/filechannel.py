@@ -13,6 +13,7 @@ import os
 
 from twisted.internet.defer import Deferred
 
+from anylog_tw.base.registry import grant_allows
 from anylog_tw.base.reply import Reply
 from anylog_tw.net import wire
 from anylog_tw.net.transfer import (
@@ -94,9 +95,12 @@ class FileChannel:
         try:
             name = check_file_name(header.get("name"))
             md5 = check_md5(header["md5"]) if "md5" in header else None
-            dest = destination_dir(self.node.dictionary, header.get("dest"))
-            self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
-                                           self.node.dictionary.get("tmp_dir"))
+            if not grant_allows(self.grant, "write"):
+                raise TransferError(f"receiving files needs the 'write' grant; peers of this node hold "
+                                    f"'{self.grant}' (run tcp server ... and peer grant = write)")
+            dirs = self.peers.file_dirs
+            dest = destination_dir(dirs, header.get("dest"))
+            self._receiving = FileReceiver(dest, name, header.get("size", 0), md5, dirs.tmp)
             if header.get("size", 0) >= THREADED:
                 self._receiving.use_worker(self.clock, lambda: self.reading.hold("disk"),
                                            lambda: self.reading.release("disk"), self.budget)

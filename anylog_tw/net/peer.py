@@ -7,7 +7,10 @@ message and dials the sender back for the reply).  Waiting requests are failed w
 connection is lost and time out on the node's clock.
 
 The first frames are the `hello` handshake (see `auth.py`); until it succeeds the peer can run
-nothing.  A malformed frame is answered with an `error` frame and the connection is closed.
+nothing.  After it, a peer's commands run with the connection's grant (`Peers.peer_grant`, at
+most `write` without a network key or mutual TLS), narrowed to the grant the request carries (the
+grant of whoever sent it on the other node), so `run client` never hands a remote node more than
+its caller holds.  A malformed frame is answered with an `error` frame and the connection is closed.
 
 What a peer can make the node hold is bounded: commands, events and errors have small bodies
 (`wire.KIND_LIMITS`), a reply body is buffered only when one of our requests waits for it, it is
@@ -27,6 +30,7 @@ from twisted.python.failure import Failure
 
 from anylog_tw.base.errors import PeerError
 from anylog_tw.base.origin import Origin
+from anylog_tw.base.registry import GRANTS
 from anylog_tw.base.reply import TEXT, Reply
 from anylog_tw.net import auth, wire
 from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
@@ -42,8 +46,10 @@ _WAITING_KINDS = frozenset({"cmd", "event"})  # frames that wait while the peer 
 PRE_AUTH_BODY = 64 * 1024  # the largest body accepted before the hello handshake completes
 THREAD_DECODE = 1024 * 1024  # reply bodies above this are parsed off the reactor thread
 
-# What a peer's commands may do: the network's own protocols (queries, files into the watch dir,
-# metadata, HA and publisher exchanges) need read and write, never admin.
+# What a peer's commands may do by default: the network's own protocols (queries, files into the
+# watch dir, metadata, HA and publisher exchanges) need read and write, never admin.  A node whose
+# peers prove a network key or a certificate may give them more (`run tcp server ... and peer grant
+# = admin`); a peer that proved neither never holds more than this.
 PEER_GRANT = "write"
 
 
@@ -69,8 +75,12 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         self.peer_name: str | None = None
         self.peer_address: str | None = None  # the address the peer declared (its TCP server)
         self.remote = "?"  # ip:port of the socket
-        self._nonce = auth.new_nonce()
+        self._nonce = peers.nonces.issue(self)
         self._peer_nonce: str | None = None
+        self._own_id: list = auth.identity(None, None)  # what we declared in our hello
+        self._peer_id: list = auth.identity(None, None)  # what the peer declared in its hello
+        self.identity_proven = False  # the declared name and address are bound to a key proof or a certificate
+        self.grant = "read"  # what the peer's commands may do, set when the handshake succeeds
         self._next_id = 1
         self._waiting: dict[int, Deferred] = {}
         self._streaming = False
@@ -95,7 +105,11 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     @property
     def label(self) -> str:
-        return self.peer_address or self.remote
+        """How logs name the peer: its socket address until the handshake is done (a refused peer is
+        not named by what it claims), then the address it declared."""
+        if self.authenticated and self.peer_address:
+            return self.peer_address
+        return self.remote
 
     def connectionMade(self) -> None:
         self.open = True
@@ -108,7 +122,9 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             self.transport.setTcpNoDelay(True)  # small frames go out at once (no Nagle delay)
         except (AttributeError, OSError):
             pass  # not a TCP transport (tests, TLS wrappers that lack it)
-        hello = {"kind": "hello", "id": 0, "name": self.node.name, "addr": self.peers.own_address(),
+        own_address = self.peers.own_address()
+        self._own_id = auth.identity(self.node.name, own_address)
+        hello = {"kind": "hello", "id": 0, "hs": auth.HANDSHAKE, "name": self.node.name, "addr": own_address,
                  "nonce": self._nonce, "role": self.role}
         if self.key:
             hello["auth"] = auth.SCHEME
@@ -138,6 +154,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.open = False
+        self.peers.nonces.retire(self._nonce)
         for t in self._timers:
             if t.active():
                 t.cancel()
@@ -259,28 +276,57 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             if not self.key or self._peer_nonce is None:
                 return self._refuse("an unexpected hello proof", "handshake")
             peer_role = "server" if self.role == "client" else "client"
-            if not auth.check_proof(self.key, peer_role, self._nonce, self._peer_nonce, header["proof"]):
-                return self._refuse("the peer does not know the network key (hello proof failed)", "auth")
+            if not auth.check_proof(self.key, peer_role, *self._transcript(), header["proof"]):
+                return self._refuse("the peer does not know the network key, or its hello was altered on the way "
+                                    "(hello proof failed)", "auth")
+            self.identity_proven = True  # the proof covers the name and address it declared
             return self._authenticated()
         if self._peer_nonce is not None:
             return self._refuse("a second hello without a proof", "handshake")
         nonce = header.get("nonce")
         if not auth.valid_nonce(nonce):
             return self._refuse("the hello has no valid nonce", "handshake")
+        ours, owner = self.peers.nonces.owner(nonce)
+        if ours and not self._mirrors(owner):
+            return self._refuse("the hello nonce is one this node issued itself on another connection: a relay of "
+                                "this node's own handshake", "handshake")
         self._peer_nonce = nonce
         name, addr = header.get("name"), header.get("addr")
-        self.peer_name = name if isinstance(name, str) else None
+        self.peer_name = name[:200] if isinstance(name, str) else None
         self.peer_address = addr if isinstance(addr, str) and len(addr) < 300 else None
-        if header.get("auth") and not self.key:
+        self._peer_id = auth.identity(name, addr)
+        scheme = header.get("auth")
+        if scheme and not self.key:
             return self._refuse("the peer requires a network key and this node has none "
                                 "(set the same one on both with 'set network key = ...')", "auth")
         if self.key:
-            if header.get("auth") != auth.SCHEME:
+            if scheme in auth.OLD_SCHEMES:
+                return self._refuse(f"the peer speaks version 1 of the hello handshake (an older anylog-tw); this "
+                                    f"node requires version {auth.HANDSHAKE}, as version 1 proofs can be relayed: "
+                                    f"upgrade the peer", "version")
+            if scheme != auth.SCHEME:
                 return self._refuse("the peer offers no network key proof (this node requires one)", "auth")
             self._write(wire.encode({"kind": "hello", "id": 0,
-                                     "proof": auth.proof(self.key, self.role, nonce, self._nonce)}))
+                                     "proof": auth.proof(self.key, self.role, *self._transcript())}))
             return None
         return self._authenticated()
+
+    def _transcript(self) -> tuple[str, str, list, list]:
+        """This connection's nonces and identities in the proof's fixed order: the initiator's first."""
+        if self.role == "client":
+            return self._nonce, self._peer_nonce, self._own_id, self._peer_id
+        return self._peer_nonce, self._nonce, self._peer_id, self._own_id
+
+    def _mirrors(self, other) -> bool:
+        """Whether `other` is this node's far end of this very TCP connection (a node that dialled
+        itself); a relay runs over the attacker's sockets, so its endpoints never mirror."""
+        if other is None or other is self or getattr(other, "role", self.role) == self.role:
+            return False
+        try:
+            return (_endpoint(other.transport.getHost()) == _endpoint(self.transport.getPeer())
+                    and _endpoint(other.transport.getPeer()) == _endpoint(self.transport.getHost()))
+        except AttributeError:
+            return False
 
     def _admit(self, header: dict) -> str | None:
         """Whether to buffer a frame's body (see wire.Decoder.admit); only replies are big enough to ask.
@@ -308,12 +354,19 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         d.errback(Failure(PeerError(reason)))
         return reason
 
-    def command_origin(self) -> Origin:
-        """The origin a command this peer sent runs with: what the network's protocols need."""
-        return Origin(self._origin or f"peer {self.label}", PEER_GRANT, "peer", self.label)
+    def command_origin(self, carried: str | None = None) -> Origin:
+        """The origin a command this peer sent runs with: the connection's grant, narrowed to the
+        grant the request carries (its sender's on the other node), never wider."""
+        origin = Origin(self._origin or f"peer {self.label}", self.grant, "peer",
+                        self.peer_address if self.identity_proven and self.peer_address else "")
+        return origin.narrowed(carried) if carried is not None else origin
 
     def _authenticated(self) -> None:
         self.authenticated = True
+        if not self.identity_proven:
+            self.identity_proven = self._certificate_names_peer()
+        proven = bool(self.key) or self._certificate() is not None  # a key proof or a CA-signed certificate
+        self.grant = self.peers.peer_grant if proven else _weaker(self.peers.peer_grant, PEER_GRANT)
         # Reply bodies are judged by `_admit` (a too-big one is skipped, not a broken stream), so the
         # decoder's own ceiling is the file limit.
         self.decoder.max_body = self.peers.max_file
@@ -355,9 +408,14 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         if not isinstance(text, str) or not text.strip():
             self._send_reply(Reply.of_error("the cmd frame has no command text", "bad_frame"), ident)
             return
+        carried = header.get("grant")
+        if carried is not None and carried not in GRANTS:
+            self._send_reply(Reply.of_error(f"the cmd frame's grant {str(carried)[:20]!r} is not one of "
+                                            f"{', '.join(GRANTS)}", "bad_frame"), ident)
+            return
         self.requests_in += 1
         self.running += 1
-        drive(self.node.run(text, self.command_origin()), self._command_done, ident)
+        drive(self.node.run(text, self.command_origin(carried)), self._command_done, ident)
         if self.running > MAX_RUNNING:
             self._check_pressure()
 
@@ -436,11 +494,18 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         if d is not None:
             d.errback(Failure(TimeoutError(f"peer {self.label} did not answer request {ident} in time")))
 
-    def request(self, command: str, timeout: float | None = None) -> Deferred:
-        """Send a command; the Deferred fires with the peer's Reply (or fails: PeerError, TimeoutError)."""
+    def request(self, command: str, timeout: float | None = None, grant: str | None = None) -> Deferred:
+        """Send a command; the Deferred fires with the peer's Reply (or fails: PeerError, TimeoutError).
+
+        `grant` is what the command's sender holds here; the peer runs it with no more than that
+        (nor more than it gives this node).  The node's own protocols send none.
+        """
         ident, d = self._new_request(timeout)
         self.requests_out += 1
-        self._write(wire.encode_cmd(ident, command))
+        if grant is None:
+            self._write(wire.encode_cmd(ident, command))
+        else:
+            self._write(wire.encode({"kind": "cmd", "id": ident, "cmd": command, "grant": grant}))
         return d
 
     def event(self, name: str, args: dict | None = None, body: bytes = b"") -> None:
@@ -449,3 +514,35 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
         if args:
             header["args"] = args
         self._write(wire.encode(header, body))
+
+    # -- certificates ------------------------------------------------------------------------
+
+    def _certificate(self):
+        """The peer's certificate when the connection is mutual TLS (the CA signed it), else None."""
+        get = getattr(self.transport, "getPeerCertificate", None)
+        if get is None or self.peers.tls is None:
+            return None
+        try:
+            return get()
+        except Exception:  # not a TLS transport after all
+            return None
+
+    def _certificate_names_peer(self) -> bool:
+        """Whether the peer's certificate names the host of the address it declared."""
+        cert = self._certificate()
+        if cert is None or not self.peer_address:
+            return False
+        host = self.peer_address.rsplit(":", 1)[0].strip("[]")
+        try:
+            return auth.certificate_names_host(auth.certificate_names(cert), host)
+        except Exception:
+            self.log.failure("reading the certificate of peer {peer}", peer=self.remote)
+            return False
+
+
+def _endpoint(address) -> tuple:
+    return getattr(address, "host", None), getattr(address, "port", None)
+
+
+def _weaker(a: str, b: str) -> str:
+    return a if GRANTS.index(a) <= GRANTS.index(b) else b

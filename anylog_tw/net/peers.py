@@ -27,10 +27,10 @@ from twisted.python.failure import Failure
 
 from anylog_tw.base.errors import OptionError, PeerError, Timeout
 from anylog_tw.base.reply import Reply
-from anylog_tw.net import wire
+from anylog_tw.net import auth, wire
 from anylog_tw.net.budget import MemoryBudget
-from anylog_tw.net.peer import PeerProtocol
-from anylog_tw.net.transfer import TransferError, check_file_name
+from anylog_tw.net.peer import PEER_GRANT, PeerProtocol
+from anylog_tw.net.transfer import TransferError, check_file_name, file_destinations
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
@@ -113,6 +113,11 @@ class Peers:
         key = node.environ.get("ANYLOG_NETWORK_KEY")
         self.network_key: bytes | None = key.encode() if key else None
         self.tls = None  # auth.TLSConfig when the TCP server runs with ssl = true
+        self.nonces = auth.NonceBook(node.reactor)  # our handshake nonces: a peer answering with one is refused
+        self.peer_grant = PEER_GRANT  # what authenticated peers' commands may do (`run tcp server ... peer grant`)
+        # Where `file` frames may land: fixed names to the node's work directories, taken now and again
+        # when the TCP server starts (by its admin), never from what a peer assigns later.
+        self.file_dirs = file_destinations(node.dictionary)
         self.connect_timeout = 5.0
         self.handshake_timeout = 10.0
         self.idle_timeout = 600.0
@@ -257,8 +262,10 @@ class Peers:
         self.live.add(proto)
 
     def connection_ready(self, proto: PeerProtocol) -> None:
-        """An accepted connection from an authenticated peer also carries our requests to it."""
-        if proto.role != "server" or not proto.peer_address or not (self.network_key or self.tls):
+        """An accepted connection also carries our requests to the peer, but only when the peer proved
+        the address it declared (a key proof that covers it, or a certificate that names it): else
+        anyone could declare another node's address and receive the requests meant for it."""
+        if proto.role != "server" or not proto.peer_address or not proto.identity_proven:
             return
         try:
             address = canonical(proto.peer_address)
@@ -285,13 +292,16 @@ class Peers:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    async def command(self, address: str, text: str, timeout: float | None = 20.0) -> Reply:
-        """Run `text` on the peer and return its Reply (PeerError if unreachable, Timeout if slow)."""
+    async def command(self, address: str, text: str, timeout: float | None = 20.0, grant: str | None = None) -> Reply:
+        """Run `text` on the peer and return its Reply (PeerError if unreachable, Timeout if slow).
+
+        `grant`: what the user who asked holds here; the peer runs the command with no more.
+        """
         address = canonical(address)
         st = self.states.get(address)
         proto = st.conn if st is not None and self._usable(st.conn) else await self.connection(address)
         try:
-            reply = await proto.request(text, timeout=timeout)
+            reply = await proto.request(text, timeout=timeout, grant=grant)
         except (TimeoutError, CancelledError):
             st = self._state(address)
             self._mark_down(st, f"no reply within {timeout:g} s")

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -58,13 +61,36 @@ def file_md5(path: str) -> str:
             h.update(block)
 
 
-def destination_dir(dictionary: dict, dest: object) -> str:
-    """The directory a `dest` names: the dictionary key `<dest>_dir` (watch -> watch_dir)."""
-    if not isinstance(dest, str) or not re.match(r"^[a-z][a-z0-9_]{0,31}$", dest):
-        raise TransferError(f"{dest!r} is not a destination name (e.g. watch, prep, bkup)")
-    path = dictionary.get(f"{dest}_dir")
+# What a `file` frame's `dest` may name: the work directories the network's own transfers fill
+# (publisher, HA and `file send` use watch; blobs and backups have their own).  A name is looked up
+# in a snapshot of the node's directories, never in the live dictionary, so a peer that assigns
+# `evil_dir = /anywhere` (or `watch_dir = /`) cannot move where its files land.
+DESTINATIONS = ("watch", "bwatch", "bkup", "blobs", "prep")
+
+
+@dataclass(frozen=True)
+class FileDirs:
+    """The directories `file` frames may reach, fixed when taken."""
+
+    dests: Mapping[str, str]
+    tmp: str | None = None
+
+
+def file_destinations(dictionary: Mapping[str, str]) -> FileDirs:
+    """A snapshot of the destination directories (and the tmp dir) as the dictionary names them now."""
+    dests = {name: dictionary[f"{name}_dir"] for name in DESTINATIONS if dictionary.get(f"{name}_dir")}
+    return FileDirs(MappingProxyType(dests), dictionary.get("tmp_dir") or None)
+
+
+def destination_dir(dirs: FileDirs, dest: object) -> str:
+    """The directory a `dest` names: one of DESTINATIONS, mapped to the node's fixed work directories."""
+    if not isinstance(dest, str) or dest not in DESTINATIONS:
+        shown = dest[:40] if isinstance(dest, str) else dest
+        raise TransferError(f"{shown!r} is not a file destination: a peer may send files only to "
+                            f"{', '.join(DESTINATIONS)}")
+    path = dirs.dests.get(dest)
     if not path:
-        raise TransferError(f"no destination '{dest}': this node has no '{dest}_dir' in its dictionary")
+        raise TransferError(f"no destination '{dest}': this node has no '{dest}_dir'")
     if not os.path.isdir(path):
         raise TransferError(f"destination directory {path} ('{dest}_dir') does not exist")
     return path

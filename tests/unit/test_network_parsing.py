@@ -107,8 +107,12 @@ def test_commands_on_a_unit_node(tmp_path):
 
 def test_run_tcp_server_positional_on_memory_reactor(tmp_path):
     node = unit_node(tmp_path)
-    reply = run(node, "run tcp server 10.1.1.1 20048 127.0.0.1 20049 4")
+    refused = run(node, "run tcp server 10.1.1.1 20048 127.0.0.1 20049 4")
+    assert not refused.ok and "set network key" in refused.text and "auth = none" in refused.text
+    assert node.process("TCP") is None and not node.reactor.tcpServers  # nothing listened
+    reply = run(node, "run tcp server 10.1.1.1 20048 127.0.0.1 20049 4 where auth = none")
     assert reply.ok, reply.text
+    assert "Auth: none (auth = none" in run(node, "get processes").render()
     tcp = node.process("TCP")
     assert tcp.external_address == ("10.1.1.1", 20048) and tcp.internal_address == ("127.0.0.1", 20049)
     assert node.reactor.tcpServers[-1][0] == 20049 and node.reactor.tcpServers[-1][2] >= 1024

@@ -170,10 +170,11 @@ def test_proof_cannot_be_reflected():
     """A proof made by a client does not pass as a server's proof for the same nonces."""
     key = b"k" * 16
     a, b = auth.new_nonce(), auth.new_nonce()
-    client_proof = auth.proof(key, "client", a, b)
-    assert auth.check_proof(key, "client", a, b, client_proof)
-    assert not auth.check_proof(key, "server", a, b, client_proof)
-    assert not auth.check_proof(b"other-key-123456", "client", a, b, client_proof)
+    ia, ib = auth.identity("a", "10.0.0.1:32048"), auth.identity("b", "10.0.0.2:32048")
+    client_proof = auth.proof(key, "client", a, b, ia, ib)
+    assert auth.check_proof(key, "client", a, b, ia, ib, client_proof)
+    assert not auth.check_proof(key, "server", a, b, ia, ib, client_proof)
+    assert not auth.check_proof(b"other-key-123456", "client", a, b, ia, ib, client_proof)
 
 
 def test_deadlines_one_timer_many_requests(tmp_path):
@@ -236,7 +237,7 @@ def test_commands_that_wait_reply_when_they_finish(tmp_path):
 
     if REGISTRY.get("test peer wait") is None:
         @command("test peer wait", usage="test peer wait", text="waits for the test (tests only)", examples=(),
-                 keywords=("test",))
+                 keywords=("test",), grant="read")
         async def _wait(call):
             d = Deferred()
             WAITING.append(d)
@@ -293,7 +294,7 @@ def test_a_file_right_behind_the_hello_is_judged_after_authentication(tmp_path):
                                               "md5": hashlib.md5(body).hexdigest()}, body))
     assert not t.disconnecting
     [refusal] = frames(t)
-    assert refusal["re"] == 4 and not refusal["ok"] and b"no destination" in refusal["body"]
+    assert refusal["re"] == 4 and not refusal["ok"] and b"not a file destination" in refusal["body"]
 
 
 def test_decoder_pause_after(tmp_path):
