@@ -6,7 +6,7 @@ from anylog_tw.base.registry import Option, command
 from anylog_tw.services.housekeeping import ARCHIVE_DAYS_KEY, delete_archive
 
 
-@command("delete archive", usage="delete archive where days = N",
+@command("delete archive", grant="admin", usage="delete archive where days = N",
          text="Delete the archive's day folders (archive_dir/YY/MM/DD) older than N days; 0 keeps only today. To "
               f"do it every hour on the system scheduler, set '{ARCHIVE_DAYS_KEY} = N' (see 'get scheduler 0', task "
               "'archive clean-up').",

@@ -25,7 +25,7 @@ async def listen(node, ip: str, port: int, factory, what: str, gate=None):
         raise CommandError(f"{what} cannot listen on {ip}:{port}: {e.socketError}") from None
 
 
-@command("run console", usage="run console [where ip = 127.0.0.1 and port = 32051 and max connections = 16 and "
+@command("run console", grant="admin", usage="run console [where ip = 127.0.0.1 and port = 32051 and max connections = 16 and "
                               "max per address = 16 and idle timeout = 300]",
          text="Start the telnet command console: several sessions at once, with history (arrow keys) and line "
               "editing. Connect with 'telnet 127.0.0.1 32051'; 'quit' ends a session. Commands are the same as "
@@ -50,7 +50,7 @@ async def run_console(call):
     return f"Console listening on {host}:{number}"
 
 
-@command("exit console", usage="exit console", text="Stop the telnet console and close its sessions.",
+@command("exit console", grant="admin", usage="exit console", text="Stop the telnet console and close its sessions.",
          examples=("exit console",), keywords=("cli", "background processes"))
 async def exit_console(call):
     node = call.node
@@ -61,7 +61,7 @@ async def exit_console(call):
     return "Console stopping"
 
 
-@command("run manhole", usage="run manhole where port = P and user = U and password = W [and ip = 127.0.0.1]",
+@command("run manhole", grant="owner", usage="run manhole where port = P and user = U and password = W [and ip = 127.0.0.1]",
          text="Start a Python REPL into the live node, for debugging: telnet to the port and log in; 'node' and "
               "'reactor' are in scope. It listens on loopback unless 'ip' says otherwise and never runs without a "
               "password.",
@@ -82,7 +82,7 @@ async def run_manhole(call):
     return f"Manhole listening on {host}:{number}"
 
 
-@command("exit manhole", usage="exit manhole", text="Stop the Python manhole.",
+@command("exit manhole", grant="owner", usage="exit manhole", text="Stop the Python manhole.",
          examples=("exit manhole",), keywords=("debug", "background processes"))
 async def exit_manhole(call):
     await call.node.stop_process(ManholeService.name)

@@ -41,7 +41,7 @@ def path_check(call):
 # --- file ... --------------------------------------------------------------------------------
 
 
-@command("file copy", usage="file copy <source file> <destination file or directory> [where overwrite = true]",
+@command("file copy", grant="admin", usage="file copy <source file> <destination file or directory> [where overwrite = true]",
          text="Copy a file on this node. A destination directory (an existing one, or a path ending with '/') "
               "keeps the file's name. The copy is written to a hidden temporary name and renamed when complete, "
               "so a failure leaves no partial file; an existing destination is kept unless overwrite = true. "
@@ -59,7 +59,7 @@ async def file_copy(call):
     return f"Copied {src} to {await call.node.in_thread(work)}"
 
 
-@command("file move", usage="file move <source file> <destination file or directory> [where overwrite = true]",
+@command("file move", grant="admin", usage="file move <source file> <destination file or directory> [where overwrite = true]",
          text="Move a file on this node: a rename on the same file system, else a complete copy (temporary name, "
               "then rename) followed by the removal of the source. A destination directory keeps the file's name; "
               "an existing destination is kept unless overwrite = true. " + PEER_NOTE,
@@ -75,7 +75,7 @@ async def file_move(call):
     return f"Moved {src} to {await call.node.in_thread(work)}"
 
 
-@command("file delete", usage="file delete <file>",
+@command("file delete", grant="admin", usage="file delete <file>",
          text="Delete one file (not a directory). A file that does not exist is an error. " + PEER_NOTE,
          examples=("file delete !prep_dir/my_file.json",), keywords=KEYWORDS, nargs=(1, 1))
 async def file_delete(call):
@@ -85,7 +85,7 @@ async def file_delete(call):
     return f"Deleted {path}"
 
 
-@command("file test", usage="file test <file>",
+@command("file test", grant="read", usage="file test <file>",
          text="Answer True when the file exists (a regular file, not a directory), else False. " + PEER_NOTE,
          examples=("file test !prep_dir/my_file.json", "found = file test !blockchain_file"),
          keywords=KEYWORDS, nargs=(1, 1), readonly=True)
@@ -96,7 +96,7 @@ async def file_test(call):
     return "True" if exists else "False"
 
 
-@command("file hash", usage="file hash <file> [where dbms = <dbms> and table = <table>]",
+@command("file hash", grant="read", usage="file hash <file> [where dbms = <dbms> and table = <table>]",
          text="Print the hash the operator gives the file, its key in tsd_info: the md5 (32 hex digits) of "
               "'dbms.table' followed by the file's data, uncompressed for a .gz file. dbms and table come from "
               "the file's name (dbms.table[...].json); give them for a file named otherwise. " + PEER_NOTE,
@@ -129,14 +129,14 @@ def _gzip_command(name: str, action: str, work):
     return handler
 
 
-command("file compress", usage="file compress <file> [<destination file or directory>] [where overwrite = true]",
+command("file compress", grant="admin", usage="file compress <file> [<destination file or directory>] [where overwrite = true]",
         text="gzip a file; without a destination the result is <file>.gz beside it. The source file stays. The "
              "result is written to a hidden temporary name and renamed when complete. " + PEER_NOTE,
         examples=("file compress !prep_dir/readings.json", "file compress !prep_dir/readings.json !bkup_dir/"),
         keywords=KEYWORDS, nargs=(1, 2), options=(OVERWRITE,))(
     _gzip_command("file compress", "Compressed", fileops.compress_file))
 
-command("file decompress",
+command("file decompress", grant="admin",
         usage="file decompress <file.gz> [<destination file or directory>] [where overwrite = true]",
         text="Unpack a gzip file; without a destination the result is the name without .gz beside it (a name "
              "without .gz gets .dat added). The source stays. A file that is not gzip, or is cut short, is "
@@ -151,7 +151,7 @@ command("file decompress",
 FILE_COLUMNS = ("File", "Size", "Modified UTC")
 
 
-@command("get files", usage="get files <directory> [where format = json]",
+@command("get files", grant="read", usage="get files <directory> [where format = json]",
          text="List the files of a directory on this node: name, size in bytes and modification time (UTC). "
               + PEER_NOTE,
          examples=("get files !err_dir", "get files !watch_dir where format = json"),
@@ -163,7 +163,7 @@ async def get_files(call):
     return Reply.of_table(FILE_COLUMNS, rows, title=f"Files in {path}")
 
 
-@command("get directories", usage="get directories <directory> [where format = json]",
+@command("get directories", grant="read", usage="get directories <directory> [where format = json]",
          text="List the subdirectories of a directory on this node, with their modification time (UTC). "
               + PEER_NOTE,
          examples=("get directories !archive_dir", "get directories !anylog_path where format = json"),
@@ -182,7 +182,7 @@ def archive_dir(node) -> str:
     return configured or node.dictionary["archive_dir"]
 
 
-@command("get archived files", usage="get archived files <YYYY-MM-DD> [where format = json]",
+@command("get archived files", grant="read", usage="get archived files <YYYY-MM-DD> [where format = json]",
          text="List the files the operator archived on a day (UTC): the folder archive_dir/YY/MM/DD. A day "
               "with nothing archived is an empty list.",
          examples=("get archived files 2026-11-28", "get archived files 2026-11-28 where format = json"),
@@ -225,7 +225,7 @@ def _file_struct(call):
 
 
 for _name in ("get json file struct", "get json file structure", "show json file structure"):
-    command(_name, usage=_name,
+    command(_name, grant="read", usage=_name,
             text="Show the naming convention of data files (what each dot-separated segment means), with examples. "
                  "'get json file struct', 'get json file structure' and 'show json file structure' (spellings "
                  "seen in AnyLog's documentation) are the same command.",

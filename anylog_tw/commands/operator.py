@@ -49,7 +49,7 @@ _OPTIONS = (
 )
 
 
-@command("run operator",
+@command("run operator", grant="admin",
          usage="run operator where policy = ID [and create_table = true and update_tsd_info = true and "
                "archive_json = true and compress_json = true and limit_tables = (d.t, ...) and threads = 1 and "
                "master_node = ip:port and max_line = 16MB and max_expanded = 2GB and max_ratio = 200 and "
@@ -109,7 +109,7 @@ def _limits(o):
     return Limits(**given)
 
 
-@command("exit operator", usage="exit operator",
+@command("exit operator", grant="admin", usage="exit operator",
          text="Stop the operator; files in hand are finished first, the rest stay in the watch dir.",
          examples=("exit operator",), keywords=("operator", "background processes"))
 async def exit_operator(call):
@@ -120,7 +120,7 @@ async def exit_operator(call):
 _TOPICS = ("config", "summary", "json", "sql", "inserts", "error")
 
 
-@command("get operator", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
+@command("get operator", grant="read", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
          text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (JSON "
               "files per table), sql (.sql files per table), inserts (rows per table), error (the last failure of "
               "each kind, JSON or SQL). With no topic: the status (Running, or why ingest is paused: no space left, "
@@ -180,7 +180,7 @@ def _operator_stats(call):
     return op
 
 
-@command("get stats", usage="get stats where service = operator [and topic = summary] [and format = json]",
+@command("get stats", grant="read", usage="get stats where service = operator [and topic = summary] [and format = json]",
          text="A service's statistics: for the operator, its summary (as 'get operator summary').",
          examples=("get stats where service = operator and topic = summary",
                    "get stats where service = operator and format = json"),
@@ -194,7 +194,7 @@ def get_stats(call):
                   "Operator summary")
 
 
-@command("reset stats", usage="reset stats where service = operator [and topic = summary]",
+@command("reset stats", grant="write", usage="reset stats where service = operator [and topic = summary]",
          text="Start a service's counters again from zero: for the operator, the rows, files, errors and times of "
               "'get operator' (summary, json, sql, inserts, error). Its configuration and the files it holds are "
               "not touched.",

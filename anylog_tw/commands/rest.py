@@ -118,7 +118,7 @@ _OPTIONS = (
 )
 
 
-@command("run rest server",
+@command("run rest server", grant="admin",
          usage="run rest server [ip] [port] [timeout] | run rest server where external_ip = IP and external_port = P "
                "[and internal_ip = IP and internal_port = P and bind = true and timeout = 20 and threads = 5 and "
                "ssl = false and cert = F and key = F and user = U and password = W and token = T and "
@@ -180,7 +180,7 @@ async def run_rest_server(call):
     return f"REST server listening on {scheme}://{host}:{number}"
 
 
-@command("exit rest", usage="exit rest", text="Stop the REST server and close its connections.",
+@command("exit rest", grant="admin", usage="exit rest", text="Stop the REST server and close its connections.",
          examples=("exit rest",), keywords=("rest", "background processes"))
 async def exit_rest(call):
     node = call.node
@@ -193,7 +193,7 @@ async def exit_rest(call):
 
 
 
-@command("get rest calls", usage="get rest calls [where format = json]",
+@command("get rest calls", grant="read", usage="get rest calls [where format = json]",
          text="Count the REST calls per caller (the client product of User-Agent) and verb: processed, errors, the "
               f"last error, the first and last call and the last caller's address. At most {MAX_ROWS} rows are kept: "
               "the callers used least recently, agents that are not a short product name and unusual verbs are "
@@ -210,7 +210,7 @@ def get_rest_calls(call):
                            "Last Caller"), rows)
 
 
-@command("get rest server info", usage="get rest server info [where format = json]",
+@command("get rest server info", grant="read", usage="get rest server info [where format = json]",
          text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit, "
               "open connections and the connection limits.",
          examples=("get rest server info", "get rest server info where format = json"),
