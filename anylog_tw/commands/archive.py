@@ -15,6 +15,6 @@ from anylog_tw.services.housekeeping import ARCHIVE_DAYS_KEY, delete_archive
          options=(Option("days", kind="int", required=True, help="how many days to keep"),))
 async def delete_archive_command(call):
     node = call.node
-    removed = await node.in_thread(delete_archive, node.dictionary["archive_dir"], call.opts["days"],
+    removed = await node.in_thread(delete_archive, node.dirs["archive_dir"], call.opts["days"],
                                    node.reactor.seconds())
     return f"Deleted {len(removed)} archive day folders older than {call.opts['days']} days"

@@ -64,7 +64,8 @@ def get_processes(call):
          keywords=("configuration", "dictionary"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_dictionary(call):
     part = call.args[0].lower() if call.args else ""
-    items = sorted((k, v) for k, v in call.node.dictionary.items() if part in k.lower())
+    items = sorted((k, "***" if layout.is_secret_key(k) else v)  # secrets never leave the node in a reply
+                   for k, v in call.node.dictionary.items() if part in k.lower())
     return Reply.of_table(("Key", "Value"), items, data=dict(items))
 
 
@@ -92,10 +93,7 @@ def print_(call):
          examples=("process !local_scripts/operator.al", "process conf/demo.al"),
          keywords=("script", "configuration"), nargs=(1, 1))
 async def process_script(call):
-    path = call.node.resolve_script(call.args[0])
-    peer = call.origin.kind == "peer"
-    if peer:
-        path = path_check(call)(path)
+    path = path_check(call)(call.node.resolve_script(call.args[0]))  # inside the home unless the owner asks
     # The script's lines run with the caller's grant: `process` never widens what its caller holds.
     ran, failed = await call.node.run_script(path, origin=call.origin)
     if failed:

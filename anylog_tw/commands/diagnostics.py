@@ -173,7 +173,7 @@ async def _check_dbms(node, timeout: float) -> list[list]:
 
 
 async def _check_directories(node, timeout: float) -> list[list]:
-    dirs = [(key, node.dictionary.get(key, "")) for key in layout.DIRECTORIES]
+    dirs = [(key, node.dirs.get(key, "")) for key in layout.DIRECTORIES]
     problems, why, _ = await timed(node, lambda: node.in_thread(diag.check_directories, dirs), timeout)
     if problems is None:
         return [["Work directories", diag.FAILED, f"could not check them: {why}"]]

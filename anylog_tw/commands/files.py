@@ -2,10 +2,10 @@
 `get directories`, `get archived files` and `get json file struct`.
 
 The work is in `anylog_tw.ingest.fileops`, run in the reactor's thread pool; this module only reads the
-call and decides which paths the caller may touch.  A command that arrives from a peer node is
-confined to the node's home and work directories, so a node on the network cannot read or
-overwrite any file the process can; the console, scripts and REST are the node's owner and
-may use any path.
+call and decides which paths the caller may touch (`path_check`): only the node's owner (its
+prompt and startup scripts) may use any path; every other caller is confined to the node's home
+and work directories, so neither a peer, a REST user nor the console can read or overwrite any
+file the process can.
 """
 
 from __future__ import annotations
@@ -17,25 +17,23 @@ from anylog_tw.base.reply import Reply
 from anylog_tw.ingest import fileops
 
 KEYWORDS = ("file",)
-PEER_NOTE = ("From a peer node (run client), only paths inside this node's home and work directories "
-             "(get dictionary _dir) are allowed.")
+PEER_NOTE = ("Only the node's owner (its prompt or startup script) may name paths outside the node's home and "
+             "work directories (get dictionary _dir); for every other caller such a path is refused.")
 OVERWRITE = Option("overwrite", kind="bool", default=False,
                    help="replace an existing destination (default: refuse, so no file is lost by a typo)")
 
 
 def work_roots(node) -> list[str]:
-    """The directories a peer's file commands may use: the home and the work directories."""
+    """The directories a non-owner's paths may use: the home and the work directories as the node
+    fixed them (`node.dirs`: a later dictionary change cannot widen this)."""
     roots = [node.home]
-    roots += [node.dictionary[key] for key in layout.DIRECTORIES if node.dictionary.get(key)]
+    roots += [node.dirs[key] for key in layout.DIRECTORIES if node.dirs.get(key)]
     return roots
 
 
 def path_check(call):
-    """How the paths of this call are read: confined for a peer, only made absolute otherwise."""
-    if call.origin.kind == "peer":
-        roots, who = work_roots(call.node), call.origin.label
-        return lambda path: fileops.confine(path, roots, who)
-    return fileops.absolute
+    """How the paths of this call are read (`fileops.path_checker`: confined for all but the owner)."""
+    return fileops.path_checker(call.origin, work_roots(call.node))
 
 
 # --- file ... --------------------------------------------------------------------------------
@@ -179,7 +177,7 @@ def archive_dir(node) -> str:
     """The running operator's archive (it may have been given its own), else the dictionary's."""
     op = node.process("Operator")
     configured = getattr(getattr(op, "config", None), "archive_dir", None)
-    return configured or node.dictionary["archive_dir"]
+    return configured or node.dirs["archive_dir"]
 
 
 @command("get archived files", grant="read", usage="get archived files <YYYY-MM-DD> [where format = json]",

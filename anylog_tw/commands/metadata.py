@@ -251,7 +251,7 @@ async def blockchain_prepare(call):
     tokens = call.tokens
     if len(tokens) == 1 and tokens[0].kind == WORD and tokens[0].value.startswith("!") \
             and tokens[0].value[1:] in call.node.dictionary:
-        call.node.dictionary[tokens[0].value[1:]] = text
+        call.node.set_key(tokens[0].value[1:], text, call.origin)
     return Reply.of_json(prepared)
 
 

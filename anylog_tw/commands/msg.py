@@ -130,7 +130,7 @@ def _get(call):
     now = node.reactor.seconds()
 
     def dirs(c):
-        return {k: c.spec.dirs.get(k) or node.dictionary.get(k, "") for k in ("prep_dir", "watch_dir", "err_dir")}
+        return {k: c.spec.dirs.get(k) or node.dirs.get(k, "") for k in ("prep_dir", "watch_dir", "err_dir")}
 
     if call.wants_json:
         return Reply.of_json([status.client_data(c, now, opts["detailed"], dirs(c)) for c in clients])

@@ -215,6 +215,7 @@ def _split_client(call) -> tuple[str, str]:
          keywords=("network", "query", "cli"), raw=True, readonly=False)
 async def run_client(call):
     dest_text, cmd = _split_client(call)
+    call.node.check_grant(cmd, call.origin, "run client")  # a peer runs it as this node: no more than the caller holds
     if cmd.split(None, 1)[0].lower() == "sql":
         return await network_sql(call, dest_text, cmd)  # the network query path (commands/query.py)
 

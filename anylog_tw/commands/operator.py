@@ -85,7 +85,7 @@ async def run_operator(call):
             raise CommandError("update_tsd_info needs dbms almgm: connect it first "
                                "('connect dbms almgm where type = sqlite'), or set update_tsd_info = false")
         await almgm.create_tsd_table("tsd_info")
-    d = node.dictionary
+    d = node.dirs
     config = OperatorConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], err_dir=o["err_dir"] or d["err_dir"],
         archive_dir=o["archive_dir"] or d["archive_dir"], policy=o["policy"] or "", cluster=cluster,

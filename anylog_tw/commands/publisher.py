@@ -63,7 +63,7 @@ async def run_publisher(call):
             master = canonical(o["master_node"])
         except OptionError as e:
             raise OptionError(f"master_node: {e.message}") from None
-    d = node.dictionary
+    d = node.dirs
     config = PublisherConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], bkup_dir=o["bkup_dir"] or d["bkup_dir"],
         err_dir=o["err_dir"] or o["error_dir"] or d["err_dir"], delete_json=o["delete_json"],

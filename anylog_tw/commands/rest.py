@@ -64,7 +64,7 @@ def listen_address(opts: dict, args: list[str]) -> tuple[str, int, str]:
 def _tls_files(node, opts: dict) -> tuple[str, str]:
     cert, key = opts.get("cert"), opts.get("key")
     if not cert and opts.get("server_org"):
-        pem = node.dictionary.get("pem_dir", "")
+        pem = node.dirs.get("pem_dir", "")
         org = opts["server_org"]
         cert = os.path.join(pem, f"server-{org}-public-key.crt")
         key = key or os.path.join(pem, f"server-{org}-private-key.key")

@@ -62,7 +62,7 @@ def where_pairs(call) -> list[tuple[str, str]]:
         if len(tokens) == 1 and tokens[0].kind == STRING:
             text = tokens[0].value
         elif len(tokens) == 1 and tokens[0].kind == JSON:
-            text = grammar.substitute_json(tokens[0].value, node.dictionary.get, call.env)
+            text = grammar.substitute_json(tokens[0].value, node.lookup_for(call.origin), call.env)
         else:
             text = call.substitute(call.text[tokens[0].start:tokens[-1].end])
         pairs.append((key, text))

@@ -115,6 +115,7 @@ def schedule(call):
     interval = _interval(values["time"])
     start = _start(node, values.get("start"))
     text = call.text[call.tokens[first].start:].strip()
+    node.check_grant(text, call.origin, "scheduling")  # a task runs with its scheduler's grant: refuse now, not at each run
     sched = schedulers(node).scheduler(sid, create=True)
     name = values.get("name")
     try:

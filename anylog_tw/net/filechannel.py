@@ -94,9 +94,9 @@ class FileChannel:
         try:
             name = check_file_name(header.get("name"))
             md5 = check_md5(header["md5"]) if "md5" in header else None
-            dest = destination_dir(self.node.dictionary, header.get("dest"))
+            dest = destination_dir(self.node.dirs, header.get("dest"))
             self._receiving = FileReceiver(dest, name, header.get("size", 0), md5,
-                                           self.node.dictionary.get("tmp_dir"))
+                                           self.node.dirs.get("tmp_dir"))
             if header.get("size", 0) >= THREADED:
                 self._receiving.use_worker(self.clock, lambda: self.reading.hold("disk"),
                                            lambda: self.reading.release("disk"), self.budget)

@@ -153,7 +153,7 @@ async def test_timeout_inside_parentheses(pair):
     from anylog_tw.base.registry import REGISTRY, command
 
     if REGISTRY.get("test peer hang") is None:
-        @command("test peer hang", usage="test peer hang", text="never answers (tests only)", examples=(),
+        @command("test peer hang", grant="read", usage="test peer hang", text="never answers (tests only)", examples=(),
                  keywords=("test",))
         def _hang(call):
             return Deferred()

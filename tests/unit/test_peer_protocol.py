@@ -235,7 +235,7 @@ def test_commands_that_wait_reply_when_they_finish(tmp_path):
     from anylog_tw.base.registry import REGISTRY, command
 
     if REGISTRY.get("test peer wait") is None:
-        @command("test peer wait", usage="test peer wait", text="waits for the test (tests only)", examples=(),
+        @command("test peer wait", grant="read", usage="test peer wait", text="waits for the test (tests only)", examples=(),
                  keywords=("test",))
         async def _wait(call):
             d = Deferred()
