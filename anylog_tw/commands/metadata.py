@@ -195,7 +195,7 @@ async def blockchain_insert(call):
     if local:
         await meta.add(stored, "local" if (failure or not master) else "global")
     if failure:
-        node.errors.add(call.origin, "blockchain insert", f"policy {pid} kept local: {failure}")
+        node.errors.add(call.origin.label, "blockchain insert", f"policy {pid} kept local: {failure}")
         return f"Policy {pid} added locally; the master was not reached ({failure}); it will be pushed again"
     return f"Policy {pid} added" + (" (local and master)" if master and local else " to the master" if master
                                      else " locally")
@@ -226,10 +226,10 @@ async def blockchain_push(call):
     inner["ledger"] = "global"
     store = _master_store(call.node)
     if pid in meta.ledger:
-        added = await _push_to_table(store, stored, call.origin)
+        added = await _push_to_table(store, stored, call.origin.label)
         return f"Policy {pid} is already in the ledger" + (" (added to the ledger table)" if added else "")
     stored = meta.ledger.complete(stored)  # checked (an operator's member) before anything is stored
-    await _push_to_table(store, stored, call.origin)
+    await _push_to_table(store, stored, call.origin.label)
     await meta.add(stored, "global")
     return f"Policy {pid} stored"
 
