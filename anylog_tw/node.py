@@ -190,14 +190,12 @@ class Node(MultiService):
             self.move_work_directory(key, value)
         self.dictionary[key] = value
 
-    def check_key(self, key: str, origin: Origin) -> None:
+    def check_key(self, key: str, origin: Origin, doing: str = "") -> None:
+        """Refuse setting `key` to a caller without the grant it needs (`doing` says how it was asked)."""
         needed = layout.key_grant(key)
-        if needed == "owner":
-            origin.require(needed, f"'{key} = ..' (a work directory: the owner moves it, in the startup script)")
-        elif needed == "admin":
-            origin.require(needed, f"'{key} = ..' (a key that names a path, a secret or the node's address)")
-        else:
-            origin.require(needed, f"'{key} = ..'")
+        why = {"owner": " (a work directory: the owner moves it, in the startup script)",
+               "admin": " (a key that names a path, a secret or the node's address)"}.get(needed, "")
+        origin.require(needed, f"{doing + ' ' if doing else ''}'{key} = ..'{why}")
 
     def move_work_directory(self, key: str, path: str) -> None:
         """The owner moves a work directory: the snapshot gets the new path. Processes that are running
@@ -211,7 +209,7 @@ class Node(MultiService):
         commands that carry another command to run later or elsewhere (`schedule`, `run client`)."""
         tokens = grammar.tokenize(text.strip())
         if is_assignment(tokens):
-            self.check_key(tokens[0].value, origin)
+            self.check_key(tokens[0].value, origin, what)
             tokens = tokens[2:]
         match = self.registry.match(tokens)
         if match is not None:

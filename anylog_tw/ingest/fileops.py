@@ -78,14 +78,22 @@ def path_checker(origin, roots: Iterable[str]) -> Callable[[str], str]:
     """How a caller's paths are read: the one rule for every command that takes a path.
 
     The owner (the node's prompt and startup scripts) may name any path; every other caller
-    (console, REST, peers, their scheduled tasks and scripts) stays inside `roots` (the home and
-    the work directories), with `..` and symbolic links resolved before the check.
+    (console, REST, peers, their scheduled tasks and scripts) stays inside `roots` (the home first,
+    then the work directories), with `..` and symbolic links resolved before the check; a relative
+    path is read from the home.
     """
     if origin.grant == "owner":
         return absolute
     fixed = tuple(roots)
+    home = fixed[0]
     who = f"{origin.label} (grant '{origin.grant}')"
-    return lambda path: confine(path, fixed, who)
+
+    def check(path: str) -> str:
+        if path and not os.path.isabs(path) and not path.startswith("~"):
+            path = os.path.join(home, path)  # relative to the home, not to where the process was started
+        return confine(path, fixed, who)
+
+    return check
 
 
 def destination(src: str, dest: str, name: str | None = None) -> str:
