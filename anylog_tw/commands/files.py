@@ -36,6 +36,15 @@ def path_check(call):
     return fileops.path_checker(call.origin, work_roots(call.node))
 
 
+def confine_options(call, *names: str) -> None:
+    """The directory options of a `run ...` command (watch_dir = ..) under the same rule, checked
+    before the process starts."""
+    check = path_check(call)
+    for name in names:
+        if call.opts.get(name):
+            call.opts[name] = check(call.opts[name])
+
+
 # --- file ... --------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest import stats as S
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.operator import Operator, OperatorConfig
@@ -67,6 +68,7 @@ _OPTIONS = (
 async def run_operator(call):
     node = call.node
     node.check_free(PROCESS)
+    confine_options(call, "watch_dir", "err_dir", "archive_dir", "blobs_dir")
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")

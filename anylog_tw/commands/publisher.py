@@ -6,6 +6,7 @@ from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.names import is_name
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.publisher import Publisher, PublisherConfig
 from anylog_tw.metadata.layer import metadata
@@ -48,6 +49,7 @@ _OPTIONS = (
 async def run_publisher(call):
     node = call.node
     node.check_free(PROCESS)
+    confine_options(call, "watch_dir", "bkup_dir", "err_dir", "error_dir")
     o = call.opts
     if o["err_dir"] and o["error_dir"] and o["err_dir"] != o["error_dir"]:
         raise OptionError("err_dir and error_dir are the same option: give one of them")

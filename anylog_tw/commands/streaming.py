@@ -8,6 +8,7 @@ from anylog_tw.base.errors import CommandError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest.streamer import ALL, Streamer
 
 
@@ -134,6 +135,7 @@ class StreamerProcess(NodeProcess):
 def run_streamer(call):
     node = call.node
     node.check_free(StreamerProcess.name)
+    confine_options(call, "prep_dir", "watch_dir", "err_dir")
     dirs = {k: v for k, v in call.opts.items() if v}
     node.add_process(StreamerProcess(node.component(Streamer), dirs))
     return "Streamer running"
