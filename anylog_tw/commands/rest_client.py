@@ -143,7 +143,7 @@ _register("delete", "Send an HTTP DELETE from this node and answer the reply. " 
           ("rest delete where url = http://10.0.0.90:59880/api/v2/event/age/86400000000000",))
 
 
-@command("rest view", grant="admin", usage="rest view where url = http(s)://host:port/path [and method = get|post|put|delete "
+@command("rest view", grant="read", usage="rest view where url = http(s)://host:port/path [and method = get|post|put|delete "
                             "and body = B and user = U and password = P and headers = {...} and format = json "
                             "and <header> = <value> ...]",
          text="Show the request that 'rest <method>' would send with these options (method, URL, headers as they go "
