@@ -123,9 +123,20 @@ def test_what_peers_send_each_other_runs_with_a_peers_grant(text):
 def test_peers_cannot_run_admin_commands_through_the_protocols():
     """What a peer may not do even though the protocols are open to it."""
     for name in ("run manhole", "set network key", "file copy", "process", "connect dbms", "exit node",
-                 "run client", "blockchain pull to json", "schedule"):
-        needed = command_grant(REGISTRY.get(name))
-        assert name in ("run client", "blockchain pull to json", "schedule") or not grant_allows(PEER_GRANT, needed)
+                 "run tcp server", "rest get", "reset error log"):
+        assert not grant_allows(PEER_GRANT, command_grant(REGISTRY.get(name))), name
+
+
+def test_a_peer_cannot_pass_a_command_it_could_not_run_through_another(tmp_path):
+    """`schedule`, `run client` and `x = <command>` are open to a peer, the command they carry is checked."""
+    node, called = spied_node(tmp_path)
+    node.registry = REGISTRY  # the real `schedule` and `run client`, which check what they carry
+    peer = Origin("peer 10.0.0.7:32048", PEER_GRANT, "peer")
+    for text in ("schedule time = 1 hour and name = x task file delete /etc/passwd",
+                 "run client (10.0.0.1:32048) set network key = x", "x = exit node"):
+        reply = fired(node.execute(text, peer))
+        assert reply.status == 403 and "needs the 'admin' grant" in reply.text, (text, reply.text)
+    assert "x" not in node.dictionary
 
 
 def test_the_manhole_is_for_the_owner_only():
