@@ -127,6 +127,9 @@ class Node(MultiService):
             "external_ip": "127.0.0.1",
         }
         self.dictionary.update(layout.work_dictionary(self.home))
+        # Where the node reads and writes, fixed: the processes read these, never the dictionary, so a
+        # later `watch_dir = /` by any caller cannot move them (the owner moves one: `_assign`).
+        self.dirs = layout.snapshot(self.dictionary)
         self._build_parts()
 
     def in_thread(self, fn: Callable, *args: Any) -> Deferred:
@@ -165,11 +168,61 @@ class Node(MultiService):
         return grammar.substitute(text, self.dictionary.get, self.environ.get)
 
     def substituter(self, origin: Origin) -> Callable[[str], str]:
-        """`substitute` for a caller: `$VAR` reads the node's environment only for admin and owner,
-        as the environment holds secrets (`$ANYLOG_NETWORK_KEY`) that a reader must not echo back."""
+        """`substitute` for a caller: `$VAR` reads the node's environment, and `!key` a secret key
+        (`!rest_password`), only for admin and owner, as these hold what a reader must not echo back."""
         if origin.expands_env:
             return self.substitute
-        return lambda text: grammar.substitute(text, self.dictionary.get, _no_environment)
+        return lambda text: grammar.substitute(text, self._public_lookup, _no_environment)
+
+    def lookup_for(self, origin: Origin) -> Callable[[str], str | None]:
+        """The `!key` lookup for a caller (see `substituter`)."""
+        return self.dictionary.get if origin.expands_env else self._public_lookup
+
+    def _public_lookup(self, key: str) -> str | None:
+        if layout.is_secret_key(key) and key in self.dictionary:
+            raise GrammarError(f"'!{key}' holds a secret: it is resolved only for admin and owner callers")
+        return self.dictionary.get(key)
+
+    def set_key(self, key: str, value: str, origin: Origin) -> None:
+        """Store a dictionary value for a caller, with the grant the key needs (`layout.key_grant`)."""
+        self.check_key(key, origin)
+        if key in layout.WORK_KEYS:
+            self.move_work_directory(key, value)
+        self.dictionary[key] = value
+
+    def check_key(self, key: str, origin: Origin, doing: str = "") -> None:
+        """Refuse setting `key` to a caller without the grant it needs (`doing` says how it was asked)."""
+        needed = layout.key_grant(key)
+        why = {"owner": " (a work directory: the owner moves it, in the startup script)",
+               "admin": " (a key that names a path, a secret or the node's address)"}.get(needed, "")
+        origin.require(needed, f"{doing + ' ' if doing else ''}'{key} = ..'{why}")
+
+    def move_work_directory(self, key: str, path: str) -> None:
+        """The owner moves a work directory: the snapshot gets the new path. Processes that are running
+        keep the directory they started with; the ones started after use the new one."""
+        entries = dict(self.dirs)
+        entries[key] = path
+        self.dirs = layout.snapshot(entries)
+
+    def check_grant(self, text: str, origin: Origin, what: str, unknown: str | None = None) -> None:
+        """Refuse, before anything runs, a command text that `origin` could not run itself: for the
+        commands that carry another command to run later or elsewhere (`schedule`, `run client`).
+
+        `unknown` is the grant a command this registry does not know needs: `run client` says admin
+        (a newer node's command, or a typo: nobody relays what nobody checked); a schedule of one
+        fails when it runs."""
+        text = text.strip()
+        if text.startswith("<") and text.endswith(">"):
+            text = text[1:-1].strip()
+        tokens = grammar.tokenize(text)
+        if is_assignment(tokens):
+            self.check_key(tokens[0].value, origin, what)
+            tokens = tokens[2:]
+        match = self.registry.match(tokens)
+        if match is not None:
+            origin.require(command_grant(match[0]), f"{what} '{match[0].name}'")
+        elif unknown is not None and tokens:
+            origin.require(unknown, f"{what} '{text.split(None, 1)[0][:40]}' (a command this node does not know)")
 
     def set_name(self, name: str) -> None:
         self.name = name
@@ -191,7 +244,7 @@ class Node(MultiService):
             # An error may quote its input, and input can be a 64 MB REST body: answer with the start of it.
             reply = Reply.of_error(clip(e.message, MAX_ERROR), e.code, e.status)
         except Exception as e:
-            self.log.failure("command {command!r} from {origin} failed", command=clip(text), origin=origin)
+            self.log.failure("command {command!r} from {origin} failed", command=clip(_for_log(text)), origin=origin)
             reply = Reply.of_error(
                 f"internal error running '{text[:80]}': {type(e).__name__}: {e} (the traceback is in the log)",
                 "internal", 500)
@@ -201,7 +254,7 @@ class Node(MultiService):
         else:
             logged = _for_log(text)
             self.events.add(origin.label, logged, "error")
-            self.errors.add(origin.label, logged, reply.text or "")
+            self.errors.add(origin.label, logged, _for_log(reply.text or ""))
         return reply
 
     async def _dispatch(self, text: str, origin: Origin) -> Reply:
@@ -240,7 +293,10 @@ class Node(MultiService):
             raise GrammarError(f"{key!r} cannot be a dictionary key: use letters, digits and '_'")
         if not value:
             raise GrammarError(f"'{key} =' needs a value (write '{key} = \"\"' to delete the key)")
+        self.check_key(key, origin)  # before the value's command runs
         if len(value) == 1 and value[0].kind == STRING and value[0].value == "":
+            if key in layout.WORK_KEYS:
+                raise CommandError(f"'{key}' is a work directory of the node: it can be moved, not deleted")
             self.dictionary.pop(key, None)
             return Reply.of_text("")
         if self.registry.starts_command(value):
@@ -250,10 +306,10 @@ class Node(MultiService):
             stored = reply.render()
         elif len(value) == 1 and value[0].kind == JSON:
             env = self.environ.get if origin.expands_env else _no_environment
-            stored = grammar.substitute_json(value[0].value, self.dictionary.get, env)
+            stored = grammar.substitute_json(value[0].value, self.lookup_for(origin), env)
         else:
             stored = " ".join(token_text(t, self.substituter(origin)) for t in value)
-        self.dictionary[key] = stored
+        self.set_key(key, stored, origin)
         return Reply.of_text("")
 
     # -- scripts -----------------------------------------------------------------------------
@@ -278,7 +334,7 @@ class Node(MultiService):
                 if not reply.ok:
                     failed += 1
                     self.log.error("{path}:{lineno}: {command}: {error}", path=path, lineno=lineno,
-                                   command=command, error=reply.text)
+                                   command=_for_log(command), error=_for_log(reply.text or ""))
         except GrammarError as e:
             failed += 1
             self.errors.add(origin.label if origin else f"script {path}", "", e.message)
@@ -289,11 +345,11 @@ class Node(MultiService):
         """A script path as given, or relative to the node's `local_scripts` directory."""
         if os.path.isfile(path):
             return path
-        candidate = os.path.join(self.dictionary.get("local_scripts", ""), path)
+        candidate = os.path.join(self.dirs.get("local_scripts", ""), path)
         if os.path.isfile(candidate):
             return candidate
         raise CommandError(f"script file '{path}' not found (looked in the current directory and "
-                           f"{self.dictionary.get('local_scripts')})")
+                           f"{self.dirs.get('local_scripts')})")
 
     # -- background processes ----------------------------------------------------------------
 
@@ -387,7 +443,10 @@ class Node(MultiService):
         return f"<Node {self.name} at {self.home}>"
 
 
-_SECRET = re.compile(r"""(\b(?:password|network key)\s*=\s*)("[^"]*"|'[^']*'|\S+)""", re.IGNORECASE)
+# `password = x`, `rest_password = x`, `set network key = x`, `token = x`, `api_key = x` ...: the value goes.
+_SECRET = re.compile(r"""(\b(?:\w*(?:password|passwd|secret|token)\w*|network[ _]key|\w+_key|key_\w+|pwd)["']?"""
+                     r"""\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,}]+)""", re.IGNORECASE)
+_HINTS = re.compile(r"ass|key|token|secret|pwd", re.IGNORECASE)
 
 
 def _for_log(text: str) -> str:
@@ -395,7 +454,7 @@ def _for_log(text: str) -> str:
     the log cuts it, so a cut cannot leave half a secret showing)."""
     if len(text) > grammar.MAX_COMMAND:  # refused unread: the log keeps its start, without a regex over megabytes
         text = text[:2 * MAX_TEXT]
-    if "assword" not in text and "ASSWORD" not in text and "key" not in text and "KEY" not in text:
+    if not _HINTS.search(text):
         return text
     return _SECRET.sub(r"\1***", text)
 

@@ -9,6 +9,7 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
+from anylog_tw.base.origin import LOCAL, Origin
 from anylog_tw.node import Node
 
 
@@ -54,16 +55,33 @@ async def poll(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
         await task.deferLater(reactor, interval, lambda: None)
 
 
-async def ok(node: Node, text: str, origin: str = "local"):
+def as_origin(origin: "Origin | str") -> Origin:
+    """An Origin for a test's shorthand: "peer ..." holds what a peer holds, "REST ..." what REST
+    without credentials gives, "console ..." admin, anything else is the owner at the prompt."""
+    if isinstance(origin, Origin):
+        return origin
+    if origin == "local":
+        return LOCAL
+    low = origin.lower()
+    if low.startswith("peer"):
+        return Origin(origin, "write", "peer", origin[5:])
+    if low.startswith("rest"):
+        return Origin(origin, "write", "rest")
+    if low.startswith("console"):
+        return Origin(origin, "admin", "console")
+    return Origin(origin, "owner", "local")
+
+
+async def ok(node: Node, text: str, origin: "Origin | str" = "local"):
     """Run a command on a node and fail the test unless it succeeds; returns the Reply."""
-    reply = await node.run(text, origin)
+    reply = await node.run(text, as_origin(origin))
     assert reply.ok, f"{text}: {reply.render()}"
     return reply
 
 
-async def refused(node: Node, text: str, origin: str = "local") -> str:
+async def refused(node: Node, text: str, origin: "Origin | str" = "local") -> str:
     """Run a command that must fail with a message for the user (no traceback); returns the message."""
-    reply = await node.run(text, origin)
+    reply = await node.run(text, as_origin(origin))
     assert not reply.ok, f"{text} should fail: {reply.render()}"
     assert "Traceback" not in reply.text and "internal error" not in reply.text, reply.text
     return reply.text

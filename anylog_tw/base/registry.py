@@ -67,9 +67,8 @@ def grant_allows(held: str, needed: str) -> bool:
 
 
 def command_grant(cmd: "Command") -> str:
-    """The grant a command needs: its declared one, else `read` for a read-only command and `admin`
-    for the rest (a command that forgot to declare is closed, not open)."""
-    return cmd.grant or ("read" if cmd.readonly else "admin")
+    """The grant a command needs (every registered command declares one: `Registry.add` refuses the rest)."""
+    return cmd.grant or "owner"  # unreachable for a registered command; closed rather than open
 
 
 FORMAT = Option("format", choices=("json", "table"), default="table", help="json or table")
@@ -107,8 +106,6 @@ class Registry:
                 options: Iterable[Option] = (), nargs: tuple[int, int | None] = (0, 0), raw: bool = False,
                 readonly: bool = False, grant: str | None = None, link: str = "") -> Callable:
         """Decorator: register the function as the handler of `name`."""
-        if grant is not None and grant not in GRANTS:
-            raise ValueError(f"command {name!r}: grant {grant!r} is not one of {', '.join(GRANTS)}")
 
         def register(handler: Callable) -> Callable:
             self.add(Command(name=name, handler=handler, usage=usage, text=text, examples=tuple(examples),
@@ -119,6 +116,12 @@ class Registry:
         return register
 
     def add(self, cmd: Command) -> None:
+        """Register `cmd`; a command without a grant is refused when its module loads, so no command
+        can be forgotten and left open (or silently closed)."""
+        if cmd.grant not in GRANTS:
+            what = "declares no grant" if cmd.grant is None else f"has grant {cmd.grant!r}"
+            raise ValueError(f"command {cmd.name!r} {what}: give it grant= one of {', '.join(GRANTS)} "
+                             f"(read: looks; write: data in; admin: processes, paths, keys; owner: the Python prompt)")
         if cmd.words in self._by_words:
             raise ValueError(f"command {cmd.name!r} is registered twice")
         self._by_words[cmd.words] = cmd

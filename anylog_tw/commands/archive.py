@@ -6,7 +6,7 @@ from anylog_tw.base.registry import Option, command
 from anylog_tw.services.housekeeping import ARCHIVE_DAYS_KEY, delete_archive
 
 
-@command("delete archive", usage="delete archive where days = N",
+@command("delete archive", grant="admin", usage="delete archive where days = N",
          text="Delete the archive's day folders (archive_dir/YY/MM/DD) older than N days; 0 keeps only today. To "
               f"do it every hour on the system scheduler, set '{ARCHIVE_DAYS_KEY} = N' (see 'get scheduler 0', task "
               "'archive clean-up').",
@@ -15,6 +15,6 @@ from anylog_tw.services.housekeeping import ARCHIVE_DAYS_KEY, delete_archive
          options=(Option("days", kind="int", required=True, help="how many days to keep"),))
 async def delete_archive_command(call):
     node = call.node
-    removed = await node.in_thread(delete_archive, node.dictionary["archive_dir"], call.opts["days"],
+    removed = await node.in_thread(delete_archive, node.dirs["archive_dir"], call.opts["days"],
                                    node.reactor.seconds())
     return f"Deleted {len(removed)} archive day folders older than {call.opts['days']} days"

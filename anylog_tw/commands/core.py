@@ -26,7 +26,7 @@ def node_address(node) -> str:
     return node.dictionary.get("external_ip") or node.dictionary.get("ip", "127.0.0.1")
 
 
-@command("get status", usage="get status [where format = json]",
+@command("get status", grant="read", usage="get status [where format = json]",
          text="Show that the node is running, with its name and TCP address (name@ip:port).",
          examples=("get status", "get status where format = json"),
          keywords=("monitor", "node"), options=(FORMAT,), readonly=True)
@@ -39,7 +39,7 @@ def get_status(call):
     return f"{assigned} running"
 
 
-@command("get processes", usage="get processes [where format = json]",
+@command("get processes", grant="read", usage="get processes [where format = json]",
          text="List the background processes (TCP, REST, Operator, Publisher, Blockchain Sync, Scheduler, HA, "
               "Console) with their status, Running or Not declared, and details.",
          examples=("get processes", "get processes where format = json"),
@@ -57,14 +57,15 @@ def get_processes(call):
     return Reply.of_table(("Process", "Status", "Details"), rows, data=data)
 
 
-@command("get dictionary", usage="get dictionary [substring] [where format = json]",
+@command("get dictionary", grant="read", usage="get dictionary [substring] [where format = json]",
          text="Show the node's dictionary: the values that '!key' stands for. With a substring, only the keys that "
               "contain it (e.g. 'get dictionary _dir' lists the work directories).",
          examples=("get dictionary", "get dictionary _dir", "get dictionary where format = json"),
          keywords=("configuration", "dictionary"), options=(FORMAT,), nargs=(0, 1), readonly=True)
 def get_dictionary(call):
     part = call.args[0].lower() if call.args else ""
-    items = sorted((k, v) for k, v in call.node.dictionary.items() if part in k.lower())
+    items = sorted((k, "***" if layout.is_secret_key(k) else v)  # secrets never leave the node in a reply
+                   for k, v in call.node.dictionary.items() if part in k.lower())
     return Reply.of_table(("Key", "Value"), items, data=dict(items))
 
 
@@ -72,7 +73,7 @@ def _words(call) -> str:
     return " ".join(token_text(t, call.substitute) for t in call.tokens)
 
 
-@command("echo", usage="echo <text>",
+@command("echo", grant="read", usage="echo <text>",
          text="Print the text, with dictionary references (!key) and environment variables ($VAR) resolved.",
          examples=("echo hello", "echo node !node_name is ready"), keywords=("cli", "script"),
          raw=True, readonly=True)
@@ -80,22 +81,19 @@ def echo(call):
     return _words(call)
 
 
-@command("print", usage="print <text>", text="Same as echo: print the text with references resolved.",
+@command("print", grant="read", usage="print <text>", text="Same as echo: print the text with references resolved.",
          examples=("print !watch_dir",), keywords=("cli", "script"), raw=True, readonly=True)
 def print_(call):
     return _words(call)
 
 
-@command("process", usage="process <script file>",
+@command("process", grant="admin", usage="process <script file>",
          text="Run the commands of a script file in order. Lines starting with # are comments; <...> wraps a "
               "command over several lines. A failing line is logged with its line number and the script goes on.",
          examples=("process !local_scripts/operator.al", "process conf/demo.al"),
          keywords=("script", "configuration"), nargs=(1, 1))
 async def process_script(call):
-    path = call.node.resolve_script(call.args[0])
-    peer = call.origin.kind == "peer"
-    if peer:
-        path = path_check(call)(path)
+    path = path_check(call)(call.node.resolve_script(call.args[0]))  # inside the home unless the owner asks
     # The script's lines run with the caller's grant: `process` never widens what its caller holds.
     ran, failed = await call.node.run_script(path, origin=call.origin)
     if failed:
@@ -103,13 +101,13 @@ async def process_script(call):
     return f"Script {path}: {ran} commands"
 
 
-@command("get node name", usage="get node name", text="Show the node's name.",
+@command("get node name", grant="read", usage="get node name", text="Show the node's name.",
          examples=("get node name",), keywords=("node", "configuration"), readonly=True)
 def get_node_name(call):
     return call.node.name
 
 
-@command("set node name", usage="set node name <name>",
+@command("set node name", grant="admin", usage="set node name <name>",
          text="Change the node's name (shown in the prompt, in get status and to peers).",
          examples=("set node name operator1",), keywords=("node", "configuration"), raw=True)
 def set_node_name(call):
@@ -120,7 +118,7 @@ def set_node_name(call):
     return ""
 
 
-@command("get version", usage="get version", text="Show the node's software version.",
+@command("get version", grant="read", usage="get version", text="Show the node's software version.",
          examples=("get version",), keywords=("node", "monitor"), readonly=True)
 def get_version(call):
     return (f"anylog-tw Version: {__version__} (Twisted {twisted.__version__}, "
@@ -136,7 +134,7 @@ def _log_reply(log, limit: int, with_result: bool) -> Reply:
     return Reply.of_table(columns, rows)
 
 
-@command("get event log", usage="get event log [where limit = N and format = json]",
+@command("get event log", grant="read", usage="get event log [where limit = N and format = json]",
          text="The commands the node ran, newest last (bounded: the oldest entries fall off).",
          examples=("get event log", "get event log where limit = 10"), keywords=("monitor", "log"),
          options=(LIMIT, FORMAT), readonly=True)
@@ -144,7 +142,7 @@ def get_event_log(call):
     return _log_reply(call.node.events, call.opts["limit"], True)
 
 
-@command("get error log", usage="get error log [where limit = N and format = json]",
+@command("get error log", grant="read", usage="get error log [where limit = N and format = json]",
          text="The errors the node met (failed commands, failed script lines, ingest failures), newest last.",
          examples=("get error log", "get error log where format = json"), keywords=("monitor", "log"),
          options=(LIMIT, FORMAT), readonly=True)
@@ -152,21 +150,21 @@ def get_error_log(call):
     return _log_reply(call.node.errors, call.opts["limit"], True)
 
 
-@command("reset error log", usage="reset error log", text="Empty the error log.",
+@command("reset error log", grant="admin", usage="reset error log", text="Empty the error log.",
          examples=("reset error log",), keywords=("log",))
 def reset_error_log(call):
     call.node.errors.clear()
     return ""
 
 
-@command("reset event log", usage="reset event log", text="Empty the event log.",
+@command("reset event log", grant="admin", usage="reset event log", text="Empty the event log.",
          examples=("reset event log",), keywords=("log",))
 def reset_event_log(call):
     call.node.events.clear()
     return ""
 
 
-@command("create work directories", usage="create work directories",
+@command("create work directories", grant="admin", usage="create work directories",
          text="Create AnyLog's work directories under the node's home (watch, archive, error, dbms ...). "
               "The node does this at start; the command repairs a deleted directory.",
          examples=("create work directories",), keywords=("configuration", "node"))
@@ -175,7 +173,7 @@ def create_work_directories(call):
     return f"Created {len(created)} directories" if created else "All work directories exist"
 
 
-@command("exit node", usage="exit node",
+@command("exit node", grant="admin", usage="exit node",
          text="Stop every background process and end the node process (exit code 0).",
          examples=("exit node",), keywords=("node", "background processes"))
 def exit_node(call):
@@ -195,7 +193,7 @@ def _truthy(value: str) -> bool:
     return value.strip().lower() not in ("", "false", "0")
 
 
-@command("if", usage="if [not] <value> [==|!=|>|<|>=|<= <value>] then <command>",
+@command("if", grant="read", usage="if [not] <value> [==|!=|>|<|>=|<= <value>] then <command>",
          text="Run the command only when the condition holds. A value alone is true unless it is empty, false "
               "or 0; a dictionary key that is not set reads as empty, so 'if not !x then ...' runs when x is "
               "missing. Comparisons are numeric when both sides are numbers. Scripts use it to stay idempotent: "

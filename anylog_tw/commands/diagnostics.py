@@ -184,7 +184,7 @@ async def _check_dbms(node, timeout: float) -> list[list]:
 
 
 async def _check_directories(node, timeout: float) -> list[list]:
-    dirs = [(key, node.dictionary.get(key, "")) for key in layout.DIRECTORIES]
+    dirs = [(key, node.dirs.get(key, "")) for key in layout.DIRECTORIES]
     problems, why, _ = await timed(node, lambda: node.in_thread(diag.check_directories, dirs), timeout)
     if problems is None:
         return [["Work directories", diag.FAILED, f"could not check them: {why}"]]
@@ -204,7 +204,7 @@ async def _check_operator(node, timeout: float) -> list[list]:
     return [["Operator", diag.OK, f"running, {len(op.queue)} files queued, {len(op.in_hand)} in hand"]]
 
 
-@command("test node", usage="test node [where timeout = 5 seconds and format = json]",
+@command("test node", grant="read", usage="test node [where timeout = 5 seconds and format = json]",
          text="Check this node's own setup and say what is wrong: the TCP server answers 'get status' at its own "
               "address over the peer protocol, the REST server answers /health, the ledger loads without skipped "
               "lines, the synchronizer is current, every connected dbms answers, the work directories exist and "
@@ -262,7 +262,7 @@ async def _network(call, metadata: bool) -> Reply:
     return Reply.of_table(columns, rows)
 
 
-@command("test network", usage="test network [with <node type>|<ip:port>] [where timeout = 10 seconds and format = json]",
+@command("test network", grant="read", usage="test network [with <node type>|<ip:port>] [where timeout = 10 seconds and format = json]",
          text="Ask every node of the metadata (the master, operator, query and publisher policies) for 'get status' "
               "over the peer protocol, all at once, each with the timeout. One row per node: address, type, name, "
               "Status '+' when it answered, its reply or why it did not answer, and the round trip in ms. "
@@ -274,7 +274,7 @@ async def test_network(call):
     return await _network(call, metadata=False)
 
 
-@command("test network metadata",
+@command("test network metadata", grant="read",
          usage="test network metadata [version] [with <node type>|<ip:port>] [where timeout = 10 seconds and "
                "format = json]",
          text="Like 'test network', and each node's 'get metadata version' next to ours: 'Same' says whether it "
@@ -298,7 +298,7 @@ async def _members(node) -> tuple[Any, list[tuple[str, str, str]]]:
                 for p in policies.operators_of_cluster(ledger, op.config.cluster)]
 
 
-@command("test cluster setup", usage="test cluster setup [where format = json]",
+@command("test cluster setup", grant="read", usage="test cluster setup [where format = json]",
          text="Whether this node is set up to be an HA member: the operator and the two halves of HA (Distributor: "
               "push, Consumer: pull) running, the operator's name, member and cluster id from its policy, the "
               "cluster policy and its operators in the metadata, and almgm.tsd_info defined.",
@@ -333,7 +333,7 @@ async def test_cluster_setup(call):
     return Reply.of_table(("Functionality", "Details"), rows, data=dict(rows))
 
 
-@command("test cluster databases", usage="test cluster databases [where timeout = 10 seconds and format = json]",
+@command("test cluster databases", grant="read", usage="test cluster databases [where timeout = 10 seconds and format = json]",
          text="Ask every operator of this cluster (this one included) for its connected dbms, all at once, and show "
               "one row per dbms with '+' under each member that has it: a blank is a dbms that member lacks, '?' a "
               "member that did not answer (the last row says why).",

@@ -2,10 +2,10 @@
 `get directories`, `get archived files` and `get json file struct`.
 
 The work is in `anylog_tw.ingest.fileops`, run in the reactor's thread pool; this module only reads the
-call and decides which paths the caller may touch.  A command that arrives from a peer node is
-confined to the node's home and work directories, so a node on the network cannot read or
-overwrite any file the process can; the console, scripts and REST are the node's owner and
-may use any path.
+call and decides which paths the caller may touch (`path_check`): only the node's owner (its
+prompt and startup scripts) may use any path; every other caller is confined to the node's home
+and work directories, so neither a peer, a REST user nor the console can read or overwrite any
+file the process can.
 """
 
 from __future__ import annotations
@@ -17,31 +17,38 @@ from anylog_tw.base.reply import Reply
 from anylog_tw.ingest import fileops
 
 KEYWORDS = ("file",)
-PEER_NOTE = ("From a peer node (run client), only paths inside this node's home and work directories "
-             "(get dictionary _dir) are allowed.")
+PEER_NOTE = ("Only the node's owner (its prompt or startup script) may name paths outside the node's home and "
+             "work directories (get dictionary _dir); for every other caller such a path is refused.")
 OVERWRITE = Option("overwrite", kind="bool", default=False,
                    help="replace an existing destination (default: refuse, so no file is lost by a typo)")
 
 
 def work_roots(node) -> list[str]:
-    """The directories a peer's file commands may use: the home and the work directories."""
+    """The directories a non-owner's paths may use: the home and the work directories as the node
+    fixed them (`node.dirs`: a later dictionary change cannot widen this)."""
     roots = [node.home]
-    roots += [node.dictionary[key] for key in layout.DIRECTORIES if node.dictionary.get(key)]
+    roots += [node.dirs[key] for key in layout.DIRECTORIES if node.dirs.get(key)]
     return roots
 
 
 def path_check(call):
-    """How the paths of this call are read: confined for a peer, only made absolute otherwise."""
-    if call.origin.kind == "peer":
-        roots, who = work_roots(call.node), call.origin.label
-        return lambda path: fileops.confine(path, roots, who)
-    return fileops.absolute
+    """How the paths of this call are read (`fileops.path_checker`: confined for all but the owner)."""
+    return fileops.path_checker(call.origin, work_roots(call.node))
+
+
+def confine_options(call, *names: str) -> None:
+    """The directory options of a `run ...` command (watch_dir = ..) under the same rule, checked
+    before the process starts."""
+    check = path_check(call)
+    for name in names:
+        if call.opts.get(name):
+            call.opts[name] = check(call.opts[name])
 
 
 # --- file ... --------------------------------------------------------------------------------
 
 
-@command("file copy", usage="file copy <source file> <destination file or directory> [where overwrite = true]",
+@command("file copy", grant="admin", usage="file copy <source file> <destination file or directory> [where overwrite = true]",
          text="Copy a file on this node. A destination directory (an existing one, or a path ending with '/') "
               "keeps the file's name. The copy is written to a hidden temporary name and renamed when complete, "
               "so a failure leaves no partial file; an existing destination is kept unless overwrite = true. "
@@ -59,7 +66,7 @@ async def file_copy(call):
     return f"Copied {src} to {await call.node.in_thread(work)}"
 
 
-@command("file move", usage="file move <source file> <destination file or directory> [where overwrite = true]",
+@command("file move", grant="admin", usage="file move <source file> <destination file or directory> [where overwrite = true]",
          text="Move a file on this node: a rename on the same file system, else a complete copy (temporary name, "
               "then rename) followed by the removal of the source. A destination directory keeps the file's name; "
               "an existing destination is kept unless overwrite = true. " + PEER_NOTE,
@@ -75,7 +82,7 @@ async def file_move(call):
     return f"Moved {src} to {await call.node.in_thread(work)}"
 
 
-@command("file delete", usage="file delete <file>",
+@command("file delete", grant="admin", usage="file delete <file>",
          text="Delete one file (not a directory). A file that does not exist is an error. " + PEER_NOTE,
          examples=("file delete !prep_dir/my_file.json",), keywords=KEYWORDS, nargs=(1, 1))
 async def file_delete(call):
@@ -85,7 +92,7 @@ async def file_delete(call):
     return f"Deleted {path}"
 
 
-@command("file test", usage="file test <file>",
+@command("file test", grant="read", usage="file test <file>",
          text="Answer True when the file exists (a regular file, not a directory), else False. " + PEER_NOTE,
          examples=("file test !prep_dir/my_file.json", "found = file test !blockchain_file"),
          keywords=KEYWORDS, nargs=(1, 1), readonly=True)
@@ -96,7 +103,7 @@ async def file_test(call):
     return "True" if exists else "False"
 
 
-@command("file hash", usage="file hash <file> [where dbms = <dbms> and table = <table>]",
+@command("file hash", grant="read", usage="file hash <file> [where dbms = <dbms> and table = <table>]",
          text="Print the hash the operator gives the file, its key in tsd_info: the md5 (32 hex digits) of "
               "'dbms.table' followed by the file's data, uncompressed for a .gz file. dbms and table come from "
               "the file's name (dbms.table[...].json); give them for a file named otherwise. " + PEER_NOTE,
@@ -129,14 +136,14 @@ def _gzip_command(name: str, action: str, work):
     return handler
 
 
-command("file compress", usage="file compress <file> [<destination file or directory>] [where overwrite = true]",
+command("file compress", grant="admin", usage="file compress <file> [<destination file or directory>] [where overwrite = true]",
         text="gzip a file; without a destination the result is <file>.gz beside it. The source file stays. The "
              "result is written to a hidden temporary name and renamed when complete. " + PEER_NOTE,
         examples=("file compress !prep_dir/readings.json", "file compress !prep_dir/readings.json !bkup_dir/"),
         keywords=KEYWORDS, nargs=(1, 2), options=(OVERWRITE,))(
     _gzip_command("file compress", "Compressed", fileops.compress_file))
 
-command("file decompress",
+command("file decompress", grant="admin",
         usage="file decompress <file.gz> [<destination file or directory>] [where overwrite = true]",
         text="Unpack a gzip file; without a destination the result is the name without .gz beside it (a name "
              "without .gz gets .dat added). The source stays. A file that is not gzip, or is cut short, is "
@@ -151,7 +158,7 @@ command("file decompress",
 FILE_COLUMNS = ("File", "Size", "Modified UTC")
 
 
-@command("get files", usage="get files <directory> [where format = json]",
+@command("get files", grant="read", usage="get files <directory> [where format = json]",
          text="List the files of a directory on this node: name, size in bytes and modification time (UTC). "
               + PEER_NOTE,
          examples=("get files !err_dir", "get files !watch_dir where format = json"),
@@ -163,7 +170,7 @@ async def get_files(call):
     return Reply.of_table(FILE_COLUMNS, rows, title=f"Files in {path}")
 
 
-@command("get directories", usage="get directories <directory> [where format = json]",
+@command("get directories", grant="read", usage="get directories <directory> [where format = json]",
          text="List the subdirectories of a directory on this node, with their modification time (UTC). "
               + PEER_NOTE,
          examples=("get directories !archive_dir", "get directories !anylog_path where format = json"),
@@ -179,10 +186,10 @@ def archive_dir(node) -> str:
     """The running operator's archive (it may have been given its own), else the dictionary's."""
     op = node.process("Operator")
     configured = getattr(getattr(op, "config", None), "archive_dir", None)
-    return configured or node.dictionary["archive_dir"]
+    return configured or node.dirs["archive_dir"]
 
 
-@command("get archived files", usage="get archived files <YYYY-MM-DD> [where format = json]",
+@command("get archived files", grant="read", usage="get archived files <YYYY-MM-DD> [where format = json]",
          text="List the files the operator archived on a day (UTC): the folder archive_dir/YY/MM/DD. A day "
               "with nothing archived is an empty list.",
          examples=("get archived files 2026-11-28", "get archived files 2026-11-28 where format = json"),
@@ -225,7 +232,7 @@ def _file_struct(call):
 
 
 for _name in ("get json file struct", "get json file structure", "show json file structure"):
-    command(_name, usage=_name,
+    command(_name, grant="read", usage=_name,
             text="Show the naming convention of data files (what each dot-separated segment means), with examples. "
                  "'get json file struct', 'get json file structure' and 'show json file structure' (spellings "
                  "seen in AnyLog's documentation) are the same command.",

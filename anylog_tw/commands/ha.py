@@ -73,7 +73,7 @@ async def _start(call, push: bool, pull: bool) -> str:
     return "HA started: " + service.details()
 
 
-@command("run ha", usage="run ha [where start_date = -7d and pull_interval = 30 seconds]",
+@command("run ha", grant="admin", usage="run ha [where start_date = -7d and pull_interval = 30 seconds]",
          text="Keep the operators of this node's cluster identical: every file the local operator ingests from a "
               "device is sent (from the archive, with its 8-segment name) to every other operator of the cluster, "
               "tracked per member and persisted in almgm.ha_push; and this node asks each member for the files of "
@@ -85,7 +85,7 @@ async def run_ha(call):
     return await _start(call, True, True)
 
 
-@command("run data distributor", usage="run data distributor",
+@command("run data distributor", grant="admin", usage="run data distributor",
          text="The push half of 'run ha': send each file the local operator ingested to the other operators of "
               "the cluster.", examples=("run data distributor",),
          keywords=("ha", "background processes"), options=_RUN_OPTIONS)
@@ -93,7 +93,7 @@ async def run_distributor(call):
     return await _start(call, True, False)
 
 
-@command("run data consumer", usage="run data consumer [where start_date = -7d and mode = active]",
+@command("run data consumer", grant="admin", usage="run data consumer [where start_date = -7d and mode = active]",
          text="The pull half of 'run ha': ask the other operators of the cluster for the files of the window "
               "missing here.", examples=("run data consumer where start_date = -3d",),
          keywords=("ha", "background processes"), options=_RUN_OPTIONS)
@@ -101,14 +101,14 @@ async def run_consumer(call):
     return await _start(call, False, True)
 
 
-@command("exit ha", usage="exit ha", text="Stop HA (push and pull); copies in flight are resent after 'run ha'.",
+@command("exit ha", grant="admin", usage="exit ha", text="Stop HA (push and pull); copies in flight are resent after 'run ha'.",
          examples=("exit ha",), keywords=("ha", "background processes"))
 async def exit_ha(call):
     await call.node.stop_process(PROCESS)
     return "HA stopped"
 
 
-@command("set consumer mode", usage="set consumer mode = active|suspend",
+@command("set consumer mode", grant="admin", usage="set consumer mode = active|suspend",
          text="Pause (suspend) or resume (active) the pull requests of HA.",
          examples=("set consumer mode = suspend",), keywords=("ha",), raw=True)
 def set_consumer_mode(call):
@@ -122,7 +122,7 @@ def set_consumer_mode(call):
     return f"Consumer mode: {words[0].lower()}"
 
 
-@command("get ha", usage="get ha [where format = json]",
+@command("get ha", grant="read", usage="get ha [where format = json]",
          text="Per member of the cluster: push (files pending, in flight, last file acknowledged, lag in files and "
               "seconds, failures) and pull (files requested, received, recorded missing).",
          examples=("get ha", "get ha where format = json"), keywords=("ha", "monitoring"), options=(FORMAT,),
@@ -162,7 +162,7 @@ def _local(node):
     return almgm, op.config.archive_dir, op.config.member, op.config.cluster
 
 
-@command("get ha files", usage="get ha files where start_date = DATE [and end_date = DATE and format = json]",
+@command("get ha files", grant="read", usage="get ha files where start_date = DATE [and end_date = DATE and format = json]",
          text="The ids of the files this operator registered (done) since start_date (and before end_date), as "
               "ranges: what a member's pull compares with its tsd_<member> table.",
          examples=("get ha files where start_date = -7d and format = json",), keywords=("ha",),
@@ -182,7 +182,7 @@ async def get_ha_files(call):
     return Reply.of_json({"member": member, "count": len(ids), "ids": ha_state.format_ranges(ids)})
 
 
-@command("ha deliver", usage="ha deliver where ids = 1,4,7-12 and to = ip:port",
+@command("ha deliver", grant="write", usage="ha deliver where ids = 1,4,7-12 and to = ip:port",
          text="Send the archived files with these tsd_info ids to the watch dir of a member of this cluster; the "
               "reply lists the files sent and those no longer archived (the member records them as missing).",
          examples=("ha deliver where ids = 1-20 and to = 10.0.0.2:32048",), keywords=("ha",),

@@ -112,7 +112,7 @@ async def _tsd(call, topic: str):
 
 
 def _tsd_command(topic: str, text: str):
-    @command(f"get tsd {topic}",
+    @command(f"get tsd {topic}", grant="read",
              usage=f"get tsd {topic} where table = tsd_info|tsd_N|* [and limit = 100 and hash = H and "
                    f"start_date = D and end_date = D and format = json]",
              text=text, examples=(f"get tsd {topic} where table = *",), keywords=("tsd", "ha", "monitoring"),
@@ -160,7 +160,7 @@ def _cluster_tables(store, cluster: str) -> list[tuple[str, str]]:
     return out
 
 
-@command("get cluster info", usage="get cluster info [where format = json]",
+@command("get cluster info", grant="read", usage="get cluster info [where format = json]",
          text="This operator's cluster: its id and member id, the operators of the cluster (address, member, "
               "connection status) and the tables the cluster hosts.",
          examples=("get cluster info",), keywords=("ha", "cluster", "monitoring"), options=(FORMAT,), readonly=True)
@@ -187,7 +187,7 @@ async def get_cluster_info(call):
     return Reply.of_text(head + "\n\n" + body)
 
 
-@command("get data nodes", usage="get data nodes [where company = C and dbms = D and table = T and format = json]",
+@command("get data nodes", grant="read", usage="get data nodes [where company = C and dbms = D and table = T and format = json]",
          text="Where each table's data is: per table, the clusters hosting it and their operators (member, "
               "address, status).",
          examples=("get data nodes", "get data nodes where dbms = lsl and table = ping"),
@@ -221,7 +221,7 @@ async def get_data_nodes(call):
                            "IP:Port", "Status"), rows, "Data nodes")
 
 
-@command("test cluster data", usage="test cluster data [where timeout = 10 seconds and format = json]",
+@command("test cluster data", grant="read", usage="test cluster data [where timeout = 10 seconds and format = json]",
          text="Ask every operator of this cluster (this one included) for its TSD summary and compare files and "
               "rows per table: the 'Same' column says whether every member holds the same.",
          examples=("test cluster data",), keywords=("ha", "cluster", "monitoring"),

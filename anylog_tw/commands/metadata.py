@@ -12,6 +12,7 @@ from anylog_tw.base.errors import CommandError, OptionError, PeerError, Timeout
 from anylog_tw.base.grammar import JSON, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import path_check
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.ledger import parse_lines, parse_policy, policy_id, to_line, write_atomically
 from anylog_tw.metadata.master import DBMS, MasterLedger
@@ -81,7 +82,7 @@ GET_TEXT = ("Query the local copy of the metadata. The type is one policy type, 
             "pairs each policy with the matching ones (inner join); 'merge (...)' adds their attributes (left join).")
 
 
-@command("blockchain get", usage="blockchain get <type|(t1, t2)|*> [where ...] [bring[.modifiers] keys] "
+@command("blockchain get", grant="read", usage="blockchain get <type|(t1, t2)|*> [where ...] [bring[.modifiers] keys] "
                                  "[separator = X]",
          text=GET_TEXT,
          examples=("blockchain get operator",
@@ -100,7 +101,7 @@ async def blockchain_get(call):
     return outcome_reply(evaluate(parse_query(call.substitute(call.remainder)), meta.ledger))
 
 
-@command("blockchain get id", usage="blockchain get id <policy>",
+@command("blockchain get id", grant="read", usage="blockchain get id <policy>",
          text="The id a policy gets when it has none: the MD5 of its canonical JSON (keys sorted, no spaces) "
               "without date, ledger and id.",
          examples=('blockchain get id {"cluster": {"name": "c1", "company": "acme"}}', "blockchain get id !p"),
@@ -109,7 +110,7 @@ def blockchain_get_id(call):
     return policy_id(read_policy(call))
 
 
-@command("blockchain read", usage="blockchain read <type|(t1, t2)|*> [where ...] [bring ...]",
+@command("blockchain read", grant="read", usage="blockchain read <type|(t1, t2)|*> [where ...] [bring ...]",
          text="Like 'blockchain get'. This node makes no local changes to policies, so the copy as received "
               "and the copy in use are the same.",
          examples=("blockchain read operator where name = op1",), keywords=KEYWORDS, raw=True, readonly=True)
@@ -117,7 +118,7 @@ async def blockchain_read(call):
     return await blockchain_get(call)
 
 
-@command("get metadata version", usage="get metadata version",
+@command("get metadata version", grant="read", usage="get metadata version",
          text="The version of the local metadata: the MD5 of the ledger file. Synchronizers compare it with the "
               "master's.",
          examples=("get metadata version",), keywords=KEYWORDS, readonly=True)
@@ -125,7 +126,7 @@ async def get_metadata_version(call):
     return (await metadata(call.node)).ledger.version
 
 
-@command("get metadata changes since", usage="get metadata changes since <version|none>",
+@command("get metadata changes since", grant="read", usage="get metadata changes since <version|none>",
          text="What a synchronizer at that metadata version needs: the first line is '#delta <from> <to>' followed "
               "by the lines appended since, when the ledger grew from that version by appends only, or '#full <to>' "
               "followed by the whole ledger.",
@@ -139,30 +140,31 @@ async def get_metadata_changes(call):
     return Reply.of_text(header + "\n" + data.decode("utf-8", "replace"))
 
 
-@command("blockchain pull to", usage="blockchain pull to stdout | blockchain pull to json <file>",
-         text="The whole local ledger as JSON lines: printed (stdout, what synchronizers fetch from the master), "
-              "or copied to a file.",
-         examples=("blockchain pull to stdout", "blockchain pull to json !tmp_dir/ledger.json"),
-         keywords=KEYWORDS, nargs=(1, 2), readonly=True)
-async def blockchain_pull(call):
+@command("blockchain pull to stdout", grant="read", usage="blockchain pull to stdout",
+         text="The whole local ledger as JSON lines: what synchronizers fetch from the master.",
+         examples=("blockchain pull to stdout",), keywords=KEYWORDS, readonly=True)
+async def blockchain_pull_stdout(call):
     meta = await metadata(call.node)
-    where = call.args[0].lower()
     _, _, data = await meta.changes_since("")  # the whole file, read under the ledger's lock
-    if where == "stdout":
-        if len(call.args) != 1:
-            raise OptionError("'blockchain pull to stdout' takes no file")
-        return Reply.of_text(data.decode("utf-8", "replace"))
-    if where != "json" or len(call.args) != 2:
-        raise OptionError("usage: blockchain pull to stdout | blockchain pull to json <file>")
+    return Reply.of_text(data.decode("utf-8", "replace"))
 
-    await call.node.in_thread(write_atomically, call.args[1], data, False)
-    return f"{len(meta.ledger)} policies written to {call.args[1]}"
+
+@command("blockchain pull to json", grant="write", usage="blockchain pull to json <file>",
+         text="Copy the whole local ledger, as JSON lines, to a file. A caller other than the node's owner may "
+              "only name a file inside the node's home and work directories.",
+         examples=("blockchain pull to json !tmp_dir/ledger.json",), keywords=KEYWORDS, nargs=(1, 1))
+async def blockchain_pull_json(call):
+    path = path_check(call)(call.args[0])
+    meta = await metadata(call.node)
+    _, _, data = await meta.changes_since("")
+    await call.node.in_thread(write_atomically, path, data, False)
+    return f"{len(meta.ledger)} policies written to {call.args[0]}"
 
 
 # --- changes --------------------------------------------------------------------------------
 
 
-@command("blockchain insert", usage="blockchain insert where policy = P [and local = true] [and master = ip:port]",
+@command("blockchain insert", grant="write", usage="blockchain insert where policy = P [and local = true] [and master = ip:port]",
          text="Add a policy: id and date are added, an operator gets a member number; it is appended to the local "
               "ledger (local = true, the default) and sent to the master with 'blockchain push'. When the master "
               "cannot be reached the policy stays 'ledger: local' and the synchronizer delivers it later.",
@@ -193,13 +195,13 @@ async def blockchain_insert(call):
     if local:
         await meta.add(stored, "local" if (failure or not master) else "global")
     if failure:
-        node.errors.add(call.origin, "blockchain insert", f"policy {pid} kept local: {failure}")
+        node.errors.add(call.origin.label, "blockchain insert", f"policy {pid} kept local: {failure}")
         return f"Policy {pid} added locally; the master was not reached ({failure}); it will be pushed again"
     return f"Policy {pid} added" + (" (local and master)" if master and local else " to the master" if master
                                      else " locally")
 
 
-@command("blockchain add", usage="blockchain add <policy>",
+@command("blockchain add", grant="write", usage="blockchain add <policy>",
          text="Add a policy to the local ledger only (ledger: local).",
          examples=("blockchain add !my_policy", 'blockchain add {"config": {"name": "c1", "port": 32148}}'),
          keywords=KEYWORDS, raw=True)
@@ -209,7 +211,7 @@ async def blockchain_add(call):
     return f"Policy {next(iter(stored.values()))['id']} added locally"
 
 
-@command("blockchain push", usage="blockchain push <policy>",
+@command("blockchain push", grant="write", usage="blockchain push <policy>",
          text="Store a policy in this node's ledger as global, and in its 'blockchain.ledger' table when dbms "
               "blockchain is connected: what a master does with what peers send it (peers send it with "
               "'run client (!master_node) blockchain push !policy'). A policy it holds already is "
@@ -224,10 +226,10 @@ async def blockchain_push(call):
     inner["ledger"] = "global"
     store = _master_store(call.node)
     if pid in meta.ledger:
-        added = await _push_to_table(store, stored, call.origin)
+        added = await _push_to_table(store, stored, call.origin.label)
         return f"Policy {pid} is already in the ledger" + (" (added to the ledger table)" if added else "")
     stored = meta.ledger.complete(stored)  # checked (an operator's member) before anything is stored
-    await _push_to_table(store, stored, call.origin)
+    await _push_to_table(store, stored, call.origin.label)
     await meta.add(stored, "global")
     return f"Policy {pid} stored"
 
@@ -239,7 +241,7 @@ async def _push_to_table(store, policy: dict, host: str) -> bool:
     return await store.push(policy, host=host)
 
 
-@command("blockchain prepare policy", usage="blockchain prepare policy <policy>",
+@command("blockchain prepare policy", grant="write", usage="blockchain prepare policy <policy>",
          text="Add id and date to a policy without storing it. Given as !var, the variable is updated too.",
          examples=("blockchain prepare policy !p",), keywords=KEYWORDS, raw=True)
 async def blockchain_prepare(call):
@@ -249,7 +251,7 @@ async def blockchain_prepare(call):
     tokens = call.tokens
     if len(tokens) == 1 and tokens[0].kind == WORD and tokens[0].value.startswith("!") \
             and tokens[0].value[1:] in call.node.dictionary:
-        call.node.dictionary[tokens[0].value[1:]] = text
+        call.node.set_key(tokens[0].value[1:], text, call.origin)
     return Reply.of_json(prepared)
 
 
@@ -260,7 +262,7 @@ def _ids_option(value: str) -> list[str]:
     return ids
 
 
-@command("blockchain delete policy",
+@command("blockchain delete policy", grant="admin",
          usage="blockchain delete policy where id = X [and local = true] [and master = ip:port]",
          text="Remove a policy from the local ledger (local = true) and from the master's (master = ip:port).",
          examples=("blockchain delete policy where id = 64283dba96a3e5e5fe4ac8bd2dbd5ed4",
@@ -286,7 +288,7 @@ async def blockchain_delete(call):
     return "Policy " + ", ".join(ids) + ": " + "; ".join(parts)
 
 
-@command("blockchain drop policy", usage="blockchain drop policy where id = a,b | blockchain drop policy <policy>",
+@command("blockchain drop policy", grant="admin", usage="blockchain drop policy where id = a,b | blockchain drop policy <policy>",
          text="Remove policies from this node's ledger and from its 'blockchain.ledger' table (on a master).",
          examples=("blockchain drop policy where id = 64283dba96a3e5e5fe4ac8bd2dbd5ed4", "blockchain drop policy !p"),
          keywords=KEYWORDS, raw=True)
@@ -308,7 +310,7 @@ async def blockchain_drop(call):
     return f"{removed} policies dropped" + (f" ({in_table} from the ledger table)" if store is not None else "")
 
 
-@command("blockchain wait for", usage="blockchain wait for <policy> [where timeout = 10 seconds]",
+@command("blockchain wait for", grant="read", usage="blockchain wait for <policy> [where timeout = 10 seconds]",
          text="Wait until the local copy of the metadata holds the policy (e.g. after pushing it to the master).",
          examples=("blockchain wait for !p", "blockchain wait for !p where timeout = 1 minute"),
          keywords=KEYWORDS, raw=True)
@@ -334,7 +336,7 @@ async def blockchain_wait_for(call):
     return f"Policy {pid} is in the metadata"
 
 
-@command("blockchain load metadata", usage="blockchain load metadata",
+@command("blockchain load metadata", grant="write", usage="blockchain load metadata",
          text="Read the ledger file again (after editing it by hand, or copying one in).",
          examples=("blockchain load metadata",), keywords=KEYWORDS)
 async def blockchain_load(call):
@@ -344,7 +346,7 @@ async def blockchain_load(call):
     return f"{len(parsed.policies)} policies loaded from {meta.ledger.path}{skipped}"
 
 
-@command("blockchain seed from", usage="blockchain seed from ip:port",
+@command("blockchain seed from", grant="admin", usage="blockchain seed from ip:port",
          text="Copy the metadata from a peer (usually the master) now, keeping local policies it lacks.",
          examples=("blockchain seed from 10.0.0.25:32048",), keywords=KEYWORDS, nargs=(1, 1))
 async def blockchain_seed(call):
@@ -354,7 +356,7 @@ async def blockchain_seed(call):
     return f"{count} policies from {call.args[0]}" + (f" ({len(local)} local kept)" if local else "")
 
 
-@command("blockchain test", usage="blockchain test [where format = json]",
+@command("blockchain test", grant="read", usage="blockchain test [where format = json]",
          text="Check the local ledger file: lines, policies, corrupt lines (with their numbers) and duplicates.",
          examples=("blockchain test",), keywords=KEYWORDS, options=(FORMAT,), readonly=True)
 async def blockchain_test(call):

@@ -11,7 +11,7 @@ from anylog_tw.metadata.layer import metadata
 from anylog_tw.metadata.sync import Synchronizer
 
 
-@command("run blockchain sync",
+@command("run blockchain sync", grant="admin",
          usage="run blockchain sync [where source = master and time = 30 seconds and dest = file and "
                "connection = ip:port]",
          text="Start the synchronizer: every 'time' it asks the master for its metadata version and, when it "
@@ -62,7 +62,7 @@ async def run_blockchain_sync(call):
         f" using {connection}" if connection else "")
 
 
-@command("get synchronizer", usage="get synchronizer [where format = json]",
+@command("get synchronizer", grant="read", usage="get synchronizer [where format = json]",
          text="The synchronizer's state: source, connection, interval, metadata version, calls, loads, policies, "
               "and the last failure.",
          examples=("get synchronizer", "get synchronizer where format = json"),
@@ -76,7 +76,7 @@ async def get_synchronizer(call):
     return Reply.of_table(("Key", "Value"), list(info.items()), data=info)
 
 
-@command("exit synchronizer", usage="exit synchronizer", text="Stop the synchronizer; the local copy stays.",
+@command("exit synchronizer", grant="admin", usage="exit synchronizer", text="Stop the synchronizer; the local copy stays.",
          examples=("exit synchronizer",), keywords=KEYWORDS + ("background processes",))
 async def exit_synchronizer(call):
     await call.node.stop_process(Synchronizer.name)

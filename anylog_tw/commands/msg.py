@@ -6,6 +6,7 @@ from __future__ import annotations
 from anylog_tw.base.errors import CommandError, OptionError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import path_check
 
 KEYWORDS = ("mqtt", "messages", "data", "streaming")
 
@@ -43,6 +44,11 @@ async def _run(call):
     from anylog_tw.msg.service import start_client
 
     spec = read_client(list(call.tokens), call.substitute)
+    check = path_check(call)  # its directories and TLS files: inside the home unless the owner asks
+    spec.dirs.update({k: check(v) for k, v in spec.dirs.items()})
+    for f in (spec.ca, spec.cert, getattr(spec, "key", "")):
+        if f:
+            check(f)
     mappers = await compile_spec(call.node, spec)
     _, text = await start_client(call.node, spec, mappers)
     return text
@@ -130,7 +136,7 @@ def _get(call):
     now = node.reactor.seconds()
 
     def dirs(c):
-        return {k: c.spec.dirs.get(k) or node.dictionary.get(k, "") for k in ("prep_dir", "watch_dir", "err_dir")}
+        return {k: c.spec.dirs.get(k) or node.dirs.get(k, "") for k in ("prep_dir", "watch_dir", "err_dir")}
 
     if call.wants_json:
         return Reply.of_json([status.client_data(c, now, opts["detailed"], dirs(c)) for c in clients])

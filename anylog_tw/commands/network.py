@@ -7,10 +7,9 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from anylog_tw.base import grammar
-from anylog_tw.base.errors import AnyLogError, GrammarError, OptionError, PeerError, ServiceError
+from anylog_tw.base.errors import AnyLogError, OptionError, PeerError, ServiceError
 from anylog_tw.base.grammar import EQ, GROUP, STRING, WORD
-from anylog_tw.base.registry import Option, command, command_grant, is_assignment, token_text
+from anylog_tw.base.registry import Option, command, token_text
 from anylog_tw.base.reply import Reply, render_table
 from anylog_tw.commands._limits import limit_options, read_limits
 from anylog_tw.commands.files import path_check
@@ -24,7 +23,7 @@ from anylog_tw.net.destination import Destination, parse_destination
 from anylog_tw.net.endpoints import listen_guarded
 from anylog_tw.net.limits import ConnectionGuard, ConnectionLimits
 from anylog_tw.net.peers import Peers
-from anylog_tw.net.transfer import DESTINATIONS, file_destinations
+from anylog_tw.net.transfer import DESTINATIONS
 
 log = Logger()
 
@@ -35,7 +34,7 @@ TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_tim
 # --- run tcp server / exit tcp ---------------------------------------------------------------
 
 
-@command("run tcp server",
+@command("run tcp server", grant="admin",
          usage="run tcp server where external_ip = IP and external_port = P [and internal_ip = IP and "
                "internal_port = P and bind = true|false and threads = N and ssl = true and cert = F and key = F "
                "and ca = F and max connections = 1024 and max per address = 64 and idle timeout = 10 and "
@@ -113,7 +112,6 @@ async def run_tcp_server(call):
     peers.max_reply = opts["max reply"]
     peers.budget.limit = opts["frame budget"]
     peers.peer_grant = opts["peer grant"]
-    peers.file_dirs = file_destinations(node.dictionary)  # where file frames land, fixed from now on
     service = TCPServer(port, factory, peers, plan, opts["threads"], tls is not None, open_on_purpose)
     service.gate = gate
     node.add_process(service)
@@ -183,7 +181,7 @@ def _listening_rows(node) -> list[tuple]:
 PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests In", "Failures", "Last Error")
 
 
-@command("get connections", usage="get connections [where format = json]",
+@command("get connections", grant="read", usage="get connections [where format = json]",
          text="Show the node's listening addresses (TCP, REST, Messaging: external, internal and bound), each "
               "listener's connection limits with what it accepted, refused, timed out and dropped to make room, the "
               "file descriptors in use against the process limit, the peer frame budget, and the peer connections: "
@@ -243,7 +241,7 @@ def _split_client(call) -> tuple[str, str]:
     return call.substitute(dest_text), call.text[tokens[1].start:].strip()
 
 
-@command("run client", usage="run client (<destination>) <command>",
+@command("run client", grant="read", usage="run client (<destination>) <command>",
          text="Run a command on other nodes and show their replies. The destination is ip:port, or a list in "
               "parentheses: (ip:port, ip:port), (ip port), (!ip !port); inside the parentheses 'subset = true' "
               "accepts replies from only some nodes and 'timeout = N' waits N seconds (default 20). Replies from "
@@ -266,8 +264,9 @@ async def run_client(call):
     addresses = await metadata_destination(call.node, dest_text)
     dest = Destination(addresses) if addresses is not None else parse_destination(dest_text)
     cmd = call.substitute(cmd)  # !key here, !!key becomes !key for the remote node
-    name, needed = remote_grant(call.node.registry, cmd)
-    call.origin.require(needed, f"'{name}' (through run client)")
+    # The remote node runs it as a peer: the caller must hold what it needs here, and the frame
+    # carries the caller's grant so the remote runs it with no more (net/peer.py narrows to it).
+    call.node.check_grant(cmd, call.origin, "run client", unknown="admin")
     grant = call.origin.grant  # the remote runs it with no more than this (peer.py narrows to it)
     peers = call.node.component(Peers)
     if len(dest.addresses) == 1:
@@ -294,24 +293,6 @@ async def run_client(call):
     return combine(replies)
 
 
-def remote_grant(registry, text: str) -> tuple[str, str]:
-    """(the command's name, the grant it needs) as this node's registry declares it; a command this
-    node does not know (a newer node's, or a typo) needs admin, so nobody relays what nobody checked."""
-    text = text.strip()
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1].strip()
-    try:
-        tokens = grammar.tokenize(text)
-    except GrammarError:
-        return text[:40], "admin"
-    if is_assignment(tokens):
-        return f"{tokens[0].value} = ...", "write"  # the remote node judges which keys need more
-    match = registry.match(tokens)
-    if match is None:
-        return text.split(None, 1)[0][:40] if text else "", "admin"
-    return match[0].name, command_grant(match[0])
-
-
 def combine(replies: list[tuple[str, Reply]]) -> Reply:
     """Several nodes' replies: one JSON object keyed by ip:port when they are JSON, else text blocks."""
     answered = [r for _, r in replies if r.ok]
@@ -324,7 +305,7 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
 # --- files ---------------------------------------------------------------------------------
 
 
-@command("file send", usage="file send <local file> <destination> [where dest = watch and name = <name> and timeout = N]",
+@command("file send", grant="admin", usage="file send <local file> <destination> [where dest = watch and name = <name> and timeout = N]",
          text="Copy a local file to other nodes, into the directory of their dictionary key <dest>_dir (watch_dir by "
               "default), under its own name or 'name'. The receiver writes a temporary file, checks size and md5, "
               "fsyncs and renames it; the command returns once every node has acknowledged the file. The same "

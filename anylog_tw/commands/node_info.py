@@ -13,7 +13,7 @@ from anylog_tw.commands import _probes as diag
 from anylog_tw.commands.diagnostics import local_ledger
 
 
-@command("get ip list", usage="get ip list [where format = json]",
+@command("get ip list", grant="read", usage="get ip list [where format = json]",
          text="Every address of this machine (interface, IPv4/IPv6, address) and which dictionary keys name it: "
               "'ip' (the local address) and 'external_ip' (the one peers are told). A dictionary address that is "
               "not on this machine (behind NAT, or a mistake) is listed as '(not local)'.",
@@ -42,7 +42,7 @@ def _pool_reply(label: str, configured, pool) -> Reply:
     return Reply.of_table(POOL_COLUMNS, [[label, configured, *stats.values()]])
 
 
-@command("get tcp pool", usage="get tcp pool [where format = json]",
+@command("get tcp pool", grant="read", usage="get tcp pool [where format = json]",
          text="The threads that serve peer messages." + _POOL_TEXT + " TCP's 'threads' is kept for AnyLog scripts.",
          examples=("get tcp pool", "get tcp pool where format = json"), keywords=("monitor", "network"),
          options=(FORMAT,), readonly=True)
@@ -52,7 +52,7 @@ def get_tcp_pool(call):
                        _reactor_pool(call.node))
 
 
-@command("get rest pool", usage="get rest pool [where format = json]",
+@command("get rest pool", grant="read", usage="get rest pool [where format = json]",
          text="The threads that serve REST calls." + _POOL_TEXT + " REST's 'threads' is kept for AnyLog scripts.",
          examples=("get rest pool", "get rest pool where format = json"), keywords=("monitor", "rest"),
          options=(FORMAT,), readonly=True)
@@ -62,7 +62,7 @@ def get_rest_pool(call):
                        _reactor_pool(call.node))
 
 
-@command("get operator pool", usage="get operator pool [where details = true and format = json]",
+@command("get operator pool", grant="read", usage="get operator pool [where details = true and format = json]",
          text="The operator's own thread pool (two threads per worker: one prepares a file while the other archives "
               "the previous one); 'Configured' is the operator's threads (files in hand at once). Inserts run on "
               "each dbms's own thread (get system threads). With details = true, also the files in hand and those "
@@ -85,7 +85,7 @@ def get_operator_pool(call):
     return Reply.of_text(pool.render() + "\n\n" + listing.render())
 
 
-@command("get system threads", usage="get system threads [where format = json]",
+@command("get system threads", grant="read", usage="get system threads [where format = json]",
          text="Every thread of the node's process: name, id, daemon, and its role (the reactor thread, the reactor's "
               "thread pool, a dbms's thread, the operator's pool).",
          examples=("get system threads", "get system threads where format = json"), keywords=("monitor",),
@@ -95,7 +95,7 @@ def get_system_threads(call):
     return Reply.of_table(("Thread", "ID", "Daemon", "Role"), rows)
 
 
-@command("get metadata info", usage="get metadata info [where format = json]",
+@command("get metadata info", grant="read", usage="get metadata info [where format = json]",
          text="What this node knows of its metadata: the version (the MD5 of the ledger file), policies and their "
               "count by type, those still local (not yet on the master), lines skipped at load, the file and when "
               "it changed, and the source: the master (with the synchronizer's status and last load) or the file "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest import stats as S
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.operator import Operator, OperatorConfig
@@ -49,7 +50,7 @@ _OPTIONS = (
 )
 
 
-@command("run operator",
+@command("run operator", grant="admin",
          usage="run operator where policy = ID [and create_table = true and update_tsd_info = true and "
                "archive_json = true and compress_json = true and limit_tables = (d.t, ...) and threads = 1 and "
                "master_node = ip:port and max_line = 16MB and max_expanded = 2GB and max_ratio = 200 and "
@@ -67,6 +68,7 @@ _OPTIONS = (
 async def run_operator(call):
     node = call.node
     node.check_free(PROCESS)
+    confine_options(call, "watch_dir", "err_dir", "archive_dir", "blobs_dir")
     o = call.opts
     if not 1 <= o["threads"] <= 10:
         raise OptionError(f"threads is {o['threads']}: use 1 to 10")
@@ -85,7 +87,7 @@ async def run_operator(call):
             raise CommandError("update_tsd_info needs dbms almgm: connect it first "
                                "('connect dbms almgm where type = sqlite'), or set update_tsd_info = false")
         await almgm.create_tsd_table("tsd_info")
-    d = node.dictionary
+    d = node.dirs
     config = OperatorConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], err_dir=o["err_dir"] or d["err_dir"],
         archive_dir=o["archive_dir"] or d["archive_dir"], policy=o["policy"] or "", cluster=cluster,
@@ -109,7 +111,7 @@ def _limits(o):
     return Limits(**given)
 
 
-@command("exit operator", usage="exit operator",
+@command("exit operator", grant="admin", usage="exit operator",
          text="Stop the operator; files in hand are finished first, the rest stay in the watch dir.",
          examples=("exit operator",), keywords=("operator", "background processes"))
 async def exit_operator(call):
@@ -120,7 +122,7 @@ async def exit_operator(call):
 _TOPICS = ("config", "summary", "json", "sql", "inserts", "error")
 
 
-@command("get operator", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
+@command("get operator", grant="read", usage="get operator [config|summary|json|sql|inserts|error] [where format = json]",
          text="The operator's state: config (policy, cluster, member), summary (rows, errors, rows/sec), json (JSON "
               "files per table), sql (.sql files per table), inserts (rows per table), error (the last failure of "
               "each kind, JSON or SQL). With no topic: the status (Running, or why ingest is paused: no space left, "
@@ -180,7 +182,7 @@ def _operator_stats(call):
     return op
 
 
-@command("get stats", usage="get stats where service = operator [and topic = summary] [and format = json]",
+@command("get stats", grant="read", usage="get stats where service = operator [and topic = summary] [and format = json]",
          text="A service's statistics: for the operator, its summary (as 'get operator summary').",
          examples=("get stats where service = operator and topic = summary",
                    "get stats where service = operator and format = json"),
@@ -194,7 +196,7 @@ def get_stats(call):
                   "Operator summary")
 
 
-@command("reset stats", usage="reset stats where service = operator [and topic = summary]",
+@command("reset stats", grant="write", usage="reset stats where service = operator [and topic = summary]",
          text="Start a service's counters again from zero: for the operator, the rows, files, errors and times of "
               "'get operator' (summary, json, sql, inserts, error). Its configuration and the files it holds are "
               "not touched.",

@@ -40,7 +40,7 @@ def _scalar(text: str) -> object:
         return text
 
 
-@command("create policy", usage="create policy <type> [with defaults] where k = v and ...",
+@command("create policy", grant="read", usage="create policy <type> [with defaults] where k = v and ...",
          text="Build a policy from key = value pairs (numbers and true/false are typed, (a, b) is a list, {...} "
               "is JSON) and print it as JSON; assign it to use it: 'p = create policy ...'. 'with defaults' adds "
               "the node's name, hostname and ip.",

@@ -6,6 +6,7 @@ from anylog_tw.base.errors import CommandError, OptionError, ServiceError
 from anylog_tw.base.names import is_name
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest.distribution import Distribution
 from anylog_tw.ingest.publisher import Publisher, PublisherConfig
 from anylog_tw.metadata.layer import metadata
@@ -32,7 +33,7 @@ _OPTIONS = (
 )
 
 
-@command("run publisher",
+@command("run publisher", grant="admin",
          usage="run publisher [where watch_dir = D and bkup_dir = D and err_dir = D and delete_json = false and "
                "compress_json = false and master_node = ip:port and per_operator = 4]",
          text="Start the publisher: each JSON file dropped in the watch dir (dbms.table[.source[.hash[.instructions]]]"
@@ -48,6 +49,7 @@ _OPTIONS = (
 async def run_publisher(call):
     node = call.node
     node.check_free(PROCESS)
+    confine_options(call, "watch_dir", "bkup_dir", "err_dir", "error_dir")
     o = call.opts
     if o["err_dir"] and o["error_dir"] and o["err_dir"] != o["error_dir"]:
         raise OptionError("err_dir and error_dir are the same option: give one of them")
@@ -63,7 +65,7 @@ async def run_publisher(call):
             master = canonical(o["master_node"])
         except OptionError as e:
             raise OptionError(f"master_node: {e.message}") from None
-    d = node.dictionary
+    d = node.dirs
     config = PublisherConfig(
         watch_dir=o["watch_dir"] or d["watch_dir"], bkup_dir=o["bkup_dir"] or d["bkup_dir"],
         err_dir=o["err_dir"] or o["error_dir"] or d["err_dir"], delete_json=o["delete_json"],
@@ -86,7 +88,7 @@ def _same(a: str, b: str) -> bool:
     return bool(a) and os.path.realpath(a) == os.path.realpath(b)
 
 
-@command("exit publisher", usage="exit publisher",
+@command("exit publisher", grant="admin", usage="exit publisher",
          text="Stop the publisher; transfers in flight finish first, the other files stay in the watch dir and are "
               "sent when the publisher runs again.",
          examples=("exit publisher",), keywords=("publisher", "background processes"))
@@ -98,7 +100,7 @@ async def exit_publisher(call):
 _TOPICS = ("summary", "operators", "pending", "tables", "config")
 
 
-@command("get publisher", usage="get publisher [summary|operators|pending|tables|config] [where format = json]",
+@command("get publisher", grant="read", usage="get publisher [summary|operators|pending|tables|config] [where format = json]",
          text="The publisher's state: summary (files and bytes sent, failures, bad files, the last error), operators "
               "(per operator: files and bytes sent, transfers in flight and waiting, failures, last error), pending "
               "(files not yet delivered per table, and why they wait), tables (files delivered per table), config. "
@@ -146,7 +148,7 @@ def get_publisher(call):
     return Reply.of_text("\n\n".join(Reply.of_table(cols, rows, title).render() for title, cols, rows in parts))
 
 
-@command("set data distribution",
+@command("set data distribution", grant="admin",
          usage="set data distribution where dbms = D and table = T|* and dest = ip:port [and dest = ip:port ...] "
                "[and remove = true]",
          text="Route the files of dbms.table (table = * for every table of the dbms) to these operators, before the "
@@ -189,7 +191,7 @@ def _reroute(node) -> None:
         pub.retry_now()
 
 
-@command("get publisher distribution", usage="get publisher distribution [where format = json]",
+@command("get publisher distribution", grant="read", usage="get publisher distribution [where format = json]",
          text="The 'set data distribution' rules: the operators each dbms.table (or dbms.*) is sent to.",
          examples=("get publisher distribution",), keywords=("publisher", "monitoring"), options=(FORMAT,),
          readonly=True)

@@ -11,8 +11,9 @@ import tempfile
 
 from anylog_tw.base import grammar, values
 from anylog_tw.base.errors import CommandError, OptionError, StorageError
-from anylog_tw.base.registry import FORMAT, Option, command, grant_allows
+from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import path_check
 from anylog_tw.commands.storage import databases, parse_sql_call
 from anylog_tw.metadata.destinations import is_metadata_destination
 from anylog_tw.metadata.layer import metadata, metadata_destination
@@ -67,10 +68,11 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
     dbms, given, statement = parse_sql_call(tokens[1:], cmd, call.substitute)
     dbms = dbms.lower()
     opts = parse_options(given, dbms)
-    if opts.dest == "file" and not grant_allows(call.grant, "admin"):
-        raise CommandError("dest = file writes a file on this node: it needs the admin grant")
-    if opts.table and not grant_allows(call.grant, "write"):
-        raise CommandError("table = <name> keeps the result in system_query: it needs the write grant")
+    if opts.dest == "file":  # the query writes a file here: inside the home unless the owner asks
+        call.origin.require("admin", "'sql ... dest = file' (it writes a file on this node)")
+        path_check(call)(opts.file)
+    if opts.table:
+        call.origin.require("write", "'sql ... table = <name>' (it keeps the result in system_query)")
     addresses, subset, timeout = await _destination(call, dest_text)
     meta = await metadata(node)
     peers = node.component(Peers)
@@ -125,7 +127,7 @@ async def _reply(call, answer, opts, rows, stats) -> Reply:
         return Reply.of_json({"Query.output.all": f"Data in table '{opts.table}'"})
     if opts.dest == "file":
         text = output.render(opts.format, answer.titles, rows, stats if opts.stat else None)
-        await node.in_thread(_write_file, opts.file, text)
+        await node.in_thread(_write_file, path_check(call)(opts.file), text)
         return Reply.of_json({"Reply": "Query output written to file", "Rows": len(rows)})
     if opts.format == "json":  # the data for JSON readers, the text exactly in AnyLog's layout
         if not rows:
@@ -201,7 +203,7 @@ async def query_part(call):
     record = PartRecord(opts["node"] or call.origin.label, str(opts["job"]), db.name, opts["table"].lower(),
                         started=node.reactor.seconds())
     node.component(PartLog).add(record)
-    extend = {k.strip().lower(): node.dictionary.get(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}
+    extend = {k.strip().lower(): node.lookup_for(call.origin)(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}
     page = opts["page"] if opts["page"] > 0 and not getattr(db, "memory", False) else 0
     cursor = None
     deadlines = [t for t in (opts["timeout"], databases(call).query_timeout) if t]

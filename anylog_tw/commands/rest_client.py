@@ -62,7 +62,7 @@ def where_pairs(call) -> list[tuple[str, str]]:
         if len(tokens) == 1 and tokens[0].kind == STRING:
             text = tokens[0].value
         elif len(tokens) == 1 and tokens[0].kind == JSON:
-            text = grammar.substitute_json(tokens[0].value, node.dictionary.get, call.env)
+            text = grammar.substitute_json(tokens[0].value, node.lookup_for(call.origin), call.env)
         else:
             text = call.substitute(call.text[tokens[0].start:tokens[-1].end])
         pairs.append((key, text))
@@ -119,7 +119,7 @@ def _register(verb: str, text: str, examples: tuple[str, ...]) -> None:
     save = " [and file = path and key = k and overwrite = true]" if verb == "get" else ""
     validate = " [and validate = true]" if verb == "get" else ""
     body = " [and body = B]" if verb != "get" else ""
-    command(f"rest {verb}", usage=f"rest {verb} where url = http(s)://host:port/path{body}{save}{validate} {_COMMON}",
+    command(f"rest {verb}", grant="admin", usage=f"rest {verb} where url = http(s)://host:port/path{body}{save}{validate} {_COMMON}",
             text=text, examples=examples, keywords=KEYWORDS, raw=True)(handler)
 
 
@@ -143,7 +143,7 @@ _register("delete", "Send an HTTP DELETE from this node and answer the reply. " 
           ("rest delete where url = http://10.0.0.90:59880/api/v2/event/age/86400000000000",))
 
 
-@command("rest view", usage="rest view where url = http(s)://host:port/path [and method = get|post|put|delete "
+@command("rest view", grant="read", usage="rest view where url = http(s)://host:port/path [and method = get|post|put|delete "
                             "and body = B and user = U and password = P and headers = {...} and format = json "
                             "and <header> = <value> ...]",
          text="Show the request that 'rest <method>' would send with these options (method, URL, headers as they go "

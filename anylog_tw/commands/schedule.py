@@ -99,7 +99,7 @@ SCHEDULE_TEXT = (
 )
 
 
-@command("schedule", usage=SCHEDULE_USAGE, text=SCHEDULE_TEXT,
+@command("schedule", grant="write", usage=SCHEDULE_USAGE, text=SCHEDULE_TEXT,
          examples=('schedule time = 30 seconds and name = "status" task node_status = get status',
                    'schedule time = 1 day and start = "start of day" and name = "daily" task process !local_scripts/daily.al',
                    'schedule time = 1 hour and start = +2h and scheduler = 2 task get processes'),
@@ -115,6 +115,7 @@ def schedule(call):
     interval = _interval(values["time"])
     start = _start(node, values.get("start"))
     text = call.text[call.tokens[first].start:].strip()
+    node.check_grant(text, call.origin, "scheduling")  # a task runs with its scheduler's grant: refuse now, not at each run
     sched = schedulers(node).scheduler(sid, create=True)
     name = values.get("name")
     try:
@@ -133,7 +134,7 @@ def _id_arg(call) -> int:
     return scheduler_id(call.args[0]) if call.args else 1
 
 
-@command("run scheduler", usage="run scheduler [id]",
+@command("run scheduler", grant="admin", usage="run scheduler [id]",
          text=f"Start a scheduler (default 1; ids 1 to {MAX_ID} hold user tasks). Scheduler 0 holds the node's system "
               "tasks and runs from start-up. Tasks may be declared before or after the scheduler starts.",
          examples=("run scheduler", "run scheduler 2"), keywords=("scheduler", "background processes"),
@@ -152,7 +153,7 @@ def run_scheduler(call):
     return f"Scheduler {sid} started ({len(sched)} task{'s' if len(sched) != 1 else ''})"
 
 
-@command("exit scheduler", usage="exit scheduler [id]",
+@command("exit scheduler", grant="admin", usage="exit scheduler [id]",
          text="Stop a scheduler (default 1): its tasks stop running but are kept, and 'run scheduler' starts them "
               "again. A task run in flight finishes. Scheduler 0 (system) stops only with the node.",
          examples=("exit scheduler", "exit scheduler 2"), keywords=("scheduler", "background processes"),
@@ -195,7 +196,7 @@ def find_task(call) -> tuple[Scheduler, Task]:
     return sched, task
 
 
-@command("task stop", usage="task stop where scheduler = <id> and name = <name>|id = <id>",
+@command("task stop", grant="write", usage="task stop where scheduler = <id> and name = <name>|id = <id>",
          text="Stop a task: it runs no more until 'task resume' (a run in flight finishes).",
          examples=("task stop where scheduler = 1 and name = status", "task stop where id = 3"),
          keywords=("scheduler",), options=TASK_OPTIONS)
@@ -205,7 +206,7 @@ def task_stop(call):
     return f"Task {task.id} '{task.name}' on scheduler {sched.id} stopped"
 
 
-@command("task resume", usage="task resume where scheduler = <id> and name = <name>|id = <id>",
+@command("task resume", grant="write", usage="task resume where scheduler = <id> and name = <name>|id = <id>",
          text="Resume a stopped task: it runs at its planned time if that is still ahead, else at the next slot "
               "of its schedule.",
          examples=("task resume where scheduler = 1 and name = status",), keywords=("scheduler",),
@@ -216,7 +217,7 @@ def task_resume(call):
     return f"Task {task.id} '{task.name}' on scheduler {sched.id}: next run {format_utc(task.next_run)} UTC"
 
 
-@command("task remove", usage="task remove where scheduler = <id> and name = <name>|id = <id>",
+@command("task remove", grant="write", usage="task remove where scheduler = <id> and name = <name>|id = <id>",
          text="Remove a task from its scheduler (a run in flight finishes). System tasks (scheduler 0) can only be "
               "stopped.",
          examples=("task remove where scheduler = 1 and name = status",), keywords=("scheduler",),
@@ -230,7 +231,7 @@ def task_remove(call):
     return f"Task {task.id} '{task.name}' removed from scheduler {sched.id}"
 
 
-@command("task run", usage="task run where scheduler = <id> and name = <name>|id = <id>",
+@command("task run", grant="write", usage="task run where scheduler = <id> and name = <name>|id = <id>",
          text="Run a task now, once, off its schedule (its next scheduled run does not move). Waits for the run "
               "and reports its result. A task that is running is not started twice.",
          examples=("task run where scheduler = 1 and name = status",), keywords=("scheduler",),
@@ -245,7 +246,7 @@ async def task_run(call):
     return f"Task {task.id} '{task.name}' ran: ok"
 
 
-@command("task init", usage="task init where scheduler = <id> and name = <name>|id = <id> [and start = <date>]",
+@command("task init", grant="write", usage="task init where scheduler = <id> and name = <name>|id = <id> [and start = <date>]",
          text="Move a task's next run to 'start' (default: one interval from now); 'start = +1d' quiets an alert "
               "for a day. Its later runs follow from there.",
          examples=("task init where scheduler = 1 and name = alert and start = +1d",
@@ -271,7 +272,7 @@ def _summary(sched: Scheduler) -> str:
     return f"Scheduler {sched.id} ({kind}): {'running' if sched.running else 'not running'}, {tasks}"
 
 
-@command("get scheduler", usage="get scheduler [id] [where format = json]",
+@command("get scheduler", grant="read", usage="get scheduler [id] [where format = json]",
          text="Show the tasks of one scheduler, or of all: id, name, status (active, running, stopped), interval, "
               "next run, last run, last result (ok or the error), runs, failures, skipped slots and command. "
               "Times are UTC.",

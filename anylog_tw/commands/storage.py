@@ -22,7 +22,7 @@ def databases(call) -> Databases:
     return call.node.component(Databases)
 
 
-@command("connect dbms",
+@command("connect dbms", grant="admin",
          usage="connect dbms <name> where type = sqlite [and memory = true] | "
                "connect dbms <name> where type = psql and ip = <ip> and port = <port> and user = <user> "
                "and password = <password> [and database = <database>]",
@@ -57,7 +57,7 @@ async def connect_dbms(call):
     return f"Connected dbms '{name}' ({engine}: {where['Storage'] or where['IP:Port']})"
 
 
-@command("disconnect dbms", usage="disconnect dbms <name>",
+@command("disconnect dbms", grant="admin", usage="disconnect dbms <name>",
          text="Close a connected dbms. Its data stays (the file or the PostgreSQL database); connect it again "
               "to use it.",
          examples=("disconnect dbms lsl_demo",), keywords=KEYWORDS, nargs=(1, 1))
@@ -66,7 +66,7 @@ async def disconnect_dbms(call):
     return f"Disconnected dbms '{call.args[0].lower()}'"
 
 
-@command("get databases", usage="get databases [where format = json]",
+@command("get databases", grant="read", usage="get databases [where format = json]",
          text="List the connected dbms: their type, owner, server address, configuration and storage.",
          examples=("get databases", "get databases where format = json"),
          keywords=KEYWORDS + ("monitor",), options=(FORMAT,), readonly=True)
@@ -79,7 +79,7 @@ def get_databases(call):
     return Reply.of_table(columns, rows, title="List of DBMS connections")
 
 
-@command("get tables", usage="get tables where dbms = <name>|* [and format = json]",
+@command("get tables", grant="read", usage="get tables where dbms = <name>|* [and format = json]",
          text="List the tables of a connected dbms ('*': of every connected dbms).",
          examples=("get tables where dbms = lsl_demo", "get tables where dbms = * and format = json"),
          keywords=KEYWORDS, readonly=True,
@@ -93,7 +93,7 @@ async def get_tables(call):
     return Reply.of_table(("Database", "Table name"), rows)
 
 
-@command("get table columns", usage="get table columns where dbms = <name> and table = <table> [and format = json]",
+@command("get table columns", grant="read", usage="get table columns where dbms = <name> and table = <table> [and format = json]",
          text="List a table's columns with their types as the database declares them.",
          examples=("get table columns where dbms = lsl_demo and table = ping_sensor",),
          keywords=KEYWORDS, readonly=True,
@@ -108,7 +108,7 @@ def _system_table_options(default: str):
     return (Option("dbms", default=default, help=f"the dbms (default {default}); it must be connected"),)
 
 
-@command("create table tsd_info", usage="create table tsd_info where dbms = almgm",
+@command("create table tsd_info", grant="admin", usage="create table tsd_info where dbms = almgm",
          text="Create the node's ingest log, almgm.tsd_info: one row per ingested file (id, dbms, table, source, "
               "hash (unique), instructions, time, rows, two status columns). Nothing happens if it exists.",
          examples=("create table tsd_info where dbms = almgm",), keywords=KEYWORDS + ("high availability",),
@@ -119,7 +119,7 @@ async def create_tsd_info(call):
     return f"Table {db.name}.tsd_info {'created' if created else 'exists'}"
 
 
-@command("create table ledger", usage="create table ledger where dbms = blockchain",
+@command("create table ledger", grant="admin", usage="create table ledger where dbms = blockchain",
          text="Create the master's policy table, blockchain.ledger (sequence id, policy type, policy id (unique), "
               "company, date, host, status, policy JSON). Nothing happens if it exists.",
          examples=("create table ledger where dbms = blockchain",), keywords=KEYWORDS + ("metadata",),

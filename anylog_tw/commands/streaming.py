@@ -8,6 +8,7 @@ from anylog_tw.base.errors import CommandError
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.registry import FORMAT, Option, command
 from anylog_tw.base.reply import Reply
+from anylog_tw.commands.files import confine_options
 from anylog_tw.ingest.streamer import ALL, Streamer
 
 
@@ -19,7 +20,7 @@ def _seconds_text(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-@command("set buffer threshold",
+@command("set buffer threshold", grant="admin",
          usage="set buffer threshold where [dbms_name = D and table_name = T and] time = T and volume = V "
                "[and write_immediate = false]",
          text="Set when streaming buffers become files: after 'time' from a buffer's first row, or when it holds "
@@ -53,7 +54,7 @@ def set_buffer_threshold(call):
     return f"Streaming thresholds for {scope}: {_seconds_text(th.time)} and {_volume_text(th.volume)}"
 
 
-@command("flush buffers", usage="flush buffers",
+@command("flush buffers", grant="write", usage="flush buffers",
          text="Write every streaming buffer to the watch dir now, whatever its thresholds.",
          examples=("flush buffers",), keywords=("streaming", "data"))
 async def flush_buffers(call):
@@ -65,7 +66,7 @@ def _stamp(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds else ""
 
 
-@command("get streaming", usage="get streaming [config] [where format = json]",
+@command("get streaming", grant="read", usage="get streaming [config] [where format = json]",
          text="Show the streaming buffers: the default thresholds, rows buffered and flushed, and per dbms.table the "
               "file-mode PUTs, streaming calls and rows, cached rows, thresholds, buffer fill and time left.",
          examples=("get streaming", "get streaming config", "get streaming where format = json"),
@@ -122,7 +123,7 @@ class StreamerProcess(NodeProcess):
         return f"Default streaming thresholds are {_seconds_text(d.time)} and {_volume_text(d.volume)}"
 
 
-@command("run streamer", usage="run streamer [where prep_dir = P and watch_dir = W and err_dir = E]",
+@command("run streamer", grant="admin", usage="run streamer [where prep_dir = P and watch_dir = W and err_dir = E]",
          text="Show the Streamer process and, optionally, send streaming files to other directories. Buffers are "
               "written on their time and volume thresholds whether or not the streamer runs (AnyLog needs it for "
               "the time threshold; here it is always on).",
@@ -134,12 +135,13 @@ class StreamerProcess(NodeProcess):
 def run_streamer(call):
     node = call.node
     node.check_free(StreamerProcess.name)
+    confine_options(call, "prep_dir", "watch_dir", "err_dir")
     dirs = {k: v for k, v in call.opts.items() if v}
     node.add_process(StreamerProcess(node.component(Streamer), dirs))
     return "Streamer running"
 
 
-@command("exit streamer", usage="exit streamer", text="Stop the Streamer process (buffers still flush on time).",
+@command("exit streamer", grant="admin", usage="exit streamer", text="Stop the Streamer process (buffers still flush on time).",
          examples=("exit streamer",), keywords=("streaming", "background processes"))
 async def exit_streamer(call):
     await call.node.stop_process(StreamerProcess.name)

@@ -42,7 +42,7 @@ async def _existing(db, table: str) -> None:
 # --- drop table ----------------------------------------------------------------------------------
 
 
-@command("drop table", usage="drop table <table> where dbms = <dbms> [and system = true]",
+@command("drop table", grant="admin", usage="drop table <table> where dbms = <dbms> [and system = true]",
          text="Drop a table of a connected dbms with its rows and indexes. Its table policy stays in the metadata "
               "(so 'create table' can make it again) and almgm.tsd_info keeps the files it recorded. The TSD tables "
               "of almgm are never dropped here ('time file drop' keeps their numbering); blockchain.ledger only with "
@@ -79,7 +79,7 @@ async def drop_table(call):
 # --- create table <t> ----------------------------------------------------------------------------
 
 
-@command("create table", usage="create table <table> where dbms = <dbms>",
+@command("create table", grant="write", usage="create table <table> where dbms = <dbms>",
          text="Create a table from its table policy in the metadata ('blockchain get table where dbms = .. and "
               "name = ..'): the policy's columns and types, in this node's layout (system columns row_id, "
               "insert_timestamp, tsd_name, tsd_id, and the indexes of this engine). Only the column list of the "
@@ -112,7 +112,7 @@ async def create_table(call):
 # --- backup table --------------------------------------------------------------------------------
 
 
-@command("backup table", usage="backup table where dbms = <dbms> and table = <table> and dest = <directory>",
+@command("backup table", grant="admin", usage="backup table where dbms = <dbms> and table = <table> and dest = <directory>",
          text="Write a table's rows to one data file in dest, named by the node's convention "
               "(dbms.table.0.<hash>.0.json, the hash as 'file hash' computes it) with one JSON object per line: "
               "the data columns, not the system ones. Dropped into an operator's watch dir, the file restores the "

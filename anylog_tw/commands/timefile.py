@@ -50,7 +50,7 @@ _RENAME_OPTIONS = (
 )
 
 
-@command("time file rename",
+@command("time file rename", grant="write",
          usage="time file rename <file> [to dbms = D and table = T and source = S and hash = H and instructions = I]",
          text="Rename a JSON data file (.json or .json.gz) in its directory to the naming convention "
               "dbms.table.source.hash.instructions.json. Parts not given are kept from the file's name (source and "
@@ -134,7 +134,7 @@ async def _register(call, check_file: bool):
             f"status1 {_shown(row.status1)}, status2 {_shown(row.status2)}: {what}")
 
 
-@command("time file new", usage="time file new <file> [status1] [status2]", text=_NEW_TEXT,
+@command("time file new", grant="write", usage="time file new <file> [status1] [status2]", text=_NEW_TEXT,
          examples=("time file new !prep_dir/lsl_demo.ping_sensor.0.c490e6000d9487962d890a7cba2e1e74.0.json",
                    ('time file new !prep_dir/lsl_demo.ping_sensor.0.c490e6000d9487962d890a7cba2e1e74.0.json '
                    '"From Publisher 778299-2"')),
@@ -143,7 +143,7 @@ async def time_file_new(call):
     return await _register(call, check_file=False)
 
 
-@command("time file add", usage="time file add <file> [status1] [status2]",
+@command("time file add", grant="write", usage="time file add <file> [status1] [status2]",
          text=_NEW_TEXT + " 'add' also checks that the file exists, and computes the hash when the name has none.",
          examples=("time file add !prep_dir/lsl_demo.ping_sensor.0.c490e6000d9487962d890a7cba2e1e74.0.json",
                    "time file add !prep_dir/lsl_demo.ping_sensor.json"),
@@ -152,7 +152,7 @@ async def time_file_add(call):
     return await _register(call, check_file=True)
 
 
-@command("time file update", usage="time file update <hash> [status1] [status2] [where table = tsd_info|tsd_N]",
+@command("time file update", grant="write", usage="time file update <hash> [status1] [status2] [where table = tsd_info|tsd_N]",
          text="Set the status fields of the TSD row with this hash (\"\" empties status1; a status not given is "
               "kept). status2 is the operator's own record: 'done' means ingested. Setting a done file's status2 to "
               "anything else makes the operator ingest the same file again if it is dropped again (its earlier "
@@ -188,7 +188,7 @@ async def time_file_update(call):
 # --- tables / drop / delete ---------------------------------------------------------------------------
 
 
-@command("time file tables", usage="time file tables [where format = json]",
+@command("time file tables", grant="read", usage="time file tables [where format = json]",
          text="The TSD tables of this node (in dbms almgm): tsd_info for the files this operator registered, "
               "tsd_<member> for those of each cluster peer, with their files, files done and rows.",
          examples=("time file tables",), keywords=KEYWORDS + ("monitoring",), options=(FORMAT,), readonly=True)
@@ -206,7 +206,7 @@ def _no_ingest(node, what: str) -> None:
                            f"stop first ({', '.join('exit ' + p.lower() for p in running)})")
 
 
-@command("time file drop", usage="time file drop <tsd table>|all",
+@command("time file drop", grant="write", usage="time file drop <tsd table>|all",
          text="Drop a TSD table of almgm (tsd_<member>), or all of them. tsd_info is emptied rather than dropped, "
               "so its file_id numbering goes on and the tsd_id tags of rows already ingested are never reused. "
               "The files those rows recorded are forgotten: a file of tsd_info dropped again is ingested again "
@@ -243,7 +243,7 @@ async def time_file_drop(call):
     return text
 
 
-@command("time file delete", usage="time file delete <row id> from <tsd table>",
+@command("time file delete", grant="write", usage="time file delete <row id> from <tsd table>",
          text="Delete one row (file_id) of a TSD table. The file's rows stay in their table (tagged with its "
               "tsd_id), but the file is forgotten: in tsd_info, dropped again it is ingested again and its rows "
               "duplicated; in a tsd_<member> table, HA pulls it again from that member and its rows are replaced "

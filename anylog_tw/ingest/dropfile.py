@@ -38,7 +38,7 @@ class WriteError(AnyLogError):
 
 def ingest_dirs(node) -> tuple[str, str]:
     """(watch_dir, err_dir) for new data files: the publisher's watch dir when one runs."""
-    d = node.dictionary
+    d = node.dirs
     watch = d["watch_dir"]
     publisher = node.process("Publisher")
     if publisher is not None and getattr(publisher, "watch_dir", None):

@@ -60,12 +60,40 @@ def is_inside(path: str, roots: Iterable[str]) -> bool:
 
 
 def confine(path: str, roots: Iterable[str], who: str) -> str:
-    """`path` made absolute, or a CommandError when it lies outside `roots` (a peer's limit)."""
+    """`path` with every link resolved, or a CommandError when it lies outside `roots`.
+
+    The resolved path is what the caller gets back, so a link swapped in after the check cannot
+    redirect the work to where the check did not look.
+    """
     full = absolute(path)
     if not is_inside(full, roots):
-        raise CommandError(f"path {path!r} is outside this node's home and work directories; a command from "
-                           f"{who} may only use paths inside them (run it on this node's console to go further)")
-    return full
+        raise CommandError(f"path {path!r} is outside this node's home and work directories; {who} may only "
+                           f"use paths inside them (the node's owner, at its prompt or in its startup script, "
+                           f"may go further; see docs/security.md)")
+    real = os.path.realpath(full)
+    return real + os.sep if full.endswith(os.sep) and not real.endswith(os.sep) else real
+
+
+def path_checker(origin, roots: Iterable[str]) -> Callable[[str], str]:
+    """How a caller's paths are read: the one rule for every command that takes a path.
+
+    The owner (the node's prompt and startup scripts) may name any path; every other caller
+    (console, REST, peers, their scheduled tasks and scripts) stays inside `roots` (the home first,
+    then the work directories), with `..` and symbolic links resolved before the check; a relative
+    path is read from the home.
+    """
+    if origin.grant == "owner":
+        return absolute
+    fixed = tuple(roots)
+    home = fixed[0]
+    who = f"{origin.label} (grant '{origin.grant}')"
+
+    def check(path: str) -> str:
+        if path and not os.path.isabs(path) and not path.startswith("~"):
+            path = os.path.join(home, path)  # relative to the home, not to where the process was started
+        return confine(path, fixed, who)
+
+    return check
 
 
 def destination(src: str, dest: str, name: str | None = None) -> str:

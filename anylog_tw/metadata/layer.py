@@ -46,7 +46,7 @@ class Metadata:
 
     def __init__(self, node):
         self.node = node
-        self.ledger = Ledger(node.dictionary["blockchain_file"], clock=node.reactor.seconds)
+        self.ledger = Ledger(node.dirs["blockchain_file"], clock=node.reactor.seconds)
         self.lock = DeferredLock()
         self.loaded = False
         self.loading = DeferredLock()

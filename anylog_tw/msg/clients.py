@@ -209,7 +209,7 @@ class MsgClients:
         self.files.append(prep, f"log_{client.spec.broker_id}.json", orjson.dumps({"topic": topic, "msg": msg}) + b"\n")
 
     def _dir(self, client: MsgClient, which: str) -> str:
-        return client.spec.dirs.get(which) or self.node.dictionary[which]
+        return client.spec.dirs.get(which) or self.node.dirs[which]
 
     def close(self):
         """The node stops: the kept messages and error records still in memory go to their files."""

@@ -23,6 +23,7 @@ from anylog_tw.net.transfer import (
     check_file_name,
     check_md5,
     destination_dir,
+    file_destinations,
 )
 
 SMALL_READ = 64 * 1024  # Twisted's default; big reads slow down small messages
@@ -98,7 +99,7 @@ class FileChannel:
             if not grant_allows(self.grant, "write"):
                 raise TransferError(f"receiving files needs the 'write' grant; peers of this node hold "
                                     f"'{self.grant}' (run tcp server ... and peer grant = write)")
-            dirs = self.peers.file_dirs
+            dirs = file_destinations(self.node.dirs)  # the node's one snapshot of its work directories
             dest = destination_dir(dirs, header.get("dest"))
             self._receiving = FileReceiver(dest, name, header.get("size", 0), md5, dirs.tmp)
             if header.get("size", 0) >= THREADED:

@@ -30,7 +30,7 @@ from anylog_tw.base.reply import Reply
 from anylog_tw.net import auth, wire
 from anylog_tw.net.budget import MemoryBudget
 from anylog_tw.net.peer import PEER_GRANT, PeerProtocol
-from anylog_tw.net.transfer import TransferError, check_file_name, file_destinations
+from anylog_tw.net.transfer import TransferError, check_file_name
 
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$")
 
@@ -115,9 +115,6 @@ class Peers:
         self.tls = None  # auth.TLSConfig when the TCP server runs with ssl = true
         self.nonces = auth.NonceBook(node.reactor)  # our handshake nonces: a peer answering with one is refused
         self.peer_grant = PEER_GRANT  # what authenticated peers' commands may do (`run tcp server ... peer grant`)
-        # Where `file` frames may land: fixed names to the node's work directories, taken now and again
-        # when the TCP server starts (by its admin), never from what a peer assigns later.
-        self.file_dirs = file_destinations(node.dictionary)
         self.connect_timeout = 5.0
         self.handshake_timeout = 10.0
         self.idle_timeout = 600.0

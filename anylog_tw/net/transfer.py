@@ -76,10 +76,11 @@ class FileDirs:
     tmp: str | None = None
 
 
-def file_destinations(dictionary: Mapping[str, str]) -> FileDirs:
-    """A snapshot of the destination directories (and the tmp dir) as the dictionary names them now."""
-    dests = {name: dictionary[f"{name}_dir"] for name in DESTINATIONS if dictionary.get(f"{name}_dir")}
-    return FileDirs(MappingProxyType(dests), dictionary.get("tmp_dir") or None)
+def file_destinations(dirs: Mapping[str, str]) -> FileDirs:
+    """The destination directories (and the tmp dir) of the node's work-directory snapshot (`node.dirs`,
+    fixed when the node is built; only the owner moves one), never of what a peer assigns."""
+    dests = {name: dirs[f"{name}_dir"] for name in DESTINATIONS if dirs.get(f"{name}_dir")}
+    return FileDirs(MappingProxyType(dests), dirs.get("tmp_dir") or None)
 
 
 def destination_dir(dirs: FileDirs, dest: object) -> str:

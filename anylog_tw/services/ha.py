@@ -85,7 +85,7 @@ class HA(NodeProcess):
 
     def archive_dir(self) -> str:
         op = self.operator()
-        return op.config.archive_dir if op is not None else self.node.dictionary["archive_dir"]
+        return op.config.archive_dir if op is not None else self.node.dirs["archive_dir"]
 
     def window_start(self) -> float:
         return values.parse_date(self.config.start_date, self.node.reactor.seconds())

@@ -97,7 +97,7 @@ async def clean_archive(node) -> int:
         n = int(days)
     except ValueError:
         raise OptionError(f"'{ARCHIVE_DAYS_KEY}' is {days!r}: set it to a whole number of days") from None
-    archive = node.dictionary["archive_dir"]
+    archive = node.dirs["archive_dir"]
     removed = await node.in_thread(delete_archive, archive, n, node.reactor.seconds())
     if removed:
         log.info("archive clean-up removed {n} day folders older than {days} days", n=len(removed), days=n)

@@ -84,7 +84,7 @@ def make_database(engine: str, name: str, node, **options: Any) -> Database:
     """An unopened Database of the engine, with the node's reactor and work directories."""
     if engine == schema.SQLITE:
         memory = bool(options.pop("memory", False))
-        directory = options.pop("directory", None) or node.dictionary.get("dbms_dir")
+        directory = options.pop("directory", None) or node.dirs.get("dbms_dir")
         _no_more(engine, options)
         return SQLiteDatabase(name, node.reactor, directory=directory, memory=memory)
     if engine == schema.PSQL:

@@ -25,7 +25,7 @@ def test_two_processes_exchange_commands_and_a_100mb_file(nodes, tmp_path):
     a.command(f"who = run client 127.0.0.1:{pb} get node name")
     assert a.command("echo !who") == "beta"
 
-    src = tmp_path / "big.bin"
+    src = a.home / "data" / "prep" / "big.bin"  # inside the home: the console holds admin, not owner
     h = hashlib.md5()
     with open(src, "wb") as f:
         for _ in range(100):

@@ -20,7 +20,7 @@ def test_registry() -> Registry:
     for cmd in load_commands():
         registry.add(cmd)
 
-    @registry.command("test sleep", usage="test sleep <seconds>", text="Wait, then answer (tests only).",
+    @registry.command("test sleep", grant="read", usage="test sleep <seconds>", text="Wait, then answer (tests only).",
                       examples=("test sleep 1",), keywords=("test",), nargs=(1, 1), readonly=True)
     async def test_sleep(call):
         await task.deferLater(reactor, float(call.args[0]), lambda: None)

@@ -17,6 +17,7 @@ from tests.helpers import ok, poll, refused
 
 DATA = b'{"ts": "2026-11-28 05:00:00", "v": 1}\n{"ts": "2026-11-28 05:00:01", "v": 2}\n'
 PEER = "peer 10.0.0.7:32048"
+ADMIN = "console 127.0.0.1:40000"  # admin, but not the owner: confined to the home like every non-owner
 
 
 @pytest_twisted.async_yield_fixture
@@ -134,8 +135,9 @@ async def test_json_file_struct_under_both_names(node):
     assert (await ok(node, "show json file structure")).render() == struct
 
 
-async def test_a_peer_is_kept_inside_the_home(node, tmp_path):
-    """From a peer, paths outside the home and work directories are refused and nothing is touched."""
+async def test_a_non_owner_is_kept_inside_the_home(node, tmp_path):
+    """From any caller but the owner (here an admin console), paths outside the home and work
+    directories are refused and nothing is touched."""
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "secret.json"
@@ -145,21 +147,23 @@ async def test_a_peer_is_kept_inside_the_home(node, tmp_path):
                  f"file move {secret} !tmp_dir", f"file hash {secret}", f"file test {secret}",
                  f"get files {outside}", f"get directories {outside}", f"file compress {src} {outside}/",
                  "file copy !prep_dir/../../../outside/secret.json !tmp_dir/"):
-        message = await refused(node, text, PEER)
-        assert "outside this node's home" in message and PEER in message, text
+        message = await refused(node, text, ADMIN)
+        assert "outside this node's home" in message and ADMIN in message, text
+    for text in (f"file hash {secret}", f"get files {outside}"):  # a reader is confined the same way
+        assert "outside this node's home" in await refused(node, text, "REST 127.0.0.1:5555"), text
     assert secret.read_bytes() == b"secret" and os.listdir(outside) == ["secret.json"]
     assert os.listdir(node.dictionary["tmp_dir"]) == []
-    await ok(node, f"file copy {src} !tmp_dir/", PEER)  # inside: allowed
-    await ok(node, f"get files {outside}", "REST 127.0.0.1:5555")  # REST, the console and scripts go anywhere
+    await ok(node, f"file copy {src} !tmp_dir/", ADMIN)  # inside: allowed
+    await ok(node, f"get files {outside}")  # the owner (prompt, startup scripts) goes anywhere
     await ok(node, f"file copy {secret} !tmp_dir/secret.json")
 
 
-async def test_a_peer_may_use_a_work_directory_moved_out_of_the_home(node, tmp_path):
+async def test_a_non_owner_may_use_a_work_directory_the_owner_moved_out_of_the_home(node, tmp_path):
     elsewhere = tmp_path / "big-disk" / "archive"
     elsewhere.mkdir(parents=True)
     await ok(node, f"archive_dir = {elsewhere}")
     src = prep_file(node)
-    await ok(node, f"file copy {src} !archive_dir/", PEER)
+    await ok(node, f"file copy {src} !archive_dir/", ADMIN)
     assert os.listdir(elsewhere) == ["lsl_demo.ping_sensor.json"]
 
 
@@ -169,9 +173,9 @@ async def test_wrong_arguments_are_errors(node):
     assert "overwrite" in await refused(node, "file copy a b where overwrite = maybe")
 
 
-async def test_a_peer_is_kept_inside_the_home_by_every_command_that_touches_files(node, tmp_path):
-    """time file rename/add, backup table, file send and process take the same limit; a task a peer
-    schedules, and the lines of a script a peer runs, keep the peer's limit."""
+async def test_a_non_owner_is_kept_inside_the_home_by_every_command_that_touches_files(node, tmp_path):
+    """time file rename/add, backup table, file send and process take the same limit; a task an admin
+    schedules, and the lines of a script an admin runs, keep the admin's limit."""
     outside = tmp_path / "outside"
     outside.mkdir()
     data_file = outside / "lsl.ping.json"
@@ -185,15 +189,17 @@ async def test_a_peer_is_kept_inside_the_home_by_every_command_that_touches_file
     for text in (f"time file rename {data_file} to table = other", f"time file add {data_file}",
                  f"backup table where dbms = lsl and table = t and dest = {outside}",
                  f"file send {data_file} 127.0.0.1:1", f"process {script}"):
-        assert "outside this node's home" in await refused(node, text, PEER), text
+        assert "outside this node's home" in await refused(node, text, ADMIN), text
+    for text in (f"time file rename {data_file} to table = other", f"time file add {data_file}"):
+        assert "outside this node's home" in await refused(node, text, PEER), text  # write, confined
     assert sorted(os.listdir(outside)) == ["grab.al", "lsl.ping.json"]
 
     home_script = os.path.join(node.dictionary["prep_dir"], "grab.al")
     with open(home_script, "w") as f:
         f.write(f"file copy {data_file} !tmp_dir/\n")
-    await ok(node, f"process {home_script}", PEER)  # the script may run; its line keeps the peer's limit
-    await ok(node, "run scheduler 1", PEER)
+    await ok(node, f"process {home_script}", ADMIN)  # the script may run; its line keeps the admin's limit
+    await ok(node, "run scheduler 1", ADMIN)
     await ok(node, f"schedule time = 1 hour and name = grab and scheduler = 1 task file copy {data_file} !tmp_dir/",
-             PEER)
-    assert "outside this node's home" in await refused(node, "task run where scheduler = 1 and name = grab", PEER)
+             ADMIN)
+    assert "outside this node's home" in await refused(node, "task run where scheduler = 1 and name = grab", ADMIN)
     assert os.listdir(node.dictionary["tmp_dir"]) == []

@@ -57,10 +57,10 @@ async def test_get_status_as_text_and_json_on_one_kept_alive_connection(node, cl
 
 
 async def test_wrong_verb_is_a_400_naming_the_right_one(client):
-    code, _, body = await client.command("reset error log", method="GET")
+    code, _, body = await client.command("flush buffers", method="GET")
     err = error_of(body)
-    assert code == 400 and "POST" in err["message"] and "reset error log" in err["message"]
-    code, _, body = await client.command("reset error log", method="POST")
+    assert code == 400 and "POST" in err["message"] and "flush buffers" in err["message"]
+    code, _, body = await client.command("flush buffers", method="POST")
     assert code == 200
     code, _, body = await client.command("get status", method="POST")  # POST runs every command
     assert code == 200 and body.endswith(b"running")

@@ -297,7 +297,7 @@ async def test_against_the_nodes_own_rest_server(node):
     assert reply.data["status"] == "running"
     text = await error_text(node, f'rest get where url = http://{host}:{port} and command = "reset error log"')
     assert text.startswith(f"rest get http://{host}:{port}: HTTP 400 Bad Request: ") and "send it with POST" in text
-    await ok(node, f'rest post where url = http://{host}:{port} and command = "reset error log"')
+    await ok(node, f'rest post where url = http://{host}:{port} and command = "flush buffers"')
     calls = (await ok(node, "get rest calls where format = json")).json_data()
     assert ("anylog", "GET") in {(c["Caller"], c["Call"]) for c in calls}  # counted under its User-Agent
 

@@ -12,10 +12,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from anylog_tw.base import grammar
-from anylog_tw.base.errors import AnyLogError
 from anylog_tw.base.reply import Reply
-from anylog_tw.node import Call, Node
+from anylog_tw.base.origin import Origin
+from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from anylog_tw.storage.confine import SQLRefused
 from tests.helpers import ok
@@ -43,15 +42,8 @@ async def node(request, tmp_path):
 
 
 async def as_caller(node: Node, grant: str, text: str) -> Reply:
-    """Run a command as a caller holding `grant` (the security model sets `Call.grant` from the origin)."""
-    tokens = grammar.tokenize(text)
-    cmd, used = node.registry.match(tokens)
-    call = Call(node, cmd, tokens[used:], text, "test")
-    call.grant = grant
-    try:
-        return Reply.coerce(await cmd.handler(call))
-    except AnyLogError as e:
-        return Reply.of_error(e.message, e.code, e.status)
+    """Run a command as a REST caller holding `grant`, through the node's one dispatch."""
+    return await node.run(text, Origin(f"test {grant}", grant, "rest"))
 
 
 async def refused_as(node: Node, grant: str, statement: str) -> str:

@@ -83,7 +83,7 @@ def test_directories_a_peer_assigns_do_not_move_where_its_files_land(tmp_path):
     node, proto, t = keyless_peer(tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
-    watch = proto.peers.file_dirs.dests["watch"]
+    watch = file_destinations(proto.node.dirs).dests["watch"]
     for text in (f"watch_dir = {outside}", f"tmp_dir = {outside}"):
         command(proto, t, text)  # refused once grants land; harmless either way
     answer = send_file(proto, t, "watch")
@@ -101,7 +101,7 @@ def test_a_file_frame_goes_only_to_a_fixed_destination(tmp_path, dest):
     assert not answer["ok"] and b"is not a file destination" in answer["body"]
     assert b"watch, bwatch, bkup, blobs, prep" in answer["body"]
     assert os.listdir(outside) == []
-    for d in proto.peers.file_dirs.dests.values():
+    for d in file_destinations(proto.node.dirs).dests.values():
         assert "authorized_keys" not in os.listdir(d)
     assert not t.disconnecting  # a refused file is an answer, not a broken stream
 

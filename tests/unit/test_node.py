@@ -106,7 +106,7 @@ def test_a_bug_in_a_handler_is_an_error_reply_with_the_traceback_logged(node):
     from anylog_tw.base.registry import Registry
 
     reg = Registry()
-    reg.command("boom", usage="boom", text="t", examples=("boom",), keywords=("k",))(lambda call: 1 / 0)
+    reg.command("boom", grant="read", usage="boom", text="t", examples=("boom",), keywords=("k",))(lambda call: 1 / 0)
     node.registry = reg
     seen = []
     globalLogPublisher.addObserver(seen.append)

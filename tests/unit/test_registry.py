@@ -47,15 +47,15 @@ def test_every_example_parses_to_its_command(cmd):
 
 def test_registering_a_name_twice_is_refused():
     reg = Registry()
-    reg.command("get x", usage="get x", text="x", examples=("get x",), keywords=("k",))(lambda call: "")
+    reg.command("get x", grant="read", usage="get x", text="x", examples=("get x",), keywords=("k",))(lambda call: "")
     with pytest.raises(ValueError, match="twice"):
-        reg.command("get x", usage="get x", text="x", examples=("get x",), keywords=("k",))(lambda call: "")
+        reg.command("get x", grant="read", usage="get x", text="x", examples=("get x",), keywords=("k",))(lambda call: "")
 
 
 def test_longest_prefix_wins():
     reg = Registry()
     for name in ("get", "get status", "get status all"):
-        reg.command(name, usage=name, text=name, examples=(name,), keywords=("k",))(lambda call: name)
+        reg.command(name, grant="read", usage=name, text=name, examples=(name,), keywords=("k",))(lambda call: name)
     assert reg.match(grammar.tokenize("get status where a = b"))[0].name == "get status"
     assert reg.match(grammar.tokenize("GET Status all"))[0].name == "get status all"
     assert reg.match(grammar.tokenize("get other"))[0].name == "get"
@@ -93,3 +93,14 @@ def test_help_for_unknown_things_is_an_error(tmp_path):
     assert not reply.ok and "get status" in reply.text
     reply = run(node, "help index nothing-like-this")
     assert not reply.ok and "monitor" in reply.text
+
+
+def test_a_command_without_a_grant_is_refused_when_it_registers():
+    """No command can be forgotten: a missing or unknown grant fails the module's import."""
+    reg = Registry()
+    with pytest.raises(ValueError, match="declares no grant.*read, write, admin, owner"):
+        reg.command("get y", usage="get y", text="y", examples=("get y",), keywords=("k",))(lambda call: "")
+    with pytest.raises(ValueError, match="grant 'root'"):
+        reg.command("get y", grant="root", usage="get y", text="y", examples=("get y",), keywords=("k",))(
+            lambda call: "")
+    assert len(reg) == 0
