@@ -115,7 +115,7 @@ def pass_through(q, ports, half: int) -> tuple[float, float]:
     tail = body[body.rfind(b'"Statistics"'):]
     assert status == 200 and b'"Count": %d' % (2 * half) in tail, (status, body[-300:])
     t0 = time.perf_counter()
-    status, body = get(ports["op1"][1], f'sql lsl "{sql}"')
+    status, body = get(ports["op1"][1], f'sql lsl limit = {half} "{sql}"')
     local = time.perf_counter() - t0
     assert status == 200 and b'"Count": %d' % half in body[-200:], body[-300:]
     return 2 * half / network, half / local

@@ -23,7 +23,7 @@ from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.grammar import quote
 from anylog_tw.metadata import policies
 from anylog_tw.query import merge as merging
-from anylog_tw.query import rewrite, stream, timeseries
+from anylog_tw.query import fastmerge, rewrite, stream, timeseries
 from anylog_tw.query.errors import QueryError
 from anylog_tw.query.jobs import Job, PartRun, QueryJobs
 from anylog_tw.query.options import QueryOptions
@@ -155,7 +155,11 @@ class NetworkQuery:
             source = stream.pages(self.ask, answered, plan, deadline, job)
         else:
             replies = [(r[0], r[1]) for r in answered]
-            if sum(len(r[1]) for r in replies) <= INLINE_MERGE:  # a thread hop costs more than the merge
+            small = sum(len(r[1]) for r in replies) <= INLINE_MERGE
+            quick = fastmerge.merge(plan, replies) if small else None
+            if quick is not None:  # a global count/sum/min/max: no SQLite needed
+                titles, rows = quick
+            elif small:  # a thread hop costs more than the merge
                 titles, rows = merging.merge(plan, replies)
             else:
                 titles, rows = await self.in_thread(merging.merge, plan, replies)
