@@ -52,7 +52,14 @@ class Rendered(NamedTuple):
 
 
 def render(titles: list[str], rows: list) -> Rendered:
-    return Rendered(len(rows), orjson.dumps([dict(zip(titles, r)) for r in rows], default=str)[1:-1])
+    """The rows as the answer's objects, from the database's values as fetched: orjson writes
+    str, int, float and None itself (as the general path ends up writing them, a non-finite float
+    as null) and hands `sqlfmt.json_value` the rest (times, bytes, decimals)."""
+    return Rendered(len(rows), orjson.dumps([dict(zip(titles, r)) for r in rows], default=sqlfmt.json_value,
+                                            option=_OPTIONS)[1:-1])
+
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class Cursor:
@@ -76,7 +83,7 @@ class Cursor:
         buf: list = []
         total = 0
         for batch in batches:
-            buf.extend(convert(r) for r in batch)
+            buf.extend(batch if self.titles else map(convert, batch))  # render() converts what it must
             while len(buf) >= self.page:
                 chunk, buf = buf[:self.page], buf[self.page:]
                 total += len(chunk)
