@@ -8,7 +8,8 @@ operator on SQLite with its own rows, one cluster per operator.
    `get query execution`).  Target: total <= 1.3 x slowest + 30 ms.
 2. Pass-through of --rows rows in total from 2 operators to a REST client (rows streamed in pages):
    rows/s end to end (target >= 150,000) next to one operator's local `sql` of its half through
-   its own REST server; and the query node's peak RSS (VmHWM, target < 200 MB).
+   its own REST server (`sql lsl limit = <half>`: `sql` cuts at 10,000 rows by default); and the query
+   node's peak RSS (VmHWM, target < 200 MB).
 3. `select count(*)` over the 4 operators through REST at concurrency 10: queries/s (target >=
    300) over the big tables and over 1,000-row tables (the query path's own cost), next to one
    operator's local `sql` count(*) through its REST server, and `get status` through the query

@@ -190,7 +190,9 @@ async def _keep_in_system_query(call, opts, titles, rows) -> None:
               "SQLite's dialect, is checked to be one SELECT, put in this dbms's dialect and run read-only. The "
               "reply is the rows as a table, with the dictionary values the query node asked for (extend). With "
               "page = N, at most N rows come back and the rest is read on with 'query next'. A table this node "
-              "does not have answers no rows.",
+              "does not have answers no rows. With titles = [..] (a JSON list) and page = N, each page comes as "
+              "text: a JSON header line {\"cursor\", \"rows\"}, then the rows as JSON objects with those keys, "
+              "written by the scan (the query node passes them on to a REST client as they are).",
          examples=('query part where dbms = lsl and table = ping and sql = "SELECT COUNT(*) AS \\"c\\" FROM ping"',),
          keywords=KEYWORDS, grant="read", readonly=True,
          options=(Option("dbms", required=True), Option("table", required=True), Option("sql", required=True),
