@@ -8,7 +8,8 @@ operator on SQLite with its own rows, one cluster per operator.
    `get query execution`).  Target: total <= 1.3 x slowest + 30 ms.
 2. Pass-through of --rows rows in total from 2 operators to a REST client (rows streamed in pages):
    rows/s end to end (target >= 150,000) next to one operator's local `sql` of its half through
-   its own REST server; and the query node's peak RSS (VmHWM, target < 200 MB).
+   its own REST server (`sql lsl limit = <half>`: `sql` cuts at 10,000 rows by default); and the query
+   node's peak RSS (VmHWM, target < 200 MB).
 3. `select count(*)` over the 4 operators through REST at concurrency 10: queries/s (target >=
    300) over the big tables and over 1,000-row tables (the query path's own cost), next to one
    operator's local `sql` count(*) through its REST server, and `get status` through the query
@@ -115,7 +116,7 @@ def pass_through(q, ports, half: int) -> tuple[float, float]:
     tail = body[body.rfind(b'"Statistics"'):]
     assert status == 200 and b'"Count": %d' % (2 * half) in tail, (status, body[-300:])
     t0 = time.perf_counter()
-    status, body = get(ports["op1"][1], f'sql lsl "{sql}"')
+    status, body = get(ports["op1"][1], f'sql lsl limit = {half} "{sql}"')
     local = time.perf_counter() - t0
     assert status == 200 and b'"Count": %d' % half in body[-200:], body[-300:]
     return 2 * half / network, half / local

@@ -4,7 +4,10 @@ mode`, `get query execution`, `get datetime`)."""
 
 from __future__ import annotations
 
+import functools
+
 import datetime
+import json
 import os
 import re
 import tempfile
@@ -20,7 +23,7 @@ from anylog_tw.metadata.layer import metadata, metadata_destination
 from anylog_tw.net.destination import DEFAULT_TIMEOUT, parse_destination
 from anylog_tw.net.peers import Peers
 from anylog_tw.query import output, stream, timeexpr
-from anylog_tw.query.cursor import Cursors
+from anylog_tw.query.cursor import Cursors, Rendered
 from anylog_tw.query.jobs import QueryJobs
 from anylog_tw.query.network import NetworkQuery
 from anylog_tw.query.options import parse_options
@@ -84,10 +87,14 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
         st = peers.states.get(address)
         return st is not None and st.status == "not responding"
 
-    runner = NetworkQuery(registry, peers.command, meta.ledger, node.reactor, node.in_thread, is_down,
+    # Each operator runs its part with no more than the caller holds here (the frame carries the grant).
+    ask = functools.partial(peers.command, grant=call.grant)
+    runner = NetworkQuery(registry, ask, meta.ledger, node.reactor, node.in_thread, is_down,
                           peers.own_address() or "")
     try:
-        answer = await runner.run(job, dbms, statement, opts, addresses, subset, timeout)
+        streamed = call.origin.kind == "rest" and not opts.table and opts.dest != "file"
+        answer = await runner.run(job, dbms, statement, opts, addresses, subset, timeout,
+                                  streams_json=streamed and opts.format in ("json", "json:list"))
     except Exception:
         job.status, job.ended = "Error", node.reactor.seconds()
         raise
@@ -107,12 +114,12 @@ async def network_sql(call, dest_text: str, cmd: str) -> Reply:
             stats["Failover"] = answer.failover
         return stats
 
-    if answer.stream is not None and call.origin.kind == "rest" and not opts.table and opts.dest != "file":
+    if answer.stream is not None and streamed:
         body = stream.chunks(opts.format, answer.titles, answer.stream, shape, opts.stat, statistics)
         return stream.StreamReply(body, opts.format != "table")
     if answer.stream is not None:
         try:
-            answer.rows = [r async for batch in answer.stream for r in batch]
+            answer.rows = [r async for batch in answer.stream for r in stream.rows_of(batch)]
         except Exception:
             job.status = "Error"
             raise
@@ -189,12 +196,16 @@ async def _keep_in_system_query(call, opts, titles, rows) -> None:
               "SQLite's dialect, is checked to be one SELECT, put in this dbms's dialect and run read-only. The "
               "reply is the rows as a table, with the dictionary values the query node asked for (extend). With "
               "page = N, at most N rows come back and the rest is read on with 'query next'. A table this node "
-              "does not have answers no rows.",
+              "does not have answers no rows. With titles = [..] (a JSON list) and page = N, each page comes as "
+              "text: a JSON header line {\"cursor\", \"rows\"}, then the rows as JSON objects with those keys, "
+              "written by the scan (the query node passes them on to a REST client as they are).",
          examples=('query part where dbms = lsl and table = ping and sql = "SELECT COUNT(*) AS \\"c\\" FROM ping"',),
          keywords=KEYWORDS, grant="read", readonly=True,
          options=(Option("dbms", required=True), Option("table", required=True), Option("sql", required=True),
                   Option("job", default=""), Option("node", default=""), Option("extend", default=""),
                   Option("page", kind="int", default=0),
+                  Option("titles", default="", help="a JSON list: with page = N, pages come as JSON row objects "
+                                                    "with these keys (see 'query next')"),
                   Option("timeout", kind="float", default=0.0, help="the query node's deadline, in seconds")))
 async def query_part(call):
     node = call.node
@@ -205,6 +216,7 @@ async def query_part(call):
     node.component(PartLog).add(record)
     extend = {k.strip().lower(): node.lookup_for(call.origin)(k.strip().lower()) for k in opts["extend"].split(",") if k.strip()}
     page = opts["page"] if opts["page"] > 0 and not getattr(db, "memory", False) else 0
+    titles = _titles(opts["titles"]) if page else None
     cursor = None
     deadlines = [t for t in (opts["timeout"], databases(call).query_timeout) if t]
     timeout = min(deadlines) if deadlines else None  # the smaller of the query node's and this node's
@@ -213,7 +225,7 @@ async def query_part(call):
             if page:
                 check_select(opts["sql"])
                 columns, rows, cursor = await node.component(Cursors).start(db, translate(opts["sql"], db.engine),
-                                                                            page, timeout)
+                                                                            page, timeout, titles)
             else:
                 columns, rows = await run_part(db, opts["sql"], timeout)
         except StorageError:
@@ -226,7 +238,27 @@ async def query_part(call):
     finally:
         record.seconds = node.reactor.seconds() - record.started
     record.rows = len(rows)
+    if isinstance(rows, Rendered):
+        return _rendered_reply(rows, cursor)
     return Reply(columns=columns, rows=rows, data={"extend": extend, "cursor": cursor})
+
+
+def _titles(text: str) -> list[str] | None:
+    if not text:
+        return None
+    try:
+        titles = json.loads(text)
+    except ValueError:
+        titles = None
+    if not isinstance(titles, list) or not titles or not all(isinstance(t, str) for t in titles):
+        raise OptionError(f"titles must be a JSON list of column titles, not {text[:80]!r}")
+    return titles
+
+
+def _rendered_reply(page: Rendered, cursor: str | None) -> Reply:
+    """A rendered page travels as text: a header line, then the row objects (see stream.py)."""
+    head = json.dumps({"cursor": cursor, "rows": page.count})
+    return Reply.of_text(head + "\n" + page.text.decode("utf-8"))
 
 
 @command("query next", usage="query next where cursor = <id> [and stop = true]",
@@ -240,6 +272,8 @@ async def query_next(call):
         cursors.close_one(call.opts["cursor"])
         return Reply(columns=[], rows=[], data={"cursor": None})
     rows, cursor = await cursors.next(call.opts["cursor"])
+    if isinstance(rows, Rendered):
+        return _rendered_reply(rows, cursor)
     return Reply(columns=[], rows=rows, data={"cursor": cursor})
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from anylog_tw.base.bring import MISSING, BringError, as_number, compile_key, read_key, read_quoted, text_of
+from anylog_tw.base.bring import MISSING, BringError, read_key, read_quoted
+from anylog_tw.base.bring_values import as_number, compile_key, text_of
 
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=")
 

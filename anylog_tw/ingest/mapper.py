@@ -35,7 +35,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from anylog_tw.base.bring import MISSING, BringError, Many, compile_value, text_of, walk
+from anylog_tw.base.bring import MISSING, BringError, Many
+from anylog_tw.base.bring_values import compile_value, text_of, walk
 from anylog_tw.base.columns import ColumnError, convert_column
 from anylog_tw.base.convert import TEXT, ConversionError, convert, data_name, format_timestamp, logical_type, shown
 from anylog_tw.ingest.condition import compile_condition

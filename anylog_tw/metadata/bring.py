@@ -10,7 +10,8 @@ error unless `.null` is given.
 
 from __future__ import annotations
 
-from anylog_tw.base.bring import Bring, BringError, Outcome, format_rows, label  # noqa: F401 (re-exported)
+from anylog_tw.base.bring import Bring, BringError, Outcome  # noqa: F401 (re-exported)
+from anylog_tw.base.bring_values import format_rows, label  # noqa: F401 (re-exported)
 from anylog_tw.metadata.values import MISSING, QueryError, Store, body, policy_type, resolve
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Protocol, Sequence
 
-from anylog_tw.base.bring import MISSING, BringError, Segment, as_number, split_function, text_of, walk  # noqa: F401 (re-exported)
+from anylog_tw.base.bring import MISSING, BringError, Segment, split_function  # noqa: F401 (re-exported)
+from anylog_tw.base.bring_values import as_number, text_of, walk  # noqa: F401 (re-exported)
 
 
 # Types a query may name even when the ledger holds none of them yet (an empty answer, not a typo).

@@ -5,6 +5,10 @@ operator answers the first page and keeps the scan open: the scan's thread reads
 `AHEAD` pages and then waits for the query node to ask for the next one (`query next`), so memory
 stays bounded on both nodes and a query node that has enough rows (LIMIT) closes the cursor.
 A cursor nobody asks for within `IDLE` seconds is closed.
+
+With `titles` (the query node streams the answer as JSON and applies nothing to the rows), each
+page is rendered here, in the scan's thread, as the row objects of the final answer
+(`Rendered`): the query node then passes the text on without decoding a row.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import deque
+from typing import NamedTuple
+
+import orjson
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
@@ -33,9 +40,31 @@ def convert(row) -> list:
     return [v if v.__class__ in _PLAIN else sqlfmt.json_value(v) for v in row]
 
 
+class Rendered(NamedTuple):
+    """A page as the answer's row objects, comma-joined, without brackets (what
+    `output.dumps_rows` makes of the same rows on the query node)."""
+
+    count: int
+    text: bytes
+
+    def __len__(self) -> int:  # counted like a page of rows
+        return self.count
+
+
+def render(titles: list[str], rows: list) -> Rendered:
+    """The rows as the answer's objects, from the database's values as fetched: orjson writes
+    str, int, float and None itself (as the general path ends up writing them, a non-finite float
+    as null) and hands `sqlfmt.json_value` the rest (times, bytes, decimals)."""
+    return Rendered(len(rows), orjson.dumps([dict(zip(titles, r)) for r in rows], default=sqlfmt.json_value,
+                                            option=_OPTIONS)[1:-1])
+
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 class Cursor:
-    def __init__(self, reactor, page: int):
-        self.reactor, self.page = reactor, page
+    def __init__(self, reactor, page: int, titles: list[str] | None = None):
+        self.reactor, self.page, self.titles = reactor, page, titles
         self.id = secrets.token_hex(8)
         self.columns: list[str] | None = None
         self.pages: deque = deque()
@@ -54,13 +83,13 @@ class Cursor:
         buf: list = []
         total = 0
         for batch in batches:
-            buf.extend(convert(r) for r in batch)
+            buf.extend(batch if self.titles else map(convert, batch))  # render() converts what it must
             while len(buf) >= self.page:
                 chunk, buf = buf[:self.page], buf[self.page:]
                 total += len(chunk)
-                self._put(chunk, False)
+                self._put(render(self.titles, chunk) if self.titles else chunk, False)
         total += len(buf)
-        self._put(buf, True)
+        self._put(render(self.titles, buf) if self.titles else buf, True)
         return total
 
     def _put(self, chunk: list, last: bool) -> None:
@@ -121,12 +150,14 @@ class Cursors:
         self.node = node
         self.open: dict[str, Cursor] = {}
 
-    async def start(self, db, sql: str, page: int, timeout: float | None = None) -> tuple[list[str], list, str | None]:
+    async def start(self, db, sql: str, page: int, timeout: float | None = None,
+                    titles: list[str] | None = None) -> tuple[list[str], list, str | None]:
         """Run `sql` read-only; -> (columns, first page, cursor id or None when that was all).
+        With `titles`, pages are `Rendered`.
 
         `timeout` bounds the wait for the first page (the operator's query deadline); later pages
         wait for the query node, and a cursor it stops asking for closes after `IDLE` seconds."""
-        cursor = Cursor(self.node.reactor, page)
+        cursor = Cursor(self.node.reactor, page, titles)
         done = Deferred.fromCoroutine(db.scan(sql, None, cursor.produce, batch=min(page, 10000)))
         done.addCallbacks(lambda _: cursor.failed(None), cursor.failed)
         first = Deferred.fromCoroutine(cursor.next_page())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -23,7 +24,7 @@ from anylog_tw.base.errors import AnyLogError, PeerError, Timeout
 from anylog_tw.base.grammar import quote
 from anylog_tw.metadata import policies
 from anylog_tw.query import merge as merging
-from anylog_tw.query import rewrite, stream, timeseries
+from anylog_tw.query import fastmerge, output, rewrite, stream, timeseries
 from anylog_tw.query.errors import QueryError
 from anylog_tw.query.jobs import Job, PartRun, QueryJobs
 from anylog_tw.query.options import QueryOptions
@@ -109,6 +110,7 @@ class NetworkQuery:
                  own_address: str = ""):
         self.jobs, self.ask, self.store, self.clock = jobs, ask, store, clock
         self.in_thread, self.is_down, self.own_address = in_thread, is_down, own_address
+        self.render_titles: list[str] | None = None   # pass-through pages rendered by the operators
 
     def deadline(self, dest_timeout: float, opts: QueryOptions) -> float:
         """The smallest of the destination timeout, max_time and the query mode's timeout."""
@@ -116,7 +118,11 @@ class NetworkQuery:
         return min(found) if found else 20.0
 
     async def run(self, job: Job, dbms: str, statement: str, opts: QueryOptions, addresses: list[str] | None,
-                  subset: bool, timeout: float) -> Answer:
+                  subset: bool, timeout: float, streams_json: bool = False) -> Answer:
+        """`streams_json`: the caller sends a pass-through answer on as it comes, as JSON row
+        objects (`json`, `json:list` over REST); then, when nothing changes the rows on the way
+        (no extend, cast or time zone), the operators render the pages themselves and the rows
+        are never decoded here (`stream.pages` yields `Rendered` pages)."""
         started = time.monotonic()
         now = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc).replace(tzinfo=None)
         prepared = prepare(statement, now)
@@ -131,6 +137,10 @@ class NetworkQuery:
         job.remote_sql = plan.remote_sql() if plan.period is None else plan.leading_sql()
         job.tables = [f"{dbms}.{table}"] + [f"{d}.{t}" for d, t in opts.include]
         targets = self._targets(dbms, table, opts, addresses)
+        self.render_titles = None
+        if streams_json and plan.pass_through and plan.titles is not None and not plan.extend \
+                and not any(plan.casts) and (output.is_utc(output.zone(opts.timezone)) or not any(plan.time_columns)):
+            self.render_titles = plan.output_titles()
         deadline = self.deadline(timeout, opts)
         first = plan
         if plan.period is not None:
@@ -155,7 +165,11 @@ class NetworkQuery:
             source = stream.pages(self.ask, answered, plan, deadline, job)
         else:
             replies = [(r[0], r[1]) for r in answered]
-            if sum(len(r[1]) for r in replies) <= INLINE_MERGE:  # a thread hop costs more than the merge
+            small = sum(len(r[1]) for r in replies) <= INLINE_MERGE
+            quick = fastmerge.merge(plan, replies) if small else None
+            if quick is not None:  # a global count/sum/min/max: no SQLite needed
+                titles, rows = quick
+            elif small:  # a thread hop costs more than the merge
                 titles, rows = merging.merge(plan, replies)
             else:
                 titles, rows = await self.in_thread(merging.merge, plan, replies)
@@ -231,6 +245,7 @@ class NetworkQuery:
                 + f" and timeout = {deadline:g}" + (f" and page = {page}" if page else "")
                 + (f" and node = {self.own_address}" if self.own_address else "")
                 + (f" and extend = {quote(','.join(plus))}" if plus else "")
+                + (f" and titles = {quote(json.dumps(self.render_titles))}" if page and self.render_titles else "")
                 + f" and sql = {quote(sql)}")
         reasons = []
         for member in target.members:
@@ -258,11 +273,11 @@ class NetworkQuery:
                 run.status, run.error = "Error", reply.text or ""
                 raise _OperatorError(f"operator {member.address}: {reply.text}")
             data = reply.data if isinstance(reply.data, dict) else {}
-            rows = reply.rows or []
+            rows, cursor = stream.page_of(reply) if page else (reply.rows or [], None)
             run.rows = len(rows)
             run.status = "Completed" if rows else "Empty Set"
             ext = tuple(_extend_value(e, member.address, target, data) for e in plan.extend)
-            return ext, rows, reply.columns, data.get("cursor"), member.address, run
+            return ext, rows, reply.columns, cursor, member.address, run
         run.status, run.error, run.ended = "Error", "; ".join(reasons), self.clock.seconds()
         raise PeerError(f"No active operator for cluster '{target.cluster}' (table {target.dbms}.{target.table}): "
                         + "; ".join(reasons) + " (add subset = true to the destination to accept partial results)")

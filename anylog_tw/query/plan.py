@@ -116,7 +116,18 @@ class Plan:
             raise QueryError("a pass-through query has no merge query")
         key = ("local", name, engine)
         if key not in self._written:
-            self._written[key] = _over(self.local, name).sql(dialect=_dialect(engine), identify=True)
+            # Each query names its merge table (`query_N`): the text is written once per engine
+            # over the placeholder and the name put in, unless the placeholder's quoted text
+            # also appears elsewhere (inside a literal), where only the tree knows which is which.
+            template = self._written.get(("local", engine))
+            if template is None:
+                template = self._written[("local", engine)] = self.local.sql(dialect=_dialect(engine), identify=True)
+            if template.count(_QUOTED_PLACEHOLDER) == 1:
+                self._written[key] = template.replace(_QUOTED_PLACEHOLDER, _quote(name))
+            else:
+                self._written[key] = _over(self.local, name).sql(dialect=_dialect(engine), identify=True)
+            while len(self._written) > 64:  # one entry per query name otherwise
+                self._written.pop(next(k for k in self._written if len(k) == 3 and k[0] == "local"))
         return self._written[key]
 
 
@@ -132,6 +143,7 @@ def _quote(name: str) -> str:
 
 
 PLACEHOLDER = "<table>"  # not a possible table name: replaced by the real one when SQL is written
+_QUOTED_PLACEHOLDER = '"<table>"'
 
 
 def _over(tree: exp.Select, table: str) -> exp.Select:

@@ -8,7 +8,6 @@ import calendar
 import json
 import pathlib
 import time
-import uuid
 
 import jsonschema
 import pytest
@@ -18,6 +17,7 @@ from tests.helpers import ok
 from tests.integration.rest_support import Client, start_node
 from tests.integration.test_storage_engines import ENGINES
 from tests.pg import PSQL, drop_pg_database
+from tests.pg import new_database
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "grafana"
 
@@ -65,7 +65,7 @@ async def node(request, tmp_path):
     if request.param == "sqlite":
         await ok(node, "connect dbms lsl_demo where type = sqlite")
     else:
-        database = "gf_" + uuid.uuid4().hex[:10]
+        database = new_database("gf")
         await ok(node, f"connect dbms lsl_demo where {PSQL} and database = {database}")
     await ok(node, 'sql lsl_demo "create table ping_sensor (timestamp TIMESTAMP, value DOUBLE PRECISION, device TEXT)"')
     values = ", ".join(f"('{t}', {v}, '{d}')" for t, v, d in ROWS)

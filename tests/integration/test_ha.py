@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import pytest
 import pytest_twisted
@@ -17,7 +16,7 @@ from twisted.internet import reactor
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
-from tests.pg import PG, pg_connect
+from tests.pg import PG, drop_pg_database, new_database
 
 FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds and grace = 0 seconds"
 
@@ -72,7 +71,7 @@ async def count(node: Node, sql: str, dbms: str = "lsl") -> int:
 
 @pytest_twisted.async_yield_fixture(params=["sqlite", pytest.param("psql", marks=pytest.mark.postgres)])
 async def cluster(request, tmp_path):
-    names = {n: "ha_" + n + "_" + uuid.uuid4().hex[:8] if request.param == "psql" else "" for n in "ab"}
+    names = {n: new_database("ha_" + n) if request.param == "psql" else "" for n in "ab"}
     a = await start_node(tmp_path, "a", names["a"])
     b = await start_node(tmp_path, "b", names["b"])
     ports = {"opa": addr(a)[1], "opb": addr(b)[1]}
@@ -84,12 +83,8 @@ async def cluster(request, tmp_path):
     for node in (a, b):
         await node.stopService()
     if request.param == "psql":
-        c = pg_connect("postgres")
-        c.autocommit = True
-        with c.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.close()
+        for name in names.values():
+            drop_pg_database(name)
 
 
 async def wait_count(node, sql, expected, what, timeout=20.0, dbms="lsl"):

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import uuid
 
 import pytest
 import pytest_twisted
@@ -18,7 +17,7 @@ from anylog_tw.ingest import pipeline
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.integration.test_operator import _insert_policy, count, drop, listing, wait_empty
-from tests.pg import PG, pg_admin
+from tests.pg import PG, drop_pg_database, new_database
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
 
@@ -36,13 +35,13 @@ async def node(request, tmp_path):
         if engine == "sqlite":
             await dbs.connect(dbms, "sqlite")
         else:
-            made.append(f"forms_{uuid.uuid4().hex[:10]}")
+            made.append(new_database("forms"))
             await dbs.connect(dbms, "psql", database=made[-1], **PG)
     node.engine = engine
     yield node
     await node.stopService()
     for name in made:
-        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(name)
 
 
 async def start(node, options: str = "") -> None:

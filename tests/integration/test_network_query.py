@@ -330,3 +330,50 @@ async def test_query_stop_cancels_a_running_query(network):
     finally:
         await port.stopListening()
         query.component(Peers).forget(silent)
+
+
+async def test_rest_pass_through_rendered_by_the_operators_equals_the_general_path(network, monkeypatch):
+    """With json/json:list over REST the operators render the pages (the query node decodes no
+    row): the answer is the one the console's path (rows decoded, shaped and rendered on the query
+    node) gives, rows in the same order, also when the LIMIT cuts a rendered page in the middle."""
+    from anylog_tw.query import cursor, stream
+    from tests.integration.rest_support import Client
+
+    monkeypatch.setattr(stream, "PAGE", 64)
+    rendered = []
+    original = cursor.render
+    monkeypatch.setattr(cursor, "render", lambda titles, rows: rendered.append(len(rows)) or original(titles, rows))
+    query, _ = network
+    await ok(query, "run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
+    client = Client(query)
+    try:
+        for sql in ("select device_name, value, timestamp from ping",
+                    "select value as v, device_name from ping where timestamp >= '2026-07-19 07:00:00' limit 100",
+                    "select * from ping where value < 3"):
+            want = (await answer(query, f'run client () sql lsl "{sql}"')).json_data()
+            for fmt in ("json", "json:list"):
+                rendered.clear()
+                headers = {"User-Agent": "AnyLog/1.23", "destination": "network",
+                           "command": f'sql lsl format = {fmt} "{sql}"'}
+                status, _, body = await client.call("GET", headers=headers)
+                assert status == 200, body
+                assert rendered, "the operators did not render the pages"
+                if fmt == "json":
+                    got = json.loads(body)
+                    assert got["Query"] == want["Query"]
+                    assert got["Statistics"][0]["Count"] == want["Statistics"][0]["Count"] == len(want["Query"])
+                else:
+                    rows, stats = body.decode().split("\n")
+                    assert json.loads(rows) == want["Query"]
+        assert len(want["Query"]) == 30 and list(want["Query"][0]) == ["timestamp", "device_name", "value"]
+        limited = (await answer(query, 'run client () sql lsl "select value as v, device_name from ping where '
+                                       "timestamp >= '2026-07-19 07:00:00' limit 100\"")).json_data()
+        assert len(limited["Query"]) == 100
+        # a cast is applied on the query node: the rows come decoded, not rendered
+        rendered.clear()
+        headers = {"User-Agent": "AnyLog/1.23", "destination": "network",
+                   "command": 'sql lsl format = json "select value::int as v from ping limit 3"'}
+        status, _, body = await client.call("GET", headers=headers)
+        assert status == 200 and not rendered and json.loads(body)["Query"][0]["v"] in range(100)
+    finally:
+        await client.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import uuid
 
 import psycopg2
 import pytest
@@ -20,7 +19,7 @@ from anylog_tw.base.filename import parse_file_name
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import poll
-from tests.pg import PG, pg_connect
+from tests.pg import PG, drop_pg_database, new_database, pg_connect
 
 
 def _pg_ok() -> bool:
@@ -65,17 +64,13 @@ async def node(request, tmp_path):
     if engine == "sqlite":
         await dbs.connect("lsl", "sqlite")
     else:
-        dbname = "op_" + uuid.uuid4().hex[:10]
+        dbname = new_database("op")
         await dbs.connect("lsl", "psql", database=dbname, **PG)
     node.engine = engine
     yield node
     await node.stopService()
     if dbname:
-        c = pg_connect("postgres")
-        c.autocommit = True
-        with c.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        c.close()
+        drop_pg_database(dbname)
 
 
 async def start(node, options: str = "") -> None:

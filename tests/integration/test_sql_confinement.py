@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 
 import pytest
 import pytest_twisted
@@ -19,6 +18,7 @@ from anylog_tw.storage import Databases
 from anylog_tw.storage.confine import SQLRefused
 from tests.helpers import ok
 from tests.pg import PSQL, drop_pg_database, pg_admin
+from tests.pg import new_database
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
 
@@ -29,7 +29,7 @@ async def node(request, tmp_path):
     node = Node(str(tmp_path / "home"), name="conf", reactor=reactor)
     node.startService()
     node.engine = request.param
-    node.dbms = "cf_" + uuid.uuid4().hex[:10]
+    node.dbms = new_database("cf")
     await ok(node, f"connect dbms {node.dbms} where " + ("type = sqlite" if node.engine == "sqlite" else PSQL))
     await ok(node, f'sql {node.dbms} "create table readings (device text, v integer)"')
     await ok(node, f"sql {node.dbms} \"insert into readings values ('a', 1), ('b', 2), ('c', 3)\"")

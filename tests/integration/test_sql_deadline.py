@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 
 import pytest
 import pytest_twisted
@@ -17,6 +16,7 @@ from tests.helpers import ok, poll, refused
 from tests.integration.rest_support import Client, start_node
 from tests.integration.test_operator import drop
 from tests.pg import PG, drop_pg_database, pg_admin
+from tests.pg import new_database
 
 ENGINES = ["sqlite", pytest.param("psql", marks=pytest.mark.postgres)]
 RUNAWAY = "with recursive c(x) as (select 1 union all select x + 1 from c) select count(*) from c"
@@ -31,7 +31,7 @@ async def node(request, tmp_path):
     if node.engine == "sqlite":
         await ok(node, "connect dbms lsl where type = sqlite")
     else:
-        node.pgname = "dl_" + uuid.uuid4().hex[:10]
+        node.pgname = new_database("dl")
         await node.component(Databases).connect("lsl", "psql", database=node.pgname, **PG)
     await ok(node, "connect dbms almgm where type = sqlite")
     yield node

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import pytest
 import pytest_twisted
@@ -14,6 +13,7 @@ from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.pg import new_database
 from tests.pg import PSQL
 
 
@@ -28,7 +28,7 @@ async def node(tmp_path):
 @pytest_twisted.async_yield_fixture(params=ENGINES)
 async def dbms(request, node):
     """A connected dbms named after the test, on each engine: (node, name)."""
-    name = "sc_" + uuid.uuid4().hex[:10]
+    name = new_database("sc")
     how = "type = sqlite" if request.param == "sqlite" else PSQL
     reply = await node.run(f"connect dbms {name} where {how}")
     assert reply.ok, reply.render()
@@ -145,7 +145,7 @@ async def test_connect_refuses_bad_input_clearly(node):
 
 @pytest.mark.postgres
 async def test_connect_psql_creates_the_database_and_refuses_a_missing_server(node):
-    name = "sc_" + uuid.uuid4().hex[:10]
+    name = new_database("sc")
     try:
         reply = await ok(node, f"connect dbms {name} where {PSQL}")
         assert "127.0.0.1:5432" in reply.render()

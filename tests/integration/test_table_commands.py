@@ -22,6 +22,7 @@ from anylog_tw.storage import Databases
 from anylog_tw.storage.policy_ddl import policy_columns
 from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
+from tests.pg import new_database
 from tests.pg import PSQL
 
 
@@ -37,7 +38,7 @@ async def node(request, tmp_path):
         if request.param == "sqlite":
             how = "type = sqlite"
         else:
-            database = "tc_" + uuid.uuid4().hex[:10]
+            database = new_database("tc")
             made.append(database)
             how = f"{PSQL} and database = {database}"
         await ok(node, f"connect dbms {name} where {how}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import uuid
 
 import pytest
 import pytest_twisted
@@ -17,6 +16,7 @@ from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import PG, drop_pg_database
+from tests.pg import new_database
 
 ROWS = [{"ts": "2026-11-28 05:00:00", "v": 1}, {"ts": "2026-11-28 05:00:01", "v": 2}]
 DATA = b"".join(json.dumps(r).encode() + b"\n" for r in ROWS)
@@ -285,7 +285,7 @@ async def test_drop_of_tsd_info_keeps_its_numbering_on_postgresql(node):
     """The same promise with almgm on PostgreSQL (a SERIAL key)."""
     dbs = node.component(Databases)
     await dbs.disconnect("almgm")
-    name = "tf_" + uuid.uuid4().hex[:10]
+    name = new_database("tf")
     await dbs.connect("almgm", "psql", database=name, **PG)
     try:
         await ok(node, "time file new lsl.ping.0.h1.0.json")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from anylog_tw.base.bring import (EACH, MISSING, BringError, Many, Segment, compile_key, compile_value, format_key,
-                                  parse_bring, parse_key)
+from anylog_tw.base.bring import EACH, MISSING, BringError, Many, Segment, format_key, parse_bring, parse_key
+from anylog_tw.base.bring_values import compile_key, compile_value
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8))
 any_key = st.text(max_size=12)  # spaces, brackets, quotes, backslashes, parentheses: any key at all
