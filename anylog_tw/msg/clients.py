@@ -121,8 +121,11 @@ class MsgClients:
 
     # -- one message ---------------------------------------------------------------------------
 
-    def deliver(self, client: MsgClient, topic: str, payload: bytes) -> str | None:
-        """Take one message; None when its rows are buffered (or it is kept as asked), else the reason."""
+    def deliver(self, client: MsgClient, topic: str, payload: bytes, waiter=None) -> str | None:
+        """Take one message; None when its rows are buffered (or it is kept as asked), else the reason.
+
+        `waiter` (a QoS 1 message's acknowledgement) goes with every buffer its rows are added to;
+        its `remaining` counts them."""
         now = self.reactor.seconds()
         sub = client.subscriptions.find(topic)
         if sub is None:
@@ -164,12 +167,19 @@ class MsgClients:
             self.log.failure("mapping a message on {topic} failed", topic=topic)
             return self._failed(client, sub, topic, payload, now, f"MQTT data error: {type(e).__name__}: {e}")
         add = self.streamer.add
+        added = 0
         try:
+            if waiter is not None:  # counted before: a write may start (and journal) inside add
+                waiter.remaining = (first is not None) + len(others)
             if first is not None:
-                add(first.dbms, first.table, lines, first.source, first.instructions)
+                add(first.dbms, first.table, lines, first.source, first.instructions, waiter)
+                added += 1
             for target, more in others.items():
-                add(target.dbms, target.table, more, target.source, target.instructions)
+                add(target.dbms, target.table, more, target.source, target.instructions, waiter)
+                added += 1
         except AnyLogError as e:  # the buffers refuse rows while their files cannot be written
+            if waiter is not None:  # the buffers that took rows hold the waiter; the others never will
+                waiter.remaining = added
             return self._failed(client, sub, topic, payload, now, e.message)
         rows = len(lines) + sum(len(more) for more in others.values())
         sub.counts.ok(now)

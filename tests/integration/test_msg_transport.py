@@ -56,7 +56,10 @@ async def test_messages_from_mosquitto_become_buffered_rows(node):
     await publish(SYSTEM_PORT, topic, [json.dumps({"value": i}) for i in range(500)], qos=1)
     await poll(lambda: client.counts.messages == 500, what="500 messages")
     assert client.counts.success == 500 and client.counts.errors == 0
-    assert buffered(node) == 500
+    # QoS 1 rows are written at once, whatever the thresholds: the PUBACK waits for their file
+    streamer = node.component(Streamer)
+    await poll(lambda: streamer.flushed_rows == 500, what="500 rows in files")
+    assert buffered(node) == 0 and client.link.acks.acked == 500 and not client.link.acks.pending
     await end_client(node, client.id)
     assert node.process("Message Client") is None
     from anylog_tw.base.metrics import Metrics

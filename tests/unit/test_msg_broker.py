@@ -11,7 +11,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from anylog_tw.msg.broker import BrokerFactory, BrokerStats, MAX_PACKET
-from anylog_tw.msg.external import Redeliveries, backoff
+from anylog_tw.msg.acks import Acks
+from anylog_tw.msg.external import backoff
 
 
 def session(credentials=None, host="127.0.0.1", accept=lambda topic, payload: None):
@@ -153,19 +154,69 @@ def test_oversized_packet_ends_the_session_before_its_body():
     assert "limit" in factory.stats.rows[("MQTT", "127.0.0.1", "PUBLISH")].details
 
 
-def test_redeliveries_drop_only_dup_resends():
-    r = Redeliveries()
-    m = paho.MQTTMessage(mid=1, topic=b"t")
-    m.qos, m.payload = 1, b"x"
-    assert not r.repeat(m)
-    m.dup = True
-    assert r.repeat(m) and r.dropped == 1
-    fresh = paho.MQTTMessage(mid=1, topic=b"t")
-    fresh.qos, fresh.payload = 1, b"x"
-    assert not r.repeat(fresh)  # same content without DUP: a new message (MQTT 3.1.1 at-least-once)
-    zero = paho.MQTTMessage(mid=0, topic=b"t")
-    zero.payload, zero.dup = b"x", True
-    assert not r.repeat(zero) and not r.repeat(zero)  # QoS 0 is never remembered
+class FakePaho:
+    def __init__(self):
+        self.acked = []
+
+    def ack(self, mid, qos):
+        self.acked.append((mid, qos))
+
+
+def qos1(mid, payload=b"x", dup=False):
+    m = paho.MQTTMessage(mid=mid, topic=b"t")
+    m.qos, m.payload, m.dup = 1, payload, dup
+    return m
+
+
+def test_acks_wait_for_durable_rows_and_drop_resends_of_what_is_held(tmp_path):
+    from twisted.internet.task import Clock
+
+    clock, flushes = Clock(), []
+    acks = Acks(clock, str(tmp_path / "j.json"), lambda: flushes.append(1) or [])
+    acks.client = FakePaho()
+    w = acks.waiter(qos1(1))
+    w.remaining = 1  # its rows are in one buffer
+    acks.delivered(w)
+    assert acks.client.acked == [] and list(acks.pending) == [w.key]
+    clock.advance(0)
+    assert flushes == [1]  # the buffer holding it is written at once, not at its thresholds
+    assert acks.resend(qos1(1, dup=True)) and acks.client.acked == []  # held, not durable: no ack yet
+    acks.staged(str(tmp_path / ".f.stage"), str(tmp_path / "f"), [w])
+    acks.durable([w])
+    assert acks.client.acked == [(1, 1)] and not acks.pending
+    assert acks.resend(qos1(1, dup=True)) and acks.client.acked == [(1, 1), (1, 1)]  # durable: acked again
+    assert not acks.resend(qos1(1, payload=b"other", dup=True))  # another message with that packet id
+    nothing = acks.waiter(qos1(2))
+    acks.delivered(nothing)  # an error, or a kept file: no rows to wait for
+    assert acks.client.acked[-1] == (2, 1)
+    acks.close()
+
+    again = Acks(clock, str(tmp_path / "j.json"), lambda: [])  # the node restarted
+    again.client = FakePaho()
+    assert again.recover() == 1
+    assert again.resend(qos1(1, dup=True)) and again.client.acked == [(1, 1)]
+    assert not again.resend(qos1(2, dup=True))  # nothing of it was journaled
+
+
+def test_acks_recovery_publishes_a_stage_left_by_a_crash(tmp_path):
+    from twisted.internet.task import Clock
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    stage, final = watch / ".a.json.stage", watch / "a.json"
+    stage.write_bytes(b'{"x": 1}\n')
+    acks = Acks(Clock(), str(tmp_path / "j.json"), lambda: [])
+    w = acks.waiter(qos1(7))
+    w.remaining = 1
+    acks.staged(str(stage), str(final), [w])
+    acks.close()
+    # killed here: journaled and staged, never renamed, never acknowledged
+    again = Acks(Clock(), str(tmp_path / "j.json"), lambda: [])
+    assert again.recover() == 1
+    assert final.read_bytes() == b'{"x": 1}\n' and not stage.exists()
+    assert again.resend(qos1(7, dup=True))
+    (tmp_path / "j.json").open("ab").write(b'{"stage": "cut')  # a line the crash cut: ignored
+    assert Acks(Clock(), str(tmp_path / "j.json"), lambda: []).recover() == 1
 
 
 def test_backoff_doubles_to_a_minute():
