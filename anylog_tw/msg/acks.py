@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import deque
 
 import orjson
@@ -33,6 +34,7 @@ from twisted.logger import Logger
 
 from anylog_tw.base import atomic
 
+_LOADED = time.time()  # stages older than this were left by an earlier process (stages need this module)
 HISTORY = 32_768  # keys per journal generation; two generations are kept (the current and `.old`)
 
 
@@ -54,14 +56,97 @@ def message_key(mid: int, topic: bytes, payload: bytes) -> str:
     return f"{mid}:{hashlib.blake2b(payload, digest_size=10, key=topic[:64]).hexdigest()}"
 
 
-class Acks:
-    """The acknowledgements of one subscription and its journal (`path`; None: in memory only)."""
+class Journal:
+    """The node's journal of messages whose rows are staged (one file per prep dir, every client's keys).
+
+    One journal for all the clients, so that a stage file no line names is known to be garbage: a
+    crash after it was written and before its line was (its messages were never acknowledged and
+    come again); recovery removes those.
+    """
 
     log = Logger()
 
-    def __init__(self, reactor, path: str | None, flush):
-        self.reactor = reactor
+    def __init__(self, path: str, watch_dirs=()):
         self.path = path
+        self.watch_dirs = tuple(watch_dirs)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._journaled = 0
+        self.keys: list[str] | None = None  # read back by `recover`, once
+
+    def append(self, stage: str, final: str, keys: list[str]) -> None:
+        line = orjson.dumps({"stage": stage, "final": final, "keys": keys}) + b"\n"
+        with self._lock:
+            if self._fd is None:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(self._fd, line)
+            os.fdatasync(self._fd)
+            self._journaled += len(keys)
+            if self._journaled > HISTORY:
+                os.close(self._fd)
+                self._fd = None
+                os.replace(self.path, self.path + ".old")
+                self._journaled = 0
+
+    def recover(self) -> list[str]:
+        """Read the journal back (blocking, once): publish the stages a crash left, remove the stages
+        no line names, and return the keys of the messages held."""
+        with self._lock:
+            if self.keys is not None:
+                return self.keys
+            keys, named, dirs = [], set(), set(self.watch_dirs)
+            for path in (self.path + ".old", self.path):
+                try:
+                    with open(path, "rb") as f:
+                        lines = f.read().splitlines()
+                except FileNotFoundError:
+                    continue
+                for line in lines:
+                    try:
+                        record = orjson.loads(line)
+                        stage, final = record["stage"], record["final"]
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                        continue  # a line cut by the crash: its file was not published, its messages come again
+                    named.add(stage)
+                    dirs.add(os.path.dirname(stage))
+                    if os.path.exists(stage):
+                        if os.path.lexists(final):
+                            os.unlink(stage)
+                        else:
+                            atomic.rename_no_replace(stage, final)
+                            atomic.fsync_dir(os.path.dirname(final))
+                            self.log.info("published {final}, staged before the node stopped", final=final)
+                    keys.extend(record["keys"])
+            for d in dirs:
+                try:
+                    entries = [e.path for e in os.scandir(d) if e.name.startswith(".") and e.name.endswith(".stage")
+                               and e.stat().st_mtime < _LOADED]
+                except OSError:
+                    continue
+                for stage in entries:
+                    if stage not in named:
+                        os.unlink(stage)  # its messages were never acknowledged: the broker sends them again
+            self.keys = keys[-2 * HISTORY:]
+            return self.keys
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+class Acks:
+    """The acknowledgements of one subscription (`name`: its client id) and the node's journal (None:
+    in memory only, for sessions that do not outlive their connection)."""
+
+    log = Logger()
+
+    def __init__(self, reactor, journal: Journal | None, flush, name: str = ""):
+        self.reactor = reactor
+        self.journal = journal
+        self.prefix = name + "/"
         self.flush = flush  # () -> Deferreds of the buffer writes it started (Streamer.flush_waiting)
         self.client = None  # the paho client acknowledging (set by the link)
         self.taken: set[str] = set()
@@ -69,9 +154,6 @@ class Acks:
         self.pending: dict[str, Pending] = {}
         self.dropped = 0  # resends dropped (taken already)
         self.acked = 0
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._journaled = 0
         self._call = None
         self._flushing = False
         self._again = False
@@ -81,7 +163,7 @@ class Acks:
 
     def resend(self, message) -> bool:
         """Whether `message` (QoS 1/2, DUP set) is one we hold: acknowledged now if durable, else when it is."""
-        key = message_key(message.mid, message._topic, message.payload)
+        key = self.prefix + message_key(message.mid, message._topic, message.payload)
         if key in self.taken:
             self.dropped += 1
             self._ack(message.mid, message.qos)
@@ -92,8 +174,8 @@ class Acks:
         return False
 
     def waiter(self, message) -> Pending:
-        w = Pending(self, message.mid, message.qos, message_key(message.mid, message._topic, message.payload))
-        return w
+        return Pending(self, message.mid, message.qos, self.prefix + message_key(message.mid, message._topic,
+                                                                                  message.payload))
 
     def delivered(self, w: Pending) -> None:
         """After `deliver`: acknowledge now when nothing was buffered (an error, a kept file), else wait."""
@@ -159,57 +241,17 @@ class Acks:
 
     def staged(self, stage: str, final: str, waiters: list[Pending]) -> None:
         """A file holding rows of `waiters` is staged durably: journal the messages it completes."""
-        if self.path is None:
+        if self.journal is None:
             return
         keys = [w.key for w in waiters if w.remaining == 1]  # the last of their buffers (see the module doc)
-        if not keys:
-            return
-        line = orjson.dumps({"stage": stage, "final": final, "keys": keys}) + b"\n"
-        with self._lock:
-            if self._fd is None:
-                os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.write(self._fd, line)
-            os.fdatasync(self._fd)
-            self._journaled += len(keys)
-            if self._journaled > HISTORY:
-                os.close(self._fd)
-                self._fd = None
-                os.replace(self.path, self.path + ".old")
-                self._journaled = 0
+        if keys:
+            self.journal.append(stage, final, keys)
 
     def recover(self) -> int:
-        """Read the journal back (blocking): publish stages left by a crash, learn the keys taken."""
-        if self.path is None:
+        """Learn the messages held before a restart (blocking); their number."""
+        if self.journal is None:
             return 0
-        keys = []
-        for path in (self.path + ".old", self.path):
-            try:
-                with open(path, "rb") as f:
-                    lines = f.read().splitlines()
-            except FileNotFoundError:
-                continue
-            for line in lines:
-                try:
-                    record = orjson.loads(line)
-                    stage, final = record["stage"], record["final"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut by the crash: its file was not published, its messages come again
-                if os.path.exists(stage):
-                    if os.path.lexists(final):
-                        os.unlink(stage)
-                    else:
-                        atomic.rename_no_replace(stage, final)
-                        atomic.fsync_dir(os.path.dirname(final))
-                        self.log.info("published {final}, staged before the node stopped", final=final)
-                keys.extend(record["keys"])
-        for key in keys[-2 * HISTORY:]:
+        mine = [k for k in self.journal.recover() if k.startswith(self.prefix)]
+        for key in mine:
             self._remember(key)
-        return len(keys)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
+        return len(mine)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from anylog_tw.base.errors import AnyLogError, NotFound, OptionError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.streamer import Streamer
+from anylog_tw.msg.acks import Journal
 from anylog_tw.msg.files import Appender, error_record, file_label
 from anylog_tw.msg.mapping import Mapper, MappingError, Target
 from anylog_tw.msg.metrics import MsgCollector
@@ -73,6 +74,7 @@ class MsgClients:
         self.collector = MsgCollector(self)
         self.metrics.registry.register(self.collector)
         self.streamer: Streamer = node.component(Streamer)
+        self.journals: dict[str, Journal] = {}
 
     # -- registration --------------------------------------------------------------------------
 
@@ -95,6 +97,16 @@ class MsgClients:
         self.clients[client.id] = client
         self._next_id += 1
         return client
+
+    def journal(self, path: str) -> Journal:
+        """The acknowledgement journal kept in `path`, shared by the clients that name it."""
+        journal = self.journals.get(path)
+        if journal is None:
+            from anylog_tw.ingest.dropfile import ingest_dirs
+
+            watch = self.streamer.dirs.get("watch_dir") or ingest_dirs(self.node)[0]
+            journal = self.journals[path] = Journal(path, (watch,))
+        return journal
 
     def get(self, client_id: int) -> MsgClient:
         client = self.clients.get(client_id)
@@ -223,6 +235,8 @@ class MsgClients:
 
     def close(self):
         """The node stops: the kept messages and error records still in memory go to their files."""
+        for journal in self.journals.values():
+            journal.close()
         return self.files.close()
 
 

@@ -85,7 +85,7 @@ class BrokerLink(Service):
     SETTLE = 10.0  # seconds a stopping link waits for its messages' rows to be durable and acknowledged
 
     def __init__(self, reactor, spec: ClientSpec, client_id: str, deliver, connection: Connection, metrics,
-                 journal: str | None = None, flush=lambda: []):
+                 journal=None, flush=lambda: []):
         self.reactor = reactor
         self.spec = spec
         self.client_id = client_id
@@ -97,7 +97,7 @@ class BrokerLink(Service):
         self._proto = None
         self._made_at = 0.0
         self._tls_failed = False
-        self.acks = self.redeliveries = Acks(reactor, journal, flush)
+        self.acks = self.redeliveries = Acks(reactor, journal, flush, client_id)
         self._first_fired = False
         self._accepted = False  # the broker accepted the session on the current connection
         self._misc = LoopingCall(self._tick)
@@ -232,12 +232,12 @@ class BrokerLink(Service):
         """Read the acknowledgement journal back (off the reactor thread), then connect."""
         Service.startService(self)
         pool = getattr(self.reactor, "getThreadPool", None)
-        if self.acks.path is None or pool is None:
+        if self.acks.journal is None or pool is None:
             self._connect()
             return
         d = threads.deferToThreadPool(self.reactor, pool(), self.acks.recover)
         d.addErrback(lambda f: self.log.failure("reading the acknowledgement journal {path} failed", f,
-                                                path=self.acks.path))
+                                                path=self.acks.journal.path))
         d.addCallback(lambda _: self._connect() if self.running else None)
 
     def _connect(self) -> None:
@@ -265,4 +265,3 @@ class BrokerLink(Service):
         service, self._service = self._service, None
         if service is not None:
             await service.stopService()
-        self.acks.close()

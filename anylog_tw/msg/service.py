@@ -109,7 +109,7 @@ async def start_client(node, spec: ClientSpec, mappers: dict[str, Mapper | None]
     try:
         link = BrokerLink(node.reactor, spec, client_id,
                           lambda topic, payload, waiter=None: clients.deliver(client, topic, payload, waiter),
-                          client.connection, clients.metrics, journal=journal_path(node, spec, client_id),
+                          client.connection, clients.metrics, journal=journal_for(node, spec),
                           flush=clients.streamer.flush_waiting)
     except Exception:
         clients.remove(client.id)
@@ -146,16 +146,14 @@ async def end_client(node, client_id: int) -> MsgClient:
     return client
 
 
-def journal_path(node, spec: ClientSpec, client_id: str) -> str | None:
-    """Where a persistent QoS 1/2 subscription journals the messages it holds (msg/acks.py): the
-    prep dir, named after the client id (the broker's name of the session).  None when the session
-    does not outlive the connection (`clean_session = true`) or nothing is subscribed above QoS 0."""
-    import re
-
+def journal_for(node, spec: ClientSpec):
+    """The journal of the messages a persistent QoS 1/2 subscription holds (msg/acks.py): one per prep
+    dir.  None when the session does not outlive the connection (`clean_session = true`) or nothing
+    is subscribed above QoS 0."""
     if spec.clean_session or not any(t.qos for t in spec.topics):
         return None
     prep = spec.dirs.get("prep_dir") or node.dictionary["prep_dir"]
-    return os.path.join(prep, f"msg_acks.{re.sub(r'[^A-Za-z0-9_.-]', '_', client_id)}.json")
+    return node.component(MsgClients).journal(os.path.join(prep, "msg_acks.json"))
 
 
 def _topics(spec: ClientSpec) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import paho.mqtt.client as paho
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from anylog_tw.msg.broker import BrokerFactory, BrokerStats, MAX_PACKET
-from anylog_tw.msg.acks import Acks
+from anylog_tw.msg.acks import Acks, Journal
 from anylog_tw.msg.external import backoff
 
 
@@ -172,7 +174,7 @@ def test_acks_wait_for_durable_rows_and_drop_resends_of_what_is_held(tmp_path):
     from twisted.internet.task import Clock
 
     clock, flushes = Clock(), []
-    acks = Acks(clock, str(tmp_path / "j.json"), lambda: flushes.append(1) or [])
+    acks = Acks(clock, Journal(str(tmp_path / "j.json")), lambda: flushes.append(1) or [], "c1")
     acks.client = FakePaho()
     w = acks.waiter(qos1(1))
     w.remaining = 1  # its rows are in one buffer
@@ -189,9 +191,9 @@ def test_acks_wait_for_durable_rows_and_drop_resends_of_what_is_held(tmp_path):
     nothing = acks.waiter(qos1(2))
     acks.delivered(nothing)  # an error, or a kept file: no rows to wait for
     assert acks.client.acked[-1] == (2, 1)
-    acks.close()
+    acks.journal.close()
 
-    again = Acks(clock, str(tmp_path / "j.json"), lambda: [])  # the node restarted
+    again = Acks(clock, Journal(str(tmp_path / "j.json")), lambda: [], "c1")  # the node restarted
     again.client = FakePaho()
     assert again.recover() == 1
     assert again.resend(qos1(1, dup=True)) and again.client.acked == [(1, 1)]
@@ -205,18 +207,22 @@ def test_acks_recovery_publishes_a_stage_left_by_a_crash(tmp_path):
     watch.mkdir()
     stage, final = watch / ".a.json.stage", watch / "a.json"
     stage.write_bytes(b'{"x": 1}\n')
-    acks = Acks(Clock(), str(tmp_path / "j.json"), lambda: [])
+    orphan = watch / ".b.json.stage"  # staged, then killed before its journal line
+    orphan.write_bytes(b'{"x": 2}\n')
+    os.utime(orphan, (1, 1))  # by an earlier process (this one's stages are never removed)
+    acks = Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1")
     w = acks.waiter(qos1(7))
     w.remaining = 1
     acks.staged(str(stage), str(final), [w])
-    acks.close()
+    acks.journal.close()
     # killed here: journaled and staged, never renamed, never acknowledged
-    again = Acks(Clock(), str(tmp_path / "j.json"), lambda: [])
+    again = Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1")
     assert again.recover() == 1
     assert final.read_bytes() == b'{"x": 1}\n' and not stage.exists()
+    assert not orphan.exists() and not (watch / "b.json").exists()  # never acknowledged: it comes again
     assert again.resend(qos1(7, dup=True))
     (tmp_path / "j.json").open("ab").write(b'{"stage": "cut')  # a line the crash cut: ignored
-    assert Acks(Clock(), str(tmp_path / "j.json"), lambda: []).recover() == 1
+    assert Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1").recover() == 1
 
 
 def test_backoff_doubles_to_a_minute():
