@@ -232,7 +232,7 @@ class Streamer:
         if buf.first_at is None:
             buf.first_at = self.reactor.seconds()
             self._arm()
-        if buf.size >= self.thresholds(dbms, table).volume:
+        if buf.size >= (self.thresholds(dbms, table) if self.scoped else self.defaults).volume:
             self._start_flush(key)
 
     def count_put(self, dbms: str, table: str, rows: int) -> None:

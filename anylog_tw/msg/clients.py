@@ -199,11 +199,11 @@ class MsgClients:
         client.rows += rows
         return None
 
-    def deliver_local(self, topic: str, payload: bytes) -> str | None:
+    def deliver_local(self, topic: str, payload: bytes, waiter=None) -> str | None:
         """A publish to the node's broker: to the `broker = local` client subscribed to its topic."""
         for client in self.clients.values():
             if client.spec.broker == LOCAL and client.subscriptions.find(topic) is not None:
-                return self.deliver(client, topic, payload)
+                return self.deliver(client, topic, payload, waiter)
         return "no local message client subscribes to this topic"
 
     def _failed(self, client: MsgClient, sub: Subscription | None, topic: str, payload: bytes, now: float,

@@ -20,7 +20,7 @@ from anylog_tw.msg.external import backoff
 def session(credentials=None, host="127.0.0.1", accept=lambda topic, payload: None):
     got = []
 
-    def deliver(topic, payload):
+    def deliver(topic, payload, waiter=None):
         got.append((topic, payload))
         return accept(topic, payload)
 
@@ -55,6 +55,32 @@ def test_connect_publish_qos0_and_qos1():
     rows = factory.stats.rows
     assert rows[("MQTT", "127.0.0.1", "PUBLISH")].success == 2
     assert rows[("MQTT", "127.0.0.1", "CONNECT")].success == 1
+
+
+def test_qos1_and_qos2_are_acknowledged_when_their_rows_are_durable():
+    clock, flushes, waiting = Clock(), [], []
+
+    def deliver(topic, payload, waiter=None):
+        if waiter is not None:
+            waiter.remaining = 1  # its rows went to one buffer
+            waiting.append(waiter)
+
+    factory = BrokerFactory(deliver, BrokerStats(clock), None, flush=lambda: flushes.append(1) or [])
+    proto = factory.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+    proto.makeConnection(t)
+    proto.dataReceived(connect_packet())
+    t.clear()
+    proto.dataReceived(publish_packet("a", b"{}", qos=1, mid=3) + publish_packet("a", b"{}", qos=2, mid=4))
+    assert t.value() == b""  # in the buffers only: no PUBACK, no PUBREC yet
+    clock.advance(0)
+    assert flushes == [1]  # their buffers are written at once
+    dup = pdu.PUBLISH()
+    dup.topic, dup.payload, dup.qos, dup.dup, dup.retain, dup.msgId = "a", bytearray(b"{}"), 2, True, False, 4
+    proto.dataReceived(dup.encode())
+    assert len(waiting) == 2 and t.value() == b""  # the QoS 2 resend is not taken again, nor answered early
+    proto.acks.durable(waiting)
+    assert t.value() == b"\x40\x02\x00\x03" + b"\x50\x02\x00\x04"  # PUBACK 3, PUBREC 4
 
 
 def test_packets_split_anywhere_are_read_the_same():
