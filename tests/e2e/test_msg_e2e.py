@@ -98,5 +98,6 @@ def test_node_killed_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tmp_p
         with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
             assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
         assert not list((node.home / "data" / "watch").glob(".*.stage")), "a staged file was never published"
+        assert (node.home / "data" / "prep" / "msg_acks.json").stat().st_size > 0  # the journal was kept
     finally:
         broker.stop()
