@@ -111,7 +111,11 @@ def write_staged(watch_dir: str, name: str, data: bytes, staged) -> str:
     except OSError as e:
         _unlink(stage)
         raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror or e}", no_space(e)) from None
-    staged(stage, final)
+    try:
+        staged(stage, final)
+    except BaseException:  # not recorded: nobody would publish it
+        _unlink(stage)
+        raise
     try:
         atomic.rename_no_replace(stage, final)
     except OSError as e:  # after `staged`: the stage stays, to be published when its recorder next starts
