@@ -57,7 +57,8 @@ async def run_message_broker(call):
                        opts["bind"], node.dictionary.get("ip", "127.0.0.1"))
     clients = node.component(MsgClients)
     factory = BrokerFactory(clients.deliver_local, BrokerStats(node.reactor),
-                            {opts["user"]: opts["password"]} if opts["user"] else None)
+                            {opts["user"]: opts["password"]} if opts["user"] else None,
+                            flush=clients.streamer.flush_waiting)
     endpoint_class = TCP6ServerEndpoint if ":" in (plan.bind_ip or "") else TCP4ServerEndpoint
     endpoint = endpoint_class(node.reactor, plan.port, backlog=BACKLOG, interface=plan.bind_ip or "")
     try:

@@ -319,11 +319,23 @@ def _merge_count(count: int | None, v: Any, what: str, where: str) -> int | None
     return len(v)
 
 
+_NAMES: dict[tuple[str, str], str] = {}  # the few dbms and table names a stream uses, made once
+
+
 def _name(value: Any, what: str, where: str) -> str:
+    if type(value) is str:
+        name = _NAMES.get((value, what))
+        if name is not None:
+            return name
     try:
-        return data_name(text_of(value) if not isinstance(value, str) else value, what)
+        name = data_name(text_of(value) if not isinstance(value, str) else value, what)
     except ConversionError as e:
         raise MappingError(f"{where}: {e.message}") from None
+    if type(value) is str:
+        if len(_NAMES) >= 4096:
+            _NAMES.clear()
+        _NAMES[(value, what)] = name
+    return name
 
 
 def _blob(col: _Col, v: Any, where: str) -> BlobValue:

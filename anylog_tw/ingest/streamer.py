@@ -17,17 +17,26 @@ writes fail, buffers past `MAX_KEPT` bytes make `add` refuse new rows (REST answ
 full disk cannot fill the memory.  Rows the operator could never take (a second copy of a file
 already waiting in the watch dir) go to the error dir.  The node stopping writes what is left;
 what even the error dir cannot take then is logged with its row count.
+
+A caller that must know when its rows are durable (an MQTT QoS 1 message is acknowledged only
+then) passes a `waiter` to `add`: an object with a `sink` that is told, in the worker thread,
+where the buffer's file is staged before it is published (`sink.staged`, e.g. to journal the
+messages it holds), and, on the reactor thread, that the rows are on disk (`sink.durable`).  A
+buffer with waiters is written as a hidden `.<name>.stage` file (fsynced, the directory too),
+then renamed to its name; one without is written as before.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from anylog_tw.base.errors import AnyLogError, CommandError
+from anylog_tw.base import atomic
+from anylog_tw.base.errors import AnyLogError, CommandError, no_space
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.dropfile import (
     DuplicateFile,
@@ -73,6 +82,60 @@ class Buffer:
     rows: list[bytes] = field(default_factory=list)
     size: int = 0
     first_at: float | None = None
+    waiters: list = field(default_factory=list)  # told when the rows are durable (see the module doc)
+
+
+def write_staged(watch_dir: str, name: str, data: bytes, staged) -> str:
+    """Publish `data` as `watch_dir/name` in two durable steps, calling `staged(stage, final)` between.
+
+    The stage file is hidden (the watcher and the stale-temp sweep leave `.<name>.stage` alone),
+    fsynced with its directory entry before `staged` runs, so whoever recorded it there can
+    finish the rename after a crash: a stage that is still there is published then, one that is
+    gone was published.  Blocking; raises as `write_file` does.
+    """
+    final = os.path.join(watch_dir, name)
+    stage = os.path.join(watch_dir, f".{name}.stage")
+    if os.path.lexists(final):
+        raise DuplicateFile(f"{name} is already in the watch dir: the same data was sent twice (the hash names "
+                            f"the content)")
+    try:
+        fd = os.open(stage, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        atomic.fsync_dir(watch_dir)
+    except OSError as e:
+        _unlink(stage)
+        raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror or e}", no_space(e)) from None
+    try:
+        staged(stage, final)
+    except BaseException:  # not recorded: nobody would publish it
+        _unlink(stage)
+        raise
+    try:
+        atomic.rename_no_replace(stage, final)
+    except OSError as e:  # after `staged`: the stage stays, to be published when its recorder next starts
+        raise WriteError(f"cannot publish {name} in {watch_dir}: {e.strerror or e}", no_space(e)) from None
+    atomic.fsync_dir(watch_dir)
+    return final
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _by_sink(waiters: list) -> dict:
+    groups: dict = {}
+    for w in waiters:
+        groups.setdefault(w.sink, []).append(w)
+    return groups
 
 
 class Streamer:
@@ -149,8 +212,11 @@ class Streamer:
             stats = self.stats[(dbms, table)] = TableStats()
         return stats
 
-    def add(self, dbms: str, table: str, rows: list[bytes], source: str = "0", instructions: str = "0") -> None:
-        """Buffer rows (one-line JSON objects, names already checked); flush if over the volume."""
+    def add(self, dbms: str, table: str, rows: list[bytes], source: str = "0", instructions: str = "0",
+            waiter=None) -> None:
+        """Buffer rows (one-line JSON objects, names already checked); flush if over the volume.
+
+        `waiter` (optional) is told when these rows are durable (see the module doc)."""
         if not rows:
             return
         if self.retry_at is not None and self.buffered_bytes > MAX_KEPT:
@@ -162,13 +228,15 @@ class Streamer:
             buf = self.buffers[key] = Buffer()
         buf.rows.extend(rows)
         buf.size += sum(map(len, rows)) + len(rows)
+        if waiter is not None:
+            buf.waiters.append(waiter)
         stats = self.table_stats(dbms, table)
         stats.streaming_calls += 1
         stats.streaming_rows += len(rows)
         if buf.first_at is None:
             buf.first_at = self.reactor.seconds()
             self._arm()
-        if buf.size >= self.thresholds(dbms, table).volume:
+        if buf.size >= (self.thresholds(dbms, table) if self.scoped else self.defaults).volume:
             self._start_flush(key)
 
     def count_put(self, dbms: str, table: str, rows: int) -> None:
@@ -201,7 +269,16 @@ class Streamer:
         watch, err = self.dirs.get("watch_dir", watch), self.dirs.get("err_dir", err)
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            await self.node.in_thread(write_file, watch, name, data)
+            if buf.waiters:
+                groups = _by_sink(buf.waiters)
+
+                def staged(stage, final):
+                    for sink, waiters in groups.items():
+                        sink.staged(stage, final, waiters)
+
+                await self.node.in_thread(write_staged, watch, name, data, staged)
+            else:
+                await self.node.in_thread(write_file, watch, name, data)
         except DuplicateFile as e:  # the operator would refuse these rows: keep them aside
             return await self._set_aside(key, buf, data, name, err, e)
         except CommandError as e:  # names the operator cannot take (checked before buffering: a bug)
@@ -216,7 +293,23 @@ class Streamer:
         self.flushed_rows += len(buf.rows)
         self.flushed_files += 1
         self.metrics.files_written.labels(source="streaming").inc()
+        self._durable(buf)
         return 1
+
+    def _durable(self, buf: Buffer) -> None:
+        """The rows of `buf` are in a file that survives a crash: tell whoever waits for them."""
+        if buf.waiters:
+            for sink, waiters in _by_sink(buf.waiters).items():
+                try:
+                    sink.durable(waiters)
+                except Exception:
+                    self.log.failure("telling {sink!r} that its rows are durable failed", sink=sink)
+            buf.waiters = []
+
+    def flush_waiting(self) -> list[Deferred]:
+        """Write now every buffer holding rows someone waits for (an MQTT QoS 1 acknowledgement)."""
+        started = (self._start_flush(k) for k, b in list(self.buffers.items()) if b.waiters)
+        return [d for d in started if d is not None]
 
     async def _set_aside(self, key, buf: Buffer, data: bytes, name: str, err: str, error: AnyLogError) -> int:
         """Rows the watch dir cannot take go to the error dir; kept for a retry if that fails too."""
@@ -232,6 +325,7 @@ class Streamer:
             return 0
         self.log.warn("streaming rows of {table} kept in {path}: {error}", table=f"{dbms}.{table}", path=kept,
                       error=error.message)
+        self._durable(buf)  # kept aside for good: no use asking for them again
         return 0
 
     def _keep(self, key, buf: Buffer, error: BaseException) -> None:
@@ -251,6 +345,7 @@ class Streamer:
         if newer is not None:
             buf.rows.extend(newer.rows)
             buf.size += newer.size
+            buf.waiters.extend(newer.waiters)
             buf.first_at = min(t for t in (buf.first_at, newer.first_at) if t is not None) \
                 if buf.first_at is not None or newer.first_at is not None else None
         if buf.first_at is None:
@@ -340,6 +435,7 @@ class Streamer:
                 try:
                     await self.node.in_thread(write_error_file, err, f"{dbms}.{table}.json", data, "io",
                                               self.reactor.seconds())
+                    self._durable(buf)
                 except Exception as e:
                     self.log.error("the node stops and {rows} streaming rows of {table} cannot be written "
                                    "anywhere: {error}", rows=len(buf.rows), table=f"{dbms}.{table}", error=e)

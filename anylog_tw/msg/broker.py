@@ -3,8 +3,10 @@
 An MQTT 3.1.1 server subset, as AnyLog's is: CONNECT, PUBLISH at QoS 0, 1 and 2, SUBSCRIBE and
 UNSUBSCRIBE (acknowledged, never forwarded: there is no fan-out), PINGREQ and DISCONNECT.  A
 publish goes to the `broker = local` message client whose topic it matches; one that nobody
-subscribed is counted as a PUBLISH error, and the session goes on.  QoS 1 is acknowledged once
-the message is in the streaming buffers.  With a user and password configured every CONNECT must
+subscribed is counted as a PUBLISH error, and the session goes on.  A QoS 1 message is
+acknowledged (PUBACK), and a QoS 2 one received (PUBREC, after which the device forgets it), only
+once its rows are in an fsynced watch-dir file, as for the subscriptions (msg/acks.py; without a
+persistent session, a device's resend after the node restarted is taken again).  With a user and password configured every CONNECT must
 carry them; without, only loopback clients may connect.
 
 The packets are read and written by twisted-mqtt's codec (`mqtt.pdu`), inside a Twisted protocol
@@ -26,6 +28,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from anylog_tw.base.process import ListeningProcess
+from anylog_tw.msg.acks import Acks, Pending
 
 MAX_PACKET = 8 * 1024 * 1024 + 64 * 1024  # a message of the clients' 8 MiB limit, with its topic
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
@@ -88,7 +91,11 @@ class BrokerProtocol(Protocol):
     log = Logger()
 
     def connectionMade(self) -> None:
+        self.acks = Acks(self.factory.clock, None, self.factory.flush, "broker") if self.factory.flush else None
+        if self.acks is not None:
+            self.acks.client = self
         self.buffer = bytearray()
+        self.gone = False
         self.connected = False  # CONNECT accepted
         self.qos2: set[int] = set()  # QoS 2 packet ids taken, waiting for PUBREL
         self.ip = self.transport.getPeer().host
@@ -218,35 +225,48 @@ class BrokerProtocol(Protocol):
     def _publish(self, packet: bytes) -> bool:
         message = pdu.PUBLISH()
         message.decode(packet)
+        waiter = None
         if message.qos == 2 and message.msgId in self.qos2:
-            reason = None  # a resend of a message taken already: acknowledge again, do not take it twice
+            reason = None  # a resend of a message taken already: acknowledge again (once durable), do not take it twice
+            if self.acks is not None and str(message.msgId) in self.acks.pending:
+                return True  # its PUBREC goes when its rows are durable
         else:
-            reason = self.factory.deliver(message.topic, bytes(message.payload))
-        if message.qos == 1:
-            ack = pdu.PUBACK()
-            ack.msgId = message.msgId
-            self.transport.write(ack.encode())
-        elif message.qos == 2:
-            self.qos2.add(message.msgId)
-            ack = pdu.PUBREC()
-            ack.msgId = message.msgId
-            self.transport.write(ack.encode())
+            if message.qos and self.acks is not None:
+                waiter = Pending(self.acks, message.msgId, message.qos, str(message.msgId))
+            reason = self.factory.deliver(message.topic, bytes(message.payload), waiter)
+            if message.qos == 2:
+                self.qos2.add(message.msgId)
         if reason is None:
             self.factory.stats.ok(self.ip, "PUBLISH")
         else:
             self.factory.stats.error(self.ip, "PUBLISH", 0, f"{message.topic}: {reason}")
+        if waiter is not None:
+            self.acks.delivered(waiter)  # acknowledged now (nothing buffered) or when the rows are durable
+        elif message.qos:
+            self.ack(message.msgId, message.qos)
         return True
 
+    def ack(self, mid: int, qos: int) -> None:
+        """PUBACK (QoS 1) or PUBREC (QoS 2) for a message whose rows are durable, if the device is still here."""
+        if self.gone:
+            return
+        ack = pdu.PUBACK() if qos == 1 else pdu.PUBREC()
+        ack.msgId = mid
+        self.transport.write(ack.encode())
+
     def connectionLost(self, reason) -> None:
+        self.gone = True
         self.factory.sessions.discard(self)
 
 
 class BrokerFactory(Factory):
     protocol = BrokerProtocol
 
-    def __init__(self, deliver: Callable[[str, bytes], str | None], stats: BrokerStats,
-                 credentials: dict[str, str] | None = None):
-        self.deliver = deliver
+    def __init__(self, deliver: Callable[..., str | None], stats: BrokerStats,
+                 credentials: dict[str, str] | None = None, flush=None):
+        self.deliver = deliver  # (topic, payload, waiter) -> None or the reason it failed
+        self.flush = flush  # Streamer.flush_waiting: QoS 1/2 acknowledged when durable (None: at once)
+        self.clock = stats.clock
         self.stats = stats
         self.credentials = credentials or {}
         self.sessions: set[BrokerProtocol] = set()

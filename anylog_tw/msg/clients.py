@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from anylog_tw.base.errors import AnyLogError, NotFound, OptionError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.streamer import Streamer
+from anylog_tw.msg.acks import Journal
 from anylog_tw.msg.files import Appender, error_record, file_label
 from anylog_tw.msg.mapping import Mapper, MappingError, Target
 from anylog_tw.msg.metrics import MsgCollector
@@ -73,6 +74,7 @@ class MsgClients:
         self.collector = MsgCollector(self)
         self.metrics.registry.register(self.collector)
         self.streamer: Streamer = node.component(Streamer)
+        self.journals: dict[str, Journal] = {}
 
     # -- registration --------------------------------------------------------------------------
 
@@ -95,6 +97,16 @@ class MsgClients:
         self.clients[client.id] = client
         self._next_id += 1
         return client
+
+    def journal(self, path: str) -> Journal:
+        """The acknowledgement journal kept in `path`, shared by the clients that name it."""
+        journal = self.journals.get(path)
+        if journal is None:
+            from anylog_tw.ingest.dropfile import ingest_dirs
+
+            watch = self.streamer.dirs.get("watch_dir") or ingest_dirs(self.node)[0]
+            journal = self.journals[path] = Journal(path, (watch,))
+        return journal
 
     def get(self, client_id: int) -> MsgClient:
         client = self.clients.get(client_id)
@@ -121,8 +133,11 @@ class MsgClients:
 
     # -- one message ---------------------------------------------------------------------------
 
-    def deliver(self, client: MsgClient, topic: str, payload: bytes) -> str | None:
-        """Take one message; None when its rows are buffered (or it is kept as asked), else the reason."""
+    def deliver(self, client: MsgClient, topic: str, payload: bytes, waiter=None) -> str | None:
+        """Take one message; None when its rows are buffered (or it is kept as asked), else the reason.
+
+        `waiter` (a QoS 1 message's acknowledgement) goes with every buffer its rows are added to;
+        its `remaining` counts them."""
         now = self.reactor.seconds()
         sub = client.subscriptions.find(topic)
         if sub is None:
@@ -164,12 +179,19 @@ class MsgClients:
             self.log.failure("mapping a message on {topic} failed", topic=topic)
             return self._failed(client, sub, topic, payload, now, f"MQTT data error: {type(e).__name__}: {e}")
         add = self.streamer.add
+        added = 0
         try:
+            if waiter is not None:  # counted before: a write may start (and journal) inside add
+                waiter.remaining = (first is not None) + len(others)
             if first is not None:
-                add(first.dbms, first.table, lines, first.source, first.instructions)
+                add(first.dbms, first.table, lines, first.source, first.instructions, waiter)
+                added += 1
             for target, more in others.items():
-                add(target.dbms, target.table, more, target.source, target.instructions)
+                add(target.dbms, target.table, more, target.source, target.instructions, waiter)
+                added += 1
         except AnyLogError as e:  # the buffers refuse rows while their files cannot be written
+            if waiter is not None:  # the buffers that took rows hold the waiter; the others never will
+                waiter.remaining = added
             return self._failed(client, sub, topic, payload, now, e.message)
         rows = len(lines) + sum(len(more) for more in others.values())
         sub.counts.ok(now)
@@ -177,11 +199,11 @@ class MsgClients:
         client.rows += rows
         return None
 
-    def deliver_local(self, topic: str, payload: bytes) -> str | None:
+    def deliver_local(self, topic: str, payload: bytes, waiter=None) -> str | None:
         """A publish to the node's broker: to the `broker = local` client subscribed to its topic."""
         for client in self.clients.values():
             if client.spec.broker == LOCAL and client.subscriptions.find(topic) is not None:
-                return self.deliver(client, topic, payload)
+                return self.deliver(client, topic, payload, waiter)
         return "no local message client subscribes to this topic"
 
     def _failed(self, client: MsgClient, sub: Subscription | None, topic: str, payload: bytes, now: float,
@@ -213,6 +235,8 @@ class MsgClients:
 
     def close(self):
         """The node stops: the kept messages and error records still in memory go to their files."""
+        for journal in self.journals.values():
+            journal.close()
         return self.files.close()
 
 

@@ -6,22 +6,24 @@ password is asked again slowly, not in a loop).  Every accepted session subscrib
 one SUBSCRIBE, so a broker that lost its state gets them back.  With `clean_session = false` and
 a stable client id (`<node name>.<client number>` unless given), a QoS 1 subscription is a
 persistent session: what the broker queued while the node was away arrives when it is back.
+QoS 1 and 2 messages are acknowledged when their rows are durable, and a resend of one we hold
+is dropped, across restarts too (`acks.py`).
 """
 
 from __future__ import annotations
 
 import random
-from collections import deque
 import paho.mqtt.client as paho
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet import endpoints, ssl
+from twisted.internet import endpoints, ssl, threads
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
 from anylog_tw.base.errors import OptionError
+from anylog_tw.msg.acks import Acks
 from anylog_tw.msg.options import ClientSpec
 from anylog_tw.msg.stats import Connection
 from anylog_tw.msg.transport import MqttFactory, PahoClient
@@ -29,40 +31,6 @@ from anylog_tw.msg.transport import MqttFactory, PahoClient
 FIRST_DELAY = 1.0
 MAX_DELAY = 60.0
 CONNECT_TIMEOUT = 10  # seconds for TCP (and TLS) to a broker
-
-
-class Redeliveries:
-    """The QoS 1 and 2 messages taken lately, to drop a broker's DUP resend of one we took already.
-
-    A broker that restarts (or loses our PUBACK) sends its in-flight messages again with the DUP
-    flag and the same packet id; MQTT calls that at-least-once, and the rows would double.  A
-    message is the same when packet id, topic and payload are: the last HISTORY of them are
-    remembered (about a megabyte), so only a DUP resend of a message taken that recently is
-    dropped; a publisher sending a message twice makes two messages, as MQTT 3.1.1 defines.
-    """
-
-    HISTORY = 16_384
-
-    def __init__(self) -> None:
-        self.order: deque[int] = deque()
-        self.keys: set[int] = set()
-        self.dropped = 0
-
-    def repeat(self, message) -> bool:
-        """Whether to drop `message` (remembering it when it is new)."""
-        if not message.qos:
-            return False
-        key = hash((message.mid, message._topic, message.payload))
-        if key in self.keys:
-            if message.dup:
-                self.dropped += 1
-                return True
-            return False
-        self.keys.add(key)
-        self.order.append(key)
-        if len(self.order) > self.HISTORY:
-            self.keys.discard(self.order.popleft())
-        return False
 
 
 def backoff(attempt: int, rand=random.random) -> float:
@@ -114,11 +82,14 @@ class BrokerLink(Service):
 
     log = Logger()
 
-    def __init__(self, reactor, spec: ClientSpec, client_id: str, deliver, connection: Connection, metrics):
+    SETTLE = 10.0  # seconds a stopping link waits for its messages' rows to be durable and acknowledged
+
+    def __init__(self, reactor, spec: ClientSpec, client_id: str, deliver, connection: Connection, metrics,
+                 journal=None, flush=lambda: []):
         self.reactor = reactor
         self.spec = spec
         self.client_id = client_id
-        self.deliver = deliver  # (topic, payload) -> None or the reason it failed
+        self.deliver = deliver  # (topic, payload, waiter) -> None or the reason it failed
         self.connection = connection
         self.metrics = metrics
         self.first: Deferred = Deferred()  # fires with ("connected"|"refused"|"failed", reason) once
@@ -126,12 +97,13 @@ class BrokerLink(Service):
         self._proto = None
         self._made_at = 0.0
         self._tls_failed = False
-        self.redeliveries = Redeliveries()
+        self.acks = self.redeliveries = Acks(reactor, journal, flush, client_id)
         self._first_fired = False
         self._accepted = False  # the broker accepted the session on the current connection
         self._misc = LoopingCall(self._tick)
         self._misc.clock = reactor
         self.paho = self._make_client()
+        self.acks.client = self.paho
         endpoint = endpoints.HostnameEndpoint(reactor, spec.broker, spec.port, timeout=CONNECT_TIMEOUT)
         if spec.ssl:
             endpoint = endpoints.wrapClientTLS(tls_options(spec), endpoint)
@@ -140,7 +112,8 @@ class BrokerLink(Service):
     def _make_client(self) -> PahoClient:
         spec = self.spec
         client = PahoClient(paho.CallbackAPIVersion.VERSION2, clock=self.reactor, client_id=self.client_id,
-                            clean_session=spec.clean_session, protocol=paho.MQTTv311, reconnect_on_failure=False)
+                            clean_session=spec.clean_session, protocol=paho.MQTTv311, reconnect_on_failure=False,
+                            manual_ack=True)
         if spec.password or spec.user not in ("", "unused"):
             client.username_pw_set(spec.user, spec.password or None)
         client.connect_async(spec.broker, spec.port, keepalive=spec.keep_alive)
@@ -188,16 +161,21 @@ class BrokerLink(Service):
         c.connected = False
 
     def _on_message(self, client, userdata, message) -> None:
-        if self.redeliveries.repeat(message):
-            return  # taken already; paho acknowledges it again
+        waiter = None
+        if message.qos:
+            if message.dup and self.acks.resend(message):
+                return  # taken already: acknowledged now, or when its rows are durable
+            waiter = self.acks.waiter(message)
         try:
             topic = message.topic
         except UnicodeDecodeError:  # brokers check topics; one that did not must not end the session
             topic = message._topic.decode("utf-8", "replace")
         try:
-            self.deliver(topic, message.payload)
+            self.deliver(topic, message.payload, waiter)
         except Exception:  # deliver counts every failure it knows; anything else is a bug, logged
             self.log.failure("taking a message on {topic} failed", topic=topic)
+        if waiter is not None:
+            self.acks.delivered(waiter)
 
     def _on_log(self, client, userdata, level, text) -> None:
         self.log.info("MQTT {broker}: {text}", broker=self.spec.address, text=text)
@@ -251,14 +229,31 @@ class BrokerLink(Service):
         return delay
 
     def startService(self) -> None:
+        """Read the acknowledgement journal back (off the reactor thread), then connect."""
         Service.startService(self)
+        pool = getattr(self.reactor, "getThreadPool", None)
+        if self.acks.journal is None or pool is None:
+            self._connect()
+            return
+        d = threads.deferToThreadPool(self.reactor, pool(), self.acks.recover)
+        d.addErrback(lambda f: self.log.failure("reading the acknowledgement journal {path} failed", f,
+                                                path=self.acks.journal.path))
+        d.addCallback(lambda _: self._connect() if self.running else None)
+
+    def _connect(self) -> None:
         factory = MqttFactory(self.paho, self._made, self._lost)
         self._service = ClientService(self.endpoint, factory, retryPolicy=self._retry_delay, clock=self.reactor)
         self._service.startService()
 
     def stopService(self) -> Deferred:
-        """Say DISCONNECT (the broker keeps a persistent session for us), then close the connection."""
+        """Let the waiting rows become durable and be acknowledged, say DISCONNECT (the broker keeps a
+        persistent session for us), then close the connection."""
         Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self.connection.connected and self.acks.pending:
+            await self.acks.settle(self.SETTLE)
         if self._misc.running:
             self._misc.stop()
         if self.connection.connected:
@@ -268,4 +263,5 @@ class BrokerLink(Service):
         self.connection.next_try = None
         self._fire_first(("failed", "stopped"))
         service, self._service = self._service, None
-        return service.stopService() if service is not None else succeed(None)
+        if service is not None:
+            await service.stopService()

@@ -9,6 +9,8 @@ backoff, and says so.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
 
@@ -105,8 +107,10 @@ async def start_client(node, spec: ClientSpec, mappers: dict[str, Mapper | None]
     client.connection = Connection()
     client_id = spec.client_id or f"{node.name}.{client.id}"
     try:
-        link = BrokerLink(node.reactor, spec, client_id, lambda topic, payload: clients.deliver(client, topic, payload),
-                          client.connection, clients.metrics)
+        link = BrokerLink(node.reactor, spec, client_id,
+                          lambda topic, payload, waiter=None: clients.deliver(client, topic, payload, waiter),
+                          client.connection, clients.metrics, journal=journal_for(node, spec),
+                          flush=clients.streamer.flush_waiting)
     except Exception:
         clients.remove(client.id)
         raise
@@ -140,6 +144,16 @@ async def end_client(node, client_id: int) -> MsgClient:
         if not clients.clients:
             await node.stop_process(MsgClientProcess.name)
     return client
+
+
+def journal_for(node, spec: ClientSpec):
+    """The journal of the messages a persistent QoS 1/2 subscription holds (msg/acks.py): one per prep
+    dir.  None when the session does not outlive the connection (`clean_session = true`) or nothing
+    is subscribed above QoS 0."""
+    if spec.clean_session or not any(t.qos for t in spec.topics):
+        return None
+    prep = spec.dirs.get("prep_dir") or node.dictionary["prep_dir"]
+    return node.component(MsgClients).journal(os.path.join(prep, "msg_acks.json"))
 
 
 def _topics(spec: ClientSpec) -> str:

@@ -1,11 +1,14 @@
-"""A real node process subscribed at QoS 1 is restarted while a device publishes: every message once.
+"""A real node process subscribed at QoS 1 is restarted, or killed, while a device publishes: every message once.
 
 The node (`twistd -n anylog`) subscribes to a Mosquitto of our own with a persistent session
 (QoS 1, clean_session false, the stable client id `<node name>.1`).  A device publishes 3,000
 numbered messages over about six seconds; the node is stopped in the middle and started again
 from the same script.  What it buffered is written on the way down, what the broker queued for it
 while it was away arrives when it is back, and the table holds every id exactly once, read
-straight from the SQLite file after the node has stopped.
+straight from the SQLite file after the node has stopped.  Killed with SIGKILL instead, the node
+writes nothing on the way down: what it acknowledged was already in fsynced files, what it did not
+the broker sends again, and a resend of a message whose file was written but whose PUBACK never
+left is dropped by its journal (msg/acks.py).
 """
 
 from __future__ import annotations
@@ -67,5 +70,34 @@ def test_node_restarted_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tm
         assert (count, distinct) == (COUNT, COUNT), f"at stop {at_stop}; rows {count}, distinct ids {distinct}"
         with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
             assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
+    finally:
+        broker.stop()
+
+
+def test_node_killed_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tmp_path):
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        node = nodes("mk", script(broker.port))
+        assert "Connection:      Connected" in node.command("get msg clients")
+        device = subprocess.Popen([sys.executable, "-m", "tests.mqtt_publisher", str(broker.port), "plant/line1",
+                                   str(COUNT), "500"], cwd=str(Path(__file__).parents[2]))
+        kills = []
+        for at in (500, 1500):
+            wait_for(lambda: stored(node.home)[0] >= at, 30, f"{at} rows")
+            node.kill()  # SIGKILL: no DISCONNECT, no flush, nothing written on the way down
+            kills.append(stored(node.home)[0])
+            node.start()
+        assert kills[-1] < COUNT, "the device finished before the node was killed"
+        assert device.wait(120) == 0
+        wait_for(lambda: stored(node.home)[1] >= COUNT, 60, f"{COUNT} ids in the table")
+        status = node.command("get msg clients")
+        node.stop()
+        assert "(session resumed)" in status, status
+        count, distinct = stored(node.home)
+        assert (count, distinct) == (COUNT, COUNT), f"at the kills {kills}; rows {count}, distinct ids {distinct}"
+        with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
+            assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
+        assert not list((node.home / "data" / "watch").glob(".*.stage")), "a staged file was never published"
+        assert (node.home / "data" / "prep" / "msg_acks.json").stat().st_size > 0  # the journal was kept
     finally:
         broker.stop()

@@ -56,7 +56,10 @@ async def test_messages_from_mosquitto_become_buffered_rows(node):
     await publish(SYSTEM_PORT, topic, [json.dumps({"value": i}) for i in range(500)], qos=1)
     await poll(lambda: client.counts.messages == 500, what="500 messages")
     assert client.counts.success == 500 and client.counts.errors == 0
-    assert buffered(node) == 500
+    # QoS 1 rows are written at once, whatever the thresholds: the PUBACK waits for their file
+    streamer = node.component(Streamer)
+    await poll(lambda: streamer.flushed_rows == 500, what="500 rows in files")
+    assert buffered(node) == 0 and client.link.acks.acked == 500 and not client.link.acks.pending
     await end_client(node, client.id)
     assert node.process("Message Client") is None
     from anylog_tw.base.metrics import Metrics
@@ -269,9 +272,14 @@ def threads_run(argv):
 
 async def test_the_node_as_a_broker_takes_ten_publishers(node):
     """run message broker: 10 mosquitto_pub clients at QoS 1; every message reaches the local client once."""
-    from twisted.internet.defer import gatherResults
+    from concurrent.futures import ThreadPoolExecutor
+
+    from twisted.internet import threads
 
     from tests.helpers import ok
+    from tests.mqtt_support import publish_blocking
+
+    pool = ThreadPoolExecutor(10)
 
     await ok(node, "run message broker where internal_ip = 127.0.0.1 and internal_port = 0")
     port = node.process("Broker").address[1]
@@ -284,8 +292,12 @@ async def test_the_node_as_a_broker_takes_ten_publishers(node):
     spec = ClientSpec(broker="local", topics=(TopicSpec(name="dev/+", qos=1),))
     client, text = await start_client(node, spec, {"dev/+": record})
     assert "message broker" in text
-    await gatherResults([publish(port, f"dev/{p}", [json.dumps({"id": p * 1000 + i}) for i in range(300)], qos=1)
-                         for p in range(10)])
+    # One thread for the ten publishers: ten blocking threads would fill the reactor's pool, and
+    # the streaming files whose PUBACKs they wait for are written in that pool.
+    await threads.deferToThread(lambda: [d.result() for d in [
+        pool.submit(publish_blocking, port, f"dev/{p}", [json.dumps({"id": p * 1000 + i}) for i in range(300)], 1)
+        for p in range(10)]])
+    pool.shutdown()
     await publish(port, "nobody/here", ['{"id": -1}'])
     await poll(lambda: len(ids) == 3000, what="3000 messages")
     assert sorted(ids) == sorted(p * 1000 + i for p in range(10) for i in range(300))

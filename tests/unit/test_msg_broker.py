@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import paho.mqtt.client as paho
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,13 +13,14 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from anylog_tw.msg.broker import BrokerFactory, BrokerStats, MAX_PACKET
-from anylog_tw.msg.external import Redeliveries, backoff
+from anylog_tw.msg.acks import Acks, Journal
+from anylog_tw.msg.external import backoff
 
 
 def session(credentials=None, host="127.0.0.1", accept=lambda topic, payload: None):
     got = []
 
-    def deliver(topic, payload):
+    def deliver(topic, payload, waiter=None):
         got.append((topic, payload))
         return accept(topic, payload)
 
@@ -52,6 +55,32 @@ def test_connect_publish_qos0_and_qos1():
     rows = factory.stats.rows
     assert rows[("MQTT", "127.0.0.1", "PUBLISH")].success == 2
     assert rows[("MQTT", "127.0.0.1", "CONNECT")].success == 1
+
+
+def test_qos1_and_qos2_are_acknowledged_when_their_rows_are_durable():
+    clock, flushes, waiting = Clock(), [], []
+
+    def deliver(topic, payload, waiter=None):
+        if waiter is not None:
+            waiter.remaining = 1  # its rows went to one buffer
+            waiting.append(waiter)
+
+    factory = BrokerFactory(deliver, BrokerStats(clock), None, flush=lambda: flushes.append(1) or [])
+    proto = factory.buildProtocol(None)
+    t = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+    proto.makeConnection(t)
+    proto.dataReceived(connect_packet())
+    t.clear()
+    proto.dataReceived(publish_packet("a", b"{}", qos=1, mid=3) + publish_packet("a", b"{}", qos=2, mid=4))
+    assert t.value() == b""  # in the buffers only: no PUBACK, no PUBREC yet
+    clock.advance(0)
+    assert flushes == [1]  # their buffers are written at once
+    dup = pdu.PUBLISH()
+    dup.topic, dup.payload, dup.qos, dup.dup, dup.retain, dup.msgId = "a", bytearray(b"{}"), 2, True, False, 4
+    proto.dataReceived(dup.encode())
+    assert len(waiting) == 2 and t.value() == b""  # the QoS 2 resend is not taken again, nor answered early
+    proto.acks.durable(waiting)
+    assert t.value() == b"\x40\x02\x00\x03" + b"\x50\x02\x00\x04"  # PUBACK 3, PUBREC 4
 
 
 def test_packets_split_anywhere_are_read_the_same():
@@ -153,19 +182,73 @@ def test_oversized_packet_ends_the_session_before_its_body():
     assert "limit" in factory.stats.rows[("MQTT", "127.0.0.1", "PUBLISH")].details
 
 
-def test_redeliveries_drop_only_dup_resends():
-    r = Redeliveries()
-    m = paho.MQTTMessage(mid=1, topic=b"t")
-    m.qos, m.payload = 1, b"x"
-    assert not r.repeat(m)
-    m.dup = True
-    assert r.repeat(m) and r.dropped == 1
-    fresh = paho.MQTTMessage(mid=1, topic=b"t")
-    fresh.qos, fresh.payload = 1, b"x"
-    assert not r.repeat(fresh)  # same content without DUP: a new message (MQTT 3.1.1 at-least-once)
-    zero = paho.MQTTMessage(mid=0, topic=b"t")
-    zero.payload, zero.dup = b"x", True
-    assert not r.repeat(zero) and not r.repeat(zero)  # QoS 0 is never remembered
+class FakePaho:
+    def __init__(self):
+        self.acked = []
+
+    def ack(self, mid, qos):
+        self.acked.append((mid, qos))
+
+
+def qos1(mid, payload=b"x", dup=False):
+    m = paho.MQTTMessage(mid=mid, topic=b"t")
+    m.qos, m.payload, m.dup = 1, payload, dup
+    return m
+
+
+def test_acks_wait_for_durable_rows_and_drop_resends_of_what_is_held(tmp_path):
+    from twisted.internet.task import Clock
+
+    clock, flushes = Clock(), []
+    acks = Acks(clock, Journal(str(tmp_path / "j.json")), lambda: flushes.append(1) or [], "c1")
+    acks.client = FakePaho()
+    w = acks.waiter(qos1(1))
+    w.remaining = 1  # its rows are in one buffer
+    acks.delivered(w)
+    assert acks.client.acked == [] and list(acks.pending) == [w.key]
+    clock.advance(0)
+    assert flushes == [1]  # the buffer holding it is written at once, not at its thresholds
+    assert acks.resend(qos1(1, dup=True)) and acks.client.acked == []  # held, not durable: no ack yet
+    acks.staged(str(tmp_path / ".f.stage"), str(tmp_path / "f"), [w])
+    acks.durable([w])
+    assert acks.client.acked == [(1, 1)] and not acks.pending
+    assert acks.resend(qos1(1, dup=True)) and acks.client.acked == [(1, 1), (1, 1)]  # durable: acked again
+    assert not acks.resend(qos1(1, payload=b"other", dup=True))  # another message with that packet id
+    nothing = acks.waiter(qos1(2))
+    acks.delivered(nothing)  # an error, or a kept file: no rows to wait for
+    assert acks.client.acked[-1] == (2, 1)
+    acks.journal.close()
+
+    again = Acks(clock, Journal(str(tmp_path / "j.json")), lambda: [], "c1")  # the node restarted
+    again.client = FakePaho()
+    assert again.recover() == 1
+    assert again.resend(qos1(1, dup=True)) and again.client.acked == [(1, 1)]
+    assert not again.resend(qos1(2, dup=True))  # nothing of it was journaled
+
+
+def test_acks_recovery_publishes_a_stage_left_by_a_crash(tmp_path):
+    from twisted.internet.task import Clock
+
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    stage, final = watch / ".a.json.stage", watch / "a.json"
+    stage.write_bytes(b'{"x": 1}\n')
+    orphan = watch / ".b.json.stage"  # staged, then killed before its journal line
+    orphan.write_bytes(b'{"x": 2}\n')
+    os.utime(orphan, (1, 1))  # by an earlier process (this one's stages are never removed)
+    acks = Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1")
+    w = acks.waiter(qos1(7))
+    w.remaining = 1
+    acks.staged(str(stage), str(final), [w])
+    acks.journal.close()
+    # killed here: journaled and staged, never renamed, never acknowledged
+    again = Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1")
+    assert again.recover() == 1
+    assert final.read_bytes() == b'{"x": 1}\n' and not stage.exists()
+    assert not orphan.exists() and not (watch / "b.json").exists()  # never acknowledged: it comes again
+    assert again.resend(qos1(7, dup=True))
+    (tmp_path / "j.json").open("ab").write(b'{"stage": "cut')  # a line the crash cut: ignored
+    assert Acks(Clock(), Journal(str(tmp_path / "j.json")), lambda: [], "c1").recover() == 1
 
 
 def test_backoff_doubles_to_a_minute():

@@ -199,3 +199,54 @@ def test_the_node_stopping_puts_unwritable_rows_in_the_error_dir(tmp_path, monke
     data = open(os.path.join(node.dictionary["err_dir"], kept), "rb").read()
     assert [orjson.loads(line)["seq"] for line in data.splitlines()] == [0, 1, 2]
     assert streamer.buffers == {}
+
+
+class Sink:
+    """A caller waiting for its rows to be durable (as msg/acks.py does)."""
+
+    def __init__(self, watch):
+        self.watch = watch
+        self.events = []
+
+    def staged(self, stage, final, waiters):
+        # the stage is complete and hidden, the final name not there yet
+        assert open(stage, "rb").read().count(b"\n") == 3 and not os.path.exists(final)
+        self.events.append(("staged", os.path.basename(final), [w.n for w in waiters]))
+
+    def durable(self, waiters):
+        self.events.append(("durable", [w.n for w in waiters]))
+
+
+class Waiter:
+    def __init__(self, sink, n):
+        self.sink, self.n = sink, n
+
+
+def test_waiters_hear_of_the_stage_then_of_durable_rows_and_a_buffer_without_none(tmp_path):
+    node, streamer = make(tmp_path)
+    sink = Sink(node.dictionary["watch_dir"])
+    streamer.add("d", "t", rows(2), waiter=Waiter(sink, 1))
+    streamer.add("d", "t", rows(1, 2), waiter=Waiter(sink, 2))
+    assert sink.events == []  # buffered: nobody is told anything before the file is written
+    assert [fired(d) for d in streamer.flush_waiting()] == [1]
+    [name] = watch_files(node)  # the stage was renamed: no hidden file is left
+    assert sink.events == [("staged", name, [1, 2]), ("durable", [1, 2])]
+    streamer.add("d", "u", rows(1))
+    assert streamer.flush_waiting() == []  # rows nobody waits for keep their thresholds
+    assert streamer.buffered_rows == 1
+
+
+def test_a_failed_stage_record_leaves_no_stage_and_keeps_the_rows(tmp_path):
+    node, streamer = make(tmp_path)
+
+    class Failing(Sink):
+        def staged(self, stage, final, waiters):
+            from anylog_tw.ingest.dropfile import WriteError
+
+            raise WriteError("cannot journal: No space left on device", True)
+
+    sink = Failing(node.dictionary["watch_dir"])
+    streamer.add("d", "t", rows(3), waiter=Waiter(sink, 1))
+    [fired(d) for d in streamer.flush_waiting()]
+    assert os.listdir(node.dictionary["watch_dir"]) == [] and sink.events == []
+    assert streamer.buffered_rows == 3 and streamer.buffers[("d", "t", "0", "0")].waiters[0].n == 1
