@@ -23,8 +23,8 @@ KINDS = ("local", "stdin", "script", "console", "rest", "peer", "scheduler")
 _HOW = {
     "rest": "REST users get their role from `run rest server ... and user = .. and password = .. and role = ..` "
             "or the users file (docs/security.md)",
-    "peer": "peers hold what the network's protocols need; a network key or a 'grant' in the peer's node policy "
-            "gives more (docs/security.md)",
+    "peer": "peers hold what the network's protocols need; an authenticated network may give its peers more "
+            "with 'run tcp server ... and peer grant = ..' (docs/security.md)",
     "console": "the console grants admin on loopback, or the role of the user who logged in (docs/security.md)",
     "scheduler": "a scheduled task runs with the grant of whoever scheduled it",
 }

@@ -34,7 +34,7 @@ TCP_LIMITS = ConnectionLimits(max_connections=1024, max_per_address=64, idle_tim
 # --- run tcp server / exit tcp ---------------------------------------------------------------
 
 
-@command("run tcp server", grant="admin",
+@command("run tcp server",
          usage="run tcp server where external_ip = IP and external_port = P [and internal_ip = IP and "
                "internal_port = P and bind = true|false and threads = N and ssl = true and cert = F and key = F "
                "and ca = F and max connections = 1024 and max per address = 64 and idle timeout = 10 and "
@@ -181,7 +181,7 @@ def _listening_rows(node) -> list[tuple]:
 PEER_COLUMNS = ("Peer", "Name", "Direction", "Status", "Requests Out", "Requests In", "Failures", "Last Error")
 
 
-@command("get connections", grant="read", usage="get connections [where format = json]",
+@command("get connections", usage="get connections [where format = json]",
          text="Show the node's listening addresses (TCP, REST, Messaging: external, internal and bound), each "
               "listener's connection limits with what it accepted, refused, timed out and dropped to make room, the "
               "file descriptors in use against the process limit, the peer frame budget, and the peer connections: "
@@ -241,7 +241,7 @@ def _split_client(call) -> tuple[str, str]:
     return call.substitute(dest_text), call.text[tokens[1].start:].strip()
 
 
-@command("run client", grant="read", usage="run client (<destination>) <command>",
+@command("run client", usage="run client (<destination>) <command>",
          text="Run a command on other nodes and show their replies. The destination is ip:port, or a list in "
               "parentheses: (ip:port, ip:port), (ip port), (!ip !port); inside the parentheses 'subset = true' "
               "accepts replies from only some nodes and 'timeout = N' waits N seconds (default 20). Replies from "
@@ -305,7 +305,7 @@ def combine(replies: list[tuple[str, Reply]]) -> Reply:
 # --- files ---------------------------------------------------------------------------------
 
 
-@command("file send", grant="admin", usage="file send <local file> <destination> [where dest = watch and name = <name> and timeout = N]",
+@command("file send", usage="file send <local file> <destination> [where dest = watch and name = <name> and timeout = N]",
          text="Copy a local file to other nodes, into the directory of their dictionary key <dest>_dir (watch_dir by "
               "default), under its own name or 'name'. The receiver writes a temporary file, checks size and md5, "
               "fsyncs and renames it; the command returns once every node has acknowledged the file. The same "

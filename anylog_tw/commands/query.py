@@ -4,9 +4,8 @@ mode`, `get query execution`, `get datetime`)."""
 
 from __future__ import annotations
 
-import functools
-
 import datetime
+import functools
 import json
 import os
 import re

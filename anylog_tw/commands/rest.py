@@ -160,7 +160,7 @@ _OPTIONS = (
 )
 
 
-@command("run rest server", grant="admin",
+@command("run rest server",
          usage="run rest server [ip] [port] [timeout] | run rest server where external_ip = IP and external_port = P "
                "[and internal_ip = IP and internal_port = P and bind = true and timeout = 20 and threads = 5 and "
                "ssl = false and cert = F and key = F and user = U and password = W and token = T and "
@@ -251,7 +251,7 @@ async def exit_rest(call):
 
 
 
-@command("get rest calls", grant="read", usage="get rest calls [where format = json]",
+@command("get rest calls", usage="get rest calls [where format = json]",
          text="Count the REST calls per caller (the client product of User-Agent) and verb: processed, errors, the "
               f"last error, the first and last call and the last caller's address. At most {MAX_ROWS} rows are kept: "
               "the callers used least recently, agents that are not a short product name and unusual verbs are "
@@ -268,7 +268,7 @@ def get_rest_calls(call):
                            "Last Caller"), rows)
 
 
-@command("get rest server info", grant="read", usage="get rest server info [where format = json]",
+@command("get rest server info", usage="get rest server info [where format = json]",
          text="Show how the REST server runs: address, SSL, timeout, threads, authentication, read only, body limit, "
               "open connections and the connection limits.",
          examples=("get rest server info", "get rest server info where format = json"),

@@ -69,8 +69,6 @@ def send_file(proto, t, dest, name="f.json", body=b'{"a": 1}\n') -> dict:
     return answer
 
 
-@pytest.mark.xfail(strict=True, reason="dictionary keys that name directories need admin: the grants branch "
-                                       "(node._assign); remove this mark when it is merged")
 def test_keyless_peer_cannot_set_tmp_dir(tmp_path):
     node, proto, t = keyless_peer(tmp_path)
     before = node.dictionary["tmp_dir"]
