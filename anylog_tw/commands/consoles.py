@@ -107,7 +107,7 @@ async def run_manhole(call):
 
 
 @command("exit manhole", usage="exit manhole", text="Stop the Python manhole.",
-         examples=("exit manhole",), keywords=("debug", "background processes"), grant="admin")
+         examples=("exit manhole",), keywords=("debug", "background processes"), grant="owner")
 async def exit_manhole(call):
     await call.node.stop_process(ManholeService.name)
     return "Manhole stopped"
