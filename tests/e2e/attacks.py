@@ -151,14 +151,15 @@ def huge_frame(port: int, header: dict, size: int, chunk: int = MB) -> int:
 
 
 def huge_file(port: int, size: int, good: bool = False, name: str = "attack.bin") -> dict:
-    """Send a `size`-byte file to the node's tmp dir (its md5 right, or wrong); the node's answer."""
+    """Send a `size`-byte file to the node's prep dir, a fixed destination nothing watches (its md5
+    right, or wrong); the node's answer."""
     s, reader = peer(port, timeout=120)
     block = os.urandom(MB)
     md5 = hashlib.md5()
     for done in range(0, size, MB):
         md5.update(block[:min(MB, size - done)])
     digest = md5.hexdigest() if good else "0" * 32
-    s.sendall(_frame({"kind": "file", "id": 7, "name": name, "dest": "tmp", "md5": digest, "size": size}))
+    s.sendall(_frame({"kind": "file", "id": 7, "name": name, "dest": "prep", "md5": digest, "size": size}))
     for done in range(0, size, MB):
         s.sendall(block[:min(MB, size - done)])
     try:
