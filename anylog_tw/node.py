@@ -24,7 +24,7 @@ from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, Optio
 from anylog_tw.base.eventlog import MAX_TEXT, EventLog, clip
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
 from anylog_tw.base.metrics import Metrics
-from anylog_tw.base.origin import LOCAL, Origin
+from anylog_tw.base.origin import LOCAL, GrantError, Origin
 from anylog_tw.base.origin import script as script_origin
 from anylog_tw.base.registry import Command, Registry, command_grant, is_assignment, read_options, token_text
 from anylog_tw.base.reply import JSON_FORMAT, Reply
@@ -277,7 +277,8 @@ class Node(MultiService):
                 return await self._assign(tokens[1].value, tokens[3:], text, origin)
             raise self.registry.unknown(list(tokens))
         cmd, used = match
-        origin.require(command_grant(cmd), f"'{cmd.name}'")  # the one check: before anything of it runs
+        if not origin.allows(cmd.grant):  # the one check, before anything of it runs (Registry.add saw a grant)
+            raise GrantError(f"'{cmd.name}'", cmd.grant, origin)
         call = Call(self, cmd, tokens[used:], text, origin)
         result = cmd.handler(call)
         if inspect.isawaitable(result):

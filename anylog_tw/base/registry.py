@@ -61,9 +61,12 @@ GRANTS = ("read", "write", "admin", "owner")
 
 
 
+GRANT_RANK = {grant: rank for rank, grant in enumerate(GRANTS)}
+
+
 def grant_allows(held: str, needed: str) -> bool:
     """Whether a caller holding `held` may run what needs `needed` (each grant includes the weaker)."""
-    return GRANTS.index(held) >= GRANTS.index(needed)
+    return GRANT_RANK[held] >= GRANT_RANK[needed]
 
 
 def command_grant(cmd: "Command") -> str:
