@@ -230,14 +230,15 @@ class Node(MultiService):
 
     # -- running commands --------------------------------------------------------------------
 
-    def execute(self, text: str, origin: Origin = LOCAL) -> Deferred:
-        """Run one command; the Deferred fires with a Reply, never with a failure."""
-        return Deferred.fromCoroutine(self.run(text, origin))
+    async def execute(self, text: str, origin: Origin = LOCAL) -> Reply:
+        """Run one command and return its Reply; errors are replies, tracebacks go to the log.
 
-    async def run(self, text: str, origin: Origin = LOCAL) -> Reply:
-        """Run one command and return its Reply; errors are replies, tracebacks go to the log."""
+        The one way in, as a coroutine: callers in a coroutine await it, Twisted callers wrap it
+        (`Deferred.fromCoroutine`), and the peer protocol drives it without a Deferred when it does
+        not wait (`net/drive.py`: most peer commands finish at once).
+        """
         if not isinstance(origin, Origin):  # a front door that forgot to say who asks gets nothing
-            raise TypeError(f"Node.run needs an Origin, not {type(origin).__name__} {origin!r}")
+            raise TypeError(f"Node.execute needs an Origin, not {type(origin).__name__} {origin!r}")
         try:
             reply = await self._dispatch(text, origin)
         except AnyLogError as e:
@@ -330,7 +331,7 @@ class Node(MultiService):
                 if origin is not None:  # a script some caller asked for runs with that caller's grant
                     label = line.label if origin.kind in ("local", "stdin", "script") else f"{origin} ({line})"
                     line = origin.narrowed(origin.grant, label)
-                reply = await self.run(command, line)
+                reply = await self.execute(command, line)
                 ran += 1
                 if not reply.ok:
                     failed += 1

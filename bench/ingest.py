@@ -208,9 +208,9 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
             await dbs.connect("bench", "psql", ip="127.0.0.1", port=5432, user="anylog", password="",
                               database=extra["dbname"])
         if extra.get("policy"):
-            reply = await node.run(f"blockchain insert where policy = {json.dumps(extra['policy'])} and local = true")
+            reply = await node.execute(f"blockchain insert where policy = {json.dumps(extra['policy'])} and local = true")
             assert reply.ok, reply.render()
-        reply = await node.run(f"run operator where threads = {threads}" + extra.get("opts", ""))
+        reply = await node.execute(f"run operator where threads = {threads}" + extra.get("opts", ""))
         assert reply.ok, reply.render()
         op = node.process("Operator")
         watch = node.dictionary["watch_dir"]

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from twisted.internet.defer import ensureDeferred
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -88,7 +90,7 @@ def lookup_rates(policies: list[dict], text: str, n: int) -> tuple[float, float,
     replies = []
     start = time.perf_counter()
     for name in names:
-        node.execute(f"blockchain get operator where name = {name}").addCallback(replies.append)
+        ensureDeferred(node.execute(f"blockchain get operator where name = {name}")).addCallback(replies.append)
     command_rate = n / (time.perf_counter() - start)
     assert all(r.ok for r in replies) and len(replies) == n
 
@@ -136,18 +138,18 @@ async def sync_time(reactor, text: str) -> float:
     node = Node(tempfile.mkdtemp(), name="node", reactor=reactor, environ={})
     for n in (master, node):
         n.startService()
-        reply = await n.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        reply = await n.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
         assert reply.ok, reply.text
     os.makedirs(os.path.dirname(master.dictionary["blockchain_file"]), exist_ok=True)
     with open(master.dictionary["blockchain_file"], "w") as f:
         f.write(text)
     host, port = master.process("TCP").external_address
     try:
-        await master.run("blockchain load metadata")
+        await master.execute("blockchain load metadata")
         # the connection itself is not what is measured: open it first
-        reply = await node.run(f"run client ({host}:{port}) get status")
+        reply = await node.execute(f"run client ({host}:{port}) get status")
         assert reply.ok, reply.text
-        reply = await node.run(f"run blockchain sync where source = master and time = 3600 seconds and dest = file "
+        reply = await node.execute(f"run blockchain sync where source = master and time = 3600 seconds and dest = file "
                                f"and connection = {host}:{port}")
         assert reply.ok, reply.text
         sync = node.process("Blockchain Sync")
@@ -157,10 +159,10 @@ async def sync_time(reactor, text: str) -> float:
         loaded = await sync.sync_once()
         elapsed = time.perf_counter() - start
         assert loaded and sync.status == "Synchronized", sync.last_failure
-        reply = await node.run("blockchain get operator bring.count")
+        reply = await node.execute("blockchain get operator bring.count")
         assert int(reply.text) == sum(1 for line in text.splitlines() if line.startswith('{"operator"'))
         # Steady state: one new policy on the master reaches the node as a delta.
-        reply = await master.run('blockchain push {"config": {"id": "one-more"}}')
+        reply = await master.execute('blockchain push {"config": {"id": "one-more"}}')
         assert reply.ok, reply.text
         start = time.perf_counter()
         loaded = await sync.sync_once()

@@ -151,7 +151,7 @@ def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
     from anylog_tw.storage import Databases
 
     async def ok(node, text):
-        reply = await node.run(text)
+        reply = await node.execute(text)
         assert reply.ok, f"{text}: {reply.render()}"
         return reply
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from twisted.internet.defer import ensureDeferred
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -42,7 +44,7 @@ def execute_rate(n: int) -> float:
     append = results.append
     start = time.perf_counter()
     for _ in range(n):
-        node.execute("get status").addCallback(append)
+        ensureDeferred(node.execute("get status")).addCallback(append)
     elapsed = time.perf_counter() - start
     assert len(results) == n and results[-1].render() == "bench@127.0.0.1 running"
     return n / elapsed

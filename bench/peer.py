@@ -45,7 +45,7 @@ def serve_node(home: str) -> None:
 
     async def start():
         node.startService()
-        reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
         assert reply.ok, reply.text
         print(node.process("TCP").external_address[1], flush=True)
 

@@ -52,7 +52,7 @@ def serve(home: str, operator: bool) -> None:
         for text in ["run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true"] + (
                 ["connect dbms almgm where type = sqlite", "connect dbms bench where type = sqlite",
                  "run operator"] if operator else []):
-            reply = await node.run(text)
+            reply = await node.execute(text)
             assert reply.ok, reply.render()
         print(node.process("TCP").external_address[1], flush=True)
 
@@ -160,7 +160,7 @@ async def raw_send(node, src: str, address: str, in_flight: int) -> None:
 
 async def publish(node, per_operator: int, setup) -> None:
     await setup()
-    reply = await node.run(f"run publisher where per_operator = {per_operator} and delete_json = false")
+    reply = await node.execute(f"run publisher where per_operator = {per_operator} and delete_json = false")
     assert reply.ok, reply.render()
 
 
@@ -193,7 +193,7 @@ async def one_run(base: str, src: str, files: int, per_operator: int, run_id: in
         pub_watch = node.dictionary["watch_dir"]
 
         async def rule():
-            await node.run(f"set data distribution where dbms = bench and table = * and dest = {sink.address}")
+            await node.execute(f"set data distribution where dbms = bench and table = * and dest = {sink.address}")
 
         link_all(src, pub_watch)  # the files are there before the clock starts, as for A
         t = time.perf_counter()
@@ -202,8 +202,8 @@ async def one_run(base: str, src: str, files: int, per_operator: int, run_id: in
         await poll(lambda: not node.process("Publisher").known and not os.listdir(pub_watch))
         out["B"] = time.perf_counter() - t
         assert len(os.listdir(sink.watch)) == files
-        await node.run("exit publisher")
-        await node.run("set data distribution where dbms = bench and table = * and remove = true")
+        await node.execute("exit publisher")
+        await node.execute("set data distribution where dbms = bench and table = * and remove = true")
         shutil.rmtree(node.dictionary["bkup_dir"])
         if not with_db:
             return out
@@ -227,7 +227,7 @@ async def one_run(base: str, src: str, files: int, per_operator: int, run_id: in
         await publish(node, per_operator, policies)
         await wait_committed(node, op_pub.address, files)
         out["D"] = time.perf_counter() - t
-        await node.run("exit publisher")
+        await node.execute("exit publisher")
     finally:
         await node.stopService()
         for r in (sink, op_raw, op_pub):

@@ -64,7 +64,7 @@ def serve(kind: str, home: str) -> None:
         node.startService()
 
         async def start():
-            reply = await node.run("run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
+            reply = await node.execute("run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
             assert reply.ok, reply.render()
             print(node.process("REST").address[1], flush=True)
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from twisted.internet.defer import ensureDeferred
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -119,7 +121,7 @@ def direct_execute_ms() -> float:
     results = []
     start = time.perf_counter()
     for _ in range(DUE):
-        node.execute("echo tick").addCallback(results.append)
+        ensureDeferred(node.execute("echo tick")).addCallback(results.append)
     elapsed = time.perf_counter() - start
     assert len(results) == DUE
     return elapsed * 1e3

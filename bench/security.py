@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from twisted.internet.defer import ensureDeferred
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -66,7 +68,7 @@ def execute_rate(node, origin, calls: int) -> float:
     """Commands per CPU second of this process (steadier than per wall second on a shared machine)."""
     started = time.process_time()
     for _ in range(calls):
-        d = node.execute("get status", origin)
+        d = ensureDeferred(node.execute("get status", origin))
         if not d.called or not d.result.ok:
             raise SystemExit(f"get status did not answer at once: {d.result!r}")
     return calls / (time.process_time() - started)

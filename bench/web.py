@@ -59,7 +59,7 @@ def serve(kind: str, home: str) -> None:
                 node = Node(os.path.join(home, f"peer{i}"), name=f"peer{i}", reactor=reactor)
                 node.startService()
                 reactor.addSystemEventTrigger("before", "shutdown", node.stopService)
-                reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and "
+                reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and "
                                        "bind = true")
                 assert reply.ok, reply.render()
                 ports.append(node.process("TCP").address[1])
@@ -72,7 +72,7 @@ def serve(kind: str, home: str) -> None:
                      "run rest server where internal_ip = 127.0.0.1 and internal_port = 0",
                      "connect dbms lsl_bench where type = sqlite", "connect dbms almgm where type = sqlite",
                      "run operator where create_table = true and update_tsd_info = true"):
-            reply = await node.run(text)
+            reply = await node.execute(text)
             assert reply.ok, f"{text}: {reply.render()}"
         print(json.dumps({"rest": node.process("REST").address[1], "pid": os.getpid()}), flush=True)
 

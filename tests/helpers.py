@@ -6,15 +6,17 @@ import re
 import time
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.testing import MemoryReactorClock
 
 from anylog_tw.base.origin import LOCAL, Origin
 from anylog_tw.node import Node
 
 
-def fired(d: Deferred):
-    """The result of a Deferred that has already fired (unit tests run without a reactor)."""
+def fired(d):
+    """The result of a Deferred (or a coroutine, such as `node.execute(...)`) that has already fired
+    (unit tests run without a reactor)."""
+    d = ensureDeferred(d)
     results, failures = [], []
     d.addCallbacks(results.append, failures.append)
     if failures:
@@ -74,14 +76,14 @@ def as_origin(origin: "Origin | str") -> Origin:
 
 async def ok(node: Node, text: str, origin: "Origin | str" = "local"):
     """Run a command on a node and fail the test unless it succeeds; returns the Reply."""
-    reply = await node.run(text, as_origin(origin))
+    reply = await node.execute(text, as_origin(origin))
     assert reply.ok, f"{text}: {reply.render()}"
     return reply
 
 
 async def refused(node: Node, text: str, origin: "Origin | str" = "local") -> str:
     """Run a command that must fail with a message for the user (no traceback); returns the message."""
-    reply = await node.run(text, as_origin(origin))
+    reply = await node.execute(text, as_origin(origin))
     assert not reply.ok, f"{text} should fail: {reply.render()}"
     assert "Traceback" not in reply.text and "internal error" not in reply.text, reply.text
     return reply.text

@@ -23,10 +23,9 @@ is read and evaluated here, once:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable
 
 from anylog_tw.base.errors import GrammarError
 

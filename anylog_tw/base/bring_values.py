@@ -9,7 +9,6 @@ per message or policy, with a fast path for the common one-key case.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable, Iterable, Sequence
 
 from anylog_tw.base.bring import MISSING, BringError, Many, Segment, Key, VALUE_MODIFIERS, Bring, Outcome

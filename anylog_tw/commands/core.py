@@ -226,7 +226,7 @@ async def if_(call):
         holds = not holds
     if not holds:
         return ""
-    return await call.node.run(call.text[tokens[then + 1].start:], call.origin)
+    return await call.node.execute(call.text[tokens[then + 1].start:], call.origin)
 
 
 _COMPARE = {

@@ -347,7 +347,7 @@ async def test_cluster_databases(call):
 
     async def names(member: str, address: str) -> set[str] | str:
         if member == op.config.member:
-            reply, why, _ = await timed(node, lambda: node.run(question, call.origin.narrowed(
+            reply, why, _ = await timed(node, lambda: node.execute(question, call.origin.narrowed(
                 "read", "test cluster databases")), timeout)
         elif not address:
             return "no address in its policy"

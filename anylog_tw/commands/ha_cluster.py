@@ -239,7 +239,7 @@ async def test_cluster_data(call):
     async def ask(member: str, address: str | None):
         try:
             if member == op.config.member:
-                reply = await node.run(question, call.origin.narrowed("read", "test cluster data"))
+                reply = await node.execute(question, call.origin.narrowed("read", "test cluster data"))
             elif not address:
                 return member, address, "no address in its policy"
             else:

@@ -80,7 +80,7 @@ class _SerialRunner:
         command = self.accumulator.feed(line)
         if not command:
             return None
-        self._last = self._last.addCallback(lambda _: self.node.execute(command, self.origin))
+        self._last = self._last.addCallback(lambda _: defer.Deferred.fromCoroutine(self.node.execute(command, self.origin)))
         self._last.addCallback(lambda reply: self.write(reply.render()))
         return self._last
 

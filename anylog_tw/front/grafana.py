@@ -3,7 +3,7 @@
 Grafana (the simPod JSON data source, or the older simple-json one) is pointed at the node's REST
 URL.  Its "Save & test" is a GET of `/`, which the AnyLog route answers (`get status`, 200).  The
 routes here read Grafana's bodies, turn each panel target into statements (`grafana_sql`), run
-them as `sql` commands through `node.run` with the caller's REST origin (so the grant and the
+them as `sql` commands through `node.execute` with the caller's REST origin (so the grant and the
 timeout are the REST server's), and answer in Grafana's shapes.
 
 Where a query runs: on the network (`run client (...) sql`) when the payload names `servers`,
@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 from klein import Klein
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -103,7 +103,7 @@ class GrafanaApi:
         return request.anylog_origin
 
     async def _run(self, request, text: str):
-        d = self.node.execute(text, request.anylog_origin)
+        d = Deferred.fromCoroutine(self.node.execute(text, request.anylog_origin))
         if self.api.config.timeout:
             d = self.api.within(d, self.api.config.timeout, text)
         reply = await d

@@ -213,7 +213,7 @@ class RestApi:
             if asked.body_commands:
                 d = Deferred.fromCoroutine(self._run_body(asked, origin))
             else:
-                d = self.node.execute(asked.command, origin)
+                d = Deferred.fromCoroutine(self.node.execute(asked.command, origin))
             if d.called:  # the reply is ready: answer without another callback round
                 reply = d.result
                 if isinstance(reply, Failure):
@@ -269,10 +269,10 @@ class RestApi:
     async def _run_body(self, asked, origin: Origin):
         """Body commands first (a failing one answers), then the command."""
         for text in asked.body_commands:
-            reply = await self.node.run(text, origin)
+            reply = await self.node.execute(text, origin)
             if not reply.ok:
                 return reply
-        return await self.node.run(asked.command, origin)
+        return await self.node.execute(asked.command, origin)
 
     def _within(self, d: Deferred, timeout: float, text: str) -> Deferred:
         """The reply, or a Timeout after `timeout` seconds (the command goes on; its reply is dropped)."""
@@ -311,7 +311,7 @@ class RestApi:
         started = time.perf_counter()
         try:
             identity = await self.identify(request)
-            reply = await self.node.run("get status where format = json", self.origin(request, identity, "GET"))
+            reply = await self.node.execute("get status where format = json", self.origin(request, identity, "GET"))
             return self._send(request, "/api/status", started, 200, reply.render().encode("utf-8"), JSON_TYPE)
         except Exception as e:
             return self._fail(request, "/api/status", started, e)

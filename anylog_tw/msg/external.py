@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet import endpoints, ssl, threads
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath

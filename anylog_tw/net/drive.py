@@ -13,7 +13,7 @@ def drive(coro, done, *args, failure: Failure | None = None) -> None:
     Most commands a peer sends finish without waiting; `Deferred.fromCoroutine` would cost about
     as much as the rest of serving them.  When the coroutine awaits a Deferred, it is resumed
     from that Deferred's callback (a failure is thrown in at the await, as Twisted does).
-    `Node.run` returns every error as a Reply, so an exception here is a bug and is logged.
+    `Node.execute` returns every error as a Reply, so an exception here is a bug and is logged.
     """
     while True:
         try:

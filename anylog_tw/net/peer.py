@@ -415,7 +415,7 @@ class PeerProtocol(FileChannel, Backpressure, Protocol):
             return
         self.requests_in += 1
         self.running += 1
-        drive(self.node.run(text, self.command_origin(carried)), self._command_done, ident)
+        drive(self.node.execute(text, self.command_origin(carried)), self._command_done, ident)
         if self.running > MAX_RUNNING:
             self._check_pressure()
 

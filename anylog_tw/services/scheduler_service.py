@@ -1,7 +1,7 @@
 """The node's schedulers: scheduler 0 (system) and the user's 1..10, and the "Scheduler" process.
 
 `Schedulers` is the node's component (`node.component(Schedulers)`): it owns one `Scheduler`
-per id and runs their tasks through `node.run`, so a task is exactly what a user would type.
+per id and runs their tasks through `node.execute`, so a task is exactly what a user would type.
 `SchedulerService` is the row "Scheduler" of `get processes`; the node adds it when it starts,
 so scheduler 0 is always there.
 
@@ -127,7 +127,7 @@ class Schedulers:
             origin = task.owner.narrowed(task.owner.grant, label, "peer" if task.owner.kind == "peer" else "scheduler")
             if task.command:
                 text = expand_time_marks(task.command, previous, self.node.reactor.seconds())
-                reply = await self.node.run(text, origin)
+                reply = await self.node.execute(text, origin)
                 return reply.ok, "" if reply.ok else (reply.text or "error")
             try:
                 await call_function(task.function)

@@ -35,7 +35,7 @@ async def start_node(tmp_path, options: str = "", name: str = "demo") -> Node:
                 on_exit=lambda: None)
     node.startService()
     extra = f" and {options}" if options else ""
-    reply = await node.run(f"run rest server where internal_ip = 127.0.0.1 and internal_port = 0{extra}")
+    reply = await node.execute(f"run rest server where internal_ip = 127.0.0.1 and internal_port = 0{extra}")
     assert reply.ok, reply.render()
     return node
 

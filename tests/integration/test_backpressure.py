@@ -36,7 +36,7 @@ class SlowReader(Protocol):
 async def server(tmp_path):
     node = Node(str(tmp_path / "server"), name="server", reactor=reactor, environ={})
     node.startService()
-    reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+    reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
     assert reply.ok, reply.text
     node.dictionary["big"] = "x" * REPLY_SIZE
     yield node
@@ -88,9 +88,9 @@ async def test_replies_pile_up_to_a_bound_then_every_command_is_answered(server)
 
 async def test_commands_that_answer_later_are_bounded_by_the_running_count(server):
     """`sql` answers from the database's thread: all of a flood would start before any reply exists."""
-    await server.run("connect dbms d where type = sqlite")
-    await server.run('sql d "create table t (x text)"')
-    await server.run(f'sql d "insert into t (x) values (\'{"y" * 20_000}\')"')
+    await server.execute("connect dbms d where type = sqlite")
+    await server.execute('sql d "create table t (x text)"')
+    await server.execute(f'sql d "insert into t (x) values (\'{"y" * 20_000}\')"')
     client, conn = await slow_peer(server)
     client.transport.pauseProducing()
     n = 1500
@@ -116,7 +116,7 @@ async def test_two_nodes_flooding_each_other_both_get_every_reply(tmp_path):
     for name in ("alpha", "beta"):
         node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
         node.startService()
-        assert (await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 "
+        assert (await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 "
                                "and bind = true")).ok
         node.dictionary["big"] = "x" * REPLY_SIZE
         nodes.append(node)

@@ -41,7 +41,7 @@ async def node(tmp_path):
     dbs = node.component(Databases)
     await dbs.connect("almgm", "sqlite")
     await dbs.connect("lsl", "sqlite")
-    reply = await node.run("run operator where rescan = 1 second")
+    reply = await node.execute("run operator where rescan = 1 second")
     assert reply.ok, reply.render()
     yield node
     await node.stopService()

@@ -100,9 +100,9 @@ async def test_bad_limit_options_are_clear_errors(tmp_path):
                 ("run console where port = 0 and idle timeout = soon", "'idle timeout': 'soon' is not a time"),
                 ("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and max per address = 0",
                  "'max per address' must be at least 1")):
-            reply = await node.run(text)
+            reply = await node.execute(text)
             assert not reply.ok and why in reply.text, reply.text
-        reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and "
+        reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and "
                                "max reply = 1GB and frame budget = 10MB")
         assert not reply.ok and "frame budget" in reply.text
         assert node.process("TCP") is None and node.process("REST") is None

@@ -36,7 +36,7 @@ class ConsoleClient(TelnetProtocol):
 async def node(tmp_path):
     node = Node(str(tmp_path / "home"), name="cons", reactor=reactor)
     node.startService()
-    reply = await node.run("run console where ip = 127.0.0.1 and port = 0")
+    reply = await node.execute("run console where ip = 127.0.0.1 and port = 0")
     assert reply.ok, reply.render()
     yield node
     await node.stopService()
@@ -94,21 +94,21 @@ async def test_exit_console_closes_sessions_and_the_port(node):
     await ask(client, b"exit console\r\n", "Console stopping")
     await poll(lambda: node.process("Console") is None, what="the console to stop")
     await poll(lambda: not client.transport.transport.connected, what="the session to close")
-    reply = await node.run("exit console")
+    reply = await node.execute("exit console")
     assert not reply.ok and "not running" in reply.text
 
 
 async def test_second_console_is_refused_and_a_busy_port_is_an_error(node):
-    reply = await node.run("run console where port = 0")
+    reply = await node.execute("run console where port = 0")
     assert not reply.ok and "already running" in reply.text
     host, port = node.process("Console").address
     other = Node(str(node.home) + "-2", name="other", reactor=reactor)
-    reply = await other.run(f"run console where ip = 127.0.0.1 and port = {port}")
+    reply = await other.execute(f"run console where ip = 127.0.0.1 and port = {port}")
     assert not reply.ok and re.search(r"cannot listen on 127.0.0.1:\d+", reply.text)
 
 
 async def test_manhole_needs_the_password(node):
-    reply = await node.run("run manhole where port = 0 and user = admin and password = pw")
+    reply = await node.execute("run manhole where port = 0 and user = admin and password = pw")
     assert reply.ok, reply.render()
     host, port = node.process("Manhole").address
     client = ConsoleClient()
@@ -121,4 +121,4 @@ async def test_manhole_needs_the_password(node):
     client.send(b"node.name.upper()\r\n")
     await poll(lambda: "'CONS'" in client.screen, what="the REPL to answer")
     client.transport.loseConnection()
-    assert (await node.run("exit manhole")).ok
+    assert (await node.execute("exit manhole")).ok

@@ -12,7 +12,7 @@ import os
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 
@@ -195,7 +195,7 @@ async def test_exit_scheduler_while_a_task_runs(tmp_path):
     try:
         await ok(node, "run scheduler 1")
         await ok(node, "schedule time = 1 hour and name = slow and scheduler = 1 task test sleep 0.3")
-        running = node.execute("task run where scheduler = 1 and name = slow")
+        running = ensureDeferred(node.execute("task run where scheduler = 1 and name = slow"))
         await poll(lambda: _task_running(node), what="the task to start")
         await ok(node, "exit scheduler 1")
         reply = await running  # the run in flight ends and reports, whatever the scheduler does meanwhile

@@ -51,7 +51,7 @@ async def make_node(home: str) -> Node:
 
 
 async def start_operator(node: Node, options: str = "") -> None:
-    reply = await node.run("run operator where rescan = 1 second" + (f" and {options}" if options else ""))
+    reply = await node.execute("run operator where rescan = 1 second" + (f" and {options}" if options else ""))
     assert reply.ok, reply.render()
 
 
@@ -211,9 +211,9 @@ async def test_a_disk_filled_during_ingest_pauses_it_and_loses_and_doubles_nothi
         await poll(lambda: op.pause.since is not None, 30, what="ingest to pause")
         status = op.status()
         assert status.startswith("Paused: no space left"), status
-        reply = await node.run("get operator")
+        reply = await node.execute("get operator")
         assert "Paused: no space left" in reply.render()
-        test = (await node.run("test node where format = json")).render()
+        test = (await node.execute("test node where format = json")).render()
         assert "ingest paused: no space left" in test, test
         paused_files = op.stats.total_files
         assert os.listdir(err) == []  # nothing was taken for a bad file

@@ -22,7 +22,7 @@ FAST = "push_interval = 0.2 seconds and pull_interval = 0.5 seconds and grace = 
 
 
 async def ok(node: Node, text: str):
-    reply = await node.run(text)
+    reply = await node.execute(text)
     assert reply.ok, f"{text}: {reply.text}"
     return reply
 

@@ -45,7 +45,7 @@ async def node(request, tmp_path):
 
 
 async def start(node, options: str = "") -> None:
-    reply = await node.run("run operator" + (f" where {options}" if options else ""))
+    reply = await node.execute("run operator" + (f" where {options}" if options else ""))
     assert reply.ok, reply.render()
 
 
@@ -110,7 +110,7 @@ async def test_a_value_that_does_not_fit_sends_the_file_whole_to_the_error_dir(n
     await wait_empty(node)
     [err] = errors(node)
     assert ".err_mapping." in err
-    reply = await node.run("get operator error where format = json")
+    reply = await node.execute("get operator error where format = json")
     text = json.dumps(reply.json_data())
     assert "line 3" in text and "column 'v'" in text and "2.5" in text
     assert not await node.component(Databases).get("lsl").has_table("strict") or \
@@ -155,7 +155,7 @@ async def test_per_row_dbms_and_table_from_the_data(node):
     assert await count(node, "select count(*) from co2_level", "smart_city") == 1
     assert await rows(node, "select value from cpu_temp", "monitoring") == [(62.8,)]
     assert await rows(node, "select rows, status2 from tsd_info", "almgm") == [(5, "done")]
-    summary = (await node.run("get operator inserts where format = json")).json_data()
+    summary = (await node.execute("get operator inserts where format = json")).json_data()
     assert {(r["DBMS"], r["Table"]) for r in summary} == {
         ("smart_city", "ping_sensor"), ("smart_city", "humidity"), ("smart_city", "co2_level"),
         ("monitoring", "cpu_temp")}
@@ -216,7 +216,7 @@ async def test_sql_file_creates_its_table_inserts_once_and_is_traced(node):
     assert await rows(node, "select table_name, rows, status2 from tsd_info", "almgm") == [("ping_sensor", 3, "done")]
     archived = listing(node.dictionary["archive_dir"])
     assert len(archived) == 1 and archived[0].endswith(".sql.gz")
-    sql_stats = (await node.run("get operator sql where format = json")).json_data()
+    sql_stats = (await node.execute("get operator sql where format = json")).json_data()
     assert [(r["DBMS"], r["Table or partition"], r["Files"]) for r in sql_stats] == [("lsl", "ping_sensor", 1)]
     drop(node, "lsl.ping_sensor.again.0.0.sql", None, raw=body.replace(b"DEFAULT, now()", b"1, now()"))
     await wait_empty(node)
@@ -256,7 +256,7 @@ async def test_sql_files_with_anything_else_go_whole_to_the_error_dir(node, body
     await wait_empty(node)
     [err] = errors(node)
     assert ".err_sql." in err and err.endswith(".sql")
-    reply = await node.run("get operator error where format = json")
+    reply = await node.execute("get operator error where format = json")
     data = reply.json_data()
     assert data[0]["Type"] == "SQL" and fragment in data[0]["Last Error Text"], data
     assert not await node.component(Databases).get("lsl").has_table("t")
@@ -280,19 +280,19 @@ async def test_get_operator_pool_and_reset_stats(node):
     drop(node, "lsl.b.0.0.0.sql", None, raw=b"create table if not exists b (v int); insert into b (v) values (1);")
     drop(node, "lsl.c.0.0.0.sql", None, raw=b"delete from c;")
     await wait_empty(node)
-    summary = (await node.run("get stats where service = operator and topic = summary and format = json"))
+    summary = (await node.execute("get stats where service = operator and topic = summary and format = json"))
     assert summary.ok and summary.json_data()[0]["Total rows"] == 2 and summary.json_data()[0]["Total errors"] == 1
-    errs = (await node.run("get operator error where format = json")).json_data()
+    errs = (await node.execute("get operator error where format = json")).json_data()
     assert sorted(e["Type"] for e in errs) == ["SQL"]
-    pool = await node.run("get operator pool where format = json")
+    pool = await node.execute("get operator pool where format = json")
     assert pool.ok and pool.json_data()[0]["Configured"] == 1
-    details = await node.run("get operator pool where details = true and format = json")
+    details = await node.execute("get operator pool where details = true and format = json")
     assert details.ok and details.json_data()["Pool"][0]["Configured"] == 1 and details.json_data()["Files"] == []
-    assert "File" in (await node.run("get operator pool where details = true")).render()
-    reply = await node.run("reset stats where service = operator and topic = summary")
+    assert "File" in (await node.execute("get operator pool where details = true")).render()
+    reply = await node.execute("reset stats where service = operator and topic = summary")
     assert reply.ok, reply.render()
     for topic in ("json", "sql", "inserts", "error"):
-        assert (await node.run(f"get operator {topic} where format = json")).json_data() == [], topic
-    assert (await node.run("get operator summary where format = json")).json_data()[0]["Total rows"] == 0
-    bad = await node.run("reset stats where service = streamer")
+        assert (await node.execute(f"get operator {topic} where format = json")).json_data() == [], topic
+    assert (await node.execute("get operator summary where format = json")).json_data()[0]["Total rows"] == 0
+    bad = await node.execute("reset stats where service = streamer")
     assert not bad.ok and "operator" in bad.render()

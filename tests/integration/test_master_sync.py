@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 
 from anylog_tw.base.errors import PeerError
 from anylog_tw.metadata import ledger as ledger_module
@@ -40,7 +41,7 @@ async def start_node(tmp_path, name: str, tcp: bool = True) -> Node:
     node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
     node.startService()
     if tcp:
-        reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
         assert reply.ok, reply.text
     return node
 
@@ -50,7 +51,7 @@ def addr(node: Node) -> str:
 
 
 async def ok(node: Node, text: str):
-    reply = await node.run(text)
+    reply = await node.execute(text)
     assert reply.ok, f"{text}: {reply.text}"
     return reply
 
@@ -141,7 +142,7 @@ async def start_sync(node: Node, master: Node, seconds: int = 60):
 async def forced_sync(node: Node) -> None:
     sync = node.process("Blockchain Sync")
     calls = sync.calls
-    reply = await node.run("run blockchain sync")  # answers once the sync is done: ok, or its failure
+    reply = await node.execute("run blockchain sync")  # answers once the sync is done: ok, or its failure
     assert reply.ok == (sync.state == "Synchronized"), reply.render()
     assert sync.calls > calls
     await poll(lambda: not sync.periodic.busy, what="the loop's sync, if one ran")
@@ -230,7 +231,7 @@ async def test_a_failed_swap_leaves_the_old_ledger_in_place(cluster, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ledger_module.os, "replace", crash)
-    reply = await a.run(f"blockchain seed from {addr(master)}")
+    reply = await a.execute(f"blockchain seed from {addr(master)}")
     monkeypatch.undo()
     assert not reply.ok
     assert open(path, "rb").read() == before
@@ -240,13 +241,13 @@ async def test_a_failed_swap_leaves_the_old_ledger_in_place(cluster, monkeypatch
 
 async def test_run_blockchain_sync_errors(cluster):
     _, a, _ = cluster
-    assert "not running" in (await a.run("run blockchain sync")).text
-    assert "needs option 'time'" in (await a.run("run blockchain sync where source = master and dest = file")).text
-    assert "no master policy" in (await a.run(
+    assert "not running" in (await a.execute("run blockchain sync")).text
+    assert "needs option 'time'" in (await a.execute("run blockchain sync where source = master and dest = file")).text
+    assert "no master policy" in (await a.execute(
         "run blockchain sync where source = master and time = 5 seconds and dest = file")).text
-    assert "at least 1 second" in (await a.run(
+    assert "at least 1 second" in (await a.execute(
         "run blockchain sync where source = master and time = 0 seconds and dest = file and connection = 1.2.3.4:5")).text
-    assert "not running" in (await a.run("get synchronizer")).text
+    assert "not running" in (await a.execute("get synchronizer")).text
 
 
 # --- run client with destinations from the metadata ----------------------------------------
@@ -262,7 +263,7 @@ async def test_run_client_to_destinations_from_the_metadata(cluster):
     assert (await ok(a, "run client (blockchain get operator where name = op-b bring.ip_port) get node name")).text \
         == "node-b"
     assert (await ok(a, "run client (dbms = lsl and table = ping) get node name")).text == "node-b"
-    reply = await a.run("run client (dbms = lsl and table = nothing) get node name")
+    reply = await a.execute("run client (dbms = lsl and table = nothing) get node name")
     assert not reply.ok and "no node in the metadata" in reply.text
     assert (await ok(a, f"run client ({host}:{port}) get node name")).text == "node-b"
 
@@ -305,7 +306,7 @@ async def test_concurrent_adds_get_distinct_members_and_a_consistent_file(cluste
 
     _, a, _ = cluster
     replies = await gatherResults([
-        a.execute(f'blockchain add {{"operator": {{"name": "op{i}", "cluster": "c"}}}}') for i in range(60)])
+        ensureDeferred(a.execute(f'blockchain add {{"operator": {{"name": "op{i}", "cluster": "c"}}}}')) for i in range(60)])
     assert all(r.ok for r in replies), [r.text for r in replies if not r.ok]
     members = json.loads((await ok(a, "blockchain get operator bring.json [operator][member]")).render())
     assert len({m["member"] for m in members}) == 60

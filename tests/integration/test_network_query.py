@@ -10,6 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import ensureDeferred
 
 from anylog_tw.net.peers import Peers
 from anylog_tw.node import Node
@@ -72,7 +73,7 @@ async def network(tmp_path):
 
 
 async def answer(node: Node, text: str):
-    reply = await node.run(text)
+    reply = await node.execute(text)
     assert reply.ok, reply.text
     return reply
 
@@ -150,13 +151,13 @@ async def test_failover_to_the_other_member_when_main_is_down(network):
 
 async def test_an_unknown_table_is_no_metadata(network):
     query, _ = network
-    reply = await query.run('run client () sql lsl "select count(*) from nosuch"')
+    reply = await query.execute('run client () sql lsl "select count(*) from nosuch"')
     assert not reply.ok and "No metadata info" in reply.text
 
 
 async def test_unmergeable_is_refused(network):
     query, _ = network
-    reply = await query.run('run client () sql lsl "select device_name, value from ping group by device_name"')
+    reply = await query.execute('run client () sql lsl "select device_name, value from ping group by device_name"')
     assert not reply.ok and "cannot be merged" in reply.text
 
 
@@ -179,7 +180,7 @@ async def test_a_silent_operator_fails_the_query_without_subset(network):
     port = await add_silent_cluster(query)
     silent = f"127.0.0.1:{port.getHost().port}"
     try:
-        reply = await query.run('run client (timeout = 1) sql lsl "select count(*) from ping"')
+        reply = await query.execute('run client (timeout = 1) sql lsl "select count(*) from ping"')
         assert not reply.ok and "No active operator for cluster 'c3'" in reply.text
     finally:
         await port.stopListening()
@@ -317,7 +318,7 @@ async def test_query_stop_cancels_a_running_query(network):
     port = await add_silent_cluster(query)
     silent = f"127.0.0.1:{port.getHost().port}"
     try:
-        running = query.execute('run client (timeout = 60) sql lsl "select count(*) from ping"')
+        running = ensureDeferred(query.execute('run client (timeout = 60) sql lsl "select count(*) from ping"'))
         from tests.helpers import poll
 
         await poll(lambda: any(p.address == silent and p.status == "Processing"

@@ -48,7 +48,7 @@ async def mixed(tmp_path):
             await ok(node, f'sql lsl "{OPERATOR_TABLE}"')
             values = ", ".join(f"('{t}', {'NULL' if d is None else repr(d)}, {'NULL' if v is None else v})"
                                for t, d, v in rows_of(cluster))
-            reply = await node.run(f'sql lsl "insert into ping (timestamp, device_name, value) values {values}"')
+            reply = await node.execute(f'sql lsl "insert into ping (timestamp, device_name, value) values {values}"')
             assert reply.ok, reply.text
         policies = [{"table": {"name": "ping", "dbms": "lsl", "create": CREATE}}]
         for i, node in ((1, op1), (2, op2)):
@@ -105,7 +105,7 @@ CASES = [
 @pytest.mark.parametrize("text, reference, ordered", CASES)
 async def test_mixed_engines_merge_to_the_one_table_answer(mixed, text, reference, ordered):
     query, ref = mixed
-    reply = await query.run(f'run client () sql lsl format = json and timezone = utc "{text}"')
+    reply = await query.execute(f'run client () sql lsl format = json and timezone = utc "{text}"')
     assert reply.ok, reply.text
     got = [tuple(r.values()) for r in reply.json_data().get("Query", [])]
     want = ref.execute(text if reference == "same" else reference).fetchall()

@@ -74,7 +74,7 @@ async def node(request, tmp_path):
 
 
 async def start(node, options: str = "") -> None:
-    reply = await node.run("run operator" + (f" where {options}" if options else ""))
+    reply = await node.execute("run operator" + (f" where {options}" if options else ""))
     assert reply.ok, reply.render()
 
 
@@ -123,7 +123,7 @@ async def test_duplicate_goes_to_error_dir(node):
     assert await count(node, "select count(*) from dup") == 2
     errs = os.listdir(node.dictionary["err_dir"])
     assert len(errs) == 1 and ".err_duplicate." in errs[0]
-    reply = await node.run("get operator error where format = json")
+    reply = await node.execute("get operator error where format = json")
     assert "already ingested" in json.dumps(reply.json_data())
 
 
@@ -140,7 +140,7 @@ async def test_new_attributes_add_columns_and_types_are_checked(node):
     assert await count(node, "select count(*) from t") == 2
     errs = os.listdir(node.dictionary["err_dir"])
     assert len(errs) == 1 and ".err_mapping." in errs[0]
-    reply = await node.run("get operator error where format = json")
+    reply = await node.execute("get operator error where format = json")
     text = json.dumps(reply.json_data())
     assert "line 2" in text and "'v'" in text and "4.5" in text
 
@@ -176,7 +176,7 @@ async def test_malformed_files_go_to_the_error_dir_with_the_reason(node):
     await wait_empty(node)
     errs = os.listdir(node.dictionary["err_dir"])
     assert len(errs) == len(CORPUS), errs
-    reply = await node.run("get operator error where format = json")
+    reply = await node.execute("get operator error where format = json")
     assert reply.ok
     for name, _, reason, text in CORPUS:
         stem = name.rsplit(".json", 1)[0] if ".json" in name else name.rsplit(".", 1)[0]
@@ -194,7 +194,7 @@ async def test_error_reasons_are_in_get_operator_error_and_the_error_log(node):
     await start(node)
     drop(node, "lsl.bad.0.0.0.json", None, raw=b'{"a":1}\n{"a":\n')
     await wait_empty(node)
-    reply = await node.run("get operator error")
+    reply = await node.execute("get operator error")
     text = reply.render()
     assert "Last Error Text" in text and "line 2" in text and "json" in text
     logged = [e for e in node.errors.entries() if e[2] == "operator"]
@@ -229,7 +229,7 @@ async def test_archive_off_deletes_and_compress_off_keeps_plain_json(node):
     await wait_empty(node)
     archived = listing(node.dictionary["archive_dir"])
     assert len(archived) == 1 and archived[0].endswith(".json")
-    await node.run("exit operator")
+    await node.execute("exit operator")
     await start(node, "archive_json = false")
     drop(node, "lsl.plain.1.json", [{"a": 2}])
     await wait_empty(node)
@@ -341,35 +341,35 @@ async def test_get_operator_topics_and_run_twice(node):
     await start(node, "threads = 2")
     drop(node, "lsl.st.0.0.0.json", [{"a": 1}, {"a": 2}])
     await wait_empty(node)
-    again = await node.run("run operator")
+    again = await node.execute("run operator")
     assert not again.ok and "already running" in again.text
-    cfg = (await node.run("get operator config where format = json")).json_data()
+    cfg = (await node.execute("get operator config where format = json")).json_data()
     assert cfg[0]["Member"] == "0" and cfg[0]["Status"] == "Running"
-    summary = (await node.run("get operator summary where format = json")).json_data()[0]
+    summary = (await node.execute("get operator summary where format = json")).json_data()[0]
     assert summary["Total rows"] == 2 and summary["New rows"] == 2 and "Avg. rows/sec" in summary
-    summary = (await node.run("get operator summary where format = json")).json_data()[0]
+    summary = (await node.execute("get operator summary where format = json")).json_data()[0]
     assert summary["New rows"] == 0
-    js = (await node.run("get operator json where format = json")).json_data()
+    js = (await node.execute("get operator json where format = json")).json_data()
     assert js[0]["DBMS"] == "lsl" and js[0]["Table"] == "st" and js[0]["Files"] == 1
-    ins = (await node.run("get operator inserts where format = json")).json_data()
+    ins = (await node.execute("get operator inserts where format = json")).json_data()
     assert ins[0]["Rows"] == 2
-    both = await node.run("get operator")
+    both = await node.execute("get operator")
     assert "JSON files" in both.render() and "Inserts" in both.render()
-    procs = (await node.run("get processes where format = json")).json_data()
+    procs = (await node.execute("get processes where format = json")).json_data()
     assert procs["Operator"]["Status"] == "Running"
-    bad = await node.run("get operator nonsense")
+    bad = await node.execute("get operator nonsense")
     assert not bad.ok and "unknown operator topic" in bad.text
-    assert (await node.run("exit operator")).ok
-    assert "Not declared" in (await node.run("get operator")).render()
+    assert (await node.execute("exit operator")).ok
+    assert "Not declared" in (await node.execute("get operator")).render()
 
 
 async def test_run_operator_needs_almgm(tmp_path):
     n = Node(str(tmp_path / "h2"), name="op2", reactor=reactor)
     n.startService()
     try:
-        reply = await n.run("run operator")
+        reply = await n.execute("run operator")
         assert not reply.ok and "connect dbms almgm" in reply.text
-        reply = await n.run("run operator where threads = 11 and update_tsd_info = false")
+        reply = await n.execute("run operator where threads = 11 and update_tsd_info = false")
         assert not reply.ok and "threads" in reply.text
     finally:
         await n.stopService()
@@ -379,7 +379,7 @@ async def test_run_operator_needs_almgm(tmp_path):
 
 
 async def _insert_policy(node, policy: dict) -> str:
-    reply = await node.run(f"blockchain insert where policy = {json.dumps(policy)} and local = true")
+    reply = await node.execute(f"blockchain insert where policy = {json.dumps(policy)} and local = true")
     assert reply.ok, reply.render()
     return reply.render().split()[1]
 
@@ -400,7 +400,7 @@ async def meta_node(tmp_path):
 
 
 async def _policies(node, text: str) -> list:
-    reply = await node.run(f"blockchain get {text}")
+    reply = await node.execute(f"blockchain get {text}")
     assert reply.ok, reply.render()
     return json.loads(reply.render() or "[]")
 
@@ -408,7 +408,7 @@ async def _policies(node, text: str) -> list:
 async def test_operator_policy_gives_member_and_tables_are_published(meta_node):
     node = meta_node
     await start(node, f"policy = {node.operator_id}")
-    cfg = (await node.run("get operator config where format = json")).json_data()[0]
+    cfg = (await node.execute("get operator config where format = json")).json_data()[0]
     member = cfg["Member"]
     assert cfg["Cluster"] == node.cluster and member.isdigit() and member != "0"
     drop(node, "lsl.pub.0.0.0.json", [{"t": "2026-11-28T04:00:00Z", "v": 1.5}])
@@ -427,9 +427,9 @@ async def test_operator_policy_gives_member_and_tables_are_published(meta_node):
 
 
 async def test_missing_operator_policy_is_a_clear_error(meta_node):
-    reply = await meta_node.run("run operator where policy = nosuchpolicy")
+    reply = await meta_node.execute("run operator where policy = nosuchpolicy")
     assert not reply.ok and "no policy with id 'nosuchpolicy'" in reply.text
-    reply = await meta_node.run(f"run operator where policy = {meta_node.cluster}")
+    reply = await meta_node.execute(f"run operator where policy = {meta_node.cluster}")
     assert not reply.ok and "not an operator policy" in reply.text
 
 
@@ -570,7 +570,7 @@ async def test_big_file_with_a_bad_value_late_fails_whole(node, monkeypatch):
     assert await count(node, "select count(*) from bigbad") == 1
     errs = os.listdir(node.dictionary["err_dir"])
     assert len(errs) == 1 and ".err_mapping." in errs[0]
-    text = json.dumps((await node.run("get operator error where format = json")).json_data())
+    text = json.dumps((await node.execute("get operator error where format = json")).json_data())
     assert "line 2501" in text and "2.5" in text  # rows[2500] is the 2,501st line
 
 
@@ -626,7 +626,7 @@ async def test_a_failed_file_is_recorded_and_redone_when_dropped_again(node):
     _, found = await node.component(Databases).get("almgm").query(
         'select "file_id", "status1", "status2" from tsd_info')
     assert len(found) == 1 and found[0][1] == tsd.FAILED_STATUS and found[0][2].startswith("failed 1: insert")
-    errors = (await node.run("get tsd errors where table = tsd_info and format = json")).json_data()
+    errors = (await node.execute("get tsd errors where table = tsd_info and format = json")).json_data()
     assert [e["File ID"] for e in errors] == [found[0][0]] and "disk full" in errors[0]["Status 2"]
 
     drop(node, "lsl.flaky.0.0.json", rows)  # the same file again, once the cause is gone
@@ -635,7 +635,7 @@ async def test_a_failed_file_is_recorded_and_redone_when_dropped_again(node):
     _, found = await node.component(Databases).get("almgm").query(
         'select "file_id", "status1", "status2", "rows" from tsd_info')
     assert [(r[1], r[2], r[3]) for r in found] == [(None, tsd.DONE, 5)]
-    assert (await node.run("get tsd errors where table = tsd_info and format = json")).json_data() == []
+    assert (await node.execute("get tsd errors where table = tsd_info and format = json")).json_data() == []
 
 
 async def test_mark_failed_counts_attempts_and_never_touches_a_done_row(node):

@@ -20,9 +20,9 @@ async def start_node(tmp_path, name: str, *setup: str) -> Node:
     node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
     node.startService()
     for line in setup:
-        reply = await node.run(line)
+        reply = await node.execute(line)
         assert reply.ok, reply.text
-    reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+    reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
     assert reply.ok, reply.text
     return node
 
@@ -43,14 +43,14 @@ async def pair(tmp_path):
 async def test_run_client_gets_the_remote_status(pair):
     """`run client (ip:port) get status` returns the remote node's own status line."""
     a, b = pair
-    reply = await a.run(f"run client ({addr(b)}) get status")
+    reply = await a.execute(f"run client ({addr(b)}) get status")
     assert reply.ok, reply.text
     assert reply.render() == f"beta@{addr(b)} running"
 
 
 async def test_get_status_shows_tcp_identity(pair):
     a, _ = pair
-    reply = await a.run("get status")
+    reply = await a.execute("get status")
     assert reply.render() == f"alpha@{addr(a)} running"
 
 
@@ -69,9 +69,9 @@ async def test_reply_kinds_survive_the_wire(pair):
     a, b = pair
     peers = a.component(Peers)
     table = await peers.command(addr(b), "get processes")
-    local = await b.run("get processes")
+    local = await b.execute("get processes")
     assert table.is_table and table.columns == local.columns and table.rows == local.rows
-    as_json = await a.run(f"run client ({addr(b)}) get processes where format = json")
+    as_json = await a.execute(f"run client ({addr(b)}) get processes where format = json")
     assert as_json.render() == local.render("json")
     err = await peers.command(addr(b), "no such command")
     assert not err.ok and err.error_code == "unknown_command" and "unknown command" in err.text
@@ -104,9 +104,9 @@ async def test_remote_references_and_assignment(pair):
     a, b = pair
     a.dictionary["who"] = "local-value"
     b.dictionary["who"] = "remote-value"
-    reply = await a.run(f"run client ({addr(b)}) echo !who !!who")
+    reply = await a.execute(f"run client ({addr(b)}) echo !who !!who")
     assert reply.text == "local-value remote-value"
-    reply = await a.run(f"x = run client {addr(b)} get node name")
+    reply = await a.execute(f"x = run client {addr(b)} get node name")
     assert reply.ok and a.dictionary["x"] == "beta"
 
 
@@ -117,11 +117,11 @@ async def test_destination_forms_and_multi_node_blocks(tmp_path, pair):
     try:
         ip, port = addr(b).split(":")
         a.dictionary.update(bip=ip, bport=port)
-        assert (await a.run(f"run client ({ip} {port}) get node name")).text == "beta"
-        assert (await a.run("run client (!bip !bport) get node name")).text == "beta"
-        reply = await a.run(f"run client ({addr(b)}, {addr(c)}) get node name")
+        assert (await a.execute(f"run client ({ip} {port}) get node name")).text == "beta"
+        assert (await a.execute("run client (!bip !bport) get node name")).text == "beta"
+        reply = await a.execute(f"run client ({addr(b)}, {addr(c)}) get node name")
         assert reply.render() == f"[From Node {addr(b)}]\nbeta\n\n[From Node {addr(c)}]\ngamma"
-        reply = await a.run(f"run client ({addr(b)}, {addr(c)}) get status where format = json")
+        reply = await a.execute(f"run client ({addr(b)}, {addr(c)}) get status where format = json")
         data = reply.json_data()
         assert set(data) == {addr(b), addr(c)} and data[addr(c)]["assigned_name"] == f"gamma@{addr(c)}"
     finally:
@@ -135,14 +135,14 @@ async def test_unreachable_peer_fails_fast_unless_subset(tmp_path, pair):
     dead_addr = addr(dead)
     await dead.stopService()
     start = reactor.seconds()
-    reply = await a.run(f"run client ({addr(b)}, {dead_addr}) get node name")
+    reply = await a.execute(f"run client ({addr(b)}, {dead_addr}) get node name")
     assert not reply.ok and dead_addr in reply.text and "subset" in reply.text
     assert reactor.seconds() - start < 3
-    reply = await a.run(f"run client ({addr(b)}, {dead_addr} and subset = true) get node name")
+    reply = await a.execute(f"run client ({addr(b)}, {dead_addr} and subset = true) get node name")
     assert reply.ok and "beta" in reply.text and f"[From Node {dead_addr}]" in reply.text
-    reply = await a.run(f"run client {dead_addr} get node name")
+    reply = await a.execute(f"run client {dead_addr} get node name")
     assert not reply.ok and "not reachable" in reply.text
-    conns = await a.run("get connections where format = json")
+    conns = await a.execute("get connections where format = json")
     states = {p["Peer"]: p["Status"] for p in conns.json_data()["peers"]}
     assert states[dead_addr] == "not responding"
 
@@ -158,7 +158,7 @@ async def test_timeout_inside_parentheses(pair):
         def _hang(call):
             return Deferred()
 
-    reply = await a.run(f"run client ({addr(b)} and timeout = 0.2) test peer hang")
+    reply = await a.execute(f"run client ({addr(b)} and timeout = 0.2) test peer hang")
     assert not reply.ok and "did not answer" in reply.text
     with pytest.raises(Timeout):
         await a.component(Peers).command(addr(b), "test peer hang", timeout=0.1)
@@ -185,12 +185,12 @@ async def test_connection_loss_fails_waiters_and_reconnects(pair):
 
 async def test_exit_tcp_and_restart(pair):
     a, b = pair
-    assert (await b.run("exit tcp")).ok
+    assert (await b.execute("exit tcp")).ok
     assert b.process("TCP") is None
-    assert not (await b.run("exit tcp")).ok
-    reply = await a.run(f"run client {addr(a)} get node name")
+    assert not (await b.execute("exit tcp")).ok
+    reply = await a.execute(f"run client {addr(a)} get node name")
     assert reply.ok  # a talks to itself
-    assert (await a.run("run tcp server where external_port = 0")).ok is False  # already running
+    assert (await a.execute("run tcp server where external_port = 0")).ok is False  # already running
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ async def test_bad_md5_and_bad_dest_leave_nothing(tmp_path, pair):
     assert os.listdir(b.dictionary["tmp_dir"]) == []
     # The connection still works after refusals.
     assert (await peers.command(addr(b), "get node name")).text == "beta"
-    assert "md5 mismatch" in (await b.run("get error log")).render()
+    assert "md5 mismatch" in (await b.execute("get error log")).render()
 
 
 @pytest.mark.allow_logged_errors
@@ -282,15 +282,15 @@ async def test_network_key(tmp_path):
     c = await start_node(tmp_path, "c", "set network key = another-key")
     d = await start_node(tmp_path, "d")
     try:
-        assert (await a.run(f"run client {addr(b)} get node name")).text == "b"
+        assert (await a.execute(f"run client {addr(b)} get node name")).text == "b"
         b.dictionary["marker"] = "untouched"
         for src, dst in ((c, b), (d, b), (b, d)):
-            reply = await src.run(f"run client {addr(dst)} marker = changed")
+            reply = await src.execute(f"run client {addr(dst)} marker = changed")
             assert not reply.ok and "did not accept" in reply.text, reply.text
         assert b.dictionary["marker"] == "untouched"
-        assert "network key" in (await b.run("get error log")).render()
+        assert "network key" in (await b.execute("get error log")).render()
         # An accepted, authenticated connection also carries requests the other way.
-        assert (await b.run(f"run client {addr(a)} get node name")).text == "a"
+        assert (await b.execute(f"run client {addr(a)} get node name")).text == "a"
         assert len([p for p in b.component(Peers).live if p.role == "client"]) == 0
     finally:
         for n in (a, b, c, d):
@@ -299,8 +299,8 @@ async def test_network_key(tmp_path):
 
 async def test_set_network_key_errors(pair):
     a, _ = pair
-    assert not (await a.run("set network key = short")).ok
-    assert (await a.run('set network key = ""')).ok
+    assert not (await a.execute("set network key = short")).ok
+    assert (await a.execute('set network key = ""')).ok
 
 
 # --- TLS --------------------------------------------------------------------------------------
@@ -351,7 +351,7 @@ async def start_tls_node(tmp_path, name, files):
     cert, key, ca = files
     node = Node(str(tmp_path / name), name=name, reactor=reactor, environ={})
     node.startService()
-    reply = await node.run(f"run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true "
+    reply = await node.execute(f"run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true "
                            f"and ssl = true and cert = {cert} and key = {key} and ca = {ca}")
     assert reply.ok, reply.text
     return node
@@ -365,17 +365,17 @@ async def test_mutual_tls(tmp_path):
     n2 = await start_tls_node(tmp_path, "n2", pki["n2"])
     intruder = await start_tls_node(tmp_path, "intruder", pki["intruder"])
     try:
-        assert (await n1.run(f"run client {addr(n2)} get node name")).text == "n2"
-        assert "SSL: True" in (await n1.run("get processes")).render()
+        assert (await n1.execute(f"run client {addr(n2)} get node name")).text == "n2"
+        assert "SSL: True" in (await n1.execute("get processes")).render()
         src = tmp_path / "over-tls.bin"
         digest = write_file(src, 3 * 1024 * 1024)
         assert (await n1.component(Peers).send_file(addr(n2), str(src))).ok
         landed = os.path.join(n2.dictionary["watch_dir"], "over-tls.bin")
         assert hashlib.md5(open(landed, "rb").read()).hexdigest() == digest
         intruder.component(Peers).connect_timeout = 2
-        reply = await intruder.run(f"run client ({addr(n2)} and timeout = 3) get node name")
+        reply = await intruder.execute(f"run client ({addr(n2)} and timeout = 3) get node name")
         assert not reply.ok
-        reply = await n1.run(f"run client ({addr(intruder)} and timeout = 3) get node name")
+        reply = await n1.execute(f"run client ({addr(intruder)} and timeout = 3) get node name")
         assert not reply.ok
     finally:
         for n in (n1, n2, intruder):
@@ -386,11 +386,11 @@ async def test_file_send_command(tmp_path, pair):
     a, b = pair
     src = tmp_path / "c.json"
     digest = write_file(src, 12345)
-    reply = await a.run(f"file send {src} {addr(b)} where name = renamed.json")
+    reply = await a.execute(f"file send {src} {addr(b)} where name = renamed.json")
     assert reply.ok and "renamed.json" in reply.text, reply.text
     landed = os.path.join(b.dictionary["watch_dir"], "renamed.json")
     assert hashlib.md5(open(landed, "rb").read()).hexdigest() == digest
-    reply = await a.run(f"file send {src} {addr(b)} where dest = nowhere")
+    reply = await a.execute(f"file send {src} {addr(b)} where dest = nowhere")
     assert not reply.ok and "option 'dest' is 'nowhere'; it must be one of: watch" in reply.text
-    reply = await a.run(f"file send {tmp_path}/missing.json {addr(b)}")
+    reply = await a.execute(f"file send {tmp_path}/missing.json {addr(b)}")
     assert not reply.ok and "cannot read" in reply.text

@@ -92,6 +92,6 @@ async def test_fuzzed_frames_are_refused_and_the_node_serves_on(target, tmp_path
     # A real peer is still served.
     other = await start_node(tmp_path, "other")
     try:
-        assert (await other.run(f"run client {addr(target)} get node name")).text == "target"
+        assert (await other.execute(f"run client {addr(target)} get node name")).text == "target"
     finally:
         await other.stopService()

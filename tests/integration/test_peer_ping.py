@@ -20,24 +20,24 @@ async def test_a_peer_back_up_is_marked_active_by_the_ping(tmp_path):
     address = f"127.0.0.1:{port}"
     try:
         start_b = f"run tcp server where external_ip = 127.0.0.1 and external_port = {port} and bind = true"
-        assert (await b.run(start_b)).ok
+        assert (await b.execute(start_b)).ok
         assert f"Listening on: {address}, Threads Pool" in b.process("TCP").details()  # one address when equal
-        assert (await a.run(f"run client {address} get status")).ok
+        assert (await a.execute(f"run client {address} get status")).ok
         peers = a.component(Peers)
         assert peers.states[address].status == "active"
-        assert (await b.run("exit tcp")).ok
+        assert (await b.execute("exit tcp")).ok
         await b.component(Peers).close()
         await poll(lambda: b.process("TCP") is None, what="B's TCP server to stop")
 
         async def refused():
-            reply = await a.run(f"run client {address} get status")
+            reply = await a.execute(f"run client {address} get status")
             return not reply.ok and peers.states[address].status == "not responding"
 
         for _ in range(3):  # the first try may only find the old connection closed
             if await refused():
                 break
         assert peers.states[address].status == "not responding"
-        assert (await b.run(start_b)).ok
+        assert (await b.execute(start_b)).ok
         assert await housekeeping.ping_peers(a) == 1
         assert peers.states[address].status == "active"
     finally:

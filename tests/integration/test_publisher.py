@@ -64,7 +64,7 @@ class Net:
 
     async def operator_node(self, name: str, *dbms: str) -> Node:
         node = await self.node(name)
-        reply = await node.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        reply = await node.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
         assert reply.ok, reply.render()
         self.ports[name] = node.process("TCP").external_address[1]
         dbs = node.component(Databases)
@@ -85,7 +85,7 @@ class Net:
                 await meta.add(json.loads(json.dumps(p)))
 
     async def start_operator(self, name: str, policy: str) -> None:
-        reply = await self.ops[name].run(f"run operator where policy = {policy} and rescan = 1 second")
+        reply = await self.ops[name].execute(f"run operator where policy = {policy} and rescan = 1 second")
         assert reply.ok, reply.render()
 
     async def close(self) -> None:
@@ -110,7 +110,7 @@ async def two_clusters(net: Net, *publisher_options: str) -> Node:
     await net.start_operator("op1", "op1")
     await net.start_operator("op2", "op2")
     options = " and ".join(("rescan = 1 second",) + publisher_options)
-    reply = await net.pub.run(f"run publisher where {options}")
+    reply = await net.pub.execute(f"run publisher where {options}")
     assert reply.ok, reply.render()
     return net.pub
 
@@ -151,7 +151,7 @@ async def test_a_table_hosted_by_one_cluster_lands_there_and_files_are_backed_up
     # Backed up under the name they were sent with: the hash filled in, the operator's way.
     want = {n.replace(".0.0.json", f".{file_hash('lsl', 'ping', [rows_of(i)])}.0.json") for i, n in enumerate(names)}
     assert set(bkup) == want
-    reply = await pub.run("get publisher where format = json")
+    reply = await pub.execute("get publisher where format = json")
     state = json.loads(reply.render())
     assert state["Summary"]["Files sent"] == 12 and state["Summary"]["Bad files"] == 0
     assert [(o["Operator"], o["Files"]) for o in state["Operators"]] == [(net.address("op1"), 12)]
@@ -186,7 +186,7 @@ async def test_bad_files_go_to_the_error_dir_with_the_reason_and_nothing_is_sent
     reasons = sorted(name.split(".err_")[1].split(".")[0] for name in errors)
     assert reasons == ["empty", "io", "name", "name", "type"], errors
     assert await count(net.ops["op1"], "ping") == 5
-    state = json.loads((await pub.run("get publisher summary where format = json")).render())
+    state = json.loads((await pub.execute("get publisher summary where format = json")).render())
     assert state["Bad files"] == 5 and state["Files sent"] == 1
     assert "cannot be read as gzip" in state["Last error"] or state["Last error"]
     assert len(files_in(net.ops["op1"].dictionary["err_dir"])) == 0
@@ -211,16 +211,16 @@ async def test_an_operator_down_keeps_files_pending_until_it_returns_then_each_l
         drop(pub, f"lsl.ping.before{i}.0.0.json", rows_of(i))
     await delivered(net)
     op1 = net.ops["op1"]
-    assert (await op1.run("exit tcp")).ok
+    assert (await op1.execute("exit tcp")).ok
     for i in range(5, 15):
         drop(pub, f"lsl.ping.during{i}.0.0.json", rows_of(i))
     publisher = pub.process("Publisher")
     await poll(lambda: len(publisher.pending) == 10, 15, what="ten pending files")
-    pending = json.loads((await pub.run("get publisher pending where format = json")).render())
+    pending = json.loads((await pub.execute("get publisher pending where format = json")).render())
     assert pending == [{"DBMS": "lsl", "Table": "ping", "Files": 10,
                         "Waiting because": f"every operator of cluster c1 is down ({net.address('op1')})"}]
     assert len(files_in(publisher.watch_dir)) == 10
-    reply = await op1.run(f"run tcp server where external_ip = 127.0.0.1 and external_port = {net.ports['op1']} "
+    reply = await op1.execute(f"run tcp server where external_ip = 127.0.0.1 and external_port = {net.ports['op1']} "
                           f"and bind = true")
     assert reply.ok, reply.render()
     await delivered(net, 30)
@@ -236,7 +236,7 @@ async def test_no_operator_at_all_waits_for_the_metadata(net):
     net.pub = pub = await net.node("pub")
     await net.share(operator("op1", "c1", net.ports["op1"], 1), nodes=[net.ops["op1"]])
     await net.start_operator("op1", "op1")
-    assert (await pub.run("run publisher where retry = 600 seconds and rescan = 1 second")).ok
+    assert (await pub.execute("run publisher where retry = 600 seconds and rescan = 1 second")).ok
     drop(pub, "lsl.fresh.a.0.0.json", rows_of(1))
     publisher = pub.process("Publisher")
     await poll(lambda: publisher.pending, 10, what="a pending file")
@@ -250,14 +250,14 @@ async def test_no_operator_at_all_waits_for_the_metadata(net):
 
 async def test_distribution_rules_come_first_and_can_be_removed(net):
     pub = await two_clusters(net)
-    reply = await pub.run(f"set data distribution where dbms = lsl and table = * and dest = {net.address('op2')}")
+    reply = await pub.execute(f"set data distribution where dbms = lsl and table = * and dest = {net.address('op2')}")
     assert reply.ok, reply.render()
-    listing = json.loads((await pub.run("get publisher distribution where format = json")).render())
+    listing = json.loads((await pub.execute("get publisher distribution where format = json")).render())
     assert listing == [{"DBMS": "lsl", "Table": "*", "Destinations": net.address("op2")}]
     drop(pub, "lsl.ping.ruled.0.0.json", rows_of(1))
     await delivered(net)
     assert (await count(net.ops["op2"], "ping"), await count(net.ops["op1"], "ping")) == (5, 0)
-    assert (await pub.run("set data distribution where dbms = lsl and table = * and remove = true")).ok
+    assert (await pub.execute("set data distribution where dbms = lsl and table = * and remove = true")).ok
     drop(pub, "lsl.ping.after.0.0.json", rows_of(2))
     await delivered(net)
     assert (await count(net.ops["op2"], "ping"), await count(net.ops["op1"], "ping")) == (5, 5)
@@ -266,22 +266,22 @@ async def test_distribution_rules_come_first_and_can_be_removed(net):
 async def test_a_restarted_publisher_resumes_what_is_pending(net):
     """Files left in the watch dir while the publisher was stopped are sent when it runs again."""
     pub = await two_clusters(net, "retry = 1 second")
-    assert (await pub.run("exit publisher")).ok
+    assert (await pub.execute("exit publisher")).ok
     for i in range(6):
         drop(pub, f"lsl.pong.r{i}.0.0.json", rows_of(i))
-    assert (await pub.run("run publisher where rescan = 1 second")).ok
+    assert (await pub.execute("run publisher where rescan = 1 second")).ok
     await delivered(net)
     assert await count(net.ops["op2"], "pong") == 30
 
 
 async def test_publisher_and_operator_cannot_share_a_watch_dir(net):
     node = await net.operator_node("op1", "lsl")
-    assert (await node.run("run operator")).ok
-    reply = await node.run("run publisher")
+    assert (await node.execute("run operator")).ok
+    reply = await node.execute("run publisher")
     assert not reply.ok and "cannot share a watch dir" in reply.render()
-    reply = await node.run(f"run publisher where watch_dir = {net.tmp_path / 'pubwatch'}")
+    reply = await node.execute(f"run publisher where watch_dir = {net.tmp_path / 'pubwatch'}")
     assert reply.ok, reply.render()
-    assert "Publisher" in (await node.run("get processes")).render()
+    assert "Publisher" in (await node.execute("get processes")).render()
 
 
 async def test_a_file_sent_again_after_a_lost_removal_is_not_ingested_twice(net):

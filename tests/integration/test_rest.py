@@ -130,7 +130,7 @@ async def test_destination_runs_the_command_on_a_peer(node, client, tmp_path):
     peer = Node(str(tmp_path / "peer"), name="peer", reactor=reactor, environ={})
     peer.startService()
     try:
-        reply = await peer.run("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
+        reply = await peer.execute("run tcp server where external_ip = 127.0.0.1 and external_port = 0 and bind = true")
         assert reply.ok, reply.text
         address = "%s:%d" % peer.process("TCP").external_address
         code, _, body = await client.command("get status", destination=address)
@@ -372,7 +372,7 @@ async def test_https_with_cert_and_key(tmp_path):
             subprocess.run, ["curl", "-sS", "--cacert", cert, "-H", "command: get status",
                              f"https://{host}:{port}/"], capture_output=True, timeout=20)
         assert out.stdout == b"demo@127.0.0.1 running", out.stderr
-        assert "SSL: True" in (await node.run("get processes")).render()
+        assert "SSL: True" in (await node.execute("get processes")).render()
     finally:
         await node.stopService()
 
@@ -380,13 +380,13 @@ async def test_https_with_cert_and_key(tmp_path):
 async def test_ssl_without_files_is_refused(tmp_path):
     node = await start_node(tmp_path)
     try:
-        reply = await node.run("run rest server where internal_port = 0 and ssl = true")
+        reply = await node.execute("run rest server where internal_port = 0 and ssl = true")
         assert not reply.ok  # REST runs already
-        await node.run("exit rest")
+        await node.execute("exit rest")
         await poll(lambda: node.process("REST") is None, what="REST to stop")
-        reply = await node.run("run rest server where internal_port = 0 and ssl = true")
+        reply = await node.execute("run rest server where internal_port = 0 and ssl = true")
         assert not reply.ok and "cert" in reply.text
-        reply = await node.run(f"run rest server where internal_port = 0 and ssl = true and cert = {tmp_path}/none "
+        reply = await node.execute(f"run rest server where internal_port = 0 and ssl = true and cert = {tmp_path}/none "
                                f"and key = {tmp_path}/none")
         assert not reply.ok and "cannot read" in reply.text
     finally:
@@ -417,13 +417,13 @@ async def test_health_metrics_openapi(node, client):
 async def test_rest_commands(node, client):
     await client.command("get status")
     await client.command("exit node")  # a wrong verb: counted as an error
-    reply = await node.run("get rest calls where format = json")
+    reply = await node.execute("get rest calls where format = json")
     rows = json.loads(reply.render())
     [row] = [r for r in rows if r["Caller"] == "anylog" and r["Call"] == "GET"]
     assert row["Processed"] == 2 and row["Errors"] == 1 and "POST" in row["Last Error"]
-    info = json.loads((await node.run("get rest server info where format = json")).render())
+    info = json.loads((await node.execute("get rest server info where format = json")).render())
     assert info["timeout"] == 20 and info["backlog"] >= 1024 and info["authentication"] == "none"
-    reply = await node.run("run rest server where internal_port = 0")
+    reply = await node.execute("run rest server where internal_port = 0")
     assert not reply.ok and reply.status == 409
 
 
@@ -445,22 +445,22 @@ async def _exit_rest_closes(node, client):
     code, _, body = await client.command("exit rest", method="POST", authorization="Bearer admin-token-1234")
     assert (code, body) == (200, b"REST server stopping")
     await poll(lambda: node.process("REST") is None and not site.channels, what="REST to stop")
-    assert not (await node.run("get rest server info")).ok
+    assert not (await node.execute("get rest server info")).ok
 
 
 async def test_run_rest_server_positional_form_and_port_in_use(tmp_path):
     node = await start_node(tmp_path)
     try:
         port = node.process("REST").address[1]
-        await node.run("exit rest")
+        await node.execute("exit rest")
         await poll(lambda: node.process("REST") is None, what="REST to stop")
-        reply = await node.run(f"run rest server 127.0.0.1 {port} 7")
+        reply = await node.execute(f"run rest server 127.0.0.1 {port} 7")
         assert reply.ok, reply.render()
         assert node.process("REST").api.config.timeout == 7 and node.process("REST").address[1] == port
         other = await start_node(tmp_path / "other", name="other")
-        await other.run("exit rest")
+        await other.execute("exit rest")
         await poll(lambda: other.process("REST") is None, what="REST to stop")
-        reply = await other.run(f"run rest server where internal_ip = 127.0.0.1 and internal_port = {port}")
+        reply = await other.execute(f"run rest server where internal_ip = 127.0.0.1 and internal_port = {port}")
         assert not reply.ok and "cannot listen" in reply.text
         await other.stopService()
     finally:

@@ -87,7 +87,7 @@ async def node(tmp_path):
 
 
 async def error_text(node, text: str) -> str:
-    reply = await node.run(text)
+    reply = await node.execute(text)
     assert not reply.ok, f"{text} should fail: {reply.render()}"
     assert "Traceback" not in reply.text and "\n" not in reply.text
     return reply.text

@@ -43,7 +43,7 @@ async def node(request, tmp_path):
 
 async def as_caller(node: Node, grant: str, text: str) -> Reply:
     """Run a command as a REST caller holding `grant`, through the node's one dispatch."""
-    return await node.run(text, Origin(f"test {grant}", grant, "rest"))
+    return await node.execute(text, Origin(f"test {grant}", grant, "rest"))
 
 
 async def refused_as(node: Node, grant: str, statement: str) -> str:
@@ -224,7 +224,7 @@ async def test_rows_past_the_limit_are_cut_and_the_reply_says_so(node):
     text = (await ok(node, f'sql {node.dbms} format = table and limit = 2 "select device from readings order by v"')).render()
     lines = text.splitlines()
     assert lines[2].startswith("a") and lines[3].startswith("b") and lines[4] == "" and "only the first 2 rows" in text
-    assert "at least 1 row" in (await node.run(f'sql {node.dbms} limit = 0 "select 1"')).text
+    assert "at least 1 row" in (await node.execute(f'sql {node.dbms} limit = 0 "select 1"')).text
 
 
 async def test_rows_are_shaped_in_the_statements_thread_not_the_reactors(node):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 
 from anylog_tw.storage import Databases
 from tests.helpers import ok, poll, refused
@@ -87,7 +87,7 @@ async def test_ingest_goes_on_while_a_runaway_query_runs_over_rest(node):
 
 async def test_disconnect_stops_the_queries_in_flight(node):
     db = node.component(Databases).get("lsl")
-    pending = node.execute(f'sql lsl timeout = 60 "{RUNAWAY}"')
+    pending = ensureDeferred(node.execute(f'sql lsl timeout = 60 "{RUNAWAY}"'))
     await poll(lambda: len(db.running) == 1, 5, what="the query to be running")
     started = time.monotonic()
     await ok(node, "disconnect dbms lsl")

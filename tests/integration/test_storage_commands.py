@@ -30,10 +30,10 @@ async def dbms(request, node):
     """A connected dbms named after the test, on each engine: (node, name)."""
     name = new_database("sc")
     how = "type = sqlite" if request.param == "sqlite" else PSQL
-    reply = await node.run(f"connect dbms {name} where {how}")
+    reply = await node.execute(f"connect dbms {name} where {how}")
     assert reply.ok, reply.render()
     yield node, name
-    await node.run(f"disconnect dbms {name}")
+    await node.execute(f"disconnect dbms {name}")
     if request.param == "psql":
         drop_pg_database(name)
 
@@ -140,7 +140,7 @@ async def test_connect_refuses_bad_input_clearly(node):
     assert "needs option 'type'" in await refused(node, "connect dbms a")
     assert "for psql" in await refused(node, "connect dbms a where type = sqlite and ip = 1.2.3.4")
     assert "sqlite only" in await refused(node, "connect dbms a where type = psql and memory = true")
-    assert (await node.run("get databases")).rows == []
+    assert (await node.execute("get databases")).rows == []
 
 
 @pytest.mark.postgres
@@ -152,11 +152,11 @@ async def test_connect_psql_creates_the_database_and_refuses_a_missing_server(no
         reply = await ok(node, f'sql {name} "select current_database() as db"')
         assert json.loads(reply.render())["Query"] == [{"db": name}]
     finally:
-        await node.run(f"disconnect dbms {name}")
+        await node.execute(f"disconnect dbms {name}")
         drop_pg_database(name)
     msg = await refused(node, "connect dbms far where type = psql and ip = 127.0.0.1 and port = 1 and user = anylog")
     assert "cannot connect to PostgreSQL at 127.0.0.1:1" in msg
-    assert "far" not in [r[0] for r in (await node.run("get databases")).rows]
+    assert "far" not in [r[0] for r in (await node.execute("get databases")).rows]
 
 
 async def test_help_covers_the_storage_commands(node):

@@ -249,7 +249,7 @@ async def test_tables_lists_only_tsd_tables_with_their_counts(node):
     await ok(node, "time file new lsl.ping.0.h2.0.json x done")
     await start_operator(node)
     await ok(node, "time file new lsl.ping.0.h7.0.7.42.261128050000.json \"\" done")
-    reply = await node.run("time file tables where format = json")
+    reply = await node.execute("time file tables where format = json")
     assert reply.json_data() == [{"TSD table": "tsd_info", "Files": 2, "Done": 1, "Rows": 0},
                                  {"TSD table": "tsd_7", "Files": 1, "Done": 1, "Rows": 0}]
 

@@ -50,16 +50,16 @@ async def node(tmp_path):
 
 
 async def test_console_beyond_loopback_without_login_refuses_to_start(node):
-    reply = await node.run("run console where ip = 0.0.0.0 and port = 0")
+    reply = await node.execute("run console where ip = 0.0.0.0 and port = 0")
     assert not reply.ok and "without authentication" in reply.text and "users = <file>" in reply.text
     assert node.process("Console") is None
-    reply = await node.run("run console where ip = 0.0.0.0 and port = 0 and auth = none")
+    reply = await node.execute("run console where ip = 0.0.0.0 and port = 0 and auth = none")
     assert reply.ok and "WITHOUT a login" in reply.text
-    assert "auth = none" in (await node.run("get processes")).render()
+    assert "auth = none" in (await node.execute("get processes")).render()
 
 
 async def test_loopback_console_is_admin_but_never_reaches_the_manhole(node):
-    reply = await node.run("run console where port = 0")
+    reply = await node.execute("run console where port = 0")
     assert reply.ok
     port = node.process("Console").address[1]
 
@@ -77,7 +77,7 @@ async def test_loopback_console_is_admin_but_never_reaches_the_manhole(node):
 async def test_console_with_users_logs_in_and_runs_with_the_users_role(node, tmp_path):
     path = str(tmp_path / "users.txt")
     rest_users.add_user(path, "rita", "reader", "rita-password")
-    reply = await node.run(f"run console where port = 0 and users = {path}")
+    reply = await node.execute(f"run console where port = 0 and users = {path}")
     assert reply.ok, reply.text
     port = node.process("Console").address[1]
 

@@ -10,6 +10,7 @@ import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.test import iosim
+from twisted.internet.defer import ensureDeferred
 
 from anylog_tw.base import layout
 from anylog_tw.net import auth, wire
@@ -155,12 +156,12 @@ def keyed_pair(tmp_path, b_grant="write"):
 def test_run_client_runs_with_no_more_than_the_remote_gives_peers(tmp_path):
     """The owner of a runs `run client (b) ...`: b runs it with b's peer grant, never a's owner grant."""
     a, b, client, server, pump = keyed_pair(tmp_path)
-    d = a.execute('run client (10.0.0.2:32048) set network key = ""')
+    d = ensureDeferred(a.execute('run client (10.0.0.2:32048) set network key = ""'))
     pump.flush()
     reply = fired(d)
     assert not reply.ok and "needs the 'admin' grant" in reply.text and "holds 'write'" in reply.text
     assert b.component(Peers).network_key == KEY.encode()
-    d = a.execute("run client (10.0.0.2:32048) get node name")
+    d = ensureDeferred(a.execute("run client (10.0.0.2:32048) get node name"))
     pump.flush()
     assert fired(d).text == b.name
 
@@ -171,7 +172,7 @@ def test_run_client_carries_the_callers_grant(tmp_path):
 
     a, b, client, server, pump = keyed_pair(tmp_path, b_grant="admin")
     reader = Origin("rest reader", "read", "rest")
-    d = a.execute('run client (10.0.0.2:32048) set network key = ""', reader)
+    d = ensureDeferred(a.execute('run client (10.0.0.2:32048) set network key = ""', reader))
     pump.flush()
     reply = fired(d)
     assert not reply.ok and "run client 'set network key' needs the 'admin' grant" in reply.text
@@ -179,7 +180,7 @@ def test_run_client_carries_the_callers_grant(tmp_path):
     asked = client.request('set network key = ""', grant="read")  # a frame a caller holding read sends
     pump.flush()
     assert "needs the 'admin' grant" in fired(asked).text and b.component(Peers).network_key == KEY.encode()
-    d = a.execute("run client (10.0.0.2:32048) get node name", reader)
+    d = ensureDeferred(a.execute("run client (10.0.0.2:32048) get node name", reader))
     pump.flush()
     assert fired(d).text == b.name
 

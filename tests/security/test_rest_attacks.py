@@ -36,7 +36,7 @@ def error_of(body: bytes) -> dict:
 async def open_node(tmp_path):
     """A node as conf/demo.al starts it: REST on loopback, no credentials."""
     node = await start_node(tmp_path)
-    node.environ["ANYLOG_NETWORK_KEY"] = SECRET
+    node.environ = dict(node.environ, ANYLOG_NETWORK_KEY=SECRET)  # this node's own: never the test process's
     client = Client(node)
     yield node, client
     await client.close()
@@ -171,14 +171,14 @@ async def test_rest_beyond_loopback_without_authentication_refuses_to_start(tmp_
     node = await start_node(tmp_path)
     try:
         await node.stop_process("REST")
-        reply = await node.run("run rest server where internal_ip = 0.0.0.0 and internal_port = 0")
+        reply = await node.execute("run rest server where internal_ip = 0.0.0.0 and internal_port = 0")
         assert not reply.ok
         assert "without authentication" in reply.text and "users = <file>" in reply.text and "auth = none" in reply.text
         assert node.process("REST") is None
-        reply = await node.run("run rest server where internal_ip = 0.0.0.0 and internal_port = 0 and auth = none")
+        reply = await node.execute("run rest server where internal_ip = 0.0.0.0 and internal_port = 0 and auth = none")
         assert reply.ok and "WITHOUT authentication" in reply.text
-        assert "auth = none" in (await node.run("get processes")).render()
-        info = (await node.run("get rest server info where format = json")).json_data()
+        assert "auth = none" in (await node.execute("get processes")).render()
+        info = (await node.execute("get rest server info where format = json")).json_data()
         assert info["identities"].startswith("NONE")
     finally:
         await node.stopService()
@@ -188,10 +188,10 @@ async def test_rest_beyond_loopback_with_credentials_starts(tmp_path):
     node = await start_node(tmp_path)
     try:
         await node.stop_process("REST")
-        reply = await node.run("run rest server where internal_ip = 0.0.0.0 and internal_port = 0 and token = "
+        reply = await node.execute("run rest server where internal_ip = 0.0.0.0 and internal_port = 0 and token = "
                                "tok-abcdefgh and token_role = reader")
         assert reply.ok, reply.text
-        assert "token (reader)" in (await node.run("get processes")).render()
+        assert "token (reader)" in (await node.execute("get processes")).render()
     finally:
         await node.stopService()
 
@@ -240,7 +240,7 @@ async def test_admin_administers_but_never_opens_the_manhole(users_node):
     assert code == 403 and "'owner'" in error_of(body)["message"]
     assert node.process("Manhole") is None
     # A GET holds read whatever the role: $VAR stays unexpanded even for an admin.
-    node.environ["ANYLOG_NETWORK_KEY"] = SECRET
+    node.environ = dict(node.environ, ANYLOG_NETWORK_KEY=SECRET)  # this node's own: never the test process's
     code, _, body = await client.command("echo $ANYLOG_NETWORK_KEY", authorization=auth)
     assert SECRET.encode() not in body
 
@@ -284,7 +284,7 @@ async def test_a_plain_text_users_file_keeps_the_server_from_starting(tmp_path):
     node = await start_node(tmp_path)
     try:
         await node.stop_process("REST")
-        reply = await node.run(f"run rest server where internal_ip = 127.0.0.1 and internal_port = 0 and "
+        reply = await node.execute(f"run rest server where internal_ip = 127.0.0.1 and internal_port = 0 and "
                                f"users = {tmp_path / 'plain.txt'}")
         assert not reply.ok and "plain text" in reply.text and node.process("REST") is None
     finally:

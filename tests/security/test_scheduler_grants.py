@@ -70,7 +70,7 @@ async def test_a_task_that_holds_less_than_its_command_needs_is_refused_when_it_
     """A task added behind the `schedule` check (as code may) still runs with its owner's grant."""
     sched = node.component(Schedulers).scheduler(1)
     sched.add(3600, command="file delete !prep_dir/marker.json", name="sneak", owner=WRITER)
-    await node.run("task run where scheduler = 1 and name = sneak", ADMIN)
+    await node.execute("task run where scheduler = 1 and name = sneak", ADMIN)
     errors = [e for e in node.errors.entries() if "sneak" in str(e)]
     assert errors and "'file delete' needs the 'admin' grant" in str(errors[-1]), node.errors.entries()
     assert "holds 'write'" in str(errors[-1]) and "whoever scheduled it" in str(errors[-1])

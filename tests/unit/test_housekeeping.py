@@ -50,14 +50,14 @@ async def test_clean_up_deletes_only_when_archive_days_is_set(tmp_path):
     archive = tmp_path / "home" / "data" / "archive"
     make_days(archive, "20/01/01")
     assert await housekeeping.clean_archive(node) == 0 and (archive / "20" / "01" / "01").is_dir()
-    reply = await node.run("archive_days = 30")
+    reply = await node.execute("archive_days = 30")
     assert reply.ok
     assert await housekeeping.clean_archive(node) == 1 and not (archive / "20").exists()
     node.dictionary["archive_days"] = "many"
     with pytest.raises(Exception, match="whole number"):
         await housekeeping.clean_archive(node)
     make_days(archive, "21/01/01")
-    reply = await node.run("delete archive where days = 10")
+    reply = await node.execute("delete archive where days = 10")
     assert reply.ok and "Deleted 1" in reply.render()
 
 

@@ -9,6 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import ensureDeferred
 
 from anylog_tw.base.origin import Origin
 from anylog_tw.metadata.layer import Metadata
@@ -258,11 +259,11 @@ def test_a_corrupt_line_at_load_is_an_error_log_entry_not_a_crash(node):
 
 
 def test_wait_for_fires_on_insert_and_times_out_on_the_clock(node):
-    d = node.execute('blockchain wait for {"config": {"id": "later"}} where timeout = 5 seconds')
+    d = ensureDeferred(node.execute('blockchain wait for {"config": {"id": "later"}} where timeout = 5 seconds'))
     assert not d.called
     ok(node, 'blockchain add {"config": {"id": "later"}}')
     assert d.result.ok
-    d = node.execute('blockchain wait for {"config": {"id": "never"}} where timeout = 5 seconds')
+    d = ensureDeferred(node.execute('blockchain wait for {"config": {"id": "never"}} where timeout = 5 seconds'))
     node.reactor.advance(5)
     assert not d.result.ok and "after 5 seconds" in d.result.text
     assert node.component(Metadata).waiters == []
@@ -287,7 +288,7 @@ def test_insert_with_a_master_that_accepts_is_global_there_and_here(tmp_path):
     node = unit_node(tmp_path / "n")
 
     async def to_master(address, text):
-        return await master.run(text, Origin("peer", "write", "peer"))
+        return await master.execute(text, Origin("peer", "write", "peer"))
 
     node.component(Metadata).set_ask(to_master)
     ok(node, "blockchain insert where policy = {\"operator\": {\"name\": \"o\", \"cluster\": \"c\"}} and "
@@ -377,7 +378,7 @@ def test_a_policy_the_master_refuses_is_not_kept_locally(tmp_path):
     node = unit_node(tmp_path / "n")
 
     async def to_master(address, text):
-        return await master.run(text, Origin("peer", "write", "peer"))
+        return await master.execute(text, Origin("peer", "write", "peer"))
 
     node.component(Metadata).set_ask(to_master)
     ok(master, 'blockchain push {"operator": {"name": "a", "cluster": "c", "member": 9}}')

@@ -5,7 +5,7 @@ command) is the page; everything under `/web/` is here.  Reads (`/web/live`, `/w
 `/web/network`) need what any REST read needs (a session, or credentials when the server has
 them); writes (`/web/command`, `/web/query`) need the page's session *and* its CSRF token in the
 `X-AnyLog-CSRF` header, and a same-origin `Origin` when the browser sends one.  Every command
-runs through `node.run` with the caller's REST origin, under the server's timeout and read-only
+runs through `node.execute` with the caller's REST origin, under the server's timeout and read-only
 rule, so the page can do exactly what its user could do with curl, and no more.
 """
 
@@ -16,7 +16,7 @@ import time
 
 import orjson
 from klein import Klein
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -282,7 +282,7 @@ class WebApp:
         """Run one command for the page, with the REST server's read-only rule and timeout."""
         if self.api.config.read_only:
             check_read_only(self.node.registry, text)
-        d = self.node.execute(text, origin)
+        d = Deferred.fromCoroutine(self.node.execute(text, origin))
         timeout = self.api.config.timeout
         if timeout:
             d = self.api.within(d, timeout, text)

@@ -2,7 +2,7 @@
 
 The page has no back door into the node: its data comes from `get status`, `get processes`,
 `get connections`, `get ingest rate`, `get tables`, `get databases` and `blockchain get`, run
-through `node.run` like any REST call, so the security model judges the page's reads exactly as
+through `node.execute` like any REST call, so the security model judges the page's reads exactly as
 it judges the same commands typed at a prompt.  A section whose command fails (a grant refused, a
 dbms gone) carries the error and the others still show.
 
@@ -31,7 +31,7 @@ DATABASES = "get databases where format = json"
 
 async def run_data(node, text: str, origin: str) -> Any:
     """The JSON data of a command's reply, or {"error": message} when it failed."""
-    reply = await node.run(text, origin)
+    reply = await node.execute(text, origin)
     if not reply.ok:
         return {"error": reply.text or "failed"}
     return reply.json_data()
