@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from rest import Server, wrk  # noqa: E402  (bench/rest.py: the same servers and load)
+import rest  # noqa: E402  (bench/rest.py: the same servers and load)
+from rest import Server, wrk  # noqa: E402
 
 
 def without_check() -> None:
@@ -38,23 +39,10 @@ def without_check() -> None:
 
 
 def serve(kind: str, home: str) -> None:
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
-
-    from anylog_tw.node import Node
-
+    """bench/rest.py's node server, with the check made to always pass when `kind` is nocheck."""
     if kind == "nocheck":
         without_check()
-    node = Node(home, name="bench", reactor=reactor)
-    node.startService()
-
-    async def start():
-        reply = await node.execute("run rest server where internal_ip = 127.0.0.1 and internal_port = 0")
-        assert reply.ok, reply.render()
-        print(node.process("REST").address[1], flush=True)
-
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(start()))
-    reactor.run()
+    rest.serve("node", home)
 
 
 class NodeServer(Server):

@@ -49,6 +49,18 @@ def stored(home: Path) -> tuple[int, int]:
         return 0, 0
 
 
+
+def every_message_once(node, when: str) -> None:
+    """After the stream: the session was resumed, and ids 0..COUNT-1 are each in the table once."""
+    wait_for(lambda: stored(node.home)[1] >= COUNT, 60, f"{COUNT} ids in the table")
+    status = node.command("get msg clients")
+    node.stop()
+    assert "(session resumed)" in status, status
+    count, distinct = stored(node.home)
+    assert (count, distinct) == (COUNT, COUNT), f"{when}; rows {count}, distinct ids {distinct}"
+    with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
+        assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
+
 def test_node_restarted_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tmp_path):
     broker = Mosquitto(tmp_path / "mosquitto").start()
     try:
@@ -62,14 +74,7 @@ def test_node_restarted_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tm
         assert at_stop < COUNT, "the device finished before the node could be restarted"
         node.start()
         assert device.wait(120) == 0
-        wait_for(lambda: stored(node.home)[1] >= COUNT, 60, f"{COUNT} ids in the table")
-        status = node.command("get msg clients")
-        node.stop()
-        assert "(session resumed)" in status, status
-        count, distinct = stored(node.home)
-        assert (count, distinct) == (COUNT, COUNT), f"at stop {at_stop}; rows {count}, distinct ids {distinct}"
-        with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
-            assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
+        every_message_once(node, f"at stop {at_stop}")
     finally:
         broker.stop()
 
@@ -89,14 +94,7 @@ def test_node_killed_during_a_qos1_stream_loses_and_doubles_nothing(nodes, tmp_p
             node.start()
         assert kills[-1] < COUNT, "the device finished before the node was killed"
         assert device.wait(120) == 0
-        wait_for(lambda: stored(node.home)[1] >= COUNT, 60, f"{COUNT} ids in the table")
-        status = node.command("get msg clients")
-        node.stop()
-        assert "(session resumed)" in status, status
-        count, distinct = stored(node.home)
-        assert (count, distinct) == (COUNT, COUNT), f"at the kills {kills}; rows {count}, distinct ids {distinct}"
-        with sqlite3.connect(node.home / "data" / "dbms" / "lsl.dbms") as db:
-            assert db.execute("select min(id), max(id) from readings").fetchone() == (0, COUNT - 1)
+        every_message_once(node, f"at the kills {kills}")
         assert not list((node.home / "data" / "watch").glob(".*.stage")), "a staged file was never published"
         assert (node.home / "data" / "prep" / "msg_acks.json").stat().st_size > 0  # the journal was kept
     finally:
