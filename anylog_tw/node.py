@@ -20,13 +20,14 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from anylog_tw.base import grammar, layout
-from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, OptionError, ServiceError
-from anylog_tw.base.eventlog import MAX_TEXT, EventLog, clip
+from anylog_tw.base.errors import AnyLogError, CommandError, GrammarError, ServiceError
+from anylog_tw.base.call import Call, no_environment
+from anylog_tw.base.eventlog import EventLog, clip, masked
 from anylog_tw.base.grammar import EQ, JSON, STRING, Token
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.origin import LOCAL, GrantError, Origin
 from anylog_tw.base.origin import script as script_origin
-from anylog_tw.base.registry import Command, Registry, command_grant, is_assignment, read_options, token_text
+from anylog_tw.base.registry import Registry, command_grant, is_assignment, token_text
 from anylog_tw.base.reply import JSON_FORMAT, Reply
 from anylog_tw.commands import load_commands
 from anylog_tw.ingest.streamer import Streamer
@@ -47,52 +48,6 @@ PARTS = (Metrics, Databases, Metadata, Peers, Streamer, Schedulers)
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ERROR = 16 * 1024  # characters of an error reply (an error that quotes a huge input says where it starts)
-
-
-class Call:
-    """One command being run: the node, the matched command, and its arguments read for it."""
-
-    __slots__ = ("node", "command", "tokens", "text", "origin", "grant", "args", "opts", "given", "substitute", "env")
-
-    def __init__(self, node: "Node", command: Command, tokens: tuple[Token, ...], text: str, origin: Origin):
-        self.node = node
-        self.command = command
-        self.tokens = tokens  # what follows the command words, unresolved
-        self.text = text
-        self.origin = origin
-        self.grant = origin.grant  # what the caller holds (one of registry.GRANTS)
-        self.args: list[str] = []
-        self.opts: dict[str, Any] = {}
-        self.given: set[str] = set()
-        self.substitute = node.substituter(origin)  # `!key` and, for admin and owner only, `$VAR`
-        self.env = node.environ.get if origin.expands_env else _no_environment
-        if command.raw or not tokens:
-            if not command.raw:
-                self._check_nargs()
-                self.opts, _ = read_options(command, None, self.substitute)
-            return
-        positional, clause = grammar.split_where(tokens)
-        self.args = [token_text(t, self.substitute) for t in positional]
-        self._check_nargs()
-        self.opts, self.given = read_options(command, clause, self.substitute)
-
-    def _check_nargs(self) -> None:
-        low, high = self.command.nargs
-        n = len(self.args)
-        if n < low or (high is not None and n > high):
-            if high == 0:
-                extra = " ".join(self.args)
-                raise OptionError(f"'{self.command.name}' takes no argument '{extra}' (usage: {self.command.usage})")
-            raise OptionError(f"'{self.command.name}': wrong number of arguments (usage: {self.command.usage})")
-
-    @property
-    def remainder(self) -> str:
-        """The text after the command words, as typed (for commands that carry a command)."""
-        return self.text[self.tokens[0].start:] if self.tokens else ""
-
-    @property
-    def wants_json(self) -> bool:
-        return self.opts.get("format") == "json"
 
 
 class Node(MultiService):
@@ -172,7 +127,7 @@ class Node(MultiService):
         (`!rest_password`), only for admin and owner, as these hold what a reader must not echo back."""
         if origin.expands_env:
             return self.substitute
-        return lambda text: grammar.substitute(text, self._public_lookup, _no_environment)
+        return lambda text: grammar.substitute(text, self._public_lookup, no_environment)
 
     def lookup_for(self, origin: Origin) -> Callable[[str], str | None]:
         """The `!key` lookup for a caller (see `substituter`)."""
@@ -245,17 +200,17 @@ class Node(MultiService):
             # An error may quote its input, and input can be a 64 MB REST body: answer with the start of it.
             reply = Reply.of_error(clip(e.message, MAX_ERROR), e.code, e.status)
         except Exception as e:
-            self.log.failure("command {command!r} from {origin} failed", command=clip(_for_log(text)), origin=origin)
+            self.log.failure("command {command!r} from {origin} failed", command=clip(masked(text)), origin=origin)
             reply = Reply.of_error(
                 f"internal error running '{text[:80]}': {type(e).__name__}: {e} (the traceback is in the log)",
                 "internal", 500)
         self.commands_run += 1
         if reply.ok:
-            self.events.add(origin.label, _for_log(text), "ok")
+            self.events.add(origin.label, masked(text), "ok")
         else:
-            logged = _for_log(text)
+            logged = masked(text)
             self.events.add(origin.label, logged, "error")
-            self.errors.add(origin.label, logged, _for_log(reply.text or ""))
+            self.errors.add(origin.label, logged, masked(reply.text or ""))
         return reply
 
     async def _dispatch(self, text: str, origin: Origin) -> Reply:
@@ -307,7 +262,7 @@ class Node(MultiService):
                 return reply
             stored = reply.render()
         elif len(value) == 1 and value[0].kind == JSON:
-            env = self.environ.get if origin.expands_env else _no_environment
+            env = self.environ.get if origin.expands_env else no_environment
             stored = grammar.substitute_json(value[0].value, self.lookup_for(origin), env)
         else:
             stored = " ".join(token_text(t, self.substituter(origin)) for t in value)
@@ -336,7 +291,7 @@ class Node(MultiService):
                 if not reply.ok:
                     failed += 1
                     self.log.error("{path}:{lineno}: {command}: {error}", path=path, lineno=lineno,
-                                   command=_for_log(command), error=_for_log(reply.text or ""))
+                                   command=masked(command), error=masked(reply.text or ""))
         except GrammarError as e:
             failed += 1
             self.errors.add(origin.label if origin else f"script {path}", "", e.message)
@@ -443,23 +398,3 @@ class Node(MultiService):
 
     def __repr__(self) -> str:
         return f"<Node {self.name} at {self.home}>"
-
-
-# `password = x`, `rest_password = x`, `set network key = x`, `token = x`, `api_key = x` ...: the value goes.
-_SECRET = re.compile(r"""(\b(?:\w*(?:password|passwd|secret|token)\w*|network[ _]key|\w+_key|key_\w+|pwd)["']?"""
-                     r"""\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,}]+)""", re.IGNORECASE)
-_HINTS = re.compile(r"ass|key|token|secret|pwd", re.IGNORECASE)
-
-
-def _for_log(text: str) -> str:
-    """The command as the event and error logs keep it: passwords and the network key hidden (before
-    the log cuts it, so a cut cannot leave half a secret showing)."""
-    if len(text) > grammar.MAX_COMMAND:  # refused unread: the log keeps its start, without a regex over megabytes
-        text = text[:2 * MAX_TEXT]
-    if not _HINTS.search(text):
-        return text
-    return _SECRET.sub(r"\1***", text)
-
-
-def _no_environment(name: str) -> str:
-    raise GrammarError(f"'${name}': environment variables are expanded only for admin and owner callers")

@@ -6,9 +6,12 @@ Bounded in entries and in each entry's size: a command or an error can be as lon
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from typing import Callable
+
+from anylog_tw.base.grammar import MAX_COMMAND
 
 MAX_TEXT = 2048  # characters kept of each logged command, origin or result
 
@@ -42,3 +45,19 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# `password = x`, `rest_password = x`, `set network key = x`, `token = x`, `api_key = x` ...: the value goes.
+_SECRET = re.compile(r"""(\b(?:\w*(?:password|passwd|secret|token)\w*|network[ _]key|\w+_key|key_\w+|pwd)["']?"""
+                     r"""\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,}]+)""", re.IGNORECASE)
+_HINTS = re.compile(r"ass|key|token|secret|pwd", re.IGNORECASE)
+
+
+def masked(text: str) -> str:
+    """The command as the event and error logs keep it: passwords and the network key hidden (before
+    the log cuts it, so a cut cannot leave half a secret showing)."""
+    if len(text) > MAX_COMMAND:  # refused unread: the log keeps its start, without a regex over megabytes
+        text = text[:2 * MAX_TEXT]
+    if not _HINTS.search(text):
+        return text
+    return _SECRET.sub(r"\1***", text)

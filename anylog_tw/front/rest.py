@@ -21,7 +21,6 @@ from klein import Klein
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from anylog_tw import __version__
@@ -44,6 +43,7 @@ from anylog_tw.front.rest_request import (
     check_read_only,
     read_request,
 )
+from anylog_tw.front.rest_root import Root
 from anylog_tw.front.rest_site import DEFAULT_MAX_BODY
 from anylog_tw.front.rest_stream import send_stream
 from anylog_tw.front.web.app import WebApp, wants_page
@@ -390,61 +390,10 @@ class RestApi:
         return "loopback only (no credentials: read and write, never admin)"
 
     def resource(self):
-        """The site's root: `/` straight to `root`, every other path through the Klein app.
-
-        Klein's routing and request adapters cost about half of a bare twisted.web request
-        (measured by bench/rest.py); the command route is the hot one, so it skips them.  A
-        browser asking for `/` gets the node's page, and `/web/...` is the page's; the Grafana
-        data source answers its POSTs (front/grafana.py).
-        """
+        """The site's root (`rest_root.Root`): which part of the node answers each path."""
 
         web, grafana = WebApp(self), GrafanaApi(self)
-        return _Root(self, self.app.resource(), web.resource(), grafana.resource(), wants_page, GRAFANA_PATHS)
-
-
-class _Root(resource.Resource):
-    """Answers `/` (with any query) itself; hands every other path to the Klein resource."""
-
-    isLeaf = True
-
-    def __init__(self, api: RestApi, klein_resource, web, grafana, wants_page, grafana_paths):
-        resource.Resource.__init__(self)
-        self.api = api
-        self.klein = klein_resource
-        self.web = web
-        self.grafana = grafana
-        self.wants_page = wants_page
-        self.grafana_paths = grafana_paths
-
-    def render(self, request):
-        try:
-            self.api.hosts.check(request.getHeader(b"host"))
-        except AnyLogError as e:  # a rebound DNS name, or a name the node does not answer to
-            return self.api._fail(request, "other", time.perf_counter(), e)
-        path = request.path
-        if path != b"/":
-            if path.startswith(b"/web/"):
-                return self.web.render(request)
-            if request.method == b"POST" and path in self.grafana_paths:
-                return self.grafana.render(request)
-            return self.klein.render(request)
-        if request.method in (b"GET", b"HEAD") and self.wants_page(request):
-            return self.web.render(request)
-        result = self.api.root(request)
-        if isinstance(result, bytes):
-            return result
-        result.addCallbacks(self._write, self._bug, callbackArgs=(request,), errbackArgs=(request,))
-        return server.NOT_DONE_YET
-
-    @staticmethod
-    def _write(body: bytes, request) -> None:
-        if request.channel is None:  # the client went away while the command ran
-            return
-        request.write(body)
-        request.finish()
-
-    def _bug(self, failure: Failure, request) -> None:
-        self._write(self.api._fail(request, "/", time.perf_counter(), failure.value, failure), request)
+        return Root(self, self.app.resource(), web.resource(), grafana.resource(), wants_page, GRAFANA_PATHS)
 
 
 def _read_only_put() -> AnyLogError:

@@ -10,7 +10,8 @@ from twisted.internet.testing import MemoryReactorClock
 
 from anylog_tw.base import layout
 from anylog_tw.base.origin import LOCAL, Origin
-from anylog_tw.node import Node, _for_log
+from anylog_tw.base.eventlog import masked
+from anylog_tw.node import Node
 from tests.helpers import fired
 
 READER = Origin("REST reader", "read", "rest")
@@ -126,9 +127,9 @@ def test_secrets_given_in_commands_never_reach_the_logs(node, text):
         run(node, text, LOCAL)
     assert len(node.events.entries()) >= 1
     assert SECRET not in logs(node)
-    assert SECRET not in _for_log(text) and "***" in _for_log(text)
+    assert SECRET not in masked(text) and "***" in masked(text)
 
 
 def test_the_log_mask_keeps_ordinary_commands_readable():
     for text in ("get status", "rest get where url = http://x and key = results", "blockchain get operator"):
-        assert _for_log(text) == text
+        assert masked(text) == text
