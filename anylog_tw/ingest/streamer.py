@@ -24,6 +24,11 @@ where the buffer's file is staged before it is published (`sink.staged`, e.g. to
 messages it holds), and, on the reactor thread, that the rows are on disk (`sink.durable`).  A
 buffer with waiters is written as a hidden `.<name>.stage` file (fsynced, the directory too),
 then renamed to its name; one without is written as before.
+
+A caller that has the rows as dicts too (the message clients: the mapper made them) passes them
+as `objs`; a buffer whose every row came with its dict leaves them in the node's `Handoff` under
+the file's name, so the operator in this process takes them instead of parsing the file again
+(the file is written exactly as without them; see handoff.py for why the rows are the same).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from anylog_tw.ingest.dropfile import (
     write_error_file,
     write_file,
 )
+from anylog_tw.ingest.handoff import Handoff
 from anylog_tw.ingest.jsonrows import join_rows
 
 ALL = "*"
@@ -83,6 +89,7 @@ class Buffer:
     size: int = 0
     first_at: float | None = None
     waiters: list = field(default_factory=list)  # told when the rows are durable (see the module doc)
+    objs: list | None = field(default_factory=list)  # the rows as dicts, None once a row came without
 
 
 def write_staged(watch_dir: str, name: str, data: bytes, staged) -> str:
@@ -160,6 +167,7 @@ class Streamer:
         self.last_error = ""
         self._retry_wait = FIRST_RETRY
         self.metrics = node.component(Metrics)
+        self.handoff = node.component(Handoff)
         self.metrics.watch_queue("streaming_rows", lambda: self.buffered_rows)
 
     # -- thresholds ----------------------------------------------------------------------------
@@ -213,10 +221,11 @@ class Streamer:
         return stats
 
     def add(self, dbms: str, table: str, rows: list[bytes], source: str = "0", instructions: str = "0",
-            waiter=None) -> None:
+            waiter=None, objs: list | None = None) -> None:
         """Buffer rows (one-line JSON objects, names already checked); flush if over the volume.
 
-        `waiter` (optional) is told when these rows are durable (see the module doc)."""
+        `waiter` (optional) is told when these rows are durable; `objs` (optional) are the rows
+        as the dicts they were dumped from, for the operator (see the module doc)."""
         if not rows:
             return
         if self.retry_at is not None and self.buffered_bytes > MAX_KEPT:
@@ -228,6 +237,11 @@ class Streamer:
             buf = self.buffers[key] = Buffer()
         buf.rows.extend(rows)
         buf.size += sum(map(len, rows)) + len(rows)
+        if buf.objs is not None:
+            if objs is None or len(objs) != len(rows):
+                buf.objs = None
+            else:
+                buf.objs.extend(objs)
         if waiter is not None:
             buf.waiters.append(waiter)
         stats = self.table_stats(dbms, table)
@@ -267,8 +281,11 @@ class Streamer:
         data = join_rows(buf.rows)
         watch, err = ingest_dirs(self.node)
         watch, err = self.dirs.get("watch_dir", watch), self.dirs.get("err_dir", err)
+        name = None
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
+            if buf.objs:  # before the file appears: the operator may read it before this coroutine resumes
+                self.handoff.put(name, data, buf.objs)
             if buf.waiters:
                 groups = _by_sink(buf.waiters)
 
@@ -280,10 +297,13 @@ class Streamer:
             else:
                 await self.node.in_thread(write_file, watch, name, data)
         except DuplicateFile as e:  # the operator would refuse these rows: keep them aside
+            self.handoff.discard(name)
             return await self._set_aside(key, buf, data, name, err, e)
         except CommandError as e:  # names the operator cannot take (checked before buffering: a bug)
             return await self._set_aside(key, buf, data, f"{dbms}.{table}.json", err, e)
         except Exception as e:
+            if name is not None:
+                self.handoff.discard(name)
             self._keep(key, buf, e)
             return 0
         self._written()
@@ -346,6 +366,7 @@ class Streamer:
             buf.rows.extend(newer.rows)
             buf.size += newer.size
             buf.waiters.extend(newer.waiters)
+            buf.objs = buf.objs + newer.objs if buf.objs is not None and newer.objs is not None else None
             buf.first_at = min(t for t in (buf.first_at, newer.first_at) if t is not None) \
                 if buf.first_at is not None or newer.first_at is not None else None
         if buf.first_at is None:
