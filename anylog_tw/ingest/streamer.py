@@ -238,8 +238,8 @@ class Streamer:
         buf.rows.extend(rows)
         buf.size += sum(map(len, rows)) + len(rows)
         if buf.objs is not None:
-            if objs is None or len(objs) != len(rows):
-                buf.objs = None
+            if objs is None or len(objs) != len(rows) or len(buf.objs) + len(objs) > self.handoff.max_rows:
+                buf.objs = None  # the file is parsed; the dicts of a buffer too big to hand over go now
             else:
                 buf.objs.extend(objs)
         if waiter is not None:

@@ -201,3 +201,14 @@ def test_a_file_the_streamer_could_not_write_leaves_nothing_until_written(tmp_pa
     watch = node.dictionary["watch_dir"]
     [name] = os.listdir(watch)
     assert handoff.take(name, open(os.path.join(watch, name), "rb").read()) == [{"a": 1}]
+
+
+def test_a_buffer_past_the_handoff_bound_drops_its_dicts(tmp_path):
+    """The dicts cost memory beside the rows: a buffer that could not be handed over anyway keeps none."""
+    node, streamer, handoff = make(tmp_path)
+    handoff.max_rows = 3
+    streamer.add("d", "t", [b'{"a":1}'] * 3, objs=[{"a": 1}] * 3)
+    assert streamer.buffers[("d", "t", "0", "0")].objs == [{"a": 1}] * 3
+    streamer.add("d", "t", [b'{"a":1}'], objs=[{"a": 1}])
+    assert streamer.buffers[("d", "t", "0", "0")].objs is None
+    assert fired(streamer.flush_all()) == 1 and len(handoff) == 0
