@@ -26,9 +26,10 @@ buffer with waiters is written as a hidden `.<name>.stage` file (fsynced, the di
 then renamed to its name; one without is written as before.
 
 A caller that has the rows as dicts too (the message clients: the mapper made them) passes them
-as `objs`; a buffer whose every row came with its dict leaves them in the node's `Handoff` under
-the file's name, so the operator in this process takes them instead of parsing the file again
-(the file is written exactly as without them; see handoff.py for why the rows are the same).
+as `objs`, each one `handoff.plain` (its line reads back as the very same dict); a buffer whose
+every row came with its dict leaves them in the node's `Handoff` under the file's name, so the
+operator in this process takes them instead of parsing the file again (the file is written
+exactly as without them; see handoff.py for why the rows are the same).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ class Streamer:
         """Buffer rows (one-line JSON objects, names already checked); flush if over the volume.
 
         `waiter` (optional) is told when these rows are durable; `objs` (optional) are the rows
-        as the dicts they were dumped from, for the operator (see the module doc)."""
+        as the dicts they were dumped from, each `handoff.plain`, for the operator (see the module doc)."""
         if not rows:
             return
         if self.retry_at is not None and self.buffered_bytes > MAX_KEPT:
@@ -285,7 +286,7 @@ class Streamer:
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
             if buf.objs:  # before the file appears: the operator may read it before this coroutine resumes
-                self.handoff.put(name, data, buf.objs)
+                self.handoff.put(name, data, buf.objs, checked=True)
             if buf.waiters:
                 groups = _by_sink(buf.waiters)
 

@@ -212,3 +212,30 @@ def test_a_buffer_past_the_handoff_bound_drops_its_dicts(tmp_path):
     streamer.add("d", "t", [b'{"a":1}'], objs=[{"a": 1}])
     assert streamer.buffers[("d", "t", "0", "0")].objs is None
     assert fired(streamer.flush_all()) == 1 and len(handoff) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats() | st.text(max_size=8),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                      max_size=3), max_leaves=8))
+def test_what_orjson_reads_is_plain(value):
+    """A message kept whole for a mapping policy is orjson's own output: the streamer may trust it."""
+    try:
+        text = orjson.dumps({"m": value})
+    except TypeError:
+        return
+    try:
+        loaded = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    assert plain([loaded])
+
+
+@pytest.mark.parametrize("text", [b'{"a": 1e400}', b'{"a": 123456789012345678901234567890}', b'{"a": -0.0}',
+                                  b'{"a": 18446744073709551616, "b": [1.5e-320]}'])
+def test_extreme_numbers_orjson_reads_are_plain_or_refused(text):
+    try:
+        loaded = orjson.loads(text)
+    except orjson.JSONDecodeError:  # infinity: the message is refused as not JSON
+        return
+    assert plain([loaded]) and orjson.loads(orjson.dumps(loaded)) == loaded
