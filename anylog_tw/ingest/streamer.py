@@ -238,7 +238,7 @@ class Streamer:
         name = None
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
-            if buf.objs:  # before the file appears: the operator may read it before this coroutine resumes
+            if buf.objs and self._operator_reads():  # before the file appears: the operator may read it at once
                 self.handoff.put(name, data, buf.objs, checked=True)
             if buf.waiters:
                 groups = _by_sink(buf.waiters)
@@ -269,6 +269,10 @@ class Streamer:
         self.metrics.files_written.labels(source="streaming").inc()
         self._durable(buf)
         return 1
+
+    def _operator_reads(self) -> bool:
+        """Rows are left for the operator only while one runs here: nobody else would take them."""
+        return self.node.process("Operator") is not None
 
     def _durable(self, buf: Buffer) -> None:
         """The rows of `buf` are in a file that survives a crash: tell whoever waits for them."""

@@ -154,10 +154,21 @@ def test_rows_that_would_not_read_back_the_same_are_not_kept():
     assert len(handoff) == 0
 
 
-def make(tmp_path):
+def make(tmp_path, operator: bool = True):
+    """A unit node's streamer, as if an operator ran in the node (or not)."""
     node = unit_node(tmp_path)
     os.makedirs(node.dictionary["watch_dir"])
-    return node, node.component(Streamer), node.component(Handoff)
+    streamer = node.component(Streamer)
+    streamer._operator_reads = lambda: operator
+    return node, streamer, node.component(Handoff)
+
+
+def test_without_an_operator_in_the_node_nothing_is_left(tmp_path):
+    """Nobody would take the rows: they would only hold memory until evicted."""
+    node, streamer, handoff = make(tmp_path, operator=False)
+    assert Streamer._operator_reads(streamer) is False  # the real check: no Operator process runs
+    streamer.add("d", "t", [b'{"a":1}'], objs=[{"a": 1}])
+    assert fired(streamer.flush_all()) == 1 and len(handoff) == 0
 
 
 def test_the_streamer_writes_the_same_file_and_leaves_its_rows(tmp_path):
