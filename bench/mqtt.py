@@ -13,6 +13,7 @@
 
 Runs alternate between the measured process and its baseline; medians of several runs and ratios.
 Run: .venv/bin/python bench/mqtt.py [--runs 3] [--messages 50000] [--broker-messages 50000]
+     [--only mosquitto|broker] [--qos 0|1]
 """
 
 from __future__ import annotations
@@ -288,10 +289,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--broker-messages", type=int, default=50_000)
+    parser.add_argument("--only", choices=("mosquitto", "broker"), help="one of the two figures")
+    parser.add_argument("--qos", type=int, choices=(0, 1), help="one QoS only")
     args = parser.parse_args()
+    qoss = (0, 1) if args.qos is None else (args.qos,)
     print(f"bench/mqtt.py: {args.runs} runs, medians; {args.messages:,} messages from Mosquitto, "
           f"{args.broker_messages:,} from 10 publishers")
-    for qos in (0, 1):
+    for qos in qoss if args.only != "broker" else ():
         node, bare, extra = [], [], {}
         for _ in range(args.runs):
             b = from_mosquitto("bare", args.messages, qos)
@@ -306,8 +310,9 @@ def main() -> None:
         nc, bc = statistics.median(extra["node_cpu"]), statistics.median(extra["bare_cpu"])
         print(f"Mosquitto QoS {qos} -> rows: node {nm:,.0f} msg/s (received {statistics.median(extra['received']):,.0f}"
               f" msg/s); bare paho subscriber {bm:,.0f} msg/s; ratio {nm / bm:.2f}; CPU a message: node {nc:.1f} us, "
-              f"bare {bc:.1f} us (ratio {bc / nc:.2f})")
-    for qos in (0, 1):
+              f"bare {bc:.1f} us (ratio {bc / nc:.2f}); runs node {[round(x) for x in node]}, "
+              f"bare {[round(x) for x in bare]}")
+    for qos in qoss if args.only != "mosquitto" else ():
         node, bare, rss, cpu = [], [], [], []
         for _ in range(args.runs):
             b = ten_publishers("bare", args.broker_messages, qos)

@@ -44,6 +44,7 @@ from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.base.timefmt import format_utc
 from anylog_tw.ingest import archive, pipeline, reader, tsd
+from anylog_tw.ingest.handoff import Handoff
 from anylog_tw.ingest.inserts import Inserter
 from anylog_tw.ingest.jobs import SMALL_IN_FLIGHT, Job, OperatorConfig, Target
 from anylog_tw.ingest.ledger_link import LedgerLink
@@ -276,7 +277,7 @@ class Operator(NodeProcess):
             self._check_limit(job.dbms, job.table)
         parsed = await self._thread(pipeline.first_pass, self._path(job.name), fname, policy,
                                     (job.dbms, job.table), self.config.blobs_dir, pipeline.SMALL, reader.CHUNK,
-                                    self.config.limits)
+                                    self.config.limits, self.node.component(Handoff))
         job.big, job.rows = parsed.big, parsed.rows
         for (dbms, table), part in parsed.parts.items():
             self._check_limit(dbms, table)

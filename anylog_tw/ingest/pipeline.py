@@ -8,6 +8,10 @@ rows stay in memory until they are inserted.  A bigger file is read twice in chu
 lines: once for the hash, the row count and the column types, and again inside the insert
 transaction, each chunk parsed, adapted and inserted before the next is read, so memory stays
 bounded by the chunk size whatever the file's size.
+
+A small file the streamer of this process wrote may have its rows waiting in the `Handoff`:
+they are taken instead of parsing when the bytes read are exactly the ones they were written as
+(the read and the hash still happen: the file, not the memory, is what tsd_info traces).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def _map(objs, lines, policy: MappingPolicy | None, target: tuple[str, str], blo
 
 def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: tuple[str, str] | None = None,
                blobs_dir: str | None = None, small: int = SMALL, chunk: int = reader.CHUNK,
-               limits: reader.Limits = reader.DEFAULT_LIMITS) -> Parsed:
+               limits: reader.Limits = reader.DEFAULT_LIMITS, handoff=None) -> Parsed:
     """Hash, parse and map a file (in a worker thread); IngestError when it cannot be ingested.
 
     `target` is the (dbms, table) of rows the mapping does not place elsewhere: the file
@@ -70,7 +74,11 @@ def first_pass(path: str, name: FileName, policy: MappingPolicy | None, target: 
         digest.update(data)
         if not data.strip():
             raise IngestError("empty", f"{os.path.basename(path)} is empty")
-        objs, lines = reader.parse_objects(data, 1)
+        objs = handoff.take(os.path.basename(path), data) if handoff is not None else None
+        if objs is None:
+            objs, lines = reader.parse_objects(data, 1)
+        else:  # one object a line, no blank line (Handoff.put checks): the parse would number them so
+            lines = list(range(1, len(objs) + 1))
         del data
         parts = {key: Part(key[0], key[1], batch, list(batch.columns), rows=len(batch), fixed=fixed)
                  for key, batch in _map(objs, lines, policy, target, blobs_dir).items()}

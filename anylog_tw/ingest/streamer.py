@@ -24,19 +24,23 @@ where the buffer's file is staged before it is published (`sink.staged`, e.g. to
 messages it holds), and, on the reactor thread, that the rows are on disk (`sink.durable`).  A
 buffer with waiters is written as a hidden `.<name>.stage` file (fsynced, the directory too),
 then renamed to its name; one without is written as before.
+
+A caller that has the rows as dicts too (the message clients: the mapper made them) passes them
+as `objs`, each one `handoff.plain` (its line reads back as the very same dict); a buffer whose
+every row came with its dict leaves them in the node's `Handoff` under the file's name, so the
+operator in this process takes them instead of parsing the file again (the file is written
+exactly as without them; see handoff.py for why the rows are the same).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from anylog_tw.base import atomic
-from anylog_tw.base.errors import AnyLogError, CommandError, no_space
+from anylog_tw.base.errors import AnyLogError, CommandError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.dropfile import (
     DuplicateFile,
@@ -46,7 +50,9 @@ from anylog_tw.ingest.dropfile import (
     write_error_file,
     write_file,
 )
+from anylog_tw.ingest.handoff import Handoff
 from anylog_tw.ingest.jsonrows import join_rows
+from anylog_tw.ingest.staged import write_staged
 
 ALL = "*"
 MAX_KEPT = 64 << 20  # bytes buffered, while writes fail, past which new rows are refused
@@ -83,52 +89,7 @@ class Buffer:
     size: int = 0
     first_at: float | None = None
     waiters: list = field(default_factory=list)  # told when the rows are durable (see the module doc)
-
-
-def write_staged(watch_dir: str, name: str, data: bytes, staged) -> str:
-    """Publish `data` as `watch_dir/name` in two durable steps, calling `staged(stage, final)` between.
-
-    The stage file is hidden (the watcher and the stale-temp sweep leave `.<name>.stage` alone),
-    fsynced with its directory entry before `staged` runs, so whoever recorded it there can
-    finish the rename after a crash: a stage that is still there is published then, one that is
-    gone was published.  Blocking; raises as `write_file` does.
-    """
-    final = os.path.join(watch_dir, name)
-    stage = os.path.join(watch_dir, f".{name}.stage")
-    if os.path.lexists(final):
-        raise DuplicateFile(f"{name} is already in the watch dir: the same data was sent twice (the hash names "
-                            f"the content)")
-    try:
-        fd = os.open(stage, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        atomic.fsync_dir(watch_dir)
-    except OSError as e:
-        _unlink(stage)
-        raise WriteError(f"cannot write {name} into {watch_dir}: {e.strerror or e}", no_space(e)) from None
-    try:
-        staged(stage, final)
-    except BaseException:  # not recorded: nobody would publish it
-        _unlink(stage)
-        raise
-    try:
-        atomic.rename_no_replace(stage, final)
-    except OSError as e:  # after `staged`: the stage stays, to be published when its recorder next starts
-        raise WriteError(f"cannot publish {name} in {watch_dir}: {e.strerror or e}", no_space(e)) from None
-    atomic.fsync_dir(watch_dir)
-    return final
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    objs: list | None = field(default_factory=list)  # the rows as dicts, None once a row came without
 
 
 def _by_sink(waiters: list) -> dict:
@@ -160,6 +121,7 @@ class Streamer:
         self.last_error = ""
         self._retry_wait = FIRST_RETRY
         self.metrics = node.component(Metrics)
+        self.handoff = node.component(Handoff)
         self.metrics.watch_queue("streaming_rows", lambda: self.buffered_rows)
 
     # -- thresholds ----------------------------------------------------------------------------
@@ -213,10 +175,11 @@ class Streamer:
         return stats
 
     def add(self, dbms: str, table: str, rows: list[bytes], source: str = "0", instructions: str = "0",
-            waiter=None) -> None:
+            waiter=None, objs: list | None = None) -> None:
         """Buffer rows (one-line JSON objects, names already checked); flush if over the volume.
 
-        `waiter` (optional) is told when these rows are durable (see the module doc)."""
+        `waiter` (optional) is told when these rows are durable; `objs` (optional) are the rows
+        as the dicts they were dumped from, each `handoff.plain`, for the operator (see the module doc)."""
         if not rows:
             return
         if self.retry_at is not None and self.buffered_bytes > MAX_KEPT:
@@ -228,6 +191,11 @@ class Streamer:
             buf = self.buffers[key] = Buffer()
         buf.rows.extend(rows)
         buf.size += sum(map(len, rows)) + len(rows)
+        if buf.objs is not None:
+            if objs is None or len(objs) != len(rows) or len(buf.objs) + len(objs) > self.handoff.max_rows:
+                buf.objs = None  # the file is parsed; the dicts of a buffer too big to hand over go now
+            else:
+                buf.objs.extend(objs)
         if waiter is not None:
             buf.waiters.append(waiter)
         stats = self.table_stats(dbms, table)
@@ -267,8 +235,11 @@ class Streamer:
         data = join_rows(buf.rows)
         watch, err = ingest_dirs(self.node)
         watch, err = self.dirs.get("watch_dir", watch), self.dirs.get("err_dir", err)
+        name = None
         try:
             name = data_file_name(dbms, table, source, instructions, data).format()
+            if buf.objs and self._operator_reads():  # before the file appears: the operator may read it at once
+                self.handoff.put(name, data, buf.objs, checked=True)
             if buf.waiters:
                 groups = _by_sink(buf.waiters)
 
@@ -280,10 +251,13 @@ class Streamer:
             else:
                 await self.node.in_thread(write_file, watch, name, data)
         except DuplicateFile as e:  # the operator would refuse these rows: keep them aside
+            self.handoff.discard(name)
             return await self._set_aside(key, buf, data, name, err, e)
         except CommandError as e:  # names the operator cannot take (checked before buffering: a bug)
             return await self._set_aside(key, buf, data, f"{dbms}.{table}.json", err, e)
         except Exception as e:
+            if name is not None:
+                self.handoff.discard(name)
             self._keep(key, buf, e)
             return 0
         self._written()
@@ -295,6 +269,10 @@ class Streamer:
         self.metrics.files_written.labels(source="streaming").inc()
         self._durable(buf)
         return 1
+
+    def _operator_reads(self) -> bool:
+        """Rows are left for the operator only while one runs here: nobody else would take them."""
+        return self.node.process("Operator") is not None
 
     def _durable(self, buf: Buffer) -> None:
         """The rows of `buf` are in a file that survives a crash: tell whoever waits for them."""
@@ -346,6 +324,7 @@ class Streamer:
             buf.rows.extend(newer.rows)
             buf.size += newer.size
             buf.waiters.extend(newer.waiters)
+            buf.objs = buf.objs + newer.objs if buf.objs is not None and newer.objs is not None else None
             buf.first_at = min(t for t in (buf.first_at, newer.first_at) if t is not None) \
                 if buf.first_at is not None or newer.first_at is not None else None
         if buf.first_at is None:

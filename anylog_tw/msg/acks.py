@@ -11,7 +11,7 @@ The other half is exactly-once.  A message whose rows are durable but whose PUBA
 the broker (the node killed in between, a connection lost) is sent again with the DUP flag after
 the session resumes.  Before a buffer's file is published, the keys of the messages it completes
 (packet id and a hash of topic and payload) are appended to a journal and fdatasync'ed; the file
-is then renamed from its stage (`streamer.write_staged`).  When the client starts again the
+is then renamed from its stage (`ingest/staged.write_staged`).  When the client starts again the
 journal is read back: a stage still there is published now, one gone was published before, so
 every journaled key is a message whose rows are in the watch dir (or the table), and its DUP
 resend is acknowledged and dropped.  Keys of messages not yet durable are not journaled, so a

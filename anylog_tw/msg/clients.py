@@ -158,7 +158,8 @@ class MsgClients:
         objects = message if type(message) is list else (message,)
         first: Target | None = None  # nearly every message fills one buffer: no grouping for it
         lines: list[bytes] = []
-        others: dict[Target, list[bytes]] = {}
+        dicts: list[dict] = []  # the rows as mapped: the operator takes them instead of parsing the file
+        others: dict[Target, tuple[list[bytes], list[dict]]] = {}
         try:
             for i, obj in enumerate(objects):
                 if type(obj) is not dict:
@@ -171,8 +172,11 @@ class MsgClients:
                     if first is None or target == first:
                         first = target
                         lines.append(line)
+                        dicts.append(row)
                     else:
-                        others.setdefault(target, []).append(line)
+                        more = others.setdefault(target, ([], []))
+                        more[0].append(line)
+                        more[1].append(row)
         except AnyLogError as e:
             return self._failed(client, sub, topic, payload, now, e.message)
         except Exception as e:  # a bug in a rule must not stop the client: count it and say what it was
@@ -184,16 +188,16 @@ class MsgClients:
             if waiter is not None:  # counted before: a write may start (and journal) inside add
                 waiter.remaining = (first is not None) + len(others)
             if first is not None:
-                add(first.dbms, first.table, lines, first.source, first.instructions, waiter)
+                add(first.dbms, first.table, lines, first.source, first.instructions, waiter, dicts)
                 added += 1
-            for target, more in others.items():
-                add(target.dbms, target.table, more, target.source, target.instructions, waiter)
+            for target, (more, more_dicts) in others.items():
+                add(target.dbms, target.table, more, target.source, target.instructions, waiter, more_dicts)
                 added += 1
         except AnyLogError as e:  # the buffers refuse rows while their files cannot be written
             if waiter is not None:  # the buffers that took rows hold the waiter; the others never will
                 waiter.remaining = added
             return self._failed(client, sub, topic, payload, now, e.message)
-        rows = len(lines) + sum(len(more) for more in others.values())
+        rows = len(lines) + sum(len(more) for more, _ in others.values())
         sub.counts.ok(now)
         client.counts.ok(now)
         client.rows += rows

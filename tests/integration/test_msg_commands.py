@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
+from anylog_tw.ingest.handoff import Handoff
 from anylog_tw.node import Node
 from anylog_tw.storage import Databases
 from tests.helpers import ok, poll, refused
@@ -81,6 +82,7 @@ async def test_case1_external_broker_bring_rules(node):
     await poll(lambda: node_counts_ready(node), what="the message")
     got = await rows(node, "anylog", "select timestamp, value from cutter_23_1234567890")
     assert [(str(t)[:19], v) for t, v in got] == [("2020-12-14 15:23:47", 210)]
+    assert node.component(Handoff).taken == 1  # the operator took the mapped rows, not a second parse
     c = await counts(node)
     assert (c["Messages"], c["Success"], c["Errors"]) == (1, 1, 0)
     text = (await ok(node, "get msg clients")).render()
@@ -231,6 +233,7 @@ async def test_case11_mapping_policy(node):
     await publish(port, "my-topic", [json.dumps({"dbms": "x", "sensor": "s1", "value": 1.5})])
     await poll(lambda: node_counts_ready(node), what="the message")
     assert [float(v) for (v,) in await rows(node, "x", "select value from s1")] == [1.5]
+    assert node.component(Handoff).taken == 1  # the message itself, handed to the policy's mapping
     text = await refused(node, "run msg client where broker=local and topic=(name=t2 and policy=nope)")
     assert "nope" in text
 
