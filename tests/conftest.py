@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 from twisted.internet import reactor, task
 from twisted.logger import globalLogPublisher
 
+from tests import pg
+
 # Property tests check what is true, not how fast: on a shared two-core machine (and in CI) one slow
 # example must not fail a run (hypothesis's default deadline is 200 ms per example).
 settings.register_profile("anylog", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,3 +75,9 @@ def reactor_janitor(request):
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_logged_errors: the test expects errors in the log")
     config.addinivalue_line("markers", "reactor: a synchronous test that still runs the real reactor")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop this process's pooled PostgreSQL databases (tests/pg.py): xdist workers end without
+    running atexit handlers, so the pool would otherwise outlive the run."""
+    pg.drop_pool()

@@ -75,7 +75,8 @@ def _drop(name: str) -> None:
 
 
 @atexit.register
-def _drop_pool() -> None:
+def drop_pool() -> None:
+    """Drop the pooled databases for real (the end of a test process)."""
     while _POOL:
         try:
             _drop(_POOL.pop())
