@@ -371,13 +371,15 @@ class RestApi:
     def origin(self, request, identity: Identity | None, verb: str) -> Origin:
         """The origin the request's commands run with: the identity's role (no credentials configured:
         write, never admin).  A GET holds at most read, whoever asks: a page can make a browser send a
-        GET unasked, and a GET's `sql` then runs read-only in the engine."""
+        GET unasked, and a GET's `sql` then runs read-only in the engine.  So does every request to a
+        `read only = true` server: its up-front check (`check_read_only`) gives the clear message, the
+        grant makes the engine refuse what that check cannot see (a data-modifying CTE, say)."""
         peer = _peer(request)
         if identity is None:
             grant, label, user = ANONYMOUS_GRANT, f"REST {peer}", ""
         else:
             grant, label, user = identity.grant, f"REST {identity.user}@{peer}", identity.user
-        if verb == "GET" and grant != "read":
+        if (verb == "GET" or self.config.read_only) and grant != "read":
             grant = "read"
         return Origin(label, grant, "rest", user)
 

@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.web.test.requesthelper import DummyRequest
 
 from anylog_tw.base.process import NodeProcess
 from anylog_tw.node import Node
@@ -350,6 +351,9 @@ async def test_read_only_server_refuses_changes_and_put(tmp_path):
         assert code == 403 and watch_files(node) == []
         code, _, body = await c.command("get status", method="POST")
         assert code == 200
+        # Every caller of a read-only server holds read, so what the up-front check misses the engine refuses.
+        request = DummyRequest([b""])
+        assert node.process("REST").api.origin(request, None, "POST").grant == "read"
     finally:
         await c.close()
         await node.stopService()
