@@ -100,3 +100,38 @@ def test_stored_column_is_timestamp_and_an_impossible_day_is_not():
     assert mapping.infer_column(["2026-12-02 10:00:00", None, "2026-12-02 10:00:00.123456"]) == TIMESTAMP
     assert mapping.infer_column(["2026-12-02 10:00:00", "2026-02-30 10:00:00"]) == TEXT
     assert mapping.infer_column(["2026-12-02 10:00:00", "2026-12-02 10:00:00\n2026-12-02 10:00:00"]) == TEXT
+
+
+def _adapted(values, engine):
+    try:
+        return ("ok", mapping.to_columns(Batch(["t"], [values], list(range(1, len(values) + 1))),
+                                         {"t": TIMESTAMP}, engine)[0])
+    except mapping.IngestError as e:
+        return ("error", e.message)
+
+
+def _reference_adapted(values, engine):
+    try:
+        return ("ok", mapping._adapt_column(values, TIMESTAMP, "t", list(range(1, len(values) + 1)), engine))
+    except mapping.IngestError as e:
+        return ("error", e.message)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(st.none(), stored, stored, texts, st.integers(0, 2**40)), max_size=20),
+       st.sampled_from([schema.SQLITE, schema.PSQL]))
+def test_timestamp_column_adapted_as_before(values, engine):
+    """A column in the stored form is passed on as it is: what the conversion would have made of it."""
+    got = _adapted(values, engine)
+    assert got == _reference_adapted(values, engine)
+    if got[0] == "ok":
+        assert [type(v) for v in got[1]] == [type(v) for v in _reference_adapted(values, engine)[1]]
+
+
+def test_stored_form_excludes_what_the_conversion_rewrites():
+    """`.000000` is written without the fraction, other digits as ASCII: those are not passed on."""
+    assert not mapping._stored_column(["2026-12-02 10:00:00.000000"])
+    assert not mapping._stored_column(["2026-12-02 1\u0660:00:00"])
+    assert not mapping._stored_column(["2026-02-30 10:00:00"])
+    assert mapping._stored_column(["2026-12-02 10:00:00", None, "2026-12-02 10:00:00.000100"])
+    assert _adapted(["2026-12-02 10:00:00.000000"], schema.SQLITE) == ("ok", ["2026-12-02 10:00:00"])
