@@ -274,15 +274,36 @@ def _run_all(procs: list[subprocess.Popen]) -> None:
             raise RuntimeError("mosquitto_pub failed")
 
 
+def profiled(run, path: str) -> None:
+    """cProfile of the main thread to `path`, and of every thread started meanwhile to `path.tN`:
+    the operator inserts and adapts rows in pool threads, which a main-thread profile does not see."""
+    import cProfile
+    import threading
+
+    threads: list[cProfile.Profile] = []
+
+    def start(*_):
+        sys.setprofile(None)
+        threads.append(cProfile.Profile())
+        threads[-1].enable()
+
+    threading.setprofile(start)
+    try:
+        cProfile.runctx("run()", globals(), {"run": run}, path)
+    finally:
+        threading.setprofile(None)
+        for i, prof in enumerate(threads):
+            prof.disable()
+            prof.dump_stats(f"{path}.t{i}")
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         kind, port, n, qos = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
         run = (lambda: serve_bare(port, n, qos, sys.argv[6] == "1")) if kind == "bare" else (
             lambda: serve_node(kind, port, n, qos, sys.argv[6]))
         if os.environ.get("BENCH_PROFILE"):  # where the time goes: python bench/mqtt.py with BENCH_PROFILE=file
-            import cProfile
-
-            cProfile.runctx("run()", globals(), locals(), f"{os.environ['BENCH_PROFILE']}.{kind}")
+            profiled(run, f"{os.environ['BENCH_PROFILE']}.{kind}")
         else:
             run()
         return
