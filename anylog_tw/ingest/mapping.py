@@ -202,8 +202,9 @@ def infer_column(values: Sequence[Any]) -> str | None:
 # Timestamp texts exactly as `format_timestamp` writes them (what the mappers give), one per line:
 # ASCII digits, no T or zone, a fraction of six digits that are not all 0.  For such a text
 # `parse_timestamp` changes nothing before `fromisoformat`, and adapting it to a timestamp column
-# gives it back unchanged.
-_STORED_LINES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\n)*")
+# gives it back unchanged.  Possessive (`*+`): a plain `*` keeps a backtracking frame per line,
+# 32 MB for 50,000 texts; nothing here needs to backtrack.
+_STORED_LINES = re.compile(r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.(?!000000)[0-9]{6})?\n)*+")
 _FROM_ISO = datetime.datetime.fromisoformat
 
 
