@@ -212,6 +212,13 @@ def epoch_unit(number: Any) -> int:
     return 0
 
 
+# The text of a whole second, by epoch second.  A stream's timestamps are mostly in the same few
+# seconds, and building a datetime and its isoformat per value was half of a message's epoch
+# conversion (0.9 µs); the fraction's six digits are what isoformat writes.  Bounded; shared by
+# the reactor and the operator's threads (a lost entry is only made again).
+_SECONDS: dict[int, str] = {}
+
+
 def epoch_to_timestamp(value: int | float | str) -> str:
     micros = epoch_microseconds(value)
     seconds, fraction = divmod(micros, 1_000_000)
@@ -221,12 +228,6 @@ def epoch_to_timestamp(value: int | float | str) -> str:
             _SECONDS.clear()
         head = _SECONDS[seconds] = format_timestamp(_EPOCH + datetime.timedelta(seconds=seconds))
     return f"{head}.{fraction:06d}" if fraction else head
-
-
-# The text of a whole second, by epoch second.  A stream's timestamps are mostly in the same few
-# seconds, and building a datetime and its isoformat per value was half of a message's epoch
-# conversion (0.9 µs); the fraction's six digits are what isoformat writes.  Bounded.
-_SECONDS: dict[int, str] = {}
 
 
 def to_timestamp(value: Any) -> str:

@@ -261,8 +261,8 @@ def to_columns(batch: Batch, columns: Mapping[str, str], engine: str = schema.SQ
 
 
 def _stored_column(values: list) -> bool:
-    """Whether a timestamp column's values are all null or stored-form text: adapting them (0.43 µs
-    a value, a Python loop) would give them back unchanged, on SQLite and PostgreSQL alike."""
+    """Whether a timestamp column's values (nulls aside) are all stored-form text: adapting them
+    (0.43 µs a value, a Python loop) would give them back unchanged, on SQLite and PostgreSQL alike."""
     texts = [v for v in values if v is not None] if None in values else values
     return bool(texts) and set(map(type, texts)) == {str} and _in_stored_form(texts)
 
