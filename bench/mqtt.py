@@ -184,10 +184,11 @@ def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
             await task.deferLater(reactor, 0.005, lambda: None)
         received = time.perf_counter() - t0
         await ok(node, "flush buffers")
+        flushed = time.perf_counter() - t0
         while op.stats.total_rows < n:
             await task.deferLater(reactor, 0.005, lambda: None)
         result = {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "received": received,
-                  "rows": op.stats.total_rows,
+                  "flushed": flushed, "rows": op.stats.total_rows,
                   "errors": sum(c.counts.errors for c in clients.clients.values()), "rss_mb": peak_rss_mb()}
         print(json.dumps(result), flush=True)
         await node.stopService()
@@ -273,15 +274,36 @@ def _run_all(procs: list[subprocess.Popen]) -> None:
             raise RuntimeError("mosquitto_pub failed")
 
 
+def profiled(run, path: str) -> None:
+    """cProfile of the main thread to `path`, and of every thread started meanwhile to `path.tN`:
+    the operator inserts and adapts rows in pool threads, which a main-thread profile does not see."""
+    import cProfile
+    import threading
+
+    threads: list[cProfile.Profile] = []
+
+    def start(*_):
+        sys.setprofile(None)
+        threads.append(cProfile.Profile())
+        threads[-1].enable()
+
+    threading.setprofile(start)
+    try:
+        cProfile.runctx("run()", globals(), {"run": run}, path)
+    finally:
+        threading.setprofile(None)
+        for i, prof in enumerate(threads):
+            prof.disable()
+            prof.dump_stats(f"{path}.t{i}")
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         kind, port, n, qos = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
         run = (lambda: serve_bare(port, n, qos, sys.argv[6] == "1")) if kind == "bare" else (
             lambda: serve_node(kind, port, n, qos, sys.argv[6]))
         if os.environ.get("BENCH_PROFILE"):  # where the time goes: python bench/mqtt.py with BENCH_PROFILE=file
-            import cProfile
-
-            cProfile.runctx("run()", globals(), locals(), f"{os.environ['BENCH_PROFILE']}.{kind}")
+            profiled(run, f"{os.environ['BENCH_PROFILE']}.{kind}")
         else:
             run()
         return
@@ -304,6 +326,9 @@ def main() -> None:
             bare.append(args.messages / b["seconds"])
             node.append(args.messages / r["seconds"])
             extra.setdefault("received", []).append(args.messages / r["received"])
+            # After the last message: the buffer's file written, then the operator's rows in the table.
+            extra.setdefault("flush_ms", []).append((r["flushed"] - r["received"]) * 1e3)
+            extra.setdefault("operator_ms", []).append((r["seconds"] - r["flushed"]) * 1e3)
             extra.setdefault("node_cpu", []).append(r["cpu"] / args.messages * 1e6)
             extra.setdefault("bare_cpu", []).append(b["cpu"] / args.messages * 1e6)
         nm, bm = statistics.median(node), statistics.median(bare)
@@ -311,7 +336,8 @@ def main() -> None:
         print(f"Mosquitto QoS {qos} -> rows: node {nm:,.0f} msg/s (received {statistics.median(extra['received']):,.0f}"
               f" msg/s); bare paho subscriber {bm:,.0f} msg/s; ratio {nm / bm:.2f}; CPU a message: node {nc:.1f} us, "
               f"bare {bc:.1f} us (ratio {bc / nc:.2f}); runs node {[round(x) for x in node]}, "
-              f"bare {[round(x) for x in bare]}")
+              f"bare {[round(x) for x in bare]}; after the last message: flush {statistics.median(extra['flush_ms']):.0f} ms, "
+              f"operator {statistics.median(extra['operator_ms']):.0f} ms")
     for qos in qoss if args.only != "mosquitto" else ():
         node, bare, rss, cpu = [], [], [], []
         for _ in range(args.runs):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from anylog_tw.base.bring import MISSING, BringError, Many
-from anylog_tw.base.bring_values import compile_value, text_of, walk
+from anylog_tw.base.bring_values import compile_key, compile_value, text_of, walk
 from anylog_tw.base.columns import ColumnError, convert_column
 from anylog_tw.base.convert import (CONVERTERS, TEXT, ConversionError, convert, data_name, format_timestamp,
                                     logical_type, shown)
@@ -125,6 +125,7 @@ class Mapper:
         self.simple = (self.readings is None and self.condition is None and self._dbms is None and self._table is None
                        and all(c.type_from is None and c.rule.blob is None for c in self.columns))
         self._plan = self._one_row_plan()
+        self._table_joined = _joined_name(rules.table, "table") if self._plan is not None else None
 
     def _one_row_plan(self) -> list | None:
         """The columns as (name, now?, getter, literal, converter) when an object can only ever give
@@ -164,8 +165,13 @@ class Mapper:
                     return None
                 row[name] = conv(v)
             d = self._dbms(obj) if self._dbms is not None else self.dbms or dbms
+            if type(d) is not str:
+                return None
+            t = self._table_joined(obj) if self._table_joined is not None else None
+            if t is not None:
+                return _name(d, "dbms", ""), t, row
             t = self._table(obj) if self._table is not None else self.table or table
-            if type(d) is not str or type(t) is not str:
+            if type(t) is not str:
                 return None
             return _name(d, "dbms", ""), _name(t, "table", ""), row
         except Exception:  # AnyLogError or a bug: the full path says it with the row's place
@@ -358,6 +364,36 @@ def _merge_count(count: int | None, v: Any, what: str, where: str) -> int | None
         raise MappingError(f"{where}: {what} walks a list of {len(v)} elements, another of {count}: lists are "
                            f"matched by position")
     return len(v)
+
+
+def _joined_name(value: Value | None, what: str) -> Callable[[Any], str | None] | None:
+    """For a name joined from keys (`[machine_name] _ [serial_number]`), a function giving the
+    name made from them, remembered by the keys' texts; None when the name is not such a join.
+
+    Joining the pieces and making a name of the result was a quarter of a message's mapping,
+    while a stream has few machines.  The name is a function of the keys' texts alone (literals
+    are fixed), so it is remembered only when every key found a text: a number, list or missing
+    key gives None, and the caller takes the full way.  Bounded."""
+    if value is None or value.kind != "bring" or value.bring.modifiers:
+        return None
+    keys = [compile_key(x) for kind, x in value.bring.items if kind == "key"]
+    if len(value.bring.items) < 2 or not keys:
+        return None
+    full = compile_value(value.bring)
+    names: dict[tuple, str] = {}
+
+    def joined(obj: Any) -> str | None:
+        found = tuple([k(obj) for k in keys])
+        for v in found:
+            if type(v) is not str:
+                return None
+        name = names.get(found)
+        if name is None:
+            if len(names) >= 4096:
+                names.clear()
+            name = names[found] = _name(full(obj), what, "")
+        return name
+    return joined
 
 
 _NAMES: dict[tuple[str, str], str] = {}  # the few dbms and table names a stream uses, made once

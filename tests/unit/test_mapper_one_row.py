@@ -86,3 +86,30 @@ def test_case1_message_takes_the_one_row_path(monkeypatch):
                                                            "serial": "1234567890"}}
     assert mapper(msg) == [("anylog", "cutter_23_1234567890", {"timestamp": "2020-12-14 15:23:47.550000",
                                                                "value": 210})]
+
+
+names = st.one_of(st.sampled_from(["cutter 23", "cutter-23", "Cutter 23", "", " ", "a.b", "1234567890", "ä"]),
+                  st.text(max_size=6), st.integers(0, 3), st.none(), st.booleans(), st.lists(st.text(max_size=2), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(names, names, st.sampled_from(["machine_name", "Machine_Name"])), min_size=1, max_size=12),
+       st.sampled_from(["bring [metadata][machine_name] _ [metadata][serial]",
+                        "bring [metadata][machine_name] [metadata][serial]", "bring x [metadata][serial] y"]))
+def test_remembered_table_names_are_the_full_paths_for_every_message(pairs, table):
+    """One mapper over many messages (the cache of joined names is per mapper): each message's
+    row or error is what the full path gives for it, whatever came before."""
+    mapper = compile_mapper(rules_from_topic([("dbms", "d"), ("table", table), ("column.v.int", "bring [v]")]),
+                            now=lambda: NOW)
+    assert mapper._table_joined is not None
+    for machine, serial, key in pairs * 2:
+        obj = {"v": 1, "metadata": {key: machine, "serial": serial}}
+        assert outcome(lambda: mapper(obj)) == outcome(lambda: mapper._rows(obj, None, NOW, None, None))
+
+
+def test_case1_table_name_is_remembered_per_pair_of_texts(monkeypatch):
+    mapper = compile_mapper(rules_from_topic(RULES["case1"]), now=lambda: NOW)
+    msg = {"value": 1, "ts": 1607959427550, "metadata": {"company": "a", "machine_name": "m 1", "serial": "s"}}
+    assert mapper(msg)[0][1] == "m_1_s"
+    monkeypatch.setattr(mapper, "_table", lambda obj: pytest.fail("joined again"))
+    assert mapper(msg)[0][1] == "m_1_s"
