@@ -36,12 +36,15 @@ def pg_admin(sql: str, dbname: str = "postgres"):
 # forces a checkpoint (about 0.4 s each on a loaded machine, seconds under the whole suite's I/O,
 # and some fixtures make four); emptying the schema costs a few milliseconds.
 _POOL: list[str] = []
+_ISSUED: set[str] = set()  # every name handed out, pooled or not: all are dropped when the process ends
 
 
 def new_database(prefix: str) -> str:
     """A database name for one test: an emptied one of this process's, or a new unique name (the
     node creates it).  Each xdist worker is its own process, so workers never share one."""
-    return _POOL.pop() if _POOL else f"{prefix}_{uuid.uuid4().hex[:10]}"
+    name = _POOL.pop() if _POOL else f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _ISSUED.add(name)
+    return name
 
 
 def drop_pg_database(name: str) -> None:
@@ -76,10 +79,13 @@ def _drop(name: str) -> None:
 
 @atexit.register
 def drop_pool() -> None:
-    """Drop the pooled databases for real (the end of a test process)."""
-    while _POOL:
+    """Drop every database this process handed out or pooled, for real (the end of a test process)."""
+    names = _ISSUED | set(_POOL)
+    _ISSUED.clear()
+    _POOL.clear()
+    for name in names:
         try:
-            _drop(_POOL.pop())
+            _drop(name)
         except psycopg2.Error:
             pass
 
