@@ -193,7 +193,7 @@ def run_node(mode: str, engine: str, home: str, src: str, names: list[str], thre
     from twisted.internet import reactor, task
 
     from anylog_tw.node import Node
-    from anylog_tw.storage import Databases
+    from anylog_tw.storage.engines import Databases
 
     result: dict = {}
 

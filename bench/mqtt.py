@@ -149,7 +149,7 @@ def serve_node(mode: str, port: int, n: int, qos: int, home: str) -> None:
 
     from anylog_tw.msg.clients import MsgClients
     from anylog_tw.node import Node
-    from anylog_tw.storage import Databases
+    from anylog_tw.storage.engines import Databases
 
     async def ok(node, text):
         reply = await node.execute(text)

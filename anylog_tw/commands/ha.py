@@ -14,7 +14,7 @@ from anylog_tw.metadata.layer import metadata
 from anylog_tw.net.peers import canonical
 from anylog_tw.services import ha_pull, ha_state
 from anylog_tw.services.ha import HA, HAConfig
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 
 PROCESS = "HA"
 

@@ -15,7 +15,7 @@ from anylog_tw.metadata import policies
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.net.peers import Peers, canonical
 from anylog_tw.services.ha_state import stamp
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 
 _TSD = re.compile(r"^tsd_(info|\d{1,9})$")
 

@@ -11,7 +11,7 @@ from anylog_tw.ingest import stats as S
 from anylog_tw.ingest.ledger_link import LedgerLink
 from anylog_tw.ingest.operator import Operator, OperatorConfig
 from anylog_tw.ingest.reader import DEFAULT_LIMITS, Limits
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 
 # The ingest and storage modules are imported when a command runs, not when commands load: a
 # node's command table never depends on the database drivers importing cleanly.

@@ -16,7 +16,8 @@ from anylog_tw.base.registry import FORMAT, Option, command, read_options, token
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands.files import path_check
 from anylog_tw.ingest import fileops, tsd, tsd_admin
-from anylog_tw.storage import Databases, schema
+from anylog_tw.storage import schema
+from anylog_tw.storage.engines import Databases
 
 KEYWORDS = ("tsd", "operator", "data")
 OPERATOR, HA = "Operator", "HA"

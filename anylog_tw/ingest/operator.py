@@ -53,7 +53,8 @@ from anylog_tw.ingest.pause import SpacePause
 from anylog_tw.ingest.stats import OperatorStats
 from anylog_tw.ingest.tables import TableKeeper
 from anylog_tw.ingest.watcher import DirectoryWatcher
-from anylog_tw.storage import Databases, schema
+from anylog_tw.storage import schema
+from anylog_tw.storage.engines import Databases
 
 
 class Operator(NodeProcess):

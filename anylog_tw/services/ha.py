@@ -27,7 +27,7 @@ from anylog_tw.net.peers import Peers
 from anylog_tw.services import ha_state
 from anylog_tw.services.ha_pull import Pull
 from anylog_tw.services.ha_push import Push
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 
 PROCESS = "HA"
 

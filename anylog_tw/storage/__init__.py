@@ -1,6 +1,3 @@
-"""Storage: one async Database interface over SQLite and PostgreSQL (see base.py and engines.py)."""
-
-from anylog_tw.storage.base import Database, Transaction
-from anylog_tw.storage.engines import Databases
-
-__all__ = ["Database", "Databases", "Transaction"]
+"""Storage: one async Database interface over SQLite and PostgreSQL (base.py), the node's dbms
+registry (engines.Databases).  Empty on purpose: its modules import each other's siblings
+(`from anylog_tw.storage import schema`), and a package that imported them back would loop."""

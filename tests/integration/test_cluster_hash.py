@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from anylog_tw.base.filename import FileName, file_hash
 from anylog_tw.ingest import tsd
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import poll
 
 

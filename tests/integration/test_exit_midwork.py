@@ -19,7 +19,7 @@ from twisted.internet.protocol import Factory, Protocol
 from anylog_tw.net import auth, wire
 from anylog_tw.net.peers import Peers
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import ok, poll
 from tests.integration.rest_support import Client, start_node, test_registry
 

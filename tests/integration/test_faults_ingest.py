@@ -16,7 +16,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import poll
 
 MIB = 1 << 20

@@ -15,7 +15,7 @@ from twisted.internet import reactor
 
 from anylog_tw.ingest import pipeline
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.integration.test_operator import _insert_policy, count, drop, listing, wait_empty
 from tests.pg import PG, drop_pg_database, new_database
 

@@ -18,7 +18,7 @@ from twisted.internet import reactor, task
 
 from anylog_tw.ingest.handoff import Handoff
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import ok, poll, refused
 from tests.mqtt_support import SYSTEM_PORT, publish, system_broker
 

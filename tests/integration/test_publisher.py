@@ -18,7 +18,7 @@ from anylog_tw.base.filename import file_hash
 from anylog_tw.ingest import routing
 from anylog_tw.metadata.layer import metadata
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import poll
 
 

@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from anylog_tw.base.reply import Reply
 from anylog_tw.base.origin import Origin
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from anylog_tw.storage.confine import SQLRefused
 from tests.helpers import ok
 from tests.pg import PSQL, drop_pg_database, pg_admin

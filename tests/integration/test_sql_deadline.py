@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import ok, poll, refused
 from tests.integration.rest_support import Client, start_node
 from tests.integration.test_operator import drop

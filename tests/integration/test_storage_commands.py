@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import ok, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database
 from tests.pg import new_database

@@ -18,7 +18,7 @@ from anylog_tw.base.errors import StorageError
 from anylog_tw.base.filename import file_hash, parse_file_name
 from anylog_tw.base.registry import REGISTRY
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from anylog_tw.storage.policy_ddl import policy_columns
 from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import ENGINES, drop_pg_database

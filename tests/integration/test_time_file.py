@@ -13,7 +13,7 @@ from twisted.internet import reactor
 
 from anylog_tw.base.filename import file_hash
 from anylog_tw.node import Node
-from anylog_tw.storage import Databases
+from anylog_tw.storage.engines import Databases
 from tests.helpers import ok, poll, refused
 from tests.integration.test_storage_engines import PG, drop_pg_database
 from tests.pg import new_database
