@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from anylog_tw.base.errors import AnyLogError
-from anylog_tw.base.registry import GRANT_RANK, GRANTS, grant_allows
+from anylog_tw.base.registry import GRANT_RANK, GRANTS, grant_allows, weaker
 
 # Where commands come from; `kind` tells commands that behave differently per front door (a REST
 # caller gets a streamed query answer, a peer's paths stay inside the work directories).
@@ -70,8 +70,7 @@ class Origin:
 
     def narrowed(self, grant: str, label: str | None = None, kind: str | None = None) -> "Origin":
         """This origin holding at most `grant` (the weaker of the two), optionally relabelled."""
-        held = grant if grant_allows(self.grant, grant) else self.grant
-        return replace(self, grant=held, label=label if label is not None else self.label,
+        return replace(self, grant=weaker(self.grant, grant), label=label if label is not None else self.label,
                        kind=kind if kind is not None else self.kind)
 
     @property

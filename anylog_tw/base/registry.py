@@ -69,6 +69,11 @@ def grant_allows(held: str, needed: str) -> bool:
     return GRANT_RANK[held] >= GRANT_RANK[needed]
 
 
+def weaker(a: str, b: str) -> str:
+    """The weaker of two grants: what a caller holds when two limits apply (a carried grant, a cap)."""
+    return a if GRANT_RANK[a] <= GRANT_RANK[b] else b
+
+
 def command_grant(cmd: "Command") -> str:
     """The grant a command needs (every registered command declares one: `Registry.add` refuses the rest)."""
     return cmd.grant or "owner"  # unreachable for a registered command; closed rather than open

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from anylog_tw.base.errors import PeerError
 from anylog_tw.base.origin import Origin
-from anylog_tw.base.registry import GRANTS
+from anylog_tw.base.registry import GRANTS, weaker
 from anylog_tw.base.reply import TEXT, Reply
 from anylog_tw.net import auth, wire
 from anylog_tw.net.backpressure import MAX_RUNNING, Backpressure, ReadGate
@@ -308,7 +308,7 @@ class PeerProtocol(Hello, FileChannel, Backpressure, Protocol):
         if not self.identity_proven:
             self.identity_proven = self._certificate_names_peer()
         proven = bool(self.key) or self._certificate() is not None  # a key proof or a CA-signed certificate
-        self.grant = self.peers.peer_grant if proven else _weaker(self.peers.peer_grant, PEER_GRANT)
+        self.grant = self.peers.peer_grant if proven else weaker(self.peers.peer_grant, PEER_GRANT)
         # Reply bodies are judged by `_admit` (a too-big one is skipped, not a broken stream), so the
         # decoder's own ceiling is the file limit.
         self.decoder.max_body = self.peers.max_file
@@ -440,6 +440,3 @@ class PeerProtocol(Hello, FileChannel, Backpressure, Protocol):
         if args:
             header["args"] = args
         self._write(wire.encode(header, body))
-
-def _weaker(a: str, b: str) -> str:
-    return a if GRANTS.index(a) <= GRANTS.index(b) else b

@@ -117,16 +117,21 @@ def peer(port: int, timeout: float = 10.0) -> tuple[socket.socket, object]:
     return s, reader
 
 
+def _reply_to(reader, ident: int) -> dict:
+    """The node's reply header to request `ident` (with `body`), skipping other frames."""
+    while True:
+        header = json.loads(reader.readline())
+        body = reader.read(header["size"]) if header.get("size") else b""
+        if header.get("re") == ident:
+            return {**header, "body": body}
+
+
 def peer_command(port: int, text: str, timeout: float = 10.0) -> dict:
     """Run a command as a keyless peer; the reply header (with `body`)."""
     s, reader = peer(port, timeout)
     try:
         s.sendall(_frame({"kind": "cmd", "id": 1, "cmd": text}))
-        while True:
-            header = json.loads(reader.readline())
-            body = reader.read(header["size"]) if header.get("size") else b""
-            if header.get("re") == 1:
-                return {**header, "body": body}
+        return _reply_to(reader, 1)
     finally:
         s.close()
 
@@ -163,11 +168,7 @@ def huge_file(port: int, size: int, good: bool = False, name: str = "attack.bin"
     for done in range(0, size, MB):
         s.sendall(block[:min(MB, size - done)])
     try:
-        while True:
-            header = json.loads(reader.readline())
-            body = reader.read(header["size"]) if header.get("size") else b""
-            if header.get("re") == 7:
-                return {**header, "body": body}
+        return _reply_to(reader, 7)
     finally:
         s.close()
 
