@@ -53,26 +53,33 @@ PG = dict(host="127.0.0.1", port=5432, user="anylog")  # the non-superuser role 
 COLUMNS = {"timestamp": "timestamp", "device": "text", "value": "float", "status": "text", "seq": "integer"}
 
 
-def make_files(directory: str, files: int, rows: int, table: str = "readings") -> list[str]:
+def _iso_ms(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def _write_files(directory: str, files: int, rows: int, table: str, seed: int, row) -> list[str]:
+    """`files` files of `rows` JSON rows each, one a millisecond apart; `row(rnd, t, seq)` makes a row."""
     os.makedirs(directory, exist_ok=True)
-    rnd = random.Random(7)
+    rnd = random.Random(seed)
     base = 1_790_000_000
     names = []
     seq = 0
     for f in range(files):
         lines = []
         for _ in range(rows):
-            t = base + seq * 0.001
-            lines.append(orjson.dumps({
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z",
-                "device": f"dev-{rnd.randrange(100):03d}", "value": round(rnd.uniform(-50, 150), 3),
-                "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
+            lines.append(orjson.dumps(row(rnd, base + seq * 0.001, seq)))
             seq += 1
         name = f"bench.{table}.src{f}.0.0.json"
         with open(os.path.join(directory, name), "wb") as out:
             out.write(b"\n".join(lines) + b"\n")
         names.append(name)
     return names
+
+
+def make_files(directory: str, files: int, rows: int, table: str = "readings") -> list[str]:
+    return _write_files(directory, files, rows, table, 7, lambda rnd, t, seq: {
+        "timestamp": _iso_ms(t), "device": f"dev-{rnd.randrange(100):03d}", "value": round(rnd.uniform(-50, 150), 3),
+        "status": rnd.choice(("ok", "warn", "fail")), "seq": seq})
 
 
 AIR_POLICY = {"mapping": {"id": "air-policy", "table": "air", "schema": {
@@ -93,26 +100,10 @@ AIR_POLICY_EPOCH = {"mapping": dict(AIR_POLICY["mapping"], id="air-epoch", schem
 
 def make_air_files(directory: str, files: int, rows: int) -> list[str]:
     """Rows for the mapping-policy case; the default mapping takes them too (device_id, pm2_5 ...)."""
-    os.makedirs(directory, exist_ok=True)
-    rnd = random.Random(11)
-    base = 1_790_000_000
-    names = []
-    seq = 0
-    for f in range(files):
-        lines = []
-        for _ in range(rows):
-            t = base + seq * 0.001
-            lines.append(orjson.dumps({
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z",
-                "device id": f"dev-{rnd.randrange(100):03d}", "pm2.5": f"{rnd.uniform(0, 150):.2f}",
-                "ok": rnd.choice(("true", "false")), "n": str(rnd.randrange(1000)),
-                "created": int(t * 1000), "status": rnd.choice(("ok", "warn", "fail")), "seq": seq}))
-            seq += 1
-        name = f"bench.air.src{f}.0.0.json"
-        with open(os.path.join(directory, name), "wb") as out:
-            out.write(b"\n".join(lines) + b"\n")
-        names.append(name)
-    return names
+    return _write_files(directory, files, rows, "air", 11, lambda rnd, t, seq: {
+        "ts": _iso_ms(t), "device id": f"dev-{rnd.randrange(100):03d}", "pm2.5": f"{rnd.uniform(0, 150):.2f}",
+        "ok": rnd.choice(("true", "false")), "n": str(rnd.randrange(1000)), "created": int(t * 1000),
+        "status": rnd.choice(("ok", "warn", "fail")), "seq": seq})
 
 
 # --- the plain script (baseline) ---------------------------------------------------------------
