@@ -239,13 +239,8 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
                 rules.append((key, _text(value, resolve)))
         elif key == "policy":
             policies.append(policy_id(_text(value, resolve)))
-        elif key in NOT_SUPPORTED:
-            raise OptionError(f"topic: '{key}' ({NOT_SUPPORTED[key]}) is not supported by this node")
-        elif key not in TOPIC_KEYS:
-            raise OptionError(f"topic: unknown key {key!r} (known: {', '.join(TOPIC_KEYS)}, column.<name>...)")
-        elif key in found:
-            raise OptionError(f"topic: {key} is given twice")
         else:
+            _check_key(found, key, TOPIC_KEYS, "topic", ", column.<name>...")
             found[key] = _text(value, resolve)
     if "name" not in found:
         raise OptionError("a topic needs a name: topic = (name = my/topic and ...)")
@@ -269,6 +264,16 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
                      policies=tuple(policies), persist=persist, rules=tuple(rules))
 
 
+def _check_key(found: dict[str, str], key: str, known, where: str, more: str = "") -> None:
+    """Refuse a clause's key that is unsupported, unknown, or given twice, saying which."""
+    if key in NOT_SUPPORTED:
+        raise OptionError(f"{where}: '{key}' ({NOT_SUPPORTED[key]}) is not supported by this node")
+    if key not in known:
+        raise OptionError(f"{where}: unknown key {key!r} (known: {', '.join(known)}{more})")
+    if key in found:
+        raise OptionError(f"{where}: {key} is given twice")
+
+
 def read_client(tokens: list[Token], resolve: Callable[[str], str]) -> ClientSpec:
     """The whole `where ...` clause of `run msg client` (the tokens after the command words)."""
     if not tokens or not tokens[0].is_word("where"):
@@ -278,13 +283,8 @@ def read_client(tokens: list[Token], resolve: Callable[[str], str]) -> ClientSpe
     for key, value in _pairs(list(tokens[1:]), "run msg client"):
         if key == "topic":
             topic_tokens.append(value)
-        elif key in NOT_SUPPORTED:
-            raise OptionError(f"'{key}' ({NOT_SUPPORTED[key]}) is not supported by this node")
-        elif key not in CLIENT_KEYS:
-            raise OptionError(f"run msg client: unknown key {key!r} (known: {', '.join(CLIENT_KEYS)})")
-        elif key in found:
-            raise OptionError(f"run msg client: {key} is given twice")
         else:
+            _check_key(found, key, CLIENT_KEYS, "run msg client")
             found[key] = _text(value, resolve)
     broker = found.get("broker", "").strip()
     if not broker:
