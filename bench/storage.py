@@ -8,6 +8,9 @@ the same layout each time, medians of 5 runs (alternating which path goes first)
   escaped in streamed chunks) vs plain psycopg2 `copy_expert` of a buffer formatted with one
   `%`-format per row (the recipe of twisted-stack.md §2, no escaping), both timed from Python rows
   to commit.  The COPY of an already-built buffer (server side only) is printed as the ceiling.
+* SQLite while another thread is busy (the reactor in a burst of messages): 10 transactions of
+  1,300 rows, the size of a QoS 1 group-commit file, with a thread spinning in Python the
+  whole time; the node's insert against raw `sqlite3` executemany under the same spinning thread.
 
 Usage: .venv/bin/python bench/storage.py [--rows N] [--runs K] [--engine sqlite|psql|both]
 """
@@ -23,6 +26,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 
 import psycopg2
@@ -80,6 +84,62 @@ async def node_bulk(db, engine: str, rows: list[tuple]) -> float:
     elapsed = time.perf_counter() - started
     assert n == len(rows)
     await db.execute("DROP TABLE node_t")
+    return elapsed
+
+
+class Spinning:
+    """A thread spinning in Python while the block runs: it holds the GIL whenever it may, as
+    the reactor thread does in a burst of messages."""
+
+    def __enter__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        x = 0
+        while not self.stop.is_set():
+            for _ in range(1000):
+                x += 1
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+SMALL_FILES, SMALL_ROWS = 10, 1300
+
+
+def sqlite_raw_small(path: str, rows: list[tuple]) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("DROP TABLE IF EXISTS raw_s")
+    conn.execute(plain_ddl("sqlite", "raw_s"))
+    with Spinning():
+        started = time.perf_counter()
+        for _ in range(SMALL_FILES):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO raw_s (ts, device, value, status, seq) VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+    assert conn.execute("SELECT count(*) FROM raw_s").fetchone()[0] == SMALL_FILES * len(rows)
+    conn.close()
+    return elapsed
+
+
+async def node_small(db, rows: list[tuple]) -> float:
+    """The node's inserts of SMALL_FILES transactions while a thread spins."""
+    await db.execute("DROP TABLE IF EXISTS node_s")
+    await db.execute(plain_ddl("sqlite", "node_s"))
+    with Spinning():
+        started = time.perf_counter()
+        for _ in range(SMALL_FILES):
+            await db.bulk_insert("node_s", COLUMNS, rows)
+        elapsed = time.perf_counter() - started
+    _, counted = await db.query("SELECT count(*) FROM node_s")
+    assert counted[0][0] == SMALL_FILES * len(rows)
+    await db.execute("DROP TABLE node_s")
     return elapsed
 
 
@@ -163,12 +223,24 @@ async def main(reactor, args) -> None:
                 if not k % 2:
                     node.append(await node_bulk(db, "sqlite", rows))
             latency = [await read_latency(reactor, db, "sqlite", rows) for _ in range(args.runs)]
+            small = rows[:SMALL_ROWS]
+            raw_small, node_small_ = [], []
+            for k in range(args.runs):
+                if k % 2:
+                    node_small_.append(await node_small(db, small))
+                raw_small.append(sqlite_raw_small(os.path.join(home, "raw.db"), small))
+                if not k % 2:
+                    node_small_.append(await node_small(db, small))
             await db.close()
             print("SQLite (file, WAL, synchronous=NORMAL, one transaction):")
             base = line("raw sqlite3 executemany", raw, n)
             ours = line("node interface bulk_insert", node, n)
             ratio(ours, base)
             report_latency(latency)
+            print(f"SQLite, {SMALL_FILES} transactions of {SMALL_ROWS:,} rows while another thread spins in Python:")
+            base = line("raw sqlite3 executemany", raw_small, SMALL_FILES * SMALL_ROWS)
+            ours = line("node interface bulk_insert", node_small_, SMALL_FILES * SMALL_ROWS)
+            ratio(ours, base)
         finally:
             shutil.rmtree(home, ignore_errors=True)
     if args.engine in ("psql", "both"):

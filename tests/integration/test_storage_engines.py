@@ -353,3 +353,48 @@ async def test_postgres_call_in_flight_fails_clearly_and_the_next_reconnects():
     finally:
         await db.close()
         drop_pg_database(name)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 1023, 1024, 1025, 2500])
+async def test_bulk_insert_lands_every_row_in_order_whatever_the_count(db, n):
+    """SQLite inserts in blocks of up to 1,024 rows and power-of-two remainders: no row lost,
+    doubled or reordered at a block's edge."""
+    await db.create_table("ping", PING)
+    assert await db.bulk_insert("ping", COLS, ping_rows(n)) == n
+    _, got = await db.query('SELECT seq FROM "ping" ORDER BY row_id')
+    assert [r[0] for r in got] == list(range(n))
+
+
+async def test_rows_of_the_wrong_width_are_refused_even_when_they_pair_up(db):
+    """A short row next to a long one holds the right number of values in all; still refused,
+    naming the row, and nothing lands."""
+    await db.create_table("ping", PING)
+    rows = ping_rows(10)
+    rows[3] = rows[3][:4]
+    rows[4] = rows[4] + ("extra",)
+    with pytest.raises(StorageError) as err:
+        await db.bulk_insert("ping", COLS, rows)
+    if db.engine == "sqlite":
+        assert "row 4 " in err.value.message and "4 values for 5 columns" in err.value.message
+    _, got = await db.query('SELECT count(*) FROM "ping"')
+    assert got[0][0] == 0
+
+
+async def test_sqlite_blocks_stay_within_the_builds_variable_limit(tmp_path):
+    """An old SQLite allows 999 bound values a statement: a 40-column insert goes 16 rows at a time."""
+    from anylog_tw.storage.sqlite import block_rows
+
+    assert block_rows(5, 32766) == 1024 and block_rows(40, 32766) == 512
+    assert block_rows(40, 999) == 16 and block_rows(2000, 999) == 1
+    db = SQLiteDatabase("wide", reactor, directory=str(tmp_path))
+    await db.open()
+    try:
+        db._conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        columns = {f"c{i}": "integer" for i in range(40)}
+        await db.create_table("wide", columns)
+        rows = [tuple(range(k, k + 40)) for k in range(100)]
+        assert await db.bulk_insert("wide", list(columns), rows) == 100
+        _, got = await db.query('SELECT c0, c39 FROM "wide" ORDER BY row_id')
+        assert got == [(k, k + 39) for k in range(100)]
+    finally:
+        await db.close()
