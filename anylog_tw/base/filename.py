@@ -19,6 +19,10 @@ from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.names import is_name
 
 TYPES = ("json", "sql")
+# An `instructions` segment that names no mapping policy: the rows keep to the table's columns as
+# they are (attributes the table lacks are left out, not added).  Dynamic MQTT topics write it:
+# their first schema wins (msg/dynamic.py).
+KEEP_SCHEMA = "keep_schema"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-:+=@~,]+$")  # no dots, slashes, spaces or control characters
 _DATE = re.compile(r"^\d{12}$")
 _TEMP_SUFFIXES = (".part", ".tmp", ".temp", ".swp", ".crdownload", "~")

@@ -13,7 +13,7 @@ from anylog_tw.base.grammar import JSON, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply
 from anylog_tw.commands.files import path_check
-from anylog_tw.metadata.layer import metadata
+from anylog_tw.metadata.layer import MasterRefused, metadata
 from anylog_tw.metadata.ledger import parse_lines, parse_policy, policy_id, to_line, write_atomically
 from anylog_tw.metadata.master import DBMS, MasterLedger
 from anylog_tw.metadata.query import Outcome, evaluate, parse_query
@@ -181,19 +181,11 @@ async def blockchain_insert(call):
     local, master = call.opts["local"], call.opts["master"]
     if not local and not master:
         raise OptionError("with 'local = false' give 'master = ip:port', or the policy goes nowhere")
-    policy = parse_policy(call.opts["policy"])
-    stored = meta.ledger.complete(policy)
+    try:
+        stored, failure = await meta.insert(parse_policy(call.opts["policy"]), local, master)
+    except MasterRefused as e:
+        raise Refused(e.message) from None
     pid = next(iter(stored.values()))["id"]
-    failure = None
-    if master:
-        try:
-            await _ask_master(meta, master, "blockchain push " + to_line(stored))
-        except (PeerError, Timeout) as e:
-            if not local:
-                raise
-            failure = e.message
-    if local:
-        await meta.add(stored, "local" if (failure or not master) else "global")
     if failure:
         node.errors.add(call.origin.label, "blockchain insert", f"policy {pid} kept local: {failure}")
         return f"Policy {pid} added locally; the master was not reached ({failure}); it will be pushed again"

@@ -15,7 +15,9 @@ _RUN_USAGE = ("run msg client where broker = <host|local|rest> [and port = P and
               "clean_session = false and ssl = true and ca = F and cert = F and key = F and user-agent = A] and "
               "topic = (name = T and dbms = D and table = T and column.<name>.<type> = \"bring [..]\"|now|value "
               "[and column.<name> = (type = .. and value = .. and optional = true)] [and policy = ID] "
-              "[and persist = true] [and qos = Q]) [and topic = (...)]")
+              "[and persist = true] [and qos = Q]) [and topic = (...)] | ... and master_node = ip:port and "
+              "topic = (name = T and dbms = D and dynamic = true [and table_name_as_topic = true | table = T | "
+              "table_prefix = P])")
 _RUN_TEXT = ("Subscribe to topics of an MQTT broker (a host, 'local' for this node's own broker, or 'rest' for "
              "REST POSTs with 'command: data'), map each message to rows with the topic's rules or mapping policies, "
              "and stream the rows into the tables through the streaming buffers and the operator. Each call makes "
@@ -23,7 +25,11 @@ _RUN_TEXT = ("Subscribe to topics of an MQTT broker (a host, 'local' for this no
              "with backoff and the topics subscribed again. QoS 1 with clean_session = false (the default) keeps a "
              "persistent session under a stable client id (<node name>.<client number>): what the broker queued "
              "while the node was away arrives when it is back. log_error = true writes the messages that fail to "
-             "err_dir with the broker, topic and reason.")
+             "err_dir with the broker, topic and reason. With dynamic = true a topic needs no rules: a JSON "
+             "message's attributes are the columns (the first schema of a table wins), the table comes from the "
+             "topic (its last segment, table_prefix_<last segment>, table, or the whole topic with "
+             "table_name_as_topic = true), every topic path gets UNS policies (inserted at master_node when given), "
+             "and plain values (not JSON objects) are written by 'run uns streamer'.")
 _RUN_EXAMPLES = (
     "run msg client where broker = 127.0.0.1 and port = 1883 and log_error = true and topic = (name = test and "
     "dbms = \"bring [metadata][company]\" and table = \"bring [metadata][machine_name] _ [metadata][serial_number]\" "
@@ -33,6 +39,8 @@ _RUN_EXAMPLES = (
     "run msg client where broker = rest and user-agent = anylog and topic = (name = opcua and dbms = \"bring [dbms]\" "
     "and table = \"bring [table]\" and column.timestamp.timestamp = \"bring [ts]\" and column.value.float = "
     "\"bring [value]\")",
+    "run msg client where broker = 127.0.0.1 and port = 1883 and master_node = !ledger_conn and topic = "
+    "(name = \"Plant/#\" and dbms = new_company and dynamic = true and table_name_as_topic = true)",
     "run msg client where broker = mqtt.example.com and port = 8883 and ssl = true and ca = !pem_dir/ca.crt and "
     "user = u1 and password = secret and topic = (name = plant/+/temp and qos = 1 and policy = telegraf-mapping)",
 )

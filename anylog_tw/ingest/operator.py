@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from anylog_tw.base.errors import AnyLogError, StorageError, no_space
-from anylog_tw.base.filename import FileName, parse_file_name, tsd_date
+from anylog_tw.base.filename import KEEP_SCHEMA, FileName, parse_file_name, tsd_date
 from anylog_tw.base.ingest_errors import IngestError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.base.process import NodeProcess
@@ -266,7 +266,8 @@ class Operator(NodeProcess):
             self._done(job, 0)
             return None
         policy = None
-        if fname.instructions != "0" and fname.type == "json":
+        keep_schema = fname.instructions == KEEP_SCHEMA
+        if fname.instructions not in ("0", KEEP_SCHEMA) and fname.type == "json":
             found = self.link.mapping_policy(fname.instructions)
             if found is None:
                 raise IngestError("mapping", f"no mapping policy {fname.instructions!r} in the ledger "
@@ -283,7 +284,7 @@ class Operator(NodeProcess):
         for (dbms, table), part in parsed.parts.items():
             self._check_limit(dbms, table)
             db = _find_dbms(self.node, dbms)
-            columns, ddl = await self.tables.ensure(db, part, parsed.create.get((dbms, table)))
+            columns, ddl = await self.tables.ensure(db, part, parsed.create.get((dbms, table)), keep_schema)
             target = Target(dbms, table, db, columns, part.rows, ddl=ddl)
             if not job.big:
                 target.adapted = await self._thread(pipeline.adapt, part.batch, columns, db.engine)

@@ -266,3 +266,15 @@ def new_columns(part: Part, existing: Mapping[str, str] | None,
         else:
             columns[col] = added[col] = fixed.get(col) or part.types.get(col) or schema.TEXT
     return columns, added
+
+
+def first_row_part(part: Part) -> Part:
+    """The part as its first row alone, without the columns that row leaves null: what a table
+    made from "the first message" has (a big file, read again later, is taken whole)."""
+    batch = part.batch
+    if batch is None or len(batch) <= 1:
+        return part
+    keep = [j for j, values in enumerate(batch.values) if values[0] is not None] or list(range(len(batch.columns)))
+    first = mapping.Batch([batch.columns[j] for j in keep], [[batch.values[j][0]] for j in keep], batch.lines[:1],
+                          batch.types)
+    return Part(part.dbms, part.table, first, list(first.columns), rows=1, fixed=part.fixed)

@@ -30,9 +30,13 @@ class TableKeeper:
         """Drop the cached columns (after a failed insert the table may have changed)."""
         self._columns.pop((dbms, table), None)
 
-    async def ensure(self, db, part: pipeline.Part,
-                     create: list[tuple[str, str]] | None = None) -> tuple[dict[str, str], list[str]]:
+    async def ensure(self, db, part: pipeline.Part, create: list[tuple[str, str]] | None = None,
+                     keep_schema: bool = False) -> tuple[dict[str, str], list[str]]:
         """(the columns this part writes, name -> logical type; DDL for the insert transaction).
+
+        With `keep_schema` (a dynamic topic's files) the first schema wins: a missing table is
+        made from the first row's attributes (the table policy's, when the network has one), and
+        attributes a table lacks are left out of the insert instead of added as columns.
 
         The DDL is empty unless a `.sql` file's CREATE TABLE IF NOT EXISTS (`create`) names a
         table that is missing: then the table is created at the start of the insert's own
@@ -57,9 +61,12 @@ class TableKeeper:
                 except StorageError as e:
                     raise IngestError("table", f"cannot create table {db.name}.{table}: {e.message}") from None
             if existing is None:
-                existing = await self._create(db, table, part, fixed)
+                first = pipeline.first_row_part(part) if keep_schema else part
+                existing = await self._create(db, table, first, fixed)
             columns, added = pipeline.new_columns(part, existing, fixed)
-            if added:
+            if added and keep_schema:
+                columns = {c: t for c, t in columns.items() if c not in added}
+            elif added:
                 try:
                     await db.add_columns(table, list(added.items()))
                 except StorageError as e:

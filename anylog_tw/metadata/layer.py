@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 
-from anylog_tw.base.errors import OptionError, PeerError, StorageError
+from anylog_tw.base.errors import OptionError, PeerError, StorageError, Timeout
 from anylog_tw.metadata.destinations import is_metadata_destination, resolve
 from anylog_tw.metadata.ledger import (
     Ledger,
@@ -39,6 +39,12 @@ if TYPE_CHECKING:
     from anylog_tw.base.reply import Reply
 
 Ask = Callable[[str, str], Awaitable["Reply"]]
+
+
+class MasterRefused(PeerError):
+    """The master was reached and said no: unlike an unreachable master, trying again will not help."""
+
+    code = "refused"
 
 
 class Metadata:
@@ -125,6 +131,28 @@ class Metadata:
             self.lock.release()
         self._changed()
         return stored
+
+    async def insert(self, policy: dict, local: bool = True, master: str = "") -> tuple[dict, str | None]:
+        """`blockchain insert`: the policy completed (id, date), sent to `master` with `blockchain
+        push`, and kept in the local ledger (`global` once the master has it).  Returns (the stored
+        policy, why the master was not reached or None).  A master that cannot be reached is
+        tolerated when the policy is kept locally (the synchronizer pushes it later); without
+        `local` it raises; a master that answers no raises `PeerError`."""
+        stored = self.ledger.complete(policy)
+        failure = None
+        if master:
+            try:
+                reply = await self.ask(master, "blockchain push " + to_line(stored))
+            except (PeerError, Timeout) as e:
+                if not local:
+                    raise
+                failure = e.message
+            else:
+                if not reply.ok:
+                    raise MasterRefused(f"{master} refused 'blockchain push': {reply.text}")
+        if local:
+            await self.add(stored, "local" if (failure or not master) else "global")
+        return stored, failure
 
     async def remove(self, ids: list[str]) -> int:
         """Remove policies by id; the file is rewritten aside and renamed in. Returns how many."""

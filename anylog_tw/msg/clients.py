@@ -20,12 +20,14 @@ from anylog_tw.base.errors import AnyLogError, NotFound, OptionError
 from anylog_tw.base.metrics import Metrics
 from anylog_tw.ingest.streamer import Streamer
 from anylog_tw.msg.acks import Journal
+from anylog_tw.msg.dynamic import DynamicTopic
 from anylog_tw.msg.files import Appender, error_record, file_label
 from anylog_tw.msg.mapping import Mapper, MappingError, Target
 from anylog_tw.msg.metrics import MsgCollector
 from anylog_tw.msg.options import LOCAL, REST, ClientSpec, TopicSpec
 from anylog_tw.msg.stats import Connection, Counts
 from anylog_tw.msg.topics import TopicTable
+from anylog_tw.msg.uns_streamer import UnsValues
 
 MAX_MESSAGE = 8 * 1024 * 1024  # bytes: a bigger payload is counted as an error and dropped
 NOT_JSON = "MQTT message is not in JSON format"
@@ -36,8 +38,9 @@ UNRECOGNIZED = "Unrecognized topic"
 class Subscription:
     client: "MsgClient"
     topic: TopicSpec
-    mapper: Mapper | None  # None: the messages are kept in a file (persist, only_log, a bare topic)
+    mapper: Mapper | None  # None: kept in a file (persist, only_log, a bare topic), or dynamic
     counts: Counts = field(default_factory=Counts)
+    dynamic: DynamicTopic | None = None  # dynamic = true: the mapper depends on the topic (msg/dynamic.py)
 
 
 @dataclass
@@ -78,7 +81,7 @@ class MsgClients:
 
     # -- registration --------------------------------------------------------------------------
 
-    def register(self, spec: ClientSpec, mappers: dict[str, Mapper | None]) -> MsgClient:
+    def register(self, spec: ClientSpec, mappers: dict[str, Mapper | DynamicTopic | None]) -> MsgClient:
         """Add a client with its topics (`mappers` by topic name); a topic taken on the same broker is refused."""
         for other in self.clients.values():
             if other.spec.address != spec.address:
@@ -93,7 +96,11 @@ class MsgClients:
                                       f"there, or use another user-agent")
         client = MsgClient(self._next_id, spec)
         for topic in spec.topics:
-            client.subscriptions.add(topic.name, Subscription(client, topic, mappers.get(topic.name)))
+            mapper = mappers.get(topic.name)
+            if isinstance(mapper, DynamicTopic):
+                client.subscriptions.add(topic.name, Subscription(client, topic, None, dynamic=mapper))
+            else:
+                client.subscriptions.add(topic.name, Subscription(client, topic, mapper))
         self.clients[client.id] = client
         self._next_id += 1
         return client
@@ -143,7 +150,9 @@ class MsgClients:
         if sub is None:
             client.unmatched.failed(now, f"{UNRECOGNIZED}: {topic!r}")
             return self._failed(client, None, topic, payload, now, f"{UNRECOGNIZED}: {topic!r}")
-        if sub.mapper is None:
+        dynamic = sub.dynamic
+        mapper = sub.mapper
+        if mapper is None and dynamic is None:
             self._keep(client, sub, topic, payload)
             sub.counts.ok(now)
             client.counts.ok(now)
@@ -154,7 +163,16 @@ class MsgClients:
         try:
             message = orjson.loads(payload)
         except orjson.JSONDecodeError as e:
-            return self._failed(client, sub, topic, payload, now, f"{NOT_JSON} ({e})")
+            if dynamic is None:
+                return self._failed(client, sub, topic, payload, now, f"{NOT_JSON} ({e})")
+            return self._value(client, sub, topic, payload, payload.decode("utf-8", "replace").strip(), now)
+        if dynamic is not None:
+            if type(message) is not dict and type(message) is not list:
+                return self._value(client, sub, topic, payload, message, now)
+            try:
+                mapper = dynamic.mapper_for(topic)
+            except AnyLogError as e:
+                return self._failed(client, sub, topic, payload, now, e.message)
         objects = message if type(message) is list else (message,)
         first: Target | None = None  # nearly every message fills one buffer: no grouping for it
         lines: list[bytes] = []
@@ -165,7 +183,7 @@ class MsgClients:
                 if type(obj) is not dict:
                     where = f"element {i + 1} of the list" if type(message) is list else "the message"
                     raise MappingError(f"{where} is {type(obj).__name__}, not a JSON object")
-                for target, row in sub.mapper(obj, now):
+                for target, row in mapper(obj, now):
                     # orjson's result keeps a 4 KiB allocation whatever its length; buffered rows are
                     # copied to their size (100k buffered rows: 20 MB instead of 400 MB).
                     line = memoryview(orjson.dumps(row)).tobytes()
@@ -201,6 +219,19 @@ class MsgClients:
         sub.counts.ok(now)
         client.counts.ok(now)
         client.rows += rows
+        return None
+
+    def _value(self, client: MsgClient, sub: Subscription, topic: str, payload: bytes, value, now: float) -> str | None:
+        """A dynamic topic's plain value (not a JSON object): kept for the UNS streamer."""
+        try:
+            dbms, table, column = sub.dynamic.value_for(topic)
+        except AnyLogError as e:
+            return self._failed(client, sub, topic, payload, now, e.message)
+        reason = self.node.component(UnsValues).put(dbms, table, column, value)
+        if reason is not None:
+            return self._failed(client, sub, topic, payload, now, reason)
+        sub.counts.ok(now)
+        client.counts.ok(now)
         return None
 
     def deliver_local(self, topic: str, payload: bytes, waiter=None) -> str | None:

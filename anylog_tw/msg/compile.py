@@ -7,8 +7,10 @@ is missing the command fails, naming them, as AnyLog's does ("N policies from M 
 from __future__ import annotations
 
 from anylog_tw.base.errors import CommandError
+from anylog_tw.msg.dynamic import DynamicTopic, compile_dynamic
 from anylog_tw.msg.mapping import Mapper, compile_topic
 from anylog_tw.msg.options import ClientSpec
+from anylog_tw.msg.uns import UnsPolicies
 
 
 async def load_policies(node, ids: list[str]) -> dict[str, dict]:
@@ -30,12 +32,19 @@ async def load_policies(node, ids: list[str]) -> dict[str, dict]:
     return found
 
 
-async def compile_spec(node, spec: ClientSpec) -> dict[str, Mapper | None]:
+async def compile_spec(node, spec: ClientSpec) -> dict[str, Mapper | DynamicTopic | None]:
     ids = sorted({p for t in spec.topics for p in t.policies})
     policies = await load_policies(node, ids)
-    mappers: dict[str, Mapper | None] = {}
+    mappers: dict[str, Mapper | DynamicTopic | None] = {}
+    uns = node.component(UnsPolicies)
+
+    def on_new_path(parts, dbms, table, column=None):
+        uns.note(parts, dbms, table, column, spec.master_node)
+
     for topic in spec.topics:
-        if spec.only_log or topic.persist or (not topic.columns and not topic.policies):
+        if topic.dynamic and not spec.only_log:
+            mappers[topic.name] = compile_dynamic(topic, on_new_path)
+        elif spec.only_log or topic.persist or (not topic.columns and not topic.policies):
             mappers[topic.name] = None
         else:
             mappers[topic.name] = compile_topic(topic, [policies[p] for p in topic.policies])

@@ -29,14 +29,13 @@ COLUMN_TYPES = ("str", "int", "float", "timestamp", "bool")
 
 CLIENT_KEYS = ("broker", "port", "user", "password", "client_id", "log", "log_error", "qos", "keep_alive",
                "clean_session", "ssl", "ca", "cert", "key", "user-agent", "prep_dir", "watch_dir", "err_dir",
-               "only_log", "topic")
-TOPIC_KEYS = ("name", "qos", "dbms", "table", "policy", "persist")
+               "only_log", "master_node", "topic")
+TOPIC_KEYS = ("name", "qos", "dbms", "table", "policy", "persist", "dynamic", "table_prefix", "table_name_as_topic")
 # Keys AnyLog knows that this node does not do (yet): refused by name rather than ignored.
 NOT_SUPPORTED = {
     "project_id": "cloud IoT JWT authentication", "private_key": "cloud IoT JWT authentication",
-    "location": "cloud IoT JWT authentication", "master_node": "dynamic (UNS) mode", "blockchain": "dynamic (UNS) mode",
-    "dynamic": "dynamic (UNS) mode", "table_prefix": "dynamic (UNS) mode",
-    "table_name_as_topic": "dynamic (UNS) mode", "bwatch_dir": "blob mapping", "blobs_dir": "blob mapping",
+    "location": "cloud IoT JWT authentication", "blockchain": "blockchain platforms (use master_node = ip:port)",
+    "bwatch_dir": "blob mapping", "blobs_dir": "blob mapping",
 }
 
 
@@ -71,6 +70,10 @@ class TopicSpec:
     columns: tuple[ColumnRule, ...] = ()
     policies: tuple[str, ...] = ()  # mapping policy ids
     persist: bool = False
+    # Dynamic (UNS) mode: the table from the topic, the columns from the message (msg/dynamic.py).
+    dynamic: bool = False
+    table_prefix: str = ""
+    table_name_as_topic: bool = False
     # The dbms, table and column.* options as written (variables resolved), for the ingest mapper:
     # a column group is a dict of its keys.
     rules: tuple[tuple[str, object], ...] = ()
@@ -94,6 +97,7 @@ class ClientSpec:
     key: str = ""
     user_agent: str = ""
     only_log: bool = False
+    master_node: str = ""  # ip:port where dynamic topics' UNS policies are inserted
     dirs: dict = field(default_factory=dict)  # prep_dir / watch_dir / err_dir given to this client
     topics: tuple[TopicSpec, ...] = ()
 
@@ -252,7 +256,21 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
     for what, rule in (("dbms", dbms), ("table", table)):
         if rule is not None and rule.kind == "now":
             raise OptionError(f"topic {name}: the {what} cannot be 'now'")
-    if not persist and not only_log:
+    dynamic = _bool(found.get("dynamic", "false"), "dynamic")
+    prefix = found.get("table_prefix", "").strip()
+    as_topic = _bool(found.get("table_name_as_topic", "false"), "table_name_as_topic")
+    if dynamic:
+        if policies or persist:
+            raise OptionError(f"topic {name}: dynamic = true maps the message itself; it cannot be combined with "
+                              f"{'policy' if policies else 'persist'}")
+        if dbms is None:
+            raise OptionError(f"topic {name}: dynamic = true needs a dbms (a name or \"bring [...]\")")
+        if prefix:
+            _check_name_part(prefix, f"topic {name}: table_prefix")
+    elif prefix or as_topic:
+        raise OptionError(f"topic {name}: {'table_prefix' if prefix else 'table_name_as_topic'} is for dynamic "
+                          f"topics: add dynamic = true")
+    elif not persist and not only_log:
         if dbms is None and not policies:
             raise OptionError(f"topic {name} needs a dbms (a name or \"bring [...]\")")
         if table is None and not policies:
@@ -261,7 +279,28 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
             raise OptionError(f"topic {name} needs column rules (column.<name>.<type> = ...) or a mapping policy")
     rules = [(k, found[k]) for k in ("dbms", "table") if found.get(k)] + rules
     return TopicSpec(name=name, qos=qos, dbms=dbms, table=table, columns=tuple(columns),
-                     policies=tuple(policies), persist=persist, rules=tuple(rules))
+                     policies=tuple(policies), persist=persist, rules=tuple(rules), dynamic=dynamic,
+                     table_prefix=prefix, table_name_as_topic=as_topic)
+
+
+def _check_name_part(text: str, where: str) -> None:
+    from anylog_tw.base.convert import ConversionError, data_name
+
+    try:
+        data_name(text, "table_prefix")
+    except ConversionError as e:
+        raise OptionError(f"{where}: {e.message}") from None
+
+
+def _master(text: str) -> str:
+    """`master_node = ip:port`, checked here so that a typo fails the command, not the first message."""
+    text = text.strip()
+    if not text:
+        return ""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OptionError(f"master_node must be ip:port (e.g. 10.0.0.25:32048), not {text!r}")
+    return text
 
 
 def _check_key(found: dict[str, str], key: str, known, where: str, more: str = "") -> None:
@@ -321,6 +360,7 @@ def read_client(tokens: list[Token], resolve: Callable[[str], str]) -> ClientSpe
         ssl=ssl, ca=found.get("ca", ""), cert=found.get("cert", ""), key=found.get("key", ""),
         user_agent=found.get("user-agent", "").strip(),
         only_log=only_log,
+        master_node=_master(found.get("master_node", "")),
         dirs={k: found[k] for k in ("prep_dir", "watch_dir", "err_dir") if found.get(k)},
         topics=tuple(topics),
     )

@@ -17,8 +17,8 @@ from anylog_tw.msg.options import LOCAL, REST, Rule
 from anylog_tw.msg.stats import Counts
 
 COUNT_COLUMNS = ("Messages", "Success", "Errors", "Last message time", "Last error time", "Last Error")
-TOPIC_COLUMNS = ("Topic", "QOS", "DBMS", "Table", "Column name", "Column Type", "Mapping Function", "Optional",
-                 "Policies")
+TOPIC_COLUMNS = ("Topic", "Dynamic", "QOS", "DBMS", "Table", "Column name", "Column Type", "Mapping Function",
+                 "Optional", "Policies")
 STAT_COLUMNS = ("Topic", "Success", "Failure", "Last Error Time", "Last Error")
 BROKER_COLUMNS = ("Protocol", "IP", "Event", "Success", "Last message time", "Error", "Last error time",
                   "Error Code", "Details")
@@ -44,17 +44,26 @@ def counts_row(counts: Counts) -> list[Any]:
             counts.last_error]
 
 
+def _dynamic_table(t) -> str:
+    """How a dynamic topic names its tables, by AnyLog's precedence (msg/dynamic.table_name)."""
+    if t.table_name_as_topic:
+        return "<topic path>"
+    if t.table is not None:
+        return _rule(t.table)
+    return f"{t.table_prefix}_<last segment>" if t.table_prefix else "<last segment>"
+
+
 def topic_rows(sub: Subscription) -> list[list[Any]]:
     t = sub.topic
-    head = [t.name, t.qos, _rule(t.dbms), _rule(t.table)]
+    head = [t.name, t.dynamic, t.qos, _rule(t.dbms), _dynamic_table(t) if t.dynamic else _rule(t.table)]
     policies = ", ".join(t.policies)
     if t.persist:
         return [head + ["", "", "persist", "", policies]]
     if not t.columns:
-        return [head + ["", "", "" if t.policies else "log", "", policies]]
+        return [head + ["", "", "dynamic" if t.dynamic else "" if t.policies else "log", "", policies]]
     rows = []
     for i, c in enumerate(t.columns):
-        first = head if i == 0 else ["", "", "", ""]
+        first = head if i == 0 else [""] * len(head)
         rows.append(first + [c.name, _rule(c.type), _rule(c.value), c.optional, policies if i == 0 else ""])
     return rows
 
