@@ -84,8 +84,13 @@ class UnsStreamer(NodeProcess):
     def write(self) -> None:
         values = self.node.component(UnsValues)
         streamer = self.node.component(Streamer)
-        for dbms, table, row in values.take_rows(self.reactor.seconds()):
-            streamer.add(dbms, table, [orjson.dumps(row)], objs=[row])
+        rows = values.take_rows(self.reactor.seconds())
+        for i, (dbms, table, row) in enumerate(rows):
+            try:
+                streamer.add(dbms, table, [orjson.dumps(row)], objs=[row])
+            except Exception:  # buffers that cannot be written now: these tables are due again next time
+                values.changed.update((d, t) for d, t, _ in rows[i:])
+                raise
             self.rows += 1
 
     def details(self) -> str:
