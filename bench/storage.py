@@ -18,6 +18,7 @@ Usage: .venv/bin/python bench/storage.py [--rows N] [--runs K] [--engine sqlite|
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import random
@@ -58,31 +59,37 @@ def plain_ddl(engine: str, table: str) -> str:
 # --- SQLite ---------------------------------------------------------------------------------------
 
 
-def sqlite_raw(path: str, rows: list[tuple]) -> float:
+def sqlite_raw(path: str, rows: list[tuple], transactions: int = 1, busy: bool = False) -> float:
+    """Plain sqlite3: `transactions` times `rows` executemany'd in a transaction of their own."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("DROP TABLE IF EXISTS raw_t")
     conn.execute(plain_ddl("sqlite", "raw_t"))
-    started = time.perf_counter()
-    conn.execute("BEGIN")
-    conn.executemany("INSERT INTO raw_t (ts, device, value, status, seq) VALUES (?, ?, ?, ?, ?)", rows)
-    conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    assert conn.execute("SELECT count(*) FROM raw_t").fetchone()[0] == len(rows)
+    with Spinning() if busy else contextlib.nullcontext():
+        started = time.perf_counter()
+        for _ in range(transactions):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO raw_t (ts, device, value, status, seq) VALUES (?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+    assert conn.execute("SELECT count(*) FROM raw_t").fetchone()[0] == transactions * len(rows)
     conn.execute("DROP TABLE raw_t")
     conn.close()
     return elapsed
 
 
-async def node_bulk(db, engine: str, rows: list[tuple]) -> float:
-    """The node's interface, the same way on both engines: seconds for one bulk_insert of `rows`."""
+async def node_bulk(db, engine: str, rows: list[tuple], transactions: int = 1, busy: bool = False) -> float:
+    """The node's interface, the same way on both engines: seconds for `transactions` bulk_inserts of `rows`."""
     await db.execute("DROP TABLE IF EXISTS node_t")
     await db.execute(plain_ddl(engine, "node_t"))
-    started = time.perf_counter()
-    n = await db.bulk_insert("node_t", COLUMNS, rows)
-    elapsed = time.perf_counter() - started
-    assert n == len(rows)
+    with Spinning() if busy else contextlib.nullcontext():
+        started = time.perf_counter()
+        for _ in range(transactions):
+            assert await db.bulk_insert("node_t", COLUMNS, rows) == len(rows)
+        elapsed = time.perf_counter() - started
+    _, counted = await db.query("SELECT count(*) FROM node_t")
+    assert counted[0][0] == transactions * len(rows)
     await db.execute("DROP TABLE node_t")
     return elapsed
 
@@ -108,39 +115,6 @@ class Spinning:
 
 
 SMALL_FILES, SMALL_ROWS = 10, 1300
-
-
-def sqlite_raw_small(path: str, rows: list[tuple]) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("DROP TABLE IF EXISTS raw_s")
-    conn.execute(plain_ddl("sqlite", "raw_s"))
-    with Spinning():
-        started = time.perf_counter()
-        for _ in range(SMALL_FILES):
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO raw_s (ts, device, value, status, seq) VALUES (?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        elapsed = time.perf_counter() - started
-    assert conn.execute("SELECT count(*) FROM raw_s").fetchone()[0] == SMALL_FILES * len(rows)
-    conn.close()
-    return elapsed
-
-
-async def node_small(db, rows: list[tuple]) -> float:
-    """The node's inserts of SMALL_FILES transactions while a thread spins."""
-    await db.execute("DROP TABLE IF EXISTS node_s")
-    await db.execute(plain_ddl("sqlite", "node_s"))
-    with Spinning():
-        started = time.perf_counter()
-        for _ in range(SMALL_FILES):
-            await db.bulk_insert("node_s", COLUMNS, rows)
-        elapsed = time.perf_counter() - started
-    _, counted = await db.query("SELECT count(*) FROM node_s")
-    assert counted[0][0] == SMALL_FILES * len(rows)
-    await db.execute("DROP TABLE node_s")
-    return elapsed
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
@@ -227,10 +201,10 @@ async def main(reactor, args) -> None:
             raw_small, node_small_ = [], []
             for k in range(args.runs):
                 if k % 2:
-                    node_small_.append(await node_small(db, small))
-                raw_small.append(sqlite_raw_small(os.path.join(home, "raw.db"), small))
+                    node_small_.append(await node_bulk(db, "sqlite", small, SMALL_FILES, busy=True))
+                raw_small.append(sqlite_raw(os.path.join(home, "raw.db"), small, SMALL_FILES, busy=True))
                 if not k % 2:
-                    node_small_.append(await node_small(db, small))
+                    node_small_.append(await node_bulk(db, "sqlite", small, SMALL_FILES, busy=True))
             await db.close()
             print("SQLite (file, WAL, synchronous=NORMAL, one transaction):")
             base = line("raw sqlite3 executemany", raw, n)
