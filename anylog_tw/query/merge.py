@@ -13,6 +13,7 @@ import sqlite3
 from typing import Iterable, Iterator, Sequence
 
 from anylog_tw.query.errors import QueryError
+from anylog_tw.storage.sqlite import insert_blocks
 from anylog_tw.query.plan import Plan
 
 
@@ -32,7 +33,8 @@ class Merge:
                                  (table,)).fetchone()
         if not exists:
             self.db.execute(plan.local_create(table))
-        self._insert = plan.local_insert(table)
+        insert = plan.local_insert(table)
+        self._head = insert[:insert.rindex(" VALUES ") + 8]
 
     def add(self, extend_values: Sequence, rows: Iterable[Sequence], source: str = "an operator") -> int:
         """Load one reply's rows; -> how many."""
@@ -50,7 +52,7 @@ class Merge:
                 count += 1
                 yield prefix + tuple(row)
 
-        self.db.executemany(self._insert, checked())
+        insert_blocks(self.db.cursor(), self._head, width + len(prefix), checked(), self.table)
         self.rows_in += count
         return count
 

@@ -62,39 +62,42 @@ class SQLiteTransaction(Transaction):
         return self.cursor.rowcount
 
     def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """Rows as multi-row INSERTs of up to `BLOCK_ROWS` rows, not `executemany`.
-
-        sqlite3 lets go of the GIL around every step, and `executemany` steps once a row: while
-        the reactor thread is busy (a burst of messages), each step then waits for the GIL to
-        come back: 1,300-row inserts beside a spinning thread ran at 1,400 rows/s.  One statement
-        of many rows steps once: 30,000 rows/s there, and 1.75x executemany's rate on a quiet
-        machine (bench/storage.py).  A block shorter than
-        BLOCK_ROWS goes as power-of-two statements, so only a few statement texts per table
-        exist and sqlite3's statement cache compiles each once.
-        """
-        columns = tuple(columns)
-        per = block_rows(len(columns), self.cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-        width = len(columns)
-        it = iter(rows)
-        total = 0
-        while True:
-            block = list(itertools.islice(it, per))
-            if not block:
-                return total
-            if any(len(row) != width for row in block):  # flattened, a short and a long row would pair up
-                k, row = next((k, row) for k, row in enumerate(block) if len(row) != width)
-                raise sqlite3.ProgrammingError(f"row {total + k + 1} of the insert into {table!r} has {len(row)} "
-                                               f"values for {width} columns")
-            start, left = 0, len(block)
-            while left:
-                n = per if left >= per else 1 << (left.bit_length() - 1)
-                params = list(itertools.chain.from_iterable(block[start:start + n]))
-                self.cursor.execute(_insert_block_sql(table, columns, n), params)
-                total += self.cursor.rowcount
-                start, left = start + n, left - n
+        statement = schema.insert_sql(table, columns)
+        return insert_blocks(self.cursor, statement[:statement.rindex(" VALUES ") + 8], len(columns), rows, table)
 
 
 BLOCK_ROWS = 1024
+
+
+def insert_blocks(cursor: sqlite3.Cursor, head: str, width: int, rows: Iterable[Sequence[Any]], what: str) -> int:
+    """Rows as multi-row INSERTs (`head` is `INSERT INTO "t" ("a", "b") VALUES `) of up to
+    BLOCK_ROWS rows, not `executemany`; -> the rows inserted.
+
+    sqlite3 lets go of the GIL around every step, and `executemany` steps once a row: while
+    the reactor thread is busy (a burst of messages), each step then waits for the GIL to
+    come back: 1,300-row inserts beside a spinning thread ran at 1,400 rows/s.  One statement
+    of many rows steps once: 30,000 rows/s there, and 1.7x executemany's rate on a quiet
+    machine (bench/storage.py).  A block shorter than BLOCK_ROWS goes as power-of-two
+    statements, so a table has at most eleven statement texts and sqlite3's statement cache
+    compiles each once (compiling costs about 1 µs a row, five times the insert).
+    """
+    per = block_rows(width, cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    it = iter(rows)
+    total = 0
+    while True:
+        block = list(itertools.islice(it, per))
+        if not block:
+            return total
+        if any(len(row) != width for row in block):  # flattened, a short and a long row would pair up
+            k, row = next((k, row) for k, row in enumerate(block) if len(row) != width)
+            raise sqlite3.ProgrammingError(f"row {total + k + 1} of the insert into {what!r} has {len(row)} "
+                                           f"values for {width} columns")
+        start, left = 0, len(block)
+        while left:
+            n = per if left >= per else 1 << (left.bit_length() - 1)
+            cursor.execute(_block_sql(head, width, n), list(itertools.chain.from_iterable(block[start:start + n])))
+            total += cursor.rowcount
+            start, left = start + n, left - n
 
 
 def block_rows(width: int, max_variables: int) -> int:
@@ -105,9 +108,9 @@ def block_rows(width: int, max_variables: int) -> int:
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_block_sql(table: str, columns: tuple[str, ...], n: int) -> str:
-    row = "(" + ", ".join(["?"] * len(columns)) + ")"
-    return schema.insert_sql(table, columns) + (", " + row) * (n - 1)
+def _block_sql(head: str, width: int, n: int) -> str:
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return head + ", ".join([row] * n)
 
 
 class SQLiteDatabase(Database):
