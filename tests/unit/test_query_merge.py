@@ -201,3 +201,12 @@ def test_extend_groups_by_each_operator(rows, owners, aggs):
     ref_sql = f"select {', '.join(r for _, r in aggs)} from t"
     want = [(f"10.0.0.{i}",) + tuple(db.execute(ref_sql).fetchone()) for i, db in enumerate(parts)]
     same(got, want, ordered=False)
+
+
+def test_replies_bigger_than_one_insert_block_merge_whole():
+    """The merge table takes rows in blocks of up to 1,024: 2,500 rows from one reply and 1,023
+    from another give the one-table answer (no row lost or doubled at a block's edge)."""
+    rows = [(START.isoformat(sep=" "), "abcd"[i % 4], i, i / 2) for i in range(3523)]
+    sql = "select dev, count(*), sum(v), max(f) from t group by dev"
+    got = run_network(sql, rows, [0] * 2500 + [1] * 1023)
+    same(got, reference(sql, rows), ordered=False)
