@@ -36,7 +36,7 @@ from anylog_tw.metadata.values import (
 
 KNOWN_TYPES = frozenset({
     "master", "operator", "query", "publisher", "cluster", "table", "mapping", "config", "distribution",
-    "anmp", "schedule", "monitor", "policy", "transform", "security", "member", "permissions", "user",
+    "anmp", "schedule", "monitor", "policy", "transform", "security", "member", "permissions", "user", "uns",
 })
 
 # --- evaluation -----------------------------------------------------------------------------

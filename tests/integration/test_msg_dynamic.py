@@ -96,6 +96,10 @@ async def test_case12_table_name_as_topic_and_uns_policies(node):
     assert (leaf["parent"], leaf["uns_layer"], leaf["dbms"], leaf["table"]) == (middle["id"], "table", "mydb", table)
     text = (await ok(node, "get msg clients")).render()
     assert "Dynamic" in text and "<topic path>" in text
+    shown = (await ok(node, "get msg clients where format = json")).data[0]["Topics"][0]
+    assert shown["Dynamic"] is True and shown["Table"] == "<topic path>"
+    found = json.loads((await ok(node, f'blockchain get uns where namespace = "{p}/data/my_data"')).render())
+    assert [f["uns"]["id"] for f in found] == [leaf["id"]]
     # a second message on the same path makes no second policy
     await publish(SYSTEM_PORT, f"{p}/data/my_data", [json.dumps({"Broker": "B", "value": 1.5, "temp": 2.5})])
     await table_rows(node, f"select broker from {table}", 2)
