@@ -28,6 +28,9 @@ from twisted.logger import Logger
 from anylog_tw.metadata.layer import metadata
 
 REMEMBERED = 65536  # paths known to be done; past this the set starts again (the ledger still has them)
+# Topic paths given policies by one node run: a device publishing to ever new topics must not
+# grow the network's metadata without end.  Past it, messages are still taken, without policies.
+MAX_PATHS = 10_000
 
 
 class UnsPolicies:
@@ -39,12 +42,20 @@ class UnsPolicies:
         self.node = node
         self._done: set[tuple] = set()
         self._pending: dict[tuple, Deferred] = {}  # one insert of a namespace at a time
+        self.paths = 0  # topic paths this run asked policies for
 
     def note(self, parts: list[str], dbms: str, table: str, column: str | None = None, master: str = "") -> None:
         """A topic path a dynamic topic mapped to (dbms, table[, column]): its policies, made in the background."""
         key = (tuple(parts), dbms, table, column)
         if key in self._done or not parts:
             return
+        if self.paths >= MAX_PATHS:
+            if self.paths == MAX_PATHS:
+                self.paths += 1
+                self.node.errors.add("msg client", "uns policy", f"more than {MAX_PATHS:,} topic paths since the node "
+                                     f"started: no more UNS policies are made (the messages are still taken)")
+            return
+        self.paths += 1
         if len(self._done) >= REMEMBERED:
             self._done.clear()
         self._done.add(key)

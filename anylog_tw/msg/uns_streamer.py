@@ -26,6 +26,7 @@ from anylog_tw.ingest.streamer import Streamer
 
 DEFAULT_FREQUENCY = 5.0  # seconds (AnyLog's default)
 MAX_COLUMNS = 1024  # columns kept per table: a device cannot grow a table without bound
+MAX_TABLES = 10_000  # tables with kept values: nor the node's memory, by publishing to ever new topics
 TIME_COLUMN = "timestamp"
 
 
@@ -42,7 +43,11 @@ class UnsValues:
         """Keep a value; the reason when it cannot be kept (None when kept)."""
         if column == TIME_COLUMN:
             return f"column {column!r} is the time the UNS streamer writes: rename the topic's last segment"
-        columns = self.tables.setdefault((dbms, table), {})
+        columns = self.tables.get((dbms, table))
+        if columns is None:
+            if len(self.tables) >= MAX_TABLES:
+                return f"values of {MAX_TABLES:,} tables are kept already: {dbms}.{table} is not taken"
+            columns = self.tables[(dbms, table)] = {}
         if column not in columns and len(columns) >= MAX_COLUMNS:
             return f"table {dbms}.{table} has {MAX_COLUMNS} value columns already"
         columns[column] = value

@@ -217,3 +217,21 @@ async def test_dynamic_options_are_checked_before_anything_connects(node):
         message = await refused(node, f"run msg client where broker = 127.0.0.1 and port = {SYSTEM_PORT} and {text}")
         assert words in message, (text, message)
     assert not node.component(MsgClients).clients
+
+
+async def test_uns_policies_stop_at_the_bound_and_the_messages_still_land(node, monkeypatch):
+    """A device publishing to ever new topics cannot grow the metadata without end."""
+    from anylog_tw.msg import uns
+
+    monkeypatch.setattr(uns, "MAX_PATHS", 2)
+    p = prefix()
+    await ok(node, f"run msg client where broker = 127.0.0.1 and port = {SYSTEM_PORT} and topic = "
+                   f"(name = \"{p}/#\" and dbms = mydb and dynamic = true)")
+    for name in ("t1", "t2", "t3"):
+        await publish(SYSTEM_PORT, f"{p}/{name}", [json.dumps({"v": 1})])
+    for name in ("t1", "t2", "t3"):
+        assert await table_rows(node, f"select v from {name}", 1) == [(1,)]
+    await poll(lambda: _uns_now(node, f"{p}/t2"), what="the second path's policy")
+    assert _uns_now(node, f"{p}/t3") is None
+    log = (await ok(node, "get error log")).render()
+    assert "no more UNS policies are made" in log

@@ -52,3 +52,20 @@ def test_a_table_name_is_always_a_valid_name_or_an_error(parts):
     except MappingError:
         return
     assert name == name.lower() and " " not in name and "-" not in name and len(name) <= 63
+
+
+def test_kept_values_are_bounded_per_table_and_in_tables(monkeypatch):
+    from anylog_tw.msg import uns_streamer
+
+    monkeypatch.setattr(uns_streamer, "MAX_TABLES", 3)
+    monkeypatch.setattr(uns_streamer, "MAX_COLUMNS", 2)
+    values = uns_streamer.UnsValues(node=None)
+    assert values.put("d", "t1", "a", 1) is None and values.put("d", "t1", "b", 2) is None
+    assert "2 value columns" in values.put("d", "t1", "c", 3)
+    assert values.put("d", "t1", "a", 5) is None  # a known column is always updated
+    assert values.put("d", "t2", "a", 1) is None and values.put("d", "t3", "a", 1) is None
+    assert "3 tables" in values.put("d", "t4", "a", 1)
+    assert "timestamp" in values.put("d", "t1", "timestamp", 1)
+    rows = values.take_rows(1_700_000_000.0)
+    assert [(t, r["a"]) for _, t, r in rows] == [("t1", 5), ("t2", 1), ("t3", 1)]
+    assert rows[0][2]["timestamp"].startswith("2023-11-14") and values.take_rows(1.0) == []
