@@ -34,6 +34,7 @@ WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 test: bootstrap postgres mosquitto chromium
 	$(BIN)/lint-imports
+	$(BIN)/python tools/draw-layers --check
 	$(BIN)/pytest -q -n $(WORKERS) --dist loadgroup --durations=15
 
 test-fast: bootstrap mosquitto
