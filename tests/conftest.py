@@ -72,6 +72,14 @@ def reactor_janitor(request):
         pytest.fail(f"dirty reactor: calls={calls} leaked={leaked} errors={detail}", pytrace=False)
 
 
+def pytest_collection_finish(session):
+    """Freeze every object made by imports and collection: the janitor's full collection after
+    each reactor test then walks only what tests made (0.1 ms instead of 65 ms per test here,
+    about 40 s of the suite's 530 s of test time)."""
+    gc.collect()
+    gc.freeze()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_logged_errors: the test expects errors in the log")
     config.addinivalue_line("markers", "reactor: a synchronous test that still runs the real reactor")
