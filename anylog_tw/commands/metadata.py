@@ -8,7 +8,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 
 from anylog_tw.base import grammar, values
-from anylog_tw.base.errors import CommandError, OptionError, PeerError, Timeout
+from anylog_tw.base.errors import CommandError, OptionError, Timeout
 from anylog_tw.base.grammar import JSON, WORD
 from anylog_tw.base.registry import FORMAT, Option, command, token_text
 from anylog_tw.base.reply import Reply

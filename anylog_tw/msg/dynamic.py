@@ -74,14 +74,6 @@ def value_place(parts: list[str], spec: TopicSpec) -> tuple[str, str]:
     return table_name(parts[:-1], spec), column
 
 
-def plain_value(payload: bytes, parsed: Any = None) -> Any:
-    """A payload that is not a JSON object, as the value to store: a JSON scalar as itself,
-    anything else as its text (stripped)."""
-    if parsed is not None and not isinstance(parsed, (dict, list)):
-        return parsed
-    return payload.decode("utf-8", "replace").strip()
-
-
 class DynamicTopic:
     """One dynamic subscription: per received topic, where its rows and values go."""
 
