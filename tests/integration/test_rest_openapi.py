@@ -19,10 +19,20 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,r
 pytestmark = pytest.mark.skipif(ST is None, reason="schemathesis is not installed (pip install -e '.[test]')")
 
 
+# A fuzzed `destination: g 8` names a peer (host g, port 8) that cannot be reached: the node answers
+# 502, as the document says for that header, which is the gateway's answer, not a server fault.
+CONFIG = """[checks.not_a_server_error]
+expected-statuses = ["2xx", "3xx", "4xx", "502"]
+"""
+
+
 async def schemathesis(node, examples: int, *extra: str) -> subprocess.CompletedProcess:
     host, port = node.process("REST").address
-    args = [ST, "run", f"http://{host}:{port}/openapi.json", "--checks", CHECKS, "-n", str(examples), "--no-color",
-            "--generation-database", "none", "-w", "1", "--request-timeout", "10", *extra]
+    config = Path(node.home) / "schemathesis.toml"
+    config.write_text(CONFIG)
+    args = [ST, "--config-file", str(config), "run", f"http://{host}:{port}/openapi.json", "--checks", CHECKS,
+            "-n", str(examples), "--no-color", "--generation-database", "none", "-w", "1", "--request-timeout", "10",
+            *extra]
     return await threads.deferToThread(subprocess.run, args, capture_output=True, text=True, timeout=120)
 
 
