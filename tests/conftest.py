@@ -74,8 +74,8 @@ def reactor_janitor(request):
 
 def pytest_collection_finish(session):
     """Freeze every object made by imports and collection: the janitor's full collection after
-    each reactor test then walks only what tests made (0.1 ms instead of 65 ms per test here,
-    about 40 s of the suite's 530 s of test time)."""
+    each reactor test then walks only what tests made, not the whole node's code (pytest's
+    durations: the integration tests' teardowns went from 140 s to 47 s in all)."""
     gc.collect()
     gc.freeze()
 

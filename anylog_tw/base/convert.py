@@ -172,16 +172,12 @@ def epoch_microseconds(value: int | float | str) -> int:
     Integers and digit strings are exact (a fraction below a microsecond is cut); floats are
     rounded to the nearest microsecond, as near as a float can say.
     """
-    if type(value) is int:  # the usual epoch: no text to read, no float to round
-        per_unit = epoch_unit(value)
-        micros = value * per_unit if per_unit else value // NS_PER_US
-        if not MIN_EPOCH_US <= micros <= MAX_EPOCH_US:
-            raise ConversionError(f"epoch {shown(value)} is outside the years 1 to 9999")
-        return micros
-    if isinstance(value, bool):
-        raise ConversionError(f"{value!r} is a boolean, not a time")
     number: Any = value
-    if isinstance(value, str):
+    if type(value) is int:  # the usual epoch: nothing to check before the unit
+        pass
+    elif isinstance(value, bool):
+        raise ConversionError(f"{value!r} is a boolean, not a time")
+    elif isinstance(value, str):
         if not _EPOCH_TEXT.match(value):
             raise ConversionError(f"{shown(value)} is not a time (ISO text like 2026-01-31T10:00:00Z, "
                                   f"YYYY-MM-DD HH:MM:SS[.ffffff] or an epoch number)")

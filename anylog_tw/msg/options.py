@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from anylog_tw.base import grammar
+from anylog_tw.base.convert import ConversionError, data_name
 from anylog_tw.base.errors import GrammarError, OptionError
 from anylog_tw.base.grammar import GROUP, JSON, STRING, WORD, Token
 from anylog_tw.base.values import parse_bool
@@ -284,8 +285,6 @@ def read_topic(tokens: list[Token], default_qos: int, resolve: Callable[[str], s
 
 
 def _check_name_part(text: str, where: str) -> None:
-    from anylog_tw.base.convert import ConversionError, data_name
-
     try:
         data_name(text, "table_prefix")
     except ConversionError as e:

@@ -1,49 +1,21 @@
 """Epoch numbers to timestamp text: the per-second cache and the integer path against the old code.
 
-`to_timestamp` of an integer goes a shorter way (no text or float checks) and reuses the text of
-a whole second; `_reference` is the conversion before, kept here: every value must give the same
-text, or the same refusal.
+`to_timestamp` of an integer goes a shorter way (no text check) and reuses the text of a whole
+second; `_reference` is the text as it was made before (a datetime per value and its isoformat,
+over the one `epoch_microseconds`): every value must give the same text, or the same refusal.
 """
 
 from __future__ import annotations
 
 import datetime
-import math
-from decimal import ROUND_FLOOR, Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anylog_tw.base import convert
-from anylog_tw.base.convert import (MAX_EPOCH_US, MIN_EPOCH_US, NS_PER_US, ConversionError, epoch_unit,
-                                    format_timestamp, to_timestamp)
+from anylog_tw.base.convert import MAX_EPOCH_US, MIN_EPOCH_US, ConversionError, format_timestamp, to_timestamp
 
 _EPOCH = datetime.datetime(1970, 1, 1)
-
-
-def _reference_micros(value):
-    if isinstance(value, bool):
-        raise ConversionError("boolean")
-    number = value
-    if isinstance(value, str):
-        if not convert._EPOCH_TEXT.match(value):
-            raise ConversionError("text")
-        number = Decimal(value) if "." in value else int(value)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ConversionError("not finite")
-    elif not isinstance(value, (int, float)):
-        raise ConversionError("other")
-    per_unit = epoch_unit(number)
-    if isinstance(number, int):
-        micros = number * per_unit if per_unit else number // NS_PER_US
-    elif isinstance(number, float):
-        micros = round(number * per_unit) if per_unit else round(number / NS_PER_US)
-    else:
-        exact = number * per_unit if per_unit else number / NS_PER_US
-        micros = int(exact.to_integral_value(rounding=ROUND_FLOOR))
-    if not MIN_EPOCH_US <= micros <= MAX_EPOCH_US:
-        raise ConversionError("range")
-    return micros
 
 
 def _reference(value):
@@ -53,7 +25,7 @@ def _reference(value):
         if parsed is not None:
             return format_timestamp(parsed)
         value = value.strip()
-    return format_timestamp(_EPOCH + datetime.timedelta(microseconds=_reference_micros(value)))
+    return format_timestamp(_EPOCH + datetime.timedelta(microseconds=convert.epoch_microseconds(value)))
 
 
 def _outcome(f, value):
